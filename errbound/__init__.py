@@ -1,0 +1,25 @@
+"""errbound: error-bounded lossy compression of float32/float64 arrays.
+
+    blob = errbound.compress(array, codec="sz", rel=1e-3)
+    restored = errbound.decompress(blob)      # every |array - restored| <= the bound
+"""
+
+from . import codecs as _codecs  # noqa: F401  (registers the built-in codecs)
+from .api import compress, decompress, info
+from .codec import Codec, codecs, get_codec
+from .errors import (
+    BoundError,
+    CorruptStreamError,
+    ErrboundError,
+    UnknownCodecError,
+    UnsupportedInputError,
+    UnsupportedStreamError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "compress", "decompress", "info", "codecs", "get_codec", "Codec",
+    "ErrboundError", "BoundError", "UnsupportedInputError", "UnknownCodecError",
+    "CorruptStreamError", "UnsupportedStreamError", "__version__",
+]

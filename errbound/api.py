@@ -1,0 +1,233 @@
+"""The public entry points: compress, decompress, info.
+
+Everything that is the same for every codec happens here, once: input checks, the bound
+modes, memory order and byte order, the pw_rel transform, the after-the-fact check that
+patches codecs which do not check their own bound, the PSNR retry loop, the lossless
+fallback, and the container.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import stream
+from .bounds import Bound, absolute_bound, finite_range, parse_bound, psnr_to_abs
+from .bounds import psnr as measure_psnr
+from .codec import Codec, get_codec, load_stage, stage_record
+from .errors import BoundError, CorruptStreamError, UnsupportedInputError
+from .layout import MAX_DIMS, from_kernel_layout, to_kernel_layout
+from .stages.lossless import ZstdLossless
+from .stages.patches import decode_patches, encode_patches, violations
+from .stages.pwrel import PointwiseRelative, pack_mask, unpack_mask
+
+PSNR_RETRIES = 8
+
+
+def compress(data, codec: str = "sz", *, abs=None, rel=None, pw_rel=None, psnr=None,  # noqa: A002
+             **options) -> bytes:
+    """Compress a float32/float64 array so every value comes back within the bound.
+
+    Exactly one bound: ``abs`` (|x - x'| <= abs), ``rel`` (abs = rel * (max - min) of the
+    finite values), ``pw_rel`` (|x - x'| <= pw_rel * |x|, zeros exact) or ``psnr`` (the
+    result's PSNR in dB is at least this). NaN, +-Inf and -0.0 always round-trip exactly.
+    ``options`` go to the codec (see ``errbound.codecs()``).
+    """
+    array = _check_input(data)
+    bound = parse_bound(abs=abs, rel=rel, pw_rel=pw_rel, psnr=psnr)
+    codec_obj = get_codec(codec)(**options)
+    native = array.astype(array.dtype.newbyteorder("="), copy=False)
+    work, order = to_kernel_layout(native.reshape(native.shape or (1,)))
+    header = stream.Header(
+        codec=codec_obj.name, codec_version=codec_obj.version, dtype=array.dtype.str,
+        shape=array.shape, order=order, bound=bound.to_json(), abs_bound=None,
+    )
+    if work.size == 0:
+        return _pack_raw(header, work)
+    if bound.mode == "pw_rel":
+        blob = _compress_pw_rel(header, codec_obj, work, bound)
+    elif bound.mode == "psnr":
+        blob = _compress_psnr(header, codec_obj, work, bound)
+    else:
+        blob = _compress_abs(header, codec_obj, work, absolute_bound(bound, work))
+    if len(blob) > work.nbytes + stream.OVERHEAD + 512:
+        raw = _pack_raw(header, work)
+        if len(raw) < len(blob):
+            return raw
+    return blob
+
+
+def decompress(blob, out: np.ndarray | None = None) -> np.ndarray:
+    """Decode a stream made by :func:`compress` into an array of the original dtype and shape."""
+    header, sections = stream.unpack(blob)
+    dtype = _header_dtype(header)
+    shape = header.shape
+    count = math.prod(shape)
+    kernel_shape = (shape or (1,))[::-1] if header.order == "F" else (shape or (1,))
+    if header.order not in ("C", "F"):
+        raise CorruptStreamError(f"unknown memory order {header.order!r} in stream header")
+    codec = _codec_for(header)
+    native = dtype.newbyteorder("=")
+    if count == 0:
+        flat = np.zeros(0, native)
+    else:
+        flat = _decode_values(header, codec, sections, kernel_shape, native)
+    if "patches" in sections:
+        idx, values = decode_patches(sections["patches"], native, flat.size)
+        flat[idx] = values
+    result = from_kernel_layout(flat.reshape(kernel_shape), header.order).reshape(shape)
+    result = result.astype(dtype, copy=False)
+    if out is not None:
+        if not isinstance(out, np.ndarray) or out.shape != result.shape or out.dtype != result.dtype:
+            raise UnsupportedInputError(
+                f"out= must be a numpy array of shape {result.shape} and dtype {result.dtype}, got "
+                f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', type(out).__name__)}"
+            )
+        np.copyto(out, result)
+        return out
+    if header.order == "F" and result.ndim >= 2:
+        return np.asfortranarray(result)
+    return np.ascontiguousarray(result)
+
+
+def info(blob) -> dict:
+    """The stream's header as a dict, plus sizes and the compression ratio."""
+    header, _ = stream.unpack(blob)
+    dtype = _header_dtype(header)
+    original = math.prod(header.shape) * dtype.itemsize
+    return {
+        "codec": header.codec, "codec_version": header.codec_version, "dtype": str(dtype),
+        "shape": header.shape, "order": header.order, "bound": header.bound,
+        "abs_bound": header.abs_bound, "stages": header.stages,
+        "sections": dict(header.sections), "original_bytes": original,
+        "compressed_bytes": len(blob), "ratio": original / len(blob) if len(blob) else math.inf,
+        "format_version": f"{stream.FORMAT_MAJOR}.{stream.FORMAT_MINOR}",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _check_input(data) -> np.ndarray:
+    if not isinstance(data, np.ndarray):
+        raise UnsupportedInputError(
+            f"expected a numpy array of float32 or float64, got {type(data).__name__}"
+        )
+    if data.dtype.kind != "f" or data.dtype.itemsize not in (4, 8):
+        raise UnsupportedInputError(
+            f"unsupported dtype {data.dtype}: errbound compresses float32 and float64 arrays"
+        )
+    if data.ndim > MAX_DIMS:
+        raise UnsupportedInputError(f"{data.ndim}-D array: errbound compresses arrays of 0 to {MAX_DIMS} dimensions")
+    return data
+
+
+def _header_dtype(header: stream.Header) -> np.dtype:
+    try:
+        dtype = np.dtype(header.dtype)
+    except TypeError:
+        raise CorruptStreamError(f"unknown dtype {header.dtype!r} in stream header") from None
+    if dtype.kind != "f" or dtype.itemsize not in (4, 8):
+        raise CorruptStreamError(f"stream header names dtype {dtype}, which errbound never writes")
+    if len(header.shape) > MAX_DIMS or any(n < 0 for n in header.shape):
+        raise CorruptStreamError(f"stream header has an impossible shape {header.shape}")
+    return dtype
+
+
+def _codec_for(header: stream.Header) -> Codec:
+    try:
+        cls = get_codec(header.codec)
+    except ValueError:
+        raise CorruptStreamError(f"stream was written by unknown codec {header.codec!r}") from None
+    if header.codec_version > cls.version:
+        raise CorruptStreamError(
+            f"stream needs codec {header.codec} v{header.codec_version}; this errbound has v{cls.version}"
+        )
+    return cls.__new__(cls)  # decoding needs no options: they are in the stage records
+
+
+def _decode_values(header, codec, sections, kernel_shape, dtype) -> np.ndarray:
+    if header.codec == "raw":
+        return codec.decode(header.stages, sections, kernel_shape, dtype, 0.0).reshape(-1)
+    eb = header.abs_bound
+    if eb is None or not (eb > 0 and math.isfinite(eb)):
+        raise CorruptStreamError(f"stream header has an invalid absolute bound {eb!r}")
+    if any(isinstance(s, dict) and s.get("name") == PointwiseRelative.name for s in header.stages):
+        transform = load_stage(header.stages, PointwiseRelative)
+        lossless = load_stage(header.stages, ZstdLossless)
+        size = math.prod(kernel_shape)
+        y = codec.decode(header.stages, sections, kernel_shape, np.dtype(np.float64), eb)
+        signs = unpack_mask(_section(sections, "signs"), size, lossless)
+        zeros = unpack_mask(_section(sections, "zeros"), size, lossless)
+        return transform.inverse(y, signs, zeros, dtype)
+    return np.array(codec.decode(header.stages, sections, kernel_shape, dtype, eb), copy=False).reshape(-1)
+
+
+def _section(sections, name):
+    try:
+        return sections[name]
+    except KeyError:
+        raise CorruptStreamError(f"stream lacks the '{name}' section") from None
+
+
+def _pack_raw(header: stream.Header, work: np.ndarray) -> bytes:
+    raw = get_codec("raw")()
+    stages, sections = raw.encode(np.ascontiguousarray(work), 0.0)
+    header = stream.Header(**{**header.__dict__, "codec": raw.name, "codec_version": raw.version,
+                              "abs_bound": 0.0, "stages": stages, "sections": []})
+    return stream.pack(header, sections)
+
+
+def _compress_abs(header, codec: Codec, work: np.ndarray, eb: float) -> bytes:
+    if not (eb > 0 and math.isfinite(eb)) or eb < _smallest_useful_bound(work):
+        return _pack_raw(header, work)  # nothing to gain: store exactly
+    stages, sections = codec.encode(work, eb)
+    if not codec.checks_bound:
+        decoded = codec.decode(stages, dict(sections), work.shape, work.dtype, eb)
+        bad = violations(work, decoded, eb)
+        if bad.size:
+            sections = sections + [("patches", encode_patches(bad, work.reshape(-1)[bad]))]
+    header.abs_bound = eb
+    header.stages = stages
+    return stream.pack(header, sections)
+
+
+def _smallest_useful_bound(work: np.ndarray) -> float:
+    """Below the smallest subnormal nothing but exact values can pass."""
+    return float(np.finfo(work.dtype).smallest_subnormal)
+
+
+def _compress_pw_rel(header, codec: Codec, work: np.ndarray, bound: Bound) -> bytes:
+    transform = PointwiseRelative(bound.value)
+    lossless = ZstdLossless()
+    y, signs, zeros, nonfinite = transform.forward(work)
+    eb = transform.log_bound()
+    stages, sections = codec.encode(y, eb)
+    decoded_y = codec.decode(stages, dict(sections), y.shape, y.dtype, eb)
+    decoded = transform.inverse(decoded_y, signs, zeros, work.dtype)
+    bad = np.union1d(nonfinite, transform.failures(work, decoded))
+    sections = sections + [("signs", pack_mask(signs, lossless)), ("zeros", pack_mask(zeros, lossless))]
+    if bad.size:
+        sections.append(("patches", encode_patches(bad, work.reshape(-1)[bad])))
+    header.abs_bound = eb
+    header.stages = [stage_record(transform)] + stages + (
+        [] if any(s["name"] == lossless.name for s in stages) else [stage_record(lossless)]
+    )
+    return stream.pack(header, sections)
+
+
+def _compress_psnr(header, codec: Codec, work: np.ndarray, bound: Bound) -> bytes:
+    value_range = finite_range(work)
+    eb = psnr_to_abs(bound.value, value_range)
+    for _ in range(PSNR_RETRIES):
+        blob = _compress_abs(header, codec, work, eb)
+        got = measure_psnr(work, decompress(blob).reshape(work.shape) if header.order == "C"
+                           else decompress(blob).T)
+        if got >= bound.value:
+            return blob
+        # tighten by the deficit (PSNR moves 20 dB per decade of the bound) plus a margin
+        eb *= 10.0 ** (-(bound.value - got + 0.2) / 20.0)
+    blob = _pack_raw(header, work)
+    if measure_psnr(work, work) < bound.value:  # pragma: no cover - exact data always meets it
+        raise BoundError(f"psnr target {bound.value} dB cannot be met")
+    return blob

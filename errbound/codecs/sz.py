@@ -1,0 +1,87 @@
+"""`sz`: prediction + linear quantization + Huffman + zstd (the SZ3 pipeline).
+
+Stages: a predictor (multilevel interpolation or Lorenzo, chosen on samples by
+``sz_policy``) -> canonical Huffman coding of the quantization codes -> zstd. Sections:
+``codes`` (entropy-coded quantization codes) and ``unpredictable`` (exact values).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..codec import Codec, find_stage, load_stage, register, stage_record
+from ..errors import CorruptStreamError
+from ..stages import huffman
+from ..stages.interpolation import InterpolationPredictor
+from ..stages.lorenzo import LorenzoPredictor
+from ..stages.lossless import ZstdLossless
+from .sz_policy import choose_predictor
+
+PREDICTORS = {"interpolation": InterpolationPredictor, "lorenzo": LorenzoPredictor}
+
+
+class HuffmanStage:
+    name = "huffman"
+    version = 1
+
+    def __init__(self, alphabet: int):
+        self.alphabet = int(alphabet)
+
+    def params(self) -> dict:
+        return {"alphabet": self.alphabet}
+
+    @classmethod
+    def from_params(cls, p: dict) -> "HuffmanStage":
+        return cls(p["alphabet"])
+
+
+@register
+class SZCodec(Codec):
+    name = "sz"
+    version = 1
+    stage_names = ("interpolation|lorenzo", "huffman", "zstd")
+
+    def __init__(self, predictor: str = "auto"):
+        if predictor != "auto" and predictor not in PREDICTORS:
+            raise ValueError(f"sz predictor must be 'auto' or one of {sorted(PREDICTORS)}, got {predictor!r}")
+        self.predictor = predictor
+
+    def encode(self, data, eb):
+        if self.predictor == "auto":
+            predictor = choose_predictor(data, eb)
+        else:
+            predictor = PREDICTORS[self.predictor]()
+        codes, unpred, _ = predictor.encode(data, eb)
+        entropy = HuffmanStage(2 * predictor.radius)
+        lossless = ZstdLossless()
+        sections = [
+            ("codes", lossless.compress(huffman.encode(codes, entropy.alphabet))),
+            ("unpredictable", lossless.compress(unpred.tobytes())),
+        ]
+        return [stage_record(predictor), stage_record(entropy), stage_record(lossless)], sections
+
+    def decode(self, stages, sections, shape, dtype, eb):
+        predictor = load_stage(stages, PREDICTORS[find_stage(stages, tuple(PREDICTORS))])
+        entropy = load_stage(stages, HuffmanStage)
+        lossless = load_stage(stages, ZstdLossless)
+        count = predictor.expected_codes(shape)
+        if entropy.alphabet != 2 * predictor.radius:
+            raise CorruptStreamError("huffman alphabet does not match the quantizer radius")
+        coded = lossless.decompress(_section(sections, "codes"), 8 * count + 16 * entropy.alphabet + 4096)
+        codes = huffman.decode(coded, count)
+        if codes.shape[0] != count:
+            raise CorruptStreamError(f"expected {count} quantization codes, stream holds {codes.shape[0]}")
+        codes = codes.astype(np.int32, copy=False)
+        n_unpred = predictor.expected_unpredictable(codes, shape)
+        raw = lossless.decompress(_section(sections, "unpredictable"), n_unpred * dtype.itemsize)
+        if len(raw) != n_unpred * dtype.itemsize:
+            raise CorruptStreamError("unpredictable-value section has the wrong length")
+        unpred = np.frombuffer(raw, dtype)
+        return predictor.decode(codes, unpred, shape, dtype, eb)
+
+
+def _section(sections: dict, name: str):
+    try:
+        return sections[name]
+    except KeyError:
+        raise CorruptStreamError(f"stream lacks the '{name}' section") from None

@@ -1,0 +1,115 @@
+"""Which predictor the `sz` codec uses for an array: decided by compressing samples.
+
+This is the one place where the `sz` codec's policy lives (SZ3's SZAlgoInterp): candidate
+predictors are run on a few blocks spread over the array, each candidate's output is put
+through the real entropy and lossless stages, and the smallest wins. Decisions are greedy,
+as in SZ3: interpolation kind, then axis order, then the level-wise bound (alpha, beta),
+then interpolation against Lorenzo.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from ..layout import as_4d_shape
+from ..stages import huffman
+from ..stages.interpolation import InterpolationPredictor, choose_anchor
+from ..stages.lorenzo import LorenzoPredictor
+from ..stages.lossless import ZstdLossless
+
+SAMPLE_POINTS = 32768           # at least this many points are tried per candidate ...
+SAMPLE_FRACTION = 0.01          # ... or this share of the array, whichever is larger
+BLOCK_EDGE = {1: 4096, 2: 64, 3: 16, 4: 8}
+ALPHA_BETA = ((1.0, 1.0), (1.25, 2.0), (1.5, 2.5), (1.75, 3.0), (2.0, 3.0))
+
+
+def sample_blocks(data: np.ndarray) -> list[np.ndarray]:
+    """Blocks of (edge+1)^d points on an even grid over the array (the whole array if small)."""
+    n = data.size
+    target = max(SAMPLE_POINTS, int(SAMPLE_FRACTION * n))
+    if 2 * target >= n:
+        return [data]
+    shape4 = as_4d_shape(data.shape)
+    live = [a for a in range(4) if shape4[a] > 1]
+    edge = BLOCK_EDGE[len(live)] + 1
+    extent = [min(edge, shape4[a]) if a in live else 1 for a in range(4)]
+    per_block = math.prod(extent)
+    count = max(1, math.ceil(target / per_block))
+    per_axis = max(1, math.ceil(count ** (1 / len(live))))
+    starts = []
+    for a in range(4):
+        room = shape4[a] - extent[a]
+        if a not in live or room <= 0:
+            starts.append([0])
+        else:
+            k = min(per_axis, room + 1)
+            starts.append(sorted({round(room * (i + 0.5) / k) for i in range(k)}))
+    view = data.reshape(shape4)
+    blocks = []
+    for corner in itertools.product(*starts):
+        sl = tuple(slice(c, c + e) for c, e in zip(corner, extent))
+        blocks.append(np.ascontiguousarray(view[sl]).reshape([extent[a] for a in live]))
+    # keep an evenly spread subset when the grid gives more blocks than needed
+    if len(blocks) > count:
+        pick = np.linspace(0, len(blocks) - 1, count).round().astype(int)
+        blocks = [blocks[i] for i in sorted(set(pick))]
+    return blocks
+
+
+def estimated_size(predictor, blocks: list[np.ndarray], eb: float, lossless: ZstdLossless) -> int:
+    codes, unpred = [], []
+    for block in blocks:
+        c, u, _ = predictor.encode(block, eb)
+        codes.append(c)
+        unpred.append(u)
+    all_codes = np.concatenate(codes)
+    packed = lossless.compress(huffman.encode(all_codes, 2 * predictor.radius))
+    return len(packed) + sum(u.nbytes for u in unpred)
+
+
+def choose_predictor(data: np.ndarray, eb: float):
+    """Return the predictor stage that compresses samples of `data` best at bound `eb`."""
+    blocks = sample_blocks(data)
+    lossless = ZstdLossless()
+    live = [a for a in range(4) if as_4d_shape(data.shape)[a] > 1]
+    anchor = choose_anchor(data.shape)
+
+    def interp(cubic, order, alpha, beta):
+        # the sampled blocks are smaller than the array: give them the array's level layout
+        return InterpolationPredictor(cubic, order, alpha, beta, anchor=None)
+
+    best_cubic, best_size = True, None
+    for cubic in (True, False):
+        size = estimated_size(interp(cubic, None, 1.25, 2.0), blocks, eb, lossless)
+        if best_size is None or size < best_size:
+            best_cubic, best_size = cubic, size
+    best_order = None
+    if len(live) > 1:
+        orders = list(itertools.permutations(live)) if len(live) <= 3 else [tuple(live), tuple(reversed(live))]
+        for order in orders[1:]:
+            # block axes are renumbered: keep the relative order of the live axes
+            size = estimated_size(interp(best_cubic, _block_order(order, live), 1.25, 2.0), blocks, eb, lossless)
+            if size < best_size:
+                best_order, best_size = order, size
+    best_ab = (1.25, 2.0)
+    block_order = None if best_order is None else _block_order(best_order, live)
+    for alpha, beta in ALPHA_BETA:
+        if (alpha, beta) == best_ab:
+            continue
+        size = estimated_size(interp(best_cubic, block_order, alpha, beta), blocks, eb, lossless)
+        if size < best_size:
+            best_ab, best_size = (alpha, beta), size
+    lorenzo = LorenzoPredictor()
+    if estimated_size(lorenzo, blocks, eb, lossless) < best_size:
+        return lorenzo
+    return InterpolationPredictor(best_cubic, None if best_order is None else list(best_order),
+                                  best_ab[0], best_ab[1], anchor=anchor)
+
+
+def _block_order(order, live):
+    """Axis order of the full array (4-D axis numbers) mapped onto a sample block's 4-D view."""
+    offset = 4 - len(live)
+    return [offset + live.index(a) for a in order]

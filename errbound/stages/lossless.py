@@ -1,0 +1,60 @@
+"""Lossless back end: zstd over a section's bytes, kept only where it pays.
+
+Each section starts with a one-byte method tag (0 = stored, 1 = zstd) so a section that zstd
+cannot shrink (noise, already entropy-coded bits) costs one byte instead of growing.
+"""
+
+from __future__ import annotations
+
+import zstandard
+
+from ..errors import CorruptStreamError
+
+NAME = "zstd"
+VERSION = 1
+_STORED = 0
+_ZSTD = 1
+DEFAULT_LEVEL = 3
+
+
+class ZstdLossless:
+    name = NAME
+    version = VERSION
+
+    def __init__(self, level: int = DEFAULT_LEVEL):
+        self.level = int(level)
+
+    def params(self) -> dict:
+        return {"level": self.level}
+
+    @classmethod
+    def from_params(cls, p: dict) -> "ZstdLossless":
+        return cls(p.get("level", DEFAULT_LEVEL))
+
+    def compress(self, data) -> bytes:
+        raw = bytes(data)
+        if len(raw) >= 64:
+            packed = zstandard.ZstdCompressor(level=self.level).compress(raw)
+            if len(packed) < len(raw):
+                return bytes([_ZSTD]) + packed
+        return bytes([_STORED]) + raw
+
+    def decompress(self, section, max_size: int) -> bytes:
+        """max_size: an upper bound from the header, so a damaged length cannot exhaust memory."""
+        if len(section) == 0:
+            raise CorruptStreamError("empty lossless section")
+        tag = section[0]
+        body = section[1:]
+        if tag == _STORED:
+            if len(body) > max_size:
+                raise CorruptStreamError("stored section is longer than the header allows")
+            return bytes(body)
+        if tag != _ZSTD:
+            raise CorruptStreamError(f"unknown lossless method tag {tag}")
+        try:
+            out = zstandard.ZstdDecompressor().decompress(bytes(body), max_output_size=max(max_size, 1))
+        except zstandard.ZstdError as exc:
+            raise CorruptStreamError(f"zstd section cannot be decoded: {exc}") from None
+        if len(out) > max_size:
+            raise CorruptStreamError("zstd section decodes to more bytes than the header allows")
+        return out

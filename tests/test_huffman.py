@@ -1,0 +1,234 @@
+"""Tests for the canonical Huffman stage: round trips, format size, limits, corruption."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from errbound.errors import CorruptStreamError, UnsupportedInputError
+from errbound.stages import huffman
+
+
+def roundtrip(symbols, alphabet_size):
+    blob = huffman.encode(symbols, alphabet_size)
+    assert isinstance(blob, bytes)
+    assert huffman.encoded_size_estimate(symbols, alphabet_size) == len(blob)
+    out = huffman.decode(blob, len(symbols), alphabet_size)
+    assert out.dtype == np.int32
+    np.testing.assert_array_equal(out, np.asarray(symbols))
+    return blob
+
+
+def typical(n, rng, sigma=None):
+    """95% on the zero code 32768, the rest a discretized Laplace (or a Gaussian)."""
+    if sigma is not None:
+        return np.clip(np.rint(rng.normal(32768, sigma, n)), 0, 65535).astype(np.int32)
+    s = np.full(n, 32768, np.int32)
+    m = rng.random(n) < 0.05
+    s[m] += np.rint(rng.laplace(0, 6, m.sum())).astype(np.int32)
+    return s
+
+
+def lengths_kraft(lens):
+    lens = lens[lens > 0].astype(np.int64)
+    return int(np.sum(np.int64(1) << (64 - 2 - lens)))  # == 2**62 for a complete code
+
+
+# ----------------------------------------------------------------------------- round trips
+
+def test_empty():
+    blob = roundtrip(np.empty(0, np.int32), 65536)
+    assert len(blob) == 2
+
+
+def test_single_symbol_costs_no_bits():
+    blob = roundtrip(np.full(3_000_000, 40000, np.uint32), 65536)
+    assert len(blob) <= 8
+    roundtrip(np.zeros(1, np.int32), 1)
+
+
+def test_two_symbols_one_bit_each():
+    s = np.tile(np.array([3, 9], np.int32), 4000)
+    blob = roundtrip(s, 16)
+    assert len(blob) <= 8000 // 8 + 12
+
+
+@pytest.mark.parametrize("alphabet", [2, 256, 65536, 1 << 20])
+def test_all_distinct(alphabet):
+    s = np.random.default_rng(alphabet).permutation(alphabet).astype(np.int32)
+    roundtrip(s, alphabet)
+
+
+@pytest.mark.parametrize("sigma", [None, 5.0, 50.0, 3000.0])
+def test_typical_distributions_near_entropy(sigma):
+    s = typical(200_000, np.random.default_rng(1), sigma)
+    blob = roundtrip(s, 65536)
+    p = np.bincount(s)[np.bincount(s) > 0] / s.size
+    entropy = -(p * np.log2(p)).sum()
+    bits = 8 * len(blob) / s.size
+    assert bits <= entropy + 1.0 + 0.05  # Huffman redundancy bound plus the table
+
+
+def test_long_codes_take_the_slow_path():
+    s = np.random.default_rng(2).geometric(0.45, 300_000).astype(np.int32)  # lengths up to ~20
+    assert huffman._code_lengths(np.bincount(s), 32).max() > huffman._TABLE_BITS
+    roundtrip(s, int(s.max()) + 1)
+
+
+def test_input_dtypes_give_identical_bytes():
+    s = typical(5000, np.random.default_rng(3), 40.0)
+    blobs = {huffman.encode(s.astype(dt), 65536) for dt in (np.int32, np.uint32, np.int64, np.uint16)}
+    assert len(blobs) == 1
+
+
+def test_format_is_pinned():
+    # Same bytes on every machine: a change here is a format change.
+    s = np.array([0, 0, 0, 0, 1, 1, 2, 5, 5, 5, 7], np.int32)
+    assert huffman.encode(s, 8).hex() == GOLDEN_SMALL
+    big = huffman.encode(typical(100_000, np.random.default_rng(4)), 65536)
+    assert hashlib.sha256(big).hexdigest()[:16] == GOLDEN_TYPICAL
+
+
+GOLDEN_SMALL = "020b05010102412218005d57"
+GOLDEN_TYPICAL = "52c8a293fef664e8"
+
+
+def test_decode_accepts_buffers():
+    s = typical(1000, np.random.default_rng(5), 10.0)
+    blob = huffman.encode(s, 65536)
+    for b in (bytearray(blob), memoryview(blob), np.frombuffer(blob, np.uint8), memoryview(b"xx" + blob)[2:]):
+        np.testing.assert_array_equal(huffman.decode(b), s)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_roundtrip_property(data):
+    alphabet = data.draw(st.integers(1, 70_000))
+    hi = data.draw(st.integers(0, alphabet - 1))
+    values = data.draw(st.lists(st.integers(0, hi), max_size=400))
+    roundtrip(np.array(values, np.int32), alphabet)
+
+
+# ----------------------------------------------------------------------------- code lengths
+
+def test_length_limit_on_fibonacci_counts():
+    fib = [1, 1]
+    while len(fib) < 60:
+        fib.append(fib[-1] + fib[-2])
+    counts = np.array(fib, np.int64)  # unlimited Huffman depth would be 59
+    lens = huffman._code_lengths(counts, 32)
+    assert lens.max() == 32 and lens.min() >= 1
+    assert lengths_kraft(lens) == 1 << 62
+    assert np.all(np.diff(lens.astype(int)) <= 0)  # more frequent never gets a longer code
+
+
+def test_length_limited_stream_roundtrips():
+    s = np.random.default_rng(6).geometric(0.5, 20_000).astype(np.int32)
+    counts = np.bincount(s)
+    lens = huffman._code_lengths(counts, 6)
+    assert lens.max() == 6 and lengths_kraft(lens) == 1 << 62
+    out = huffman.decode(huffman._encode(s, 64, 6, False), s.size)
+    np.testing.assert_array_equal(out, s)
+
+
+def test_huge_counts_use_int64():
+    counts = np.zeros(65536, np.int64)
+    counts[[10, 11, 500]] = [4 * 10**9, 3 * 10**9, 7]
+    lens = huffman._code_lengths(counts, 32)
+    _, m, nbits = huffman._table_varints(lens, counts)
+    assert m == 3 and nbits == 4 * 10**9 + 2 * (3 * 10**9 + 7)
+
+
+def test_sparse_table_is_small():
+    rng = np.random.default_rng(7)
+    used = np.sort(rng.choice(65536, 200, replace=False))
+    s = rng.permutation(np.repeat(used, 30)).astype(np.int32)
+    counts = np.bincount(s, minlength=65536)
+    table, m, nbits = huffman._table_varints(huffman._code_lengths(counts, 32), counts)
+    assert m == 200 and table.size <= 2 * 200
+    blob = roundtrip(s, 65536)
+    assert len(blob) <= table.size + (nbits + 7) // 8 + 12
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("bad", [
+    np.array([0, 1, 16], np.int32), np.array([-1, 0], np.int32), np.array([0.0, 1.0]),
+    np.zeros((2, 2), np.int32), np.array([2**40], np.uint64),
+])
+def test_rejects_bad_symbols(bad):
+    with pytest.raises(UnsupportedInputError):
+        huffman.encode(bad, 16)
+
+
+@pytest.mark.parametrize("alphabet", [0, (1 << 20) + 1])
+def test_rejects_bad_alphabet(alphabet):
+    with pytest.raises(UnsupportedInputError):
+        huffman.encode(np.zeros(3, np.int32), alphabet)
+
+
+def test_count_and_alphabet_are_checked():
+    s = typical(1000, np.random.default_rng(8), 3.0)
+    blob = huffman.encode(s, 65536)
+    with pytest.raises(CorruptStreamError, match="expected 999"):
+        huffman.decode(blob, 999)
+    with pytest.raises(CorruptStreamError, match="outside"):
+        huffman.decode(blob, alphabet_size=32768)
+    with pytest.raises(CorruptStreamError):
+        huffman.decode(huffman.encode(np.full(5, 9, np.int32), 10), alphabet_size=9)
+
+
+# ----------------------------------------------------------------------------- corruption
+
+def decode_or_raise(blob, n, alphabet):
+    """Corrupt input may decode to garbage but must keep the contract; returns whether it raised."""
+    for count in (n, None):
+        try:
+            out = huffman.decode(blob, count, alphabet)
+        except CorruptStreamError:
+            return True
+        assert out.dtype == np.int32 and out.ndim == 1
+        assert count is None or out.size == n
+        assert out.size == 0 or (out.min() >= 0 and out.max() < alphabet)
+    return False
+
+
+CORRUPTION_CASES = [
+    (typical(3000, np.random.default_rng(9)), 65536),
+    (typical(2000, np.random.default_rng(10), 40.0), 65536),
+    (np.random.default_rng(11).geometric(0.4, 1500).astype(np.int32), 64),
+    (np.full(100, 5, np.int32), 16),
+]
+
+
+@pytest.mark.parametrize("symbols,alphabet", CORRUPTION_CASES)
+def test_truncation_always_detected(symbols, alphabet):
+    blob = huffman.encode(symbols, alphabet)
+    for cut in range(len(blob)):
+        assert decode_or_raise(blob[:cut], symbols.size, alphabet), cut
+
+
+@pytest.mark.parametrize("symbols,alphabet", CORRUPTION_CASES)
+def test_random_damage_never_crashes(symbols, alphabet):
+    rng = np.random.default_rng(12)
+    blob = np.frombuffer(huffman.encode(symbols, alphabet), np.uint8)
+    for trial in range(300):
+        bad = blob.copy()
+        if trial % 3 == 2:  # overwrite a byte inside the header/table region
+            bad[rng.integers(min(bad.size, 40))] = rng.integers(256)
+        else:
+            for _ in range(1 + trial % 3):
+                i = rng.integers(bad.size * 8)
+                bad[i // 8] ^= np.uint8(1 << (i % 8))
+        decode_or_raise(bad.tobytes(), symbols.size, alphabet)
+        decode_or_raise(bad.tobytes() + bytes(rng.integers(0, 256, 3, np.uint8)), symbols.size, alphabet)
+
+
+def test_garbage_blobs():
+    rng = np.random.default_rng(13)
+    for _ in range(500):
+        junk = rng.integers(0, 256, rng.integers(0, 64), np.uint8)
+        junk[:1] = rng.integers(0, 4)
+        decode_or_raise(junk.tobytes(), 10, 1 << 20)
