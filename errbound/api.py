@@ -16,13 +16,22 @@ from . import stream
 from .bounds import Bound, absolute_bound, finite_range, parse_bound, psnr_to_abs
 from .bounds import psnr as measure_psnr
 from .codec import Codec, get_codec, load_stage, stage_record
-from .errors import BoundError, CorruptStreamError, UnsupportedInputError
+from .errors import (
+    BoundError,
+    CorruptStreamError,
+    UnknownCodecError,
+    UnsupportedInputError,
+    UnsupportedStreamError,
+)
 from .layout import MAX_DIMS, from_kernel_layout, to_kernel_layout
 from .stages.lossless import ZstdLossless
 from .stages.patches import decode_patches, encode_patches, violations
 from .stages.pwrel import PointwiseRelative, pack_mask, unpack_mask
 
 PSNR_RETRIES = 8
+# A header claiming a larger array is corrupt: it keeps every size derived from the shape
+# (buffer limits, numpy shapes) far inside 64-bit integers.
+MAX_STREAM_ARRAY_BYTES = 1 << 56
 
 
 def compress(data, codec: str = "sz", *, abs=None, rel=None, pw_rel=None, psnr=None,  # noqa: A002
@@ -36,6 +45,8 @@ def compress(data, codec: str = "sz", *, abs=None, rel=None, pw_rel=None, psnr=N
     """
     array = _check_input(data)
     bound = parse_bound(abs=abs, rel=rel, pw_rel=pw_rel, psnr=psnr)
+    if not isinstance(codec, str):
+        raise UnknownCodecError(f"codec must be a codec name (a str), got {type(codec).__name__} {codec!r}")
     codec_obj = get_codec(codec)(**options)
     native = array.astype(array.dtype.newbyteorder("="), copy=False)
     work, order = to_kernel_layout(native.reshape(native.shape or (1,)))
@@ -69,16 +80,17 @@ def decompress(blob, out: np.ndarray | None = None) -> np.ndarray:
         raise CorruptStreamError(f"unknown memory order {header.order!r} in stream header")
     codec = _codec_for(header)
     native = dtype.newbyteorder("=")
-    if count == 0:
-        flat = np.zeros(0, native)
-    else:
-        flat = _decode_values(header, codec, sections, kernel_shape, native)
+    if count == 0 and header.codec != "raw":  # compress stores every empty array with "raw"
+        raise CorruptStreamError(f"stream header has an empty shape {shape} for a {header.codec!r} stream")
+    flat = _decode_values(header, codec, sections, kernel_shape, native)
     if "patches" in sections:
         idx, values = decode_patches(sections["patches"], native, flat.size)
         flat[idx] = values
     result = from_kernel_layout(flat.reshape(kernel_shape), header.order).reshape(shape)
     result = result.astype(dtype, copy=False)
     if out is not None:
+        if isinstance(out, np.ndarray) and not out.flags.writeable:
+            raise UnsupportedInputError("out= is a read-only array")
         if not isinstance(out, np.ndarray) or out.shape != result.shape or out.dtype != result.dtype:
             raise UnsupportedInputError(
                 f"out= must be a numpy array of shape {result.shape} and dtype {result.dtype}, got "
@@ -88,7 +100,7 @@ def decompress(blob, out: np.ndarray | None = None) -> np.ndarray:
         return out
     if header.order == "F" and result.ndim >= 2:
         return np.asfortranarray(result)
-    return np.ascontiguousarray(result)
+    return np.ascontiguousarray(result).reshape(shape)  # ascontiguousarray makes 0-d 1-d
 
 
 def info(blob) -> dict:
@@ -125,11 +137,12 @@ def _check_input(data) -> np.ndarray:
 def _header_dtype(header: stream.Header) -> np.dtype:
     try:
         dtype = np.dtype(header.dtype)
-    except TypeError:
+    except (TypeError, ValueError):
         raise CorruptStreamError(f"unknown dtype {header.dtype!r} in stream header") from None
     if dtype.kind != "f" or dtype.itemsize not in (4, 8):
         raise CorruptStreamError(f"stream header names dtype {dtype}, which errbound never writes")
-    if len(header.shape) > MAX_DIMS or any(n < 0 for n in header.shape):
+    if (len(header.shape) > MAX_DIMS or any(n < 0 for n in header.shape)
+            or math.prod(max(n, 1) for n in header.shape) * dtype.itemsize > MAX_STREAM_ARRAY_BYTES):
         raise CorruptStreamError(f"stream header has an impossible shape {header.shape}")
     return dtype
 
@@ -140,7 +153,7 @@ def _codec_for(header: stream.Header) -> Codec:
     except ValueError:
         raise CorruptStreamError(f"stream was written by unknown codec {header.codec!r}") from None
     if header.codec_version > cls.version:
-        raise CorruptStreamError(
+        raise UnsupportedStreamError(
             f"stream needs codec {header.codec} v{header.codec_version}; this errbound has v{cls.version}"
         )
     return cls.__new__(cls)  # decoding needs no options: they are in the stage records
@@ -193,8 +206,10 @@ def _compress_abs(header, codec: Codec, work: np.ndarray, eb: float) -> bytes:
 
 
 def _smallest_useful_bound(work: np.ndarray) -> float:
-    """Below the smallest subnormal nothing but exact values can pass."""
-    return float(np.finfo(work.dtype).smallest_subnormal)
+    """Below the smallest subnormal nothing but exact values can pass; and below the smallest
+    normal float64 the codecs' float64 step arithmetic (level bounds eb / beta, 2 * eb, 1 / step)
+    underflows to zero, so such bounds are stored exactly too."""
+    return max(float(np.finfo(work.dtype).smallest_subnormal), float(np.finfo(np.float64).tiny))
 
 
 def _compress_pw_rel(header, codec: Codec, work: np.ndarray, bound: Bound) -> bytes:

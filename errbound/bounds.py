@@ -23,7 +23,7 @@ class Bound:
         return {"mode": self.mode, "value": self.value}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "Bound":
+    def from_json(cls, obj: dict) -> Bound:
         return cls(str(obj["mode"]), float(obj["value"]))
 
 

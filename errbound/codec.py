@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import CorruptStreamError, UnknownCodecError, UnsupportedStreamError
 
-_REGISTRY: dict[str, type["Codec"]] = {}
+_REGISTRY: dict[str, type[Codec]] = {}
 
 
 class Codec:

@@ -60,10 +60,10 @@ class Header:
         return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes) -> "Header":
+    def from_json(cls, raw: bytes) -> Header:
         try:
             obj = json.loads(raw.decode())
-            return cls(
+            header = cls(
                 codec=str(obj["codec"]),
                 codec_version=int(obj["codec_version"]),
                 dtype=str(obj["dtype"]),
@@ -74,8 +74,14 @@ class Header:
                 stages=list(obj["stages"]),
                 sections=[(str(n), int(length)) for n, length in obj["sections"]],
             )
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        # OverflowError: int(Infinity); RecursionError: absurdly nested JSON
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError, RecursionError) as exc:
             raise CorruptStreamError(f"stream header is not valid: {exc}") from None
+        for st in header.stages:  # every writer stores {"name": str, "version": int, "params": dict}
+            if not (isinstance(st, dict) and isinstance(st.get("name"), str) and isinstance(st.get("params"), dict)
+                    and isinstance(st.get("version"), int) and not isinstance(st.get("version"), bool)):
+                raise CorruptStreamError(f"stream header has a malformed stage record {st!r:.200}")
+        return header
 
     def stage(self, name: str) -> dict:
         for st in self.stages:

@@ -31,7 +31,7 @@ class HuffmanStage:
         return {"alphabet": self.alphabet}
 
     @classmethod
-    def from_params(cls, p: dict) -> "HuffmanStage":
+    def from_params(cls, p: dict) -> HuffmanStage:
         return cls(p["alphabet"])
 
 

@@ -26,7 +26,7 @@ class ZfpAccuracy:
         return {"tolerance": self.tolerance, "library": "zfpy"}
 
     @classmethod
-    def from_params(cls, p: dict) -> "ZfpAccuracy":
+    def from_params(cls, p: dict) -> ZfpAccuracy:
         return cls(p["tolerance"])
 
 

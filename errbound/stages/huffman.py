@@ -34,7 +34,7 @@ _EMPTY, _SINGLE, _HUFFMAN = 0, 1, 2
 
 _ERRORS = {
     1: "code-length table is truncated",
-    2: "code-length table names a symbol beyond the maximum alphabet",
+    2: "code-length table entry is malformed or names a symbol beyond 2**20",
     3: "code lengths do not form a complete prefix code",
     4: "bit stream length does not match the symbol count (truncated or corrupt stream)",
     5: "bit stream contains an invalid code",
@@ -69,8 +69,7 @@ def _minimum_redundancy_depths(w):
     1995): O(n), no heap, no allocation. Returns depths, non-increasing along ``w``."""
     n = w.size
     w[0] += w[1]
-    root = 0
-    leaf = 2
+    root, leaf = 0, 2
     # Pass 1: w[nxt] becomes an internal node weight; merged nodes store parent indices.
     for nxt in range(1, n - 1):
         if leaf >= n or w[root] < w[leaf]:
@@ -92,10 +91,7 @@ def _minimum_redundancy_depths(w):
     for nxt in range(n - 3, -1, -1):
         w[nxt] = w[w[nxt]] + 1
     # Pass 3: internal node depths -> leaf depths.
-    avail = 1
-    depth = 0
-    root = n - 2
-    nxt = n - 1
+    avail, depth, root, nxt = 1, 0, n - 2, n - 1
     while avail > 0:
         used = 0
         while root >= 0 and w[root] == depth:
@@ -171,10 +167,7 @@ def _canonical_codes(lens):
 def _table_varints(lens, counts):
     """Returns (table bytes, used symbol count, bit stream length)."""
     out = np.empty(4 * lens.size + 4, np.uint8)  # gap < 2**20 -> value < 2**25 -> <= 4 bytes
-    pos = 0
-    prev = -1
-    m = 0
-    nbits = np.int64(0)
+    pos, prev, m, nbits = 0, -1, 0, np.int64(0)
     for s in range(lens.size):
         if lens[s]:
             nbits += counts[s] * np.int64(lens[s])
@@ -193,8 +186,7 @@ def _table_varints(lens, counts):
 @_jit
 def _pack(symbols, codes, lens, out, pos):
     """Write the codes of ``symbols`` into ``out`` from byte ``pos``; sized by the caller."""
-    acc = np.uint64(0)
-    nb = np.uint64(0)
+    acc, nb = np.uint64(0), np.uint64(0)
     for i in range(symbols.size):
         s = symbols[i]
         n = np.uint64(lens[s])
@@ -244,8 +236,7 @@ def _read_table(data, pos, m):
 def _build_decoder(syms, lens, table_bits):
     """Fast table (symbol << 6 | length, 0 = longer than table_bits) + canonical walk data."""
     bl = np.zeros(MAX_CODE_LENGTH + 2, np.int64)
-    kraft = np.int64(0)
-    maxlen = 0
+    kraft, maxlen = np.int64(0), 0
     for k in range(lens.size):
         bl[lens[k]] += 1
         kraft += np.int64(1) << (MAX_CODE_LENGTH - lens[k])
@@ -272,10 +263,8 @@ def _build_decoder(syms, lens, table_bits):
 
 @_jit
 def _unpack(data, pos, nbits, table, table_bits, first, cnt, offs, ordered, maxlen, out):
-    end = data.size
-    start = pos
-    buf = np.uint64(0)
-    nb = np.int64(0)
+    end, start = data.size, pos
+    buf, nb = np.uint64(0), np.int64(0)
     tshift = np.uint64(64 - table_bits)
     for i in range(out.size):
         if nb < 32:

@@ -231,7 +231,7 @@ class InterpolationPredictor:
                 "anchor": self.anchor, "radius": self.radius}
 
     @classmethod
-    def from_params(cls, p: dict) -> "InterpolationPredictor":
+    def from_params(cls, p: dict) -> InterpolationPredictor:
         return cls(p["cubic"], p["order"], p["alpha"], p["beta"], p["anchor"], p["radius"])
 
     def _setup(self, shape):

@@ -28,7 +28,7 @@ class ZstdLossless:
         return {"level": self.level}
 
     @classmethod
-    def from_params(cls, p: dict) -> "ZstdLossless":
+    def from_params(cls, p: dict) -> ZstdLossless:
         return cls(p.get("level", DEFAULT_LEVEL))
 
     def compress(self, data) -> bytes:

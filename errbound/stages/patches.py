@@ -50,12 +50,12 @@ def decode_patches(section, dtype: np.dtype, size: int, lossless: ZstdLossless |
 
 def violations(original: np.ndarray, decoded: np.ndarray, eb: float) -> np.ndarray:
     """Flat indices where decoded misses original: |x - x'| > eb, or not bit-identical where
-    x is NaN, +-Inf or a signed zero (those must round-trip exactly)."""
+    x is NaN, +-Inf or -0.0 (those must round-trip exactly; +0.0 needs only the bound)."""
     x = original.reshape(-1)
     y = decoded.reshape(-1)
     with np.errstate(invalid="ignore", over="ignore"):
         bad = ~(np.abs(x.astype(np.float64) - y.astype(np.float64)) <= eb)
-    special = ~np.isfinite(x) | (x == 0)
+    special = ~np.isfinite(x) | ((x == 0) & np.signbit(x))
     if special.any():
         same = x[special].view(_uint_of(x.dtype)) == y[special].view(_uint_of(x.dtype))
         bad[special] = ~same

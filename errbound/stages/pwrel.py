@@ -35,7 +35,7 @@ class PointwiseRelative:
         return {"ratio": self.ratio}
 
     @classmethod
-    def from_params(cls, p: dict) -> "PointwiseRelative":
+    def from_params(cls, p: dict) -> PointwiseRelative:
         return cls(p["ratio"])
 
     def log_bound(self) -> float:

@@ -1,0 +1,127 @@
+"""Integer codes, in the open: the `fz` codec's exact stages as a public sub-API.
+
+Compressed collectives reduce quantized data exactly: every rank quantizes on a common
+grid, the ranks add *integers*, and only the final sum is turned back into floats. That
+needs the stages below without the float container around them:
+
+    q = quantize(x, eb)                      # QuantizedArray: integer codes + exact outliers
+    blob = encode_codes(q.codes, x.shape)    # lossless: Lorenzo + zigzag + bit shuffle + zstd
+    codes = decode_codes(blob)               # the same integers, bit for bit
+    y = dequantize(codes, eb, x.dtype)       # codes * 2eb in the output dtype
+
+``decode_codes(encode_codes(c))`` is the identity for any int32/int64 array (it is exact
+integer arithmetic), so sums of decoded codes are the same on every rank and machine.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import CorruptStreamError, UnsupportedInputError
+from .layout import MAX_DIMS
+from .stages import bitshuffle
+from .stages.integer_lorenzo import lorenzo_residuals, lorenzo_restore
+from .stages.lossless import ZstdLossless
+from .stages.patches import decode_patches, encode_patches
+from .stages.prequantize import dequantize as _dequantize
+from .stages.prequantize import prequantize
+
+__all__ = ["QuantizedArray", "quantize", "dequantize", "encode_codes", "decode_codes"]
+
+_MAGIC = b"EBQ1"
+_HEAD = struct.Struct("<4sBBB3xQQQQ")  # magic, int bytes, ndim, width, lengths of masks/planes/wide, count
+_CRC = struct.Struct("<I")
+# zstd only where it pays: the masks always compress; the planes usually a little
+_LOSSLESS = ZstdLossless(level=1)
+
+
+@dataclass
+class QuantizedArray:
+    """Integer codes on the grid of step 2*eb, plus the values that must be stored exactly."""
+
+    codes: np.ndarray           # flat int32 or int64, C order of the array
+    outlier_index: np.ndarray   # flat indices (int64)
+    outlier_value: np.ndarray   # exact values (the input dtype)
+    eb: float
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def quantize(data: np.ndarray, eb: float, int_dtype=None) -> QuantizedArray:
+    """q = round(x / 2eb). Points whose reconstruction q*2eb misses eb in the input dtype, that
+    overflow the integer type, or are NaN/Inf/-0.0 are listed as exact outliers."""
+    if not isinstance(data, np.ndarray) or data.dtype.kind != "f":
+        raise UnsupportedInputError("quantize expects a float32/float64 numpy array")
+    contiguous = np.ascontiguousarray(data)
+    codes, idx, values = prequantize(contiguous, float(eb), int_dtype)
+    return QuantizedArray(codes, idx, values, float(eb), data.shape, data.dtype)
+
+
+def dequantize(codes: np.ndarray | QuantizedArray, eb: float | None = None, dtype=None) -> np.ndarray:
+    """codes * 2eb in dtype (outliers of a QuantizedArray put back exactly)."""
+    if isinstance(codes, QuantizedArray):
+        q = codes
+        out = _dequantize(q.codes, q.eb, q.dtype, q.outlier_index, q.outlier_value)
+        return out.reshape(q.shape)
+    return _dequantize(np.ascontiguousarray(codes).reshape(-1), float(eb), np.dtype(dtype))
+
+
+def encode_codes(codes: np.ndarray, shape=None, width: int | None = None) -> bytes:
+    """Losslessly encode an int32/int64 code array (flat, C order of `shape`)."""
+    codes = np.ascontiguousarray(codes)
+    if codes.dtype not in (np.int32, np.int64):
+        raise UnsupportedInputError(f"encode_codes takes int32 or int64 codes, got {codes.dtype}")
+    shape = tuple(codes.shape if shape is None else shape)
+    if len(shape) > MAX_DIMS or int(np.prod(shape, dtype=np.int64)) != codes.size:
+        raise UnsupportedInputError(f"shape {shape} does not describe {codes.size} codes (at most {MAX_DIMS}-D)")
+    residuals = lorenzo_residuals(codes.reshape(-1), shape)
+    masks, planes, wide_idx, wide_val = bitshuffle.shuffle(residuals, width)
+    sections = [
+        _LOSSLESS.compress(masks.tobytes()),
+        _LOSSLESS.compress(planes.tobytes()),
+        encode_patches(wide_idx, wide_val, _LOSSLESS) if wide_idx.size else b"",
+    ]
+    bits = codes.dtype.itemsize * 8
+    head = _HEAD.pack(_MAGIC, codes.dtype.itemsize, len(shape), bits if width is None else int(width),
+                      len(sections[0]), len(sections[1]), len(sections[2]), codes.size)
+    dims = struct.pack(f"<{len(shape)}Q", *shape)
+    body = head + dims + b"".join(sections)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def decode_codes(blob) -> np.ndarray:
+    """Inverse of encode_codes: the integer codes, reshaped to the encoded shape."""
+    view = memoryview(blob).cast("B")
+    if len(view) < _HEAD.size + _CRC.size:
+        raise CorruptStreamError("code stream is truncated")
+    (crc,) = _CRC.unpack_from(view, len(view) - _CRC.size)
+    if zlib.crc32(view[: len(view) - _CRC.size]) != crc:
+        raise CorruptStreamError("code stream checksum mismatch: truncated or damaged")
+    magic, itemsize, ndim, width, n_masks, n_planes, n_wide, count = _HEAD.unpack_from(view, 0)
+    if magic != _MAGIC or itemsize not in (4, 8) or ndim > MAX_DIMS:
+        raise CorruptStreamError("not an errbound code stream")
+    pos = _HEAD.size
+    shape = struct.unpack_from(f"<{ndim}Q", view, pos)
+    pos += 8 * ndim
+    if int(np.prod(shape, dtype=np.int64)) != count or pos + n_masks + n_planes + n_wide + _CRC.size != len(view):
+        raise CorruptStreamError("code stream lengths are inconsistent")
+    dtype = np.dtype(np.int32 if itemsize == 4 else np.int64)
+    nblocks = (count + bitshuffle.BLOCK - 1) // bitshuffle.BLOCK
+    mask_dtype = np.uint32 if itemsize == 4 else np.uint64
+    raw_masks = _LOSSLESS.decompress(view[pos:pos + n_masks], nblocks * itemsize)
+    if len(raw_masks) != nblocks * itemsize:
+        raise CorruptStreamError("code stream block bitmap has the wrong length")
+    masks = np.frombuffer(raw_masks, mask_dtype)
+    need = bitshuffle.planes_needed(masks)
+    raw_planes = _LOSSLESS.decompress(view[pos + n_masks:pos + n_masks + n_planes], need * 4)
+    if len(raw_planes) != need * 4:
+        raise CorruptStreamError("code stream bit planes do not match the block bitmaps")
+    residuals = bitshuffle.unshuffle(masks, np.frombuffer(raw_planes, np.uint32), count, dtype)
+    if n_wide:
+        idx, values = decode_patches(view[pos + n_masks + n_planes:len(view) - _CRC.size], dtype, count, _LOSSLESS)
+        residuals[idx] = values
+    return lorenzo_restore(residuals, shape).reshape(shape)

@@ -1,0 +1,96 @@
+"""First-order Lorenzo prediction on integer codes, exact in modular arithmetic.
+
+Arrays are viewed as 3-D (n0, n1, n2): 1-D and 2-D get leading axes of length 1, and 4-D
+merges its two slowest axes (the codes stay exact; only the prediction along the merged
+axis is lost). The residual of a point is the mixed difference over the 2x2x2 corner
+behind it; rows whose predecessors are missing (the first row, plane or column) use the
+lower-dimensional formula, which is the same as treating the outside as zeros.
+Arithmetic wraps modulo 2^32 (2^64): every in-range code comes back exactly.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+NAME = "lorenzo-int"
+VERSION = 1
+ROWS_PER_TASK = 32
+
+
+# Rows are taken as slices: with separate row views LLVM vectorizes the inner loops
+# (measured 8.4 GB/s against 0.6 GB/s with flat offset arithmetic).
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _diff(out, row, sign):
+    """out[j] += sign * (row[j] - row[j-1]), out[0] += sign * row[0]."""
+    out[0] += sign * row[0]
+    for j in range(1, out.shape[0]):
+        out[j] += sign * (row[j] - row[j - 1])
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _residuals_3d(q, out, n0, n1, n2):
+    s1 = n2
+    s0 = n1 * n2
+    nrows = n0 * n1
+    ntasks = (nrows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
+    for task in prange(ntasks):
+        for row in range(task * ROWS_PER_TASK, min(nrows, (task + 1) * ROWS_PER_TASK)):
+            i0 = row // n1
+            i1 = row % n1
+            b = row * n2
+            o = out[b:b + n2]
+            cur = q[b:b + n2]
+            o[0] = cur[0]
+            for j in range(1, n2):
+                o[j] = cur[j] - cur[j - 1]
+            if i1 > 0:
+                _diff(o, q[b - s1:b - s1 + n2], -1)
+            if i0 > 0:
+                _diff(o, q[b - s0:b - s0 + n2], -1)
+            if i0 > 0 and i1 > 0:
+                _diff(o, q[b - s0 - s1:b - s0 - s1 + n2], 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _restore_3d(a, n0, n1, n2):
+    """In place: residuals -> codes, in order (each row needs the rows before it)."""
+    s1 = n2
+    s0 = n1 * n2
+    for row in range(n0 * n1):
+        i0 = row // n1
+        i1 = row % n1
+        b = row * n2
+        o = a[b:b + n2]
+        if i1 > 0:
+            _diff(o, a[b - s1:b - s1 + n2], 1)
+        if i0 > 0:
+            _diff(o, a[b - s0:b - s0 + n2], 1)
+        if i0 > 0 and i1 > 0:
+            _diff(o, a[b - s0 - s1:b - s0 - s1 + n2], -1)
+        for j in range(1, n2):
+            o[j] += o[j - 1]
+
+
+def as_3d(shape) -> tuple[int, int, int]:
+    live = [int(n) for n in shape if n > 1] or [1]
+    if len(live) == 4:
+        live = [live[0] * live[1], live[2], live[3]]
+    return tuple([1] * (3 - len(live)) + live)
+
+
+def lorenzo_residuals(codes: np.ndarray, shape) -> np.ndarray:
+    """Residuals of a flat C-ordered code array of the given shape (same integer dtype, wrapping)."""
+    src = np.ascontiguousarray(codes).reshape(-1)
+    out = np.empty_like(src)
+    _residuals_3d(src, out, *as_3d(shape))
+    return out
+
+
+def lorenzo_restore(residuals: np.ndarray, shape) -> np.ndarray:
+    """Inverse of lorenzo_residuals, in place on a writable flat array; returns it."""
+    a = residuals.reshape(-1)
+    _restore_3d(a, *as_3d(shape))
+    return a

@@ -1,0 +1,97 @@
+"""Prequantization (dual quantization, cuSZ/FZ-GPU): x -> q = round(x / (2 eb)) as integers.
+
+This is the only lossy step of the `fz` codec. Each value's reconstruction ``q * 2eb`` is
+formed in the output dtype and checked against the bound; a value that fails, that would
+overflow the integer type, or that is NaN, +-Inf or -0.0 goes to an exact outlier list
+(flat index + raw value). Everything after this stage is exact integer arithmetic, so any
+machine (CPU or GPU) decodes the same integers and hence the same floats.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import prange
+
+NAME = "prequantize"
+VERSION = 1
+# the largest |q| kept per integer type: room for Lorenzo sums of up to 16 neighbours
+INT32_LIMIT = 2**26
+INT64_LIMIT = 2**58
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def prequantize_kernel(x, step, eb, limit, q, chunk):
+    """Fill q; return a boolean mask of outliers. Chunks run in parallel; results do not
+    depend on the thread count because every point is independent. The two passes per
+    chunk are branch-free so that they vectorize."""
+    n = x.shape[0]
+    inv_step = 1.0 / step
+    bad = np.zeros(n, np.bool_)
+    nchunks = (n + chunk - 1) // chunk
+    for c in prange(nchunks):
+        lo = c * chunk
+        hi = min(n, lo + chunk)
+        xs = x[lo:hi]
+        qs = q[lo:hi]
+        bs = bad[lo:hi]
+        recon = np.empty(hi - lo, x.dtype)
+        for k in range(hi - lo):
+            # clamping maps NaN and +-Inf to the limit, so the conversion is always defined;
+            # such points fail the check below
+            qf = min(max(np.float64(xs[k]) * inv_step, -limit), limit)
+            qi = np.int64(math.floor(qf + 0.5))
+            qs[k] = qi
+            recon[k] = qi * step  # rounds to the output dtype, as the decoder will
+        for k in range(hi - lo):
+            xf = np.float64(xs[k])
+            ok = abs(np.float64(recon[k]) - xf) <= eb
+            bs[k] = not ok or (xf == 0.0 and math.copysign(1.0, xf) < 0.0)
+        for k in range(hi - lo):
+            if bs[k] and not abs(np.float64(xs[k]) * inv_step) < limit:
+                # NaN, Inf or overflow: keep the neighbour's code so residuals stay small
+                qs[k] = qs[k - 1] if k > 0 else 0
+    return bad
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def dequantize_kernel(q, step, out, chunk):
+    n = q.shape[0]
+    nchunks = (n + chunk - 1) // chunk
+    for c in prange(nchunks):
+        lo = c * chunk
+        hi = min(n, lo + chunk)
+        for i in range(lo, hi):
+            out[i] = q[i] * step
+
+
+def integer_type_for(data: np.ndarray, step: float) -> np.dtype:
+    """int32 when every finite |x| / step fits comfortably, int64 otherwise."""
+    finite_max = float(np.max(np.abs(data), initial=0.0, where=np.isfinite(data)))
+    return np.dtype(np.int32) if finite_max / step < INT32_LIMIT else np.dtype(np.int64)
+
+
+CHUNK = 1 << 16
+
+
+def prequantize(data: np.ndarray, eb: float, int_dtype=None):
+    """Quantize a flat array on the grid of step 2*eb. Returns (codes, outlier indices, outlier values)."""
+    flat = data.reshape(-1)
+    step = 2.0 * eb
+    int_dtype = np.dtype(int_dtype) if int_dtype is not None else integer_type_for(flat, step)
+    limit = INT32_LIMIT if int_dtype == np.int32 else INT64_LIMIT
+    codes = np.empty(flat.size, int_dtype)
+    bad = prequantize_kernel(flat, step, eb, float(limit), codes, CHUNK)
+    idx = np.flatnonzero(bad)
+    return codes, idx, flat[idx].copy()
+
+
+def dequantize(codes: np.ndarray, eb: float, dtype, outlier_idx=None, outlier_val=None) -> np.ndarray:
+    """Inverse of prequantize (exact where no outlier overrides the value)."""
+    out = np.empty(codes.size, dtype)
+    dequantize_kernel(codes.reshape(-1), 2.0 * eb, out, CHUNK)
+    if outlier_idx is not None and len(outlier_idx):
+        out[outlier_idx] = outlier_val
+    return out
