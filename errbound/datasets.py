@@ -21,7 +21,7 @@ def demo_field(shape: tuple[int, ...] = (64, 128, 128), seed: int = 0, dtype=np.
     # amplitude ~ k^(-(5/3 + d - 1)/2) gives an energy spectrum E(k) ~ k^(-5/3) in d dimensions
     spectrum *= k ** (-(5.0 / 3.0 + len(shape) - 1) / 2.0)
     spectrum[(0,) * len(shape)] = 0.0
-    field = np.fft.irfftn(spectrum, s=shape)
+    field = np.fft.irfftn(spectrum, s=shape, axes=tuple(range(len(shape))))
     field /= field.std()
     grids = np.meshgrid(*[np.linspace(0, 1, n) for n in shape], indexing="ij")
     field += 1.5 * np.sin(2 * np.pi * grids[0]) * np.cos(np.pi * grids[-1])

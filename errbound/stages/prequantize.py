@@ -25,8 +25,9 @@ INT64_LIMIT = 2**58
 @numba.njit(cache=True, nogil=True, parallel=True)
 def prequantize_kernel(x, step, eb, limit, q, chunk):
     """Fill q; return a boolean mask of outliers. Chunks run in parallel; results do not
-    depend on the thread count because every point is independent. The two passes per
-    chunk are branch-free so that they vectorize."""
+    depend on the thread count because every point is independent (the GPU kernel computes
+    the same expression per point). The two passes per chunk are branch-free so that they
+    vectorize."""
     n = x.shape[0]
     inv_step = 1.0 / step
     bad = np.zeros(n, np.bool_)
@@ -39,20 +40,17 @@ def prequantize_kernel(x, step, eb, limit, q, chunk):
         bs = bad[lo:hi]
         recon = np.empty(hi - lo, x.dtype)
         for k in range(hi - lo):
-            # clamping maps NaN and +-Inf to the limit, so the conversion is always defined;
-            # such points fail the check below
-            qf = min(max(np.float64(xs[k]) * inv_step, -limit), limit)
-            qi = np.int64(math.floor(qf + 0.5))
+            qf = np.float64(xs[k]) * inv_step
+            # NaN, +-Inf and values beyond the grid get code 0 (they are outliers, and 0
+            # keeps the conversion defined); everything else rounds to the nearest step
+            inside = abs(qf) < limit
+            qi = np.int64(math.floor((qf if inside else 0.0) + 0.5))
             qs[k] = qi
             recon[k] = qi * step  # rounds to the output dtype, as the decoder will
         for k in range(hi - lo):
             xf = np.float64(xs[k])
             ok = abs(np.float64(recon[k]) - xf) <= eb
             bs[k] = not ok or (xf == 0.0 and math.copysign(1.0, xf) < 0.0)
-        for k in range(hi - lo):
-            if bs[k] and not abs(np.float64(xs[k]) * inv_step) < limit:
-                # NaN, Inf or overflow: keep the neighbour's code so residuals stay small
-                qs[k] = qs[k - 1] if k > 0 else 0
     return bad
 
 

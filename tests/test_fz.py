@@ -1,0 +1,97 @@
+"""The fz codec's integer stages: exact, deterministic, independent of the thread count."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import errbound
+from errbound.datasets import demo_field
+from errbound.errors import CorruptStreamError, UnsupportedInputError
+from errbound.quantized import decode_codes, dequantize, encode_codes, quantize
+from errbound.stages import bitshuffle
+from errbound.stages.integer_lorenzo import lorenzo_residuals, lorenzo_restore
+
+SHAPES = [(1,), (7,), (1000,), (33, 65), (5, 7, 11), (2, 3, 4, 5), (1, 1, 130), (129, 1)]
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_code_stream_round_trips_exactly_including_extreme_integers(dtype, shape):
+    rng = np.random.default_rng(sum(shape))
+    info = np.iinfo(dtype)
+    codes = rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+    codes.reshape(-1)[0] = info.min
+    codes.reshape(-1)[-1] = info.max
+    assert np.array_equal(decode_codes(encode_codes(codes)), codes)
+    small = rng.integers(-5, 6, size=shape).astype(dtype)
+    assert np.array_equal(decode_codes(encode_codes(small)), small)
+
+
+@given(st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=600), st.integers(1, 32))
+def test_narrow_code_width_sends_wide_residuals_to_the_outlier_list(values, width):
+    codes = np.array(values, np.int32)
+    assert np.array_equal(decode_codes(encode_codes(codes, width=width)), codes)
+
+
+def test_lorenzo_residuals_of_a_linear_ramp_vanish_inside_the_array():
+    i, j, k = np.meshgrid(np.arange(6), np.arange(7), np.arange(8), indexing="ij")
+    codes = (3 * i + 5 * j - 2 * k).astype(np.int32)
+    r = lorenzo_residuals(codes.reshape(-1), codes.shape).reshape(codes.shape)
+    assert np.all(r[1:, 1:, 1:] == 0)
+    assert np.array_equal(lorenzo_restore(r.reshape(-1).copy(), codes.shape).reshape(codes.shape), codes)
+
+
+def test_bit_planes_of_small_residuals_skip_empty_planes():
+    r = np.zeros(bitshuffle.BLOCK * 4, np.int32)
+    r[5] = 3  # zigzag 6: planes 1 and 2 in block 0 only
+    masks, planes, wide_idx, _ = bitshuffle.shuffle(r)
+    assert masks.tolist() == [0b110, 0, 0, 0]
+    assert planes.size == 2 * bitshuffle.WORDS and wide_idx.size == 0
+
+
+def test_quantize_lists_nan_inf_negative_zero_and_overflow_as_outliers():
+    x = np.array([1.0, np.nan, -np.inf, -0.0, 3e38, 2.5], np.float32)
+    q = quantize(x, 1e-3)
+    assert sorted(q.outlier_index.tolist()) == [1, 2, 3, 4]
+    y = dequantize(q)
+    assert np.array_equal(y.view(np.uint32)[[1, 2, 3, 4]], x.view(np.uint32)[[1, 2, 3, 4]])
+    assert np.max(np.abs(y[[0, 5]] - x[[0, 5]])) <= 1e-3
+
+
+def test_integer_sums_of_decoded_codes_equal_sums_of_the_original_codes():
+    """What compressed collectives rely on: decode(encode(q1)) + decode(encode(q2)) == q1 + q2."""
+    a = quantize(demo_field((16, 32, 32), seed=1), 1e-3).codes
+    b = quantize(demo_field((16, 32, 32), seed=2), 1e-3).codes
+    total = decode_codes(encode_codes(a, (16, 32, 32))) + decode_codes(encode_codes(b, (16, 32, 32)))
+    assert np.array_equal(total.reshape(-1), a + b)
+
+
+def test_fz_streams_do_not_depend_on_the_thread_count():
+    field = demo_field((40, 64, 64))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = errbound.compress(field, codec="fz", rel=1e-3)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = errbound.compress(field, codec="fz", rel=1e-3)
+    finally:
+        numba.set_num_threads(before)
+    assert one == many
+
+
+def test_code_stream_errors_are_specific():
+    with pytest.raises(UnsupportedInputError, match="int32 or int64"):
+        encode_codes(np.zeros(4, np.float32))
+    with pytest.raises(UnsupportedInputError, match="shape"):
+        encode_codes(np.zeros(4, np.int32), shape=(3,))
+    blob = encode_codes(np.arange(1000, dtype=np.int32))
+    with pytest.raises(CorruptStreamError):
+        decode_codes(blob[:-1])
+    damaged = bytearray(blob)
+    damaged[len(blob) // 2] ^= 0x10
+    with pytest.raises(CorruptStreamError):
+        decode_codes(bytes(damaged))
