@@ -165,6 +165,9 @@ def _decode_values(header, codec, sections, kernel_shape, dtype) -> np.ndarray:
     eb = header.abs_bound
     if eb is None or not (eb > 0 and math.isfinite(eb)):
         raise CorruptStreamError(f"stream header has an invalid absolute bound {eb!r}")
+    if ("signs" in sections or "zeros" in sections) and not any(
+            isinstance(s, dict) and s.get("name") == PointwiseRelative.name for s in header.stages):
+        raise CorruptStreamError("stream has pw_rel sign/zero sections but no pw_rel stage")
     if any(isinstance(s, dict) and s.get("name") == PointwiseRelative.name for s in header.stages):
         transform = load_stage(header.stages, PointwiseRelative)
         lossless = load_stage(header.stages, ZstdLossless)

@@ -33,9 +33,13 @@ from .stages.prequantize import prequantize
 __all__ = ["QuantizedArray", "quantize", "dequantize", "encode_codes", "decode_codes"]
 
 _MAGIC = b"EBQ1"
-_HEAD = struct.Struct("<4sBBB3xQQQQ")  # magic, int bytes, ndim, width, lengths of masks/planes/wide, count
+# magic, int bytes, ndim, code width, dense planes, flags, lengths of masks / dense planes /
+# sparse planes / wide residuals, count
+_HEAD = struct.Struct("<4sBBBBB3xQQQQQ")
+_CHECKSUM = 1
 _CRC = struct.Struct("<I")
-# zstd only where it pays: the masks always compress; the planes usually a little
+# zstd where it pays: the block bitmaps and the sparse (high) bit planes; the dense low
+# planes are close to random and are stored as they are
 _LOSSLESS = ZstdLossless(level=1)
 
 
@@ -70,8 +74,12 @@ def dequantize(codes: np.ndarray | QuantizedArray, eb: float | None = None, dtyp
     return _dequantize(np.ascontiguousarray(codes).reshape(-1), float(eb), np.dtype(dtype))
 
 
-def encode_codes(codes: np.ndarray, shape=None, width: int | None = None) -> bytes:
-    """Losslessly encode an int32/int64 code array (flat, C order of `shape`)."""
+def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checksum: bool = True) -> bytes:
+    """Losslessly encode an int32/int64 code array (flat, C order of `shape`).
+
+    ``width`` caps the zigzagged residual width (wider ones are stored exactly on the side);
+    ``checksum=False`` leaves out the CRC-32 when an outer container already carries one.
+    """
     codes = np.ascontiguousarray(codes)
     if codes.dtype not in (np.int32, np.int64):
         raise UnsupportedInputError(f"encode_codes takes int32 or int64 codes, got {codes.dtype}")
@@ -79,49 +87,63 @@ def encode_codes(codes: np.ndarray, shape=None, width: int | None = None) -> byt
     if len(shape) > MAX_DIMS or int(np.prod(shape, dtype=np.int64)) != codes.size:
         raise UnsupportedInputError(f"shape {shape} does not describe {codes.size} codes (at most {MAX_DIMS}-D)")
     residuals = lorenzo_residuals(codes.reshape(-1), shape)
-    masks, planes, wide_idx, wide_val = bitshuffle.shuffle(residuals, width)
+    masks, dense_planes, sparse_planes, wide_idx, wide_val, dense = bitshuffle.shuffle(residuals, width)
     sections = [
         _LOSSLESS.compress(masks.tobytes()),
-        _LOSSLESS.compress(planes.tobytes()),
+        b"\x00" + dense_planes.tobytes(),  # a stored lossless section (method byte 0)
+        _LOSSLESS.compress(sparse_planes.tobytes()),
         encode_patches(wide_idx, wide_val, _LOSSLESS) if wide_idx.size else b"",
     ]
     bits = codes.dtype.itemsize * 8
-    head = _HEAD.pack(_MAGIC, codes.dtype.itemsize, len(shape), bits if width is None else int(width),
-                      len(sections[0]), len(sections[1]), len(sections[2]), codes.size)
+    head = _HEAD.pack(_MAGIC, codes.dtype.itemsize, len(shape), bits if width is None else int(width), dense,
+                      _CHECKSUM if checksum else 0, *(len(sec) for sec in sections), codes.size)
     dims = struct.pack(f"<{len(shape)}Q", *shape)
-    body = head + dims + b"".join(sections)
-    return body + _CRC.pack(zlib.crc32(body))
+    body = b"".join([head, dims, *sections])
+    return body + (_CRC.pack(zlib.crc32(body)) if checksum else b"")
 
 
 def decode_codes(blob) -> np.ndarray:
     """Inverse of encode_codes: the integer codes, reshaped to the encoded shape."""
     view = memoryview(blob).cast("B")
-    if len(view) < _HEAD.size + _CRC.size:
+    if len(view) < _HEAD.size:
         raise CorruptStreamError("code stream is truncated")
-    (crc,) = _CRC.unpack_from(view, len(view) - _CRC.size)
-    if zlib.crc32(view[: len(view) - _CRC.size]) != crc:
-        raise CorruptStreamError("code stream checksum mismatch: truncated or damaged")
-    magic, itemsize, ndim, width, n_masks, n_planes, n_wide, count = _HEAD.unpack_from(view, 0)
-    if magic != _MAGIC or itemsize not in (4, 8) or ndim > MAX_DIMS:
+    magic, itemsize, ndim, width, dense, flags, *lengths, count = _HEAD.unpack_from(view, 0)
+    if magic != _MAGIC or itemsize not in (4, 8) or ndim > MAX_DIMS or dense > 8 * itemsize or flags > 1:
         raise CorruptStreamError("not an errbound code stream")
+    end = len(view)
+    if flags & _CHECKSUM:
+        if end < _HEAD.size + _CRC.size:
+            raise CorruptStreamError("code stream is truncated")
+        end -= _CRC.size
+        (crc,) = _CRC.unpack_from(view, end)
+        if zlib.crc32(view[:end]) != crc:
+            raise CorruptStreamError("code stream checksum mismatch: truncated or damaged")
     pos = _HEAD.size
+    if pos + 8 * ndim > end:
+        raise CorruptStreamError("code stream is truncated")
     shape = struct.unpack_from(f"<{ndim}Q", view, pos)
     pos += 8 * ndim
-    if int(np.prod(shape, dtype=np.int64)) != count or pos + n_masks + n_planes + n_wide + _CRC.size != len(view):
+    if int(np.prod(shape, dtype=np.int64)) != count or pos + sum(lengths) != end:
         raise CorruptStreamError("code stream lengths are inconsistent")
+    sections = []
+    for length in lengths:
+        sections.append(view[pos:pos + length])
+        pos += length
     dtype = np.dtype(np.int32 if itemsize == 4 else np.int64)
     nblocks = (count + bitshuffle.BLOCK - 1) // bitshuffle.BLOCK
-    mask_dtype = np.uint32 if itemsize == 4 else np.uint64
-    raw_masks = _LOSSLESS.decompress(view[pos:pos + n_masks], nblocks * itemsize)
+    raw_masks = _LOSSLESS.decompress(sections[0], nblocks * itemsize)
     if len(raw_masks) != nblocks * itemsize:
         raise CorruptStreamError("code stream block bitmap has the wrong length")
-    masks = np.frombuffer(raw_masks, mask_dtype)
-    need = bitshuffle.planes_needed(masks)
-    raw_planes = _LOSSLESS.decompress(view[pos + n_masks:pos + n_masks + n_planes], need * 4)
-    if len(raw_planes) != need * 4:
-        raise CorruptStreamError("code stream bit planes do not match the block bitmaps")
-    residuals = bitshuffle.unshuffle(masks, np.frombuffer(raw_planes, np.uint32), count, dtype)
-    if n_wide:
-        idx, values = decode_patches(view[pos + n_masks + n_planes:len(view) - _CRC.size], dtype, count, _LOSSLESS)
+    masks = np.frombuffer(raw_masks, np.uint32 if itemsize == 4 else np.uint64)
+    need_dense, need_sparse = bitshuffle.planes_needed(masks, dense)
+    planes = []
+    for section, need in ((sections[1], need_dense), (sections[2], need_sparse)):
+        raw = _LOSSLESS.decompress(section, need * 4)
+        if len(raw) != need * 4:
+            raise CorruptStreamError("code stream bit planes do not match the block bitmaps")
+        planes.append(np.frombuffer(raw, np.uint32))
+    residuals = bitshuffle.unshuffle(masks, planes[0], planes[1], dense, count, dtype)
+    if lengths[3]:
+        idx, values = decode_patches(sections[3], dtype, count, _LOSSLESS)
         residuals[idx] = values
     return lorenzo_restore(residuals, shape).reshape(shape)

@@ -48,9 +48,10 @@ def test_lorenzo_residuals_of_a_linear_ramp_vanish_inside_the_array():
 def test_bit_planes_of_small_residuals_skip_empty_planes():
     r = np.zeros(bitshuffle.BLOCK * 4, np.int32)
     r[5] = 3  # zigzag 6: planes 1 and 2 in block 0 only
-    masks, planes, wide_idx, _ = bitshuffle.shuffle(r)
+    masks, dense, sparse, wide_idx, _, dense_count = bitshuffle.shuffle(r, dense=2)
     assert masks.tolist() == [0b110, 0, 0, 0]
-    assert planes.size == 2 * bitshuffle.WORDS and wide_idx.size == 0
+    # plane 1 is below the dense split, plane 2 above it
+    assert dense.size == sparse.size == bitshuffle.WORDS and wide_idx.size == 0 and dense_count == 2
 
 
 def test_quantize_lists_nan_inf_negative_zero_and_overflow_as_outliers():

@@ -59,7 +59,7 @@ class FZCodec(Codec):
     def encode(self, data, eb):
         q = quantize(data, eb)
         lossless = ZstdLossless(level=1)
-        sections = [("codes", encode_codes(q.codes, data.shape))]
+        sections = [("codes", encode_codes(q.codes, data.shape, checksum=False))]
         if q.outlier_index.size:
             sections.append(("outliers", encode_patches(q.outlier_index, q.outlier_value, lossless)))
         stages = [

@@ -22,6 +22,8 @@ class RawCodec(Codec):
     def decode(self, stages, sections, shape, dtype, eb):
         lossless = load_stage(stages, ZstdLossless)
         count = int(np.prod(shape, dtype=np.int64))
+        if "data" not in sections:
+            raise CorruptStreamError("stream lacks the 'data' section")
         raw = lossless.decompress(sections["data"], count * dtype.itemsize)
         if len(raw) != count * dtype.itemsize:
             raise CorruptStreamError("raw section has the wrong length for the array shape")

@@ -7,10 +7,13 @@ Stages: a predictor (multilevel interpolation or Lorenzo, chosen on samples by
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..codec import Codec, find_stage, load_stage, register, stage_record
 from ..errors import CorruptStreamError
+from ..layout import as_4d_shape
 from ..stages import huffman
 from ..stages.interpolation import InterpolationPredictor
 from ..stages.lorenzo import LorenzoPredictor
@@ -64,11 +67,12 @@ class SZCodec(Codec):
         predictor = load_stage(stages, PREDICTORS[find_stage(stages, tuple(PREDICTORS))])
         entropy = load_stage(stages, HuffmanStage)
         lossless = load_stage(stages, ZstdLossless)
+        _check_predictor(predictor, stages, shape)
         count = predictor.expected_codes(shape)
         if entropy.alphabet != 2 * predictor.radius:
             raise CorruptStreamError("huffman alphabet does not match the quantizer radius")
         coded = lossless.decompress(_section(sections, "codes"), 8 * count + 16 * entropy.alphabet + 4096)
-        codes = huffman.decode(coded, count)
+        codes = huffman.decode(coded, count, entropy.alphabet)
         if codes.shape[0] != count:
             raise CorruptStreamError(f"expected {count} quantization codes, stream holds {codes.shape[0]}")
         codes = codes.astype(np.int32, copy=False)
@@ -78,6 +82,37 @@ class SZCodec(Codec):
             raise CorruptStreamError("unpredictable-value section has the wrong length")
         unpred = np.frombuffer(raw, dtype)
         return predictor.decode(codes, unpred, shape, dtype, eb)
+
+
+def _check_predictor(predictor, stages, shape) -> None:
+    """Refuse predictor parameters the encoder never writes: the kernels index with them
+    unchecked (an axis number beyond 3 in ``order`` crashed the interpreter), and a
+    coerced value (``cubic: null``) would silently decode different numbers."""
+    def bad(what):
+        return CorruptStreamError(f"{predictor.name} stage has an invalid {what}")
+
+    if not 1 <= predictor.radius <= huffman.MAX_ALPHABET // 2:
+        raise bad(f"radius {predictor.radius}")
+    if not isinstance(predictor, InterpolationPredictor):
+        return
+    params = next(r["params"] for r in stages if isinstance(r, dict) and r.get("name") == predictor.name)
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not isinstance(params.get("cubic"), bool):
+        raise bad(f"cubic flag {params.get('cubic')!r}")
+    order = params.get("order")
+    live = {a for a, n in enumerate(as_4d_shape(shape)) if n > 1}
+    if (not isinstance(order, list) or not all(is_int(a) and 0 <= a <= 3 for a in order)
+            or len(set(order)) != len(order) or not live <= set(order)):
+        raise bad(f"axis order {order!r} for shape {tuple(shape)}")
+    anchor = params.get("anchor")
+    if not is_int(anchor) or anchor < 0 or (anchor and (anchor < 2 or anchor > 1 << 30 or anchor & (anchor - 1))):
+        raise bad(f"anchor stride {anchor!r}")
+    for name, value in (("alpha", predictor.alpha), ("beta", predictor.beta)):
+        if not (math.isfinite(value) and 1.0 <= value <= 1e6):
+            raise bad(f"{name} {value}")
 
 
 def _section(sections: dict, name: str):
