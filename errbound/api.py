@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import stream
+from . import gpu, stream
 from .bounds import Bound, absolute_bound, finite_range, parse_bound, psnr_to_abs
 from .bounds import psnr as measure_psnr
 from .codec import Codec, get_codec, load_stage, stage_record
@@ -43,6 +43,8 @@ def compress(data, codec: str = "sz", *, abs=None, rel=None, pw_rel=None, psnr=N
     result's PSNR in dB is at least this). NaN, +-Inf and -0.0 always round-trip exactly.
     ``options`` go to the codec (see ``errbound.codecs()``).
     """
+    if gpu.is_device_array(data):
+        return _compress_device(data, codec, parse_bound(abs=abs, rel=rel, pw_rel=pw_rel, psnr=psnr), options)
     array = _check_input(data)
     bound = parse_bound(abs=abs, rel=rel, pw_rel=pw_rel, psnr=psnr)
     if not isinstance(codec, str):
@@ -69,8 +71,16 @@ def compress(data, codec: str = "sz", *, abs=None, rel=None, pw_rel=None, psnr=N
     return blob
 
 
-def decompress(blob, out: np.ndarray | None = None) -> np.ndarray:
-    """Decode a stream made by :func:`compress` into an array of the original dtype and shape."""
+def decompress(blob, out: np.ndarray | None = None, device: str | None = None) -> np.ndarray:
+    """Decode a stream made by :func:`compress` into an array of the original dtype and shape.
+
+    ``device="gpu"`` (or a CuPy ``out=``) decodes on the GPU and returns a CuPy array; codecs
+    without GPU kernels decode on the host and are copied over.
+    """
+    if device not in (None, "cpu", "gpu"):
+        raise UnsupportedInputError(f"device must be 'cpu' or 'gpu', got {device!r}")
+    if device == "gpu" or gpu.is_device_array(out):
+        return _decompress_device(blob, out)
     header, sections = stream.unpack(blob)
     dtype = _header_dtype(header)
     shape = header.shape
@@ -249,3 +259,60 @@ def _compress_psnr(header, codec: Codec, work: np.ndarray, bound: Bound) -> byte
     if measure_psnr(work, work) < bound.value:  # pragma: no cover - exact data always meets it
         raise BoundError(f"psnr target {bound.value} dB cannot be met")
     return blob
+
+
+def _compress_device(data, codec: str, bound: Bound, options: dict) -> bytes:
+    """compress() for a CuPy array: the same container, stages computed on the GPU."""
+    cp = gpu.require_cupy()
+    if data.dtype.kind != "f" or data.dtype.itemsize not in (4, 8) or data.ndim > MAX_DIMS:
+        raise UnsupportedInputError(f"unsupported GPU array: dtype {data.dtype}, {data.ndim} dimensions")
+    codec_obj = get_codec(codec)(**options)
+    if not hasattr(codec_obj, "encode_device"):
+        raise UnsupportedInputError(f"codec '{codec}' has no GPU kernels; use codec='fz' or pass a numpy array")
+    if bound.mode not in ("abs", "rel"):
+        raise UnsupportedInputError(f"on a GPU array the bound must be abs= or rel=, not {bound.mode}=")
+    shaped = data.reshape(data.shape or (1,))
+    if shaped.ndim >= 2 and shaped.flags.f_contiguous and not shaped.flags.c_contiguous:
+        work, order = shaped.T, "F"
+    else:
+        work, order = cp.ascontiguousarray(shaped), "C"
+    eb = bound.value if bound.mode == "abs" else bound.value * gpu.finite_range(work)
+    unusable = work.size == 0 or not (eb > 0 and math.isfinite(eb)) or eb < _smallest_useful_bound(work)
+    if unusable:  # the exact paths are host code; same stream either way
+        return compress(cp.asnumpy(data), codec, **{bound.mode: bound.value}, **options)
+    header = stream.Header(codec=codec_obj.name, codec_version=codec_obj.version, dtype=np.dtype(data.dtype).str,
+                           shape=data.shape, order=order, bound=bound.to_json(), abs_bound=eb)
+    header.stages, sections = codec_obj.encode_device(work, eb)
+    blob = stream.pack(header, sections)
+    if len(blob) > work.nbytes + stream.OVERHEAD + 512:
+        return compress(cp.asnumpy(data), codec, **{bound.mode: bound.value}, **options)
+    return blob
+
+
+def _decompress_device(blob, out):
+    cp = gpu.require_cupy()
+    header, sections = stream.unpack(blob)
+    dtype = _header_dtype(header)
+    codec = _codec_for(header)
+    plain = not any(isinstance(s, dict) and s.get("name") == PointwiseRelative.name for s in header.stages)
+    if hasattr(codec, "decode_device") and plain and math.prod(header.shape) > 0:
+        shape = header.shape or (1,)
+        kernel_shape = shape[::-1] if header.order == "F" else shape
+        eb = header.abs_bound
+        if eb is None or not (eb > 0 and math.isfinite(eb)):
+            raise CorruptStreamError(f"stream header has an invalid absolute bound {eb!r}")
+        flat = codec.decode_device(header.stages, sections, kernel_shape, dtype.newbyteorder("="), eb).reshape(-1)
+        if "patches" in sections:
+            idx, values = decode_patches(sections["patches"], dtype, flat.size)
+            flat[cp.asarray(idx)] = cp.asarray(values)
+        grid = flat.reshape(kernel_shape)
+        result = (grid.T if header.order == "F" else grid).reshape(header.shape)
+        result = cp.asfortranarray(result) if header.order == "F" and result.ndim >= 2 else cp.ascontiguousarray(result)
+    else:
+        result = cp.asarray(decompress(blob))
+    if out is not None:
+        if out.shape != result.shape or out.dtype != result.dtype:
+            raise UnsupportedInputError(f"out= must have shape {result.shape} and dtype {result.dtype}")
+        out[...] = result
+        return out
+    return result

@@ -74,6 +74,21 @@ def dequantize(codes: np.ndarray | QuantizedArray, eb: float | None = None, dtyp
     return _dequantize(np.ascontiguousarray(codes).reshape(-1), float(eb), np.dtype(dtype))
 
 
+@dataclass
+class CodeStreamParts:
+    """The pieces of an encoded code stream, as the bit-shuffle stage produces them."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype            # int32 or int64
+    width: int
+    dense: int                 # planes below this index are stored without zstd
+    masks: np.ndarray          # per-block plane bitmaps
+    dense_planes: np.ndarray   # uint32 words
+    sparse_planes: np.ndarray  # uint32 words
+    wide_index: np.ndarray
+    wide_value: np.ndarray
+
+
 def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checksum: bool = True) -> bytes:
     """Losslessly encode an int32/int64 code array (flat, C order of `shape`).
 
@@ -88,22 +103,29 @@ def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checks
         raise UnsupportedInputError(f"shape {shape} does not describe {codes.size} codes (at most {MAX_DIMS}-D)")
     residuals = lorenzo_residuals(codes.reshape(-1), shape)
     masks, dense_planes, sparse_planes, wide_idx, wide_val, dense = bitshuffle.shuffle(residuals, width)
-    sections = [
-        _LOSSLESS.compress(masks.tobytes()),
-        b"\x00" + dense_planes.tobytes(),  # a stored lossless section (method byte 0)
-        _LOSSLESS.compress(sparse_planes.tobytes()),
-        encode_patches(wide_idx, wide_val, _LOSSLESS) if wide_idx.size else b"",
-    ]
     bits = codes.dtype.itemsize * 8
-    head = _HEAD.pack(_MAGIC, codes.dtype.itemsize, len(shape), bits if width is None else int(width), dense,
-                      _CHECKSUM if checksum else 0, *(len(sec) for sec in sections), codes.size)
-    dims = struct.pack(f"<{len(shape)}Q", *shape)
+    parts = CodeStreamParts(shape, codes.dtype, bits if width is None else int(width), dense, masks,
+                            dense_planes, sparse_planes, wide_idx, wide_val)
+    return pack_code_stream(parts, checksum)
+
+
+def pack_code_stream(parts: CodeStreamParts, checksum: bool = True) -> bytes:
+    sections = [
+        _LOSSLESS.compress(parts.masks.tobytes()),
+        b"\x00" + parts.dense_planes.tobytes(),  # a stored lossless section (method byte 0)
+        _LOSSLESS.compress(parts.sparse_planes.tobytes()),
+        encode_patches(parts.wide_index, parts.wide_value, _LOSSLESS) if parts.wide_index.size else b"",
+    ]
+    count = int(np.prod(parts.shape, dtype=np.int64))
+    head = _HEAD.pack(_MAGIC, parts.dtype.itemsize, len(parts.shape), parts.width, parts.dense,
+                      _CHECKSUM if checksum else 0, *(len(sec) for sec in sections), count)
+    dims = struct.pack(f"<{len(parts.shape)}Q", *parts.shape)
     body = b"".join([head, dims, *sections])
     return body + (_CRC.pack(zlib.crc32(body)) if checksum else b"")
 
 
-def decode_codes(blob) -> np.ndarray:
-    """Inverse of encode_codes: the integer codes, reshaped to the encoded shape."""
+def unpack_code_stream(blob) -> CodeStreamParts:
+    """Check and split a code stream; every length is validated before anything is decoded."""
     view = memoryview(blob).cast("B")
     if len(view) < _HEAD.size:
         raise CorruptStreamError("code stream is truncated")
@@ -142,8 +164,19 @@ def decode_codes(blob) -> np.ndarray:
         if len(raw) != need * 4:
             raise CorruptStreamError("code stream bit planes do not match the block bitmaps")
         planes.append(np.frombuffer(raw, np.uint32))
-    residuals = bitshuffle.unshuffle(masks, planes[0], planes[1], dense, count, dtype)
     if lengths[3]:
-        idx, values = decode_patches(sections[3], dtype, count, _LOSSLESS)
-        residuals[idx] = values
-    return lorenzo_restore(residuals, shape).reshape(shape)
+        wide_idx, wide_val = decode_patches(sections[3], dtype, count, _LOSSLESS)
+    else:
+        wide_idx, wide_val = np.zeros(0, np.int64), np.zeros(0, dtype)
+    return CodeStreamParts(tuple(shape), dtype, width, dense, masks, planes[0], planes[1], wide_idx, wide_val)
+
+
+def decode_codes(blob) -> np.ndarray:
+    """Inverse of encode_codes: the integer codes, reshaped to the encoded shape."""
+    parts = unpack_code_stream(blob)
+    count = int(np.prod(parts.shape, dtype=np.int64))
+    residuals = bitshuffle.unshuffle(parts.masks, parts.dense_planes, parts.sparse_planes, parts.dense,
+                                     count, parts.dtype)
+    if parts.wide_index.size:
+        residuals[parts.wide_index] = parts.wide_value
+    return lorenzo_restore(residuals, parts.shape).reshape(parts.shape)

@@ -58,24 +58,57 @@ class FZCodec(Codec):
 
     def encode(self, data, eb):
         q = quantize(data, eb)
+        stream = encode_codes(q.codes, data.shape, checksum=False)
+        return self._assemble(stream, q.outlier_index, q.outlier_value, q.codes.dtype)
+
+    @staticmethod
+    def _assemble(stream, outlier_idx, outlier_val, code_dtype):
         lossless = ZstdLossless(level=1)
-        sections = [("codes", encode_codes(q.codes, data.shape, checksum=False))]
-        if q.outlier_index.size:
-            sections.append(("outliers", encode_patches(q.outlier_index, q.outlier_value, lossless)))
+        sections = [("codes", stream)]
+        if outlier_idx.size:
+            sections.append(("outliers", encode_patches(outlier_idx, outlier_val, lossless)))
         stages = [
-            Prequantize(int_bits=q.codes.dtype.itemsize * 8),
+            Prequantize(int_bits=np.dtype(code_dtype).itemsize * 8),
             IntegerLorenzo(),
             BitShuffle(block=bitshuffle.BLOCK),
             lossless,
         ]
         return [_record(s) for s in stages], sections
 
-    def decode(self, stages, sections, shape, dtype, eb):
+    @staticmethod
+    def _check_stages(stages):
         pre = load_stage(stages, Prequantize)
         shuffle = load_stage(stages, BitShuffle)
         lossless = load_stage(stages, ZstdLossless)
         if shuffle.params().get("block") != bitshuffle.BLOCK:
             raise CorruptStreamError(f"unsupported bit-shuffle block size {shuffle.params().get('block')}")
+        return pre, lossless
+
+    def encode_device(self, data, eb):
+        """encode() for a C-contiguous CuPy array: the same stages and bytes, run on the GPU."""
+        from .. import gpu
+
+        stream, outlier_idx, outlier_val, code_dtype = gpu.fz_encode(data, eb)
+        return self._assemble(stream, outlier_idx, outlier_val, code_dtype)
+
+    def decode_device(self, stages, sections, shape, dtype, eb):
+        """decode() into a flat CuPy array."""
+        from .. import gpu
+
+        cp = gpu.require_cupy()
+        pre, lossless = self._check_stages(stages)
+        if "codes" not in sections:
+            raise CorruptStreamError("stream lacks the 'codes' section")
+        out = gpu.fz_decode(sections["codes"], eb, dtype)
+        if out.size != int(np.prod(shape)):
+            raise CorruptStreamError("fz code stream does not match the stream header")
+        if "outliers" in sections:
+            idx, values = decode_patches(sections["outliers"], dtype, out.size, lossless)
+            out[cp.asarray(idx)] = cp.asarray(values)
+        return out.reshape(shape)
+
+    def decode(self, stages, sections, shape, dtype, eb):
+        pre, lossless = self._check_stages(stages)
         if "codes" not in sections:
             raise CorruptStreamError("stream lacks the 'codes' section")
         codes = decode_codes(sections["codes"])

@@ -224,12 +224,12 @@ DENSE_SHARE = 0.38
 DENSITY_SAMPLE_BLOCKS = 256
 
 
-def dense_plane_count(r: np.ndarray) -> int:
+def dense_plane_count(r: np.ndarray, step: int | None = None) -> int:
     """How many low bit planes to store without zstd: the run of planes from plane 0 up whose
-    share of ones (on a sample of blocks) reaches DENSE_SHARE."""
+    share of ones (on every `step`-th block) reaches DENSE_SHARE."""
     bits = r.dtype.itemsize * 8
     nblocks = (r.size + BLOCK - 1) // BLOCK
-    step = max(1, nblocks // DENSITY_SAMPLE_BLOCKS)
+    step = max(1, nblocks // DENSITY_SAMPLE_BLOCKS) if step is None else step
     ones, present = _plane_densities(r, bits, np.uint64(2**bits - 1), step)
     count = 0
     while count < bits and present[count] and ones[count] >= DENSE_SHARE * present[count]:
