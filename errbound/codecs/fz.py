@@ -78,6 +78,7 @@ class FZCodec(Codec):
     @staticmethod
     def _check_stages(stages):
         pre = load_stage(stages, Prequantize)
+        load_stage(stages, IntegerLorenzo)  # no parameters, but its version must be one we read
         shuffle = load_stage(stages, BitShuffle)
         lossless = load_stage(stages, ZstdLossless)
         if shuffle.params().get("block") != bitshuffle.BLOCK:
