@@ -9,6 +9,7 @@ from .api import compress, decompress, info
 from .codec import Codec, codecs, get_codec
 from .errors import (
     BoundError,
+    CodecOptionError,
     CorruptStreamError,
     ErrboundError,
     UnknownCodecError,
@@ -20,6 +21,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "compress", "decompress", "info", "codecs", "get_codec", "Codec",
-    "ErrboundError", "BoundError", "UnsupportedInputError", "UnknownCodecError",
+    "ErrboundError", "BoundError", "UnsupportedInputError", "UnknownCodecError", "CodecOptionError",
     "CorruptStreamError", "UnsupportedStreamError", "__version__",
 ]

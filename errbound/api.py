@@ -18,6 +18,7 @@ from .bounds import psnr as measure_psnr
 from .codec import Codec, get_codec, load_stage, stage_record
 from .errors import (
     BoundError,
+    CodecOptionError,
     CorruptStreamError,
     UnknownCodecError,
     UnsupportedInputError,
@@ -47,9 +48,7 @@ def compress(data, codec: str = "sz", *, abs=None, rel=None, pw_rel=None, psnr=N
         return _compress_device(data, codec, parse_bound(abs=abs, rel=rel, pw_rel=pw_rel, psnr=psnr), options)
     array = _check_input(data)
     bound = parse_bound(abs=abs, rel=rel, pw_rel=pw_rel, psnr=psnr)
-    if not isinstance(codec, str):
-        raise UnknownCodecError(f"codec must be a codec name (a str), got {type(codec).__name__} {codec!r}")
-    codec_obj = get_codec(codec)(**options)
+    codec_obj = _make_codec(codec, options)
     native = array.astype(array.dtype.newbyteorder("="), copy=False)
     work, order = to_kernel_layout(native.reshape(native.shape or (1,)))
     header = stream.Header(
@@ -130,10 +129,24 @@ def info(blob) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 
+def _make_codec(name, options: dict) -> Codec:
+    if not isinstance(name, str):
+        raise UnknownCodecError(f"codec must be a codec name (a str), got {type(name).__name__} {name!r}")
+    cls = get_codec(name)
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise CodecOptionError(f"codec '{name}': {exc}") from None
+
+
 def _check_input(data) -> np.ndarray:
     if not isinstance(data, np.ndarray):
         raise UnsupportedInputError(
             f"expected a numpy array of float32 or float64, got {type(data).__name__}"
+        )
+    if isinstance(data, np.ma.MaskedArray):
+        raise UnsupportedInputError(
+            "masked arrays are not supported: fill the masked values (e.g. with NaN) or pass .data"
         )
     if data.dtype.kind != "f" or data.dtype.itemsize not in (4, 8):
         raise UnsupportedInputError(
@@ -266,7 +279,7 @@ def _compress_device(data, codec: str, bound: Bound, options: dict) -> bytes:
     cp = gpu.require_cupy()
     if data.dtype.kind != "f" or data.dtype.itemsize not in (4, 8) or data.ndim > MAX_DIMS:
         raise UnsupportedInputError(f"unsupported GPU array: dtype {data.dtype}, {data.ndim} dimensions")
-    codec_obj = get_codec(codec)(**options)
+    codec_obj = _make_codec(codec, options)
     if not hasattr(codec_obj, "encode_device"):
         raise UnsupportedInputError(f"codec '{codec}' has no GPU kernels; use codec='fz' or pass a numpy array")
     if bound.mode not in ("abs", "rel"):

@@ -24,6 +24,10 @@ class UnknownCodecError(ErrboundError, ValueError):
     """No codec is registered under the requested name."""
 
 
+class CodecOptionError(ErrboundError, ValueError):
+    """A codec was given an option it does not have, or an invalid value for one."""
+
+
 class CorruptStreamError(ErrboundError, ValueError):
     """A compressed stream is truncated, damaged, or not an errbound stream at all."""
 

@@ -49,8 +49,15 @@ class ZfpCodec(Codec):
         import zfpy
 
         load_stage(stages, ZfpAccuracy)
+        if "zfp" not in sections:
+            raise CorruptStreamError("stream lacks the 'zfp' section")
+        # zfp's bit stream reader does not know where its buffer ends: a forged short section
+        # would make it read past the end, so it reads zeros from padding instead
+        section = bytes(sections["zfp"])
+        padded = bytearray(len(section) + 2 * int(np.prod(shape)) * dtype.itemsize + 4096)
+        padded[:len(section)] = section
         try:
-            out = zfpy.decompress_numpy(bytes(sections["zfp"]))
+            out = zfpy.decompress_numpy(bytes(padded))
         except Exception as exc:  # zfpy raises bare Exceptions on bad headers
             raise CorruptStreamError(f"zfp section cannot be decoded: {exc}") from None
         if out.dtype != dtype or out.size != int(np.prod(shape)):

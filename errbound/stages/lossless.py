@@ -51,8 +51,17 @@ class ZstdLossless:
             return bytes(body)
         if tag != _ZSTD:
             raise CorruptStreamError(f"unknown lossless method tag {tag}")
+        body = bytes(body)
         try:
-            out = zstandard.ZstdDecompressor().decompress(bytes(body), max_output_size=max(max_size, 1))
+            # we always write the content size; a frame without one (or a larger one) is not
+            # ours, and trusting max_size alone would allocate it up front
+            declared = zstandard.frame_content_size(body)
+        except zstandard.ZstdError as exc:
+            raise CorruptStreamError(f"zstd section cannot be decoded: {exc}") from None
+        if declared < 0 or declared > max_size:
+            raise CorruptStreamError("zstd section does not declare a size the header allows")
+        try:
+            out = zstandard.ZstdDecompressor().decompress(body, max_output_size=max(declared, 1))
         except zstandard.ZstdError as exc:
             raise CorruptStreamError(f"zstd section cannot be decoded: {exc}") from None
         if len(out) > max_size:

@@ -41,6 +41,8 @@ def decode_patches(section, dtype: np.dtype, size: int, lossless: ZstdLossless |
     if width not in (4, 8) or count > size or len(body) != _COUNT.size + count * (width + dtype.itemsize):
         raise CorruptStreamError("patch section has an inconsistent length")
     deltas = np.frombuffer(body, np.uint32 if width == 4 else np.uint64, count, _COUNT.size)
+    if count and int(deltas.max()) >= size:  # also keeps the int64 sum below from wrapping
+        raise CorruptStreamError("patch indices fall outside the array")
     indices = np.cumsum(deltas.astype(np.int64)) if count else np.zeros(0, np.int64)
     if count and (indices[-1] >= size or (count > 1 and np.any(deltas[1:] == 0))):
         raise CorruptStreamError("patch indices fall outside the array")

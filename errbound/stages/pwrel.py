@@ -72,8 +72,8 @@ class PointwiseRelative:
         """Indices of finite nonzero points that miss the bound, with one ulp of slack for libm."""
         xf = x.reshape(-1).astype(np.float64)
         df = decoded.reshape(-1)
-        slack = np.spacing(np.abs(df)).astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
+            slack = np.spacing(np.abs(df)).astype(np.float64)
             ok = np.abs(df.astype(np.float64) - xf) + slack <= self.ratio * np.abs(xf)
         ok |= ~np.isfinite(xf) | (xf == 0)  # handled by masks and patches already
         return np.flatnonzero(~ok)
