@@ -5,6 +5,7 @@
 """
 
 from . import codecs as _codecs  # noqa: F401  (registers the built-in codecs)
+from . import hdf5  # noqa: F401  (registers the HDF5 filter now, or when h5py is first imported)
 from .api import compress, decompress, info
 from .codec import Codec, codecs, get_codec
 from .errors import (
@@ -16,11 +17,12 @@ from .errors import (
     UnsupportedInputError,
     UnsupportedStreamError,
 )
+from .tune import tune
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "compress", "decompress", "info", "codecs", "get_codec", "Codec",
+    "compress", "decompress", "info", "tune", "codecs", "get_codec", "Codec",
     "ErrboundError", "BoundError", "UnsupportedInputError", "UnknownCodecError", "CodecOptionError",
     "CorruptStreamError", "UnsupportedStreamError", "__version__",
 ]

@@ -26,18 +26,23 @@ Parameters (``cd_values``, 32-bit words), like H5Z-SZ3/H5Z-ZFP keep theirs::
     --- added by the filter when the dataset is created (set_local):
     8      value type: item size (4 or 8) | 256 if big-endian
     9      chunk rank n
-    10..   n chunk sizes, then n "known data" extents (see below)
+    10..   n chunk sizes
+    10+n   the value HDF5 pads edge chunks with (float64, 2 words): the fill value, or 0
 
 Bounds per chunk: abs and pw_rel are pointwise, so every chunk simply uses them. rel and psnr
 are whole-dataset properties; :mod:`errbound.h5tools` (and ``filter(..., data=x)``) convert
-them into one absolute bound from the dataset's finite range before writing. Without that,
-the filter derives each chunk's absolute bound from the range of the part of the chunk that is
-certainly data -- the leading ``extent`` elements of every axis: HDF5 pads edge chunks with the
-fill value, which may lie far outside the data, while the leading part of every chunk is inside
-the dataset (on extendible axes only the first element is). That range is never larger than
-the dataset's, so ``rel`` holds against the dataset's range. For psnr the chunk uses
+them into one absolute bound from the dataset's finite range before writing, so rel means
+the dataset's range exactly. Without that, the filter (which HDF5 shows one chunk at a time,
+with a chunk-shaped dataspace, never the dataset's) derives each chunk's absolute bound from
+the finite range of its values other than the padding value: HDF5 fills the part of an edge
+chunk outside the dataset (and unwritten elements) with the fill value -- 0 when none is set or
+the fill time is "never" -- which may lie far outside the data. That range is never larger than
+the dataset's, so the rel bound holds against the dataset's range. For psnr the chunk uses
 ``range * 10**(-psnr/20)``: its max error bounds every chunk's MSE by range**2 * 10**(-psnr/10),
 so the whole dataset's PSNR meets the target (conservatively).
+
+Like every lossy HDF5 filter, the bound holds for chunks written once: writing part of a chunk
+that is already stored makes HDF5 decode it, merge and compress it again, and errors add up.
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ MODES = ("abs", "rel", "pw_rel", "psnr")
 _FLAG_REVERSE = 0x0100
 _H5T_FLOAT = 1
 _H5T_ORDER_BE = 1
+_FILL_USER_DEFINED = 2  # H5D_FILL_VALUE_USER_DEFINED
+_FILL_TIME_NEVER = 1  # H5D_FILL_TIME_NEVER
 
 #: the last exception a filter callback turned into an HDF5 failure (for debugging; HDF5 only
 #: says "filter returned failure")
@@ -83,7 +90,7 @@ class FilterParams:
     abs_bound: float  # 0.0: derived per chunk
     dtype: np.dtype | None = None
     chunks: tuple[int, ...] | None = None
-    extents: tuple[int, ...] | None = None
+    pad: float = 0.0  # what HDF5 fills the unwritten parts of a chunk with
 
     def describe(self) -> str:
         text = f"{self.mode}={self.value:g}"
@@ -139,10 +146,10 @@ def parse_cd_values(values) -> FilterParams:
                   abs_bound=_float(values[6], values[7]))
     if len(values) > USER_WORDS:
         kind, rank = values[8], values[9]
-        if kind & 0xFF not in (4, 8) or len(values) != USER_WORDS + 2 + 2 * rank:
+        if kind & 0xFF not in (4, 8) or len(values) != USER_WORDS + 4 + rank:
             raise CorruptStreamError(f"errbound filter parameters are inconsistent: {values}")
         dtype = np.dtype(f"{'>' if kind & 256 else '<'}f{kind & 0xFF}")
-        params.update(dtype=dtype, chunks=tuple(values[10:10 + rank]), extents=tuple(values[10 + rank:]))
+        params.update(dtype=dtype, chunks=tuple(values[10:10 + rank]), pad=_float(*values[10 + rank:]))
     return FilterParams(**params)
 
 
@@ -161,10 +168,8 @@ def chunk_abs_bound(chunk: np.ndarray, params: FilterParams) -> float:
     """The absolute bound this chunk is compressed with (abs, rel and psnr modes)."""
     if params.abs_bound > 0 or params.mode == "abs":
         return params.abs_bound or params.value
-    known = chunk
-    if params.extents and len(params.extents) == chunk.ndim:
-        known = chunk[tuple(slice(0, max(e, 1)) for e in params.extents)]
-    value_range = finite_range(known)
+    data = chunk[chunk != chunk.dtype.type(params.pad)]  # padding is not data (NaN padding: finite_range skips it)
+    value_range = finite_range(data)
     if params.mode == "rel":
         return params.value * value_range
     return value_range * 10.0 ** (-params.value / 20.0)
@@ -231,7 +236,9 @@ def _load_libhdf5():
         "H5Tget_order": (ctypes.c_int, [_hid_t]),
         "H5Tget_precision": (ctypes.c_size_t, [_hid_t]),
         "H5Pget_chunk": (ctypes.c_int, [_hid_t, ctypes.c_int, hsize_p]),
-        "H5Sget_simple_extent_dims": (ctypes.c_int, [_hid_t, hsize_p, hsize_p]),
+        "H5Pfill_value_defined": (ctypes.c_int, [_hid_t, ctypes.POINTER(ctypes.c_int)]),
+        "H5Pget_fill_time": (ctypes.c_int, [_hid_t, ctypes.POINTER(ctypes.c_int)]),
+        "H5Pget_fill_value": (ctypes.c_int, [_hid_t, _hid_t, ctypes.c_void_p]),
         "H5Pget_filter_by_id2": (ctypes.c_int, [_hid_t, ctypes.c_int, uint_p, size_p, uint_p, ctypes.c_size_t,
                                                 ctypes.c_char_p, uint_p]),
         "H5Pmodify_filter": (ctypes.c_int, [_hid_t, ctypes.c_int, ctypes.c_uint, ctypes.c_size_t, uint_p]),
@@ -265,18 +272,14 @@ def _set_local(dcpl: int, type_id: int, space: int) -> int:
         if not kind or not 1 <= rank <= 32:
             return -1
         chunks = (ctypes.c_uint64 * rank)()
-        dims, maxdims = (ctypes.c_uint64 * rank)(), (ctypes.c_uint64 * rank)()
-        if _lib.H5Pget_chunk(dcpl, rank, chunks) < 0 or _lib.H5Sget_simple_extent_dims(space, dims, maxdims) != rank:
+        if _lib.H5Pget_chunk(dcpl, rank, chunks) < 0:
             return -1
         flags, count, values = ctypes.c_uint(), ctypes.c_size_t(64), (ctypes.c_uint * 64)()
         config = ctypes.c_uint()
         if _lib.H5Pget_filter_by_id2(dcpl, FILTER_ID, ctypes.byref(flags), ctypes.byref(count), values, 0, None,
                                      ctypes.byref(config)) < 0 or count.value < USER_WORDS:
             return -1
-        # the leading part of every chunk that always holds data (see the module docstring)
-        extents = [c if d == m and d % c == 0 else (d % c if d == m else 1)
-                   for c, d, m in zip(chunks, dims, maxdims)]
-        words = list(values[:USER_WORDS]) + [kind, rank] + list(chunks) + extents
+        words = list(values[:USER_WORDS]) + [kind, rank] + list(chunks) + list(_words(_padding_value(dcpl)))
         if any(w >= 1 << 32 for w in words):
             return -1
         array = (ctypes.c_uint * len(words))(*words)
@@ -284,6 +287,22 @@ def _set_local(dcpl: int, type_id: int, space: int) -> int:
     except BaseException as exc:  # noqa: BLE001
         _remember(exc)
         return -1
+
+
+def _padding_value(dcpl: int) -> float:
+    """What HDF5 puts in the parts of a chunk nobody wrote (measured: 0 unless a fill value is
+    set and the fill time is not "never")."""
+    import h5py
+
+    defined, fill_time = ctypes.c_int(), ctypes.c_int()
+    if _lib.H5Pfill_value_defined(dcpl, ctypes.byref(defined)) < 0 or _lib.H5Pget_fill_time(dcpl, ctypes.byref(fill_time)) < 0:
+        raise RuntimeError("cannot read the dataset's fill value settings")
+    if defined.value != _FILL_USER_DEFINED or fill_time.value == _FILL_TIME_NEVER:
+        return 0.0
+    value = ctypes.c_double()
+    if _lib.H5Pget_fill_value(dcpl, h5py.h5t.NATIVE_DOUBLE.id, ctypes.byref(value)) < 0:
+        raise RuntimeError("cannot read the dataset's fill value")
+    return value.value
 
 
 def _filter(flags: int, cd_nelmts: int, cd_values, nbytes: int, buf_size, buf) -> int:
