@@ -6,8 +6,8 @@ TESTDIR is the ``test/`` folder of mpi4py's source distribution (downloaded at t
 never copied into this repository). The test classes read ``MPI.COMM_WORLD`` and
 ``MPI.COMM_SELF`` when their module is imported, so both are replaced before the import.
 ``min_bytes=0`` sends every float32/float64 message of theirs down a compressed path.
-Their float data are small integers and they compare them exactly; the reduction grid is a
-power of two finer than 1, so those integers are exact grid points and come back exact.
+Their float data are small integers and they compare them exactly; a reduction grid finer
+than 1 has the step 1/M (M an integer), so those integers are grid points and come back exact.
 Rank 0 prints one JSON line with the counts.
 """
 

@@ -1,0 +1,127 @@
+"""Which mpi4py buffer specifications can take a compressed path, as flat numpy views.
+
+mpi4py accepts a buffer, ``[buf, datatype]``, ``[buf, count, datatype]``,
+``[buf, (count, displ), datatype]`` and ``[buf, count, displ, datatype]``. Only the first
+three, with a contiguous host buffer and the datatype ``MPI.FLOAT`` or ``MPI.DOUBLE``
+(stated or inferred from the buffer's format), are compressed; :func:`parse` returns None
+for everything else and the caller hands the untouched arguments to plain MPI.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from mpi4py import MPI
+
+_NATIVE = "<" if sys.byteorder == "little" else ">"
+_MAX_DIMS = 4  # errbound's codecs take arrays of up to 4 dimensions
+_FORMATS = {"f": np.dtype(np.float32), "d": np.dtype(np.float64)}
+
+
+@dataclass
+class Buffer:
+    """A message as MPI sees it: `blocks` blocks of `count` values, one flat view."""
+
+    flat: np.ndarray          # 1-D native float32/float64 view of blocks * count values
+    count: int                # values per block
+    blocks: int
+    block_shape: tuple[int, ...]  # a C-order shape of one block, for better compression
+
+    def block(self, i: int) -> np.ndarray:
+        return self.flat[i * self.count:(i + 1) * self.count]
+
+
+def is_in_place(msg) -> bool:
+    """mpi4py's rule: None or MPI.IN_PLACE."""
+    return msg is None or msg is MPI.IN_PLACE
+
+
+def _datatype_dtype(datatype) -> np.dtype | None:
+    if datatype == MPI.FLOAT:
+        return _FORMATS["f"]
+    if datatype == MPI.DOUBLE:
+        return _FORMATS["d"]
+    return None
+
+
+def _split(msg):
+    """(buffer, count or None, datatype or None), or None for forms that are passed through."""
+    if isinstance(msg, (list, tuple)):
+        if len(msg) == 2:
+            buf, second = msg
+            if isinstance(second, MPI.Datatype):
+                return buf, None, second
+            if isinstance(second, int) and not isinstance(second, bool):
+                return buf, second, None
+            return None  # (count, displ) and anything unusual
+        if len(msg) == 3:
+            buf, count, datatype = msg
+            if isinstance(count, int) and not isinstance(count, bool) and isinstance(datatype, MPI.Datatype):
+                return buf, count, datatype
+        return None
+    return msg, None, None
+
+
+def _raw_view(buf, writable: bool):
+    """(1-D view of the buffer in memory order, dtype from its format or None, shape in C order)."""
+    if isinstance(buf, np.ndarray):
+        if not (buf.flags.c_contiguous or buf.flags.f_contiguous) or (writable and not buf.flags.writeable):
+            return None
+        shape = buf.shape if buf.flags.c_contiguous else buf.shape[::-1]
+        dtype = buf.dtype if buf.dtype in _FORMATS.values() and buf.dtype.byteorder in ("=", _NATIVE) else None
+        return buf.reshape(-1, order="A"), dtype, shape
+    try:
+        view = memoryview(buf)
+    except TypeError:
+        return None  # device arrays (DLPack, CUDA array interface) and other objects
+    if not view.c_contiguous or (writable and view.readonly):
+        return None
+    fmt = view.format.lstrip("@=" + _NATIVE)
+    try:
+        array = np.asarray(view)
+    except (TypeError, ValueError):
+        return None
+    return array.reshape(-1), _FORMATS.get(fmt), tuple(view.shape or ())
+
+
+def parse(msg, *, blocks: int = 1, writable: bool = False) -> Buffer | None:
+    """The message `msg` as `blocks` blocks of float32/float64 values, or None (not compressible)."""
+    parts = _split(msg)
+    if parts is None:
+        return None
+    buf, count, datatype = parts
+    if buf is None:
+        return None
+    raw = _raw_view(buf, writable)
+    if raw is None:
+        return None
+    flat, inferred, shape = raw
+    dtype = inferred if datatype is None else _datatype_dtype(datatype)
+    if dtype is None:
+        return None
+    nbytes = flat.nbytes
+    if flat.dtype != dtype:
+        # an explicit datatype reinterprets the bytes, exactly as MPI does
+        if nbytes % dtype.itemsize:
+            return None
+        flat = flat.view(np.uint8).view(dtype)
+        shape = (flat.size,)
+    available = flat.size
+    if count is None:
+        if available % blocks:
+            return None  # mpi4py raises its own error for this on the plain path
+        count = available // blocks
+    elif count < 0 or count * blocks > available:
+        return None
+    used = count * blocks
+    if used == available and blocks == 1:
+        block_shape = tuple(shape) if int(np.prod(shape, dtype=np.int64)) == count else (count,)
+    elif used == available and len(shape) > 1 and shape[0] == blocks:
+        block_shape = tuple(shape[1:])
+    else:
+        block_shape = (count,)
+    if len(block_shape) > _MAX_DIMS:  # fold the slowest axes together
+        block_shape = (int(np.prod(block_shape[:-3])), *block_shape[-3:])
+    return Buffer(flat[:used], count, blocks, block_shape or (count,))
