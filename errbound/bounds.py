@@ -97,9 +97,9 @@ def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
         a, b = a[mask], b[mask]
     if a.size == 0:
         return math.inf
-    with np.errstate(over="ignore", invalid="ignore"):  # near float64 max the MSE is inf: PSNR -inf
+    with np.errstate(over="ignore", invalid="ignore"):  # near float64 max these overflow to inf
         mse = float(np.mean((a - b) ** 2))
-    value_range = float(a.max() - a.min())
+        value_range = float(a.max() - a.min())
     if mse == 0:
         return math.inf
     if value_range == 0:
