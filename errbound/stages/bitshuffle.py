@@ -221,7 +221,7 @@ def _unshuffle(masks, dense, dense_off, sparse_off, dense_planes, sparse_planes,
 # by much (measured: 0.9-1.0 of its size), so it is kept out of zstd's way. 0.35-0.4 gave the
 # best geometric-mean ratio over the shared fields (0.3: -1.2 %, no split: -0.7 %).
 DENSE_SHARE = 0.38
-DENSITY_SAMPLE_BLOCKS = 256
+DENSITY_SAMPLE_BLOCKS = 64
 
 
 def dense_plane_count(r: np.ndarray, step: int | None = None) -> int:

@@ -65,9 +65,20 @@ def dequantize_kernel(q, step, out, chunk):
             out[i] = q[i] * step
 
 
+@numba.njit(cache=True, nogil=True)
+def _finite_abs_max(x):
+    """max |x| over the finite values (0 if none), in one pass without temporaries."""
+    m = 0.0
+    for i in range(x.shape[0]):
+        a = abs(np.float64(x[i]))
+        if a > m and a != np.inf:  # NaN fails the first test
+            m = a
+    return m
+
+
 def integer_type_for(data: np.ndarray, step: float) -> np.dtype:
     """int32 when every finite |x| / step fits comfortably, int64 otherwise."""
-    finite_max = float(np.max(np.abs(data), initial=0.0, where=np.isfinite(data)))
+    finite_max = _finite_abs_max(data.reshape(-1))
     return np.dtype(np.int32) if finite_max / step < INT32_LIMIT else np.dtype(np.int64)
 
 
