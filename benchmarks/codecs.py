@@ -38,7 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"folder of fields (default {DEFAULT_DATA})")
     ap.add_argument("--rel", default="1e-2,1e-3,1e-4", help="relative bounds, comma separated")
     ap.add_argument("--codecs", default=None, help="our codecs, comma separated (default: every lossy one)")
-    ap.add_argument("--peers", default="sz3,zfp,sperr", help="peers among sz3,zfp,sperr, or 'none'")
+    ap.add_argument("--peers", default="sz3,zfp,sperr,sperr-wasm",
+                    help="peers among sz3,zfp,sperr,sperr-wasm (skipped when not installed), or 'none'")
     ap.add_argument("--fields", default=None, help="only fields whose file name contains one of these (comma list)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per case; the median is reported")
     ap.add_argument("--min-time", type=float, default=0.05, help="a timed run loops until it lasts this long")

@@ -258,6 +258,12 @@ def _compress_pw_rel(header, codec: Codec, work: np.ndarray, bound: Bound) -> by
 
 
 def _compress_psnr(header, codec: Codec, work: np.ndarray, bound: Bound) -> bytes:
+    direct = getattr(codec, "encode_psnr", None)  # a codec that aims at a PSNR itself (sperr)
+    if direct is not None:
+        found = direct(work, bound.value)  # (stages, sections, header bound) or None
+        if found is not None:
+            header.stages, sections, header.abs_bound = found
+            return stream.pack(header, sections)
     value_range = finite_range(work)
     eb = psnr_to_abs(bound.value, value_range)
     for _ in range(PSNR_RETRIES):

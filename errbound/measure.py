@@ -14,7 +14,8 @@ The measures and peer settings are those of the shared peers harness
 
 Peers: SZ3 through pysz (ABS, INTERP_LORENZO, ``openmp=False``), ZFP through zfpy
 (``tolerance=eb``), SPERR through hdf5plugin (``Sperr(absolute=eb, swap=True)`` in an in-memory
-HDF5 file without chunk cache; size from ``get_storage_size()``, needs >= 2 dims).
+HDF5 file without chunk cache; size from ``get_storage_size()``, needs >= 2 dims), and SPERR's wasm
+build through numcodecs-wasm-sperr (``Sperr(mode="pwe", pwe=eb)``, optional: skipped when not installed).
 
 Threads: numba reads ``NUMBA_NUM_THREADS`` and OpenMP reads ``OMP_NUM_THREADS`` once, when they
 load. A benchmark must therefore pin them *before* ``import errbound``, e.g.
@@ -45,7 +46,7 @@ from .codec import codecs, get_codec
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "BLOSC_NTHREADS", "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS")
-PEER_NAMES = ("sz3", "zfp", "sperr")
+PEER_NAMES = ("sz3", "zfp", "sperr", "sperr-wasm")
 LOSSLESS_CODECS = frozenset({"raw"})
 
 
@@ -218,7 +219,31 @@ class SPERR(Candidate):
         blob[0].close()
 
 
-PEERS: dict[str, Callable[[], Candidate]] = {"sz3": SZ3, "zfp": ZFP, "sperr": SPERR}
+class SPERRWasm(Candidate):
+    """SPERR's WebAssembly build; optional: skipped when numcodecs-wasm-sperr is not installed."""
+
+    name = label = "sperr-wasm"
+    dist = "numcodecs-wasm-sperr"
+    note = "numcodecs-wasm-sperr Sperr(mode='pwe', pwe=eb), point-wise error mode"
+
+    def unsupported(self, data):
+        return _missing("numcodecs_wasm_sperr")
+
+    def setup(self, eb_abs):
+        from numcodecs_wasm_sperr import Sperr
+        self.codec = Sperr(mode="pwe", pwe=float(eb_abs))
+
+    def compress(self, data, eb_abs):
+        return np.asarray(self.codec.encode(data))
+
+    def nbytes(self, blob):
+        return blob.nbytes
+
+    def decompress(self, blob, like):
+        return np.asarray(self.codec.decode(blob)).reshape(like.shape)
+
+
+PEERS: dict[str, Callable[[], Candidate]] = {"sz3": SZ3, "zfp": ZFP, "sperr": SPERR, "sperr-wasm": SPERRWasm}
 
 
 def lossy_codecs() -> list[str]:
