@@ -1,3 +1,3 @@
 """Codec implementations; importing this package registers them."""
 
-from . import fz, raw, sperr, sz, zfp  # noqa: F401
+from . import fz, hlr, raw, sperr, sz, zfp  # noqa: F401

@@ -1,0 +1,273 @@
+"""The `hlr` codec: quadtree tiles, merges, the block table, the point-wise pass, determinism,
+shapes from 1-D to 4-D, and damaged low-rank streams. (Every registered codec, hlr included,
+also runs through the shared property, adversarial, real-field and corruption suites.)"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numba
+import numpy as np
+import pytest
+from conftest import check_roundtrip, field_names, load_field, roundtrip
+
+import errbound
+from errbound import stream
+from errbound.codecs.hlr import HLRCodec
+from errbound.errors import CodecOptionError, CorruptStreamError, UnsupportedStreamError
+from errbound.stages import lowrank as lr
+
+
+def kernel_matrix(n: int = 512, dtype=np.float32) -> np.ndarray:
+    """exp(-|x_i - x_j|) over sorted points: every off-diagonal block has rank 1."""
+    x = np.sort(np.random.default_rng(7).uniform(0, 20, n))
+    return np.exp(-np.abs(x[:, None] - x[None, :])).astype(dtype)
+
+
+def smooth_low_rank(shape, rank=3, noise=1e-4, dtype=np.float64, seed=3) -> np.ndarray:
+    """Sum of ``rank`` products of smooth vectors (rows: the first axis) plus a little noise."""
+    rng = np.random.default_rng(seed)
+    rows, cols = shape[0], int(np.prod(shape[1:]))
+    t, s = np.linspace(0, 1, rows), np.linspace(0, 1, cols)
+    a = sum(np.outer(np.sin((k + 1) * 3 * t + rng.uniform(0, 6)), np.cos((k + 1) * 5 * s + rng.uniform(0, 6)))
+            * 10.0 ** -k for k in range(rank))
+    return (100 + a + noise * rng.standard_normal((rows, cols))).reshape(shape).astype(dtype)
+
+
+def magnitude_bits(eb: float):
+    """A stand-in for the `sz` cost of a tile: bits grow with its magnitude over the bound."""
+    return lambda tile: float(np.log2(1.0 + np.abs(tile).max() / eb)) * tile.size
+
+
+def low_rank_blocks(blob: bytes) -> int:
+    return next(s for s in errbound.info(blob)["stages"] if s["name"] == "lowrank")["params"]["blocks"]
+
+
+# ------------------------------------------------------------------------------ tiles and merges
+
+def test_halves_split_at_multiples_of_the_leaf():
+    assert lr.halves(64, 64) == [(0, 64)]
+    assert lr.halves(999, 64) == [(0, 512), (512, 487)]
+    assert lr.halves(100, 64) == [(0, 64), (64, 36)]
+    assert len(lr.children_of(0, 0, 100, 8192, 64)) == 4
+    assert len(lr.children_of(0, 0, 50, 8192, 64)) == 2
+
+
+def test_factor_round_trip_reconstructs_the_blocks():
+    a = kernel_matrix(256, np.float64)
+    eb = 1e-5
+    root = lr.Planner(a, eb, magnitude_bits(eb), lr.Policy(leaf=32)).plan()
+    table, values, blocks, x = lr.serialize(root, 32)
+    assert blocks.shape[0] > 0
+    parsed, px = lr.parse_table(table, a.shape, 32)
+    np.testing.assert_array_equal(parsed, blocks)
+    np.testing.assert_array_equal(px, x)
+    blob = lr.zfp_encode(values, 2 * eb)
+    low = lr.reconstruct(a.shape, parsed, lr.scale_factors(lr.zfp_decode(blob, lr.factor_count(parsed)), parsed, px))
+    covered = low != 0
+    assert covered.mean() > 0.5
+    # the factors' own error stays near the budget: the residual pass only patches up
+    assert np.abs(low - a)[covered].max() < 20 * eb
+
+
+def test_four_rank_one_siblings_merge_into_one_block():
+    u, v = np.linspace(1, 2, 256), np.cos(np.linspace(0, 3, 256))
+    a = np.outer(u, v)
+    root = lr.Planner(a, 1e-6, magnitude_bits(1e-6), lr.Policy(leaf=32)).plan()
+    assert root.kind == lr.LOWRANK and root.x.size == 1, "the whole rank-1 matrix is one merged block"
+
+
+def test_recompression_matches_the_svd_of_the_data():
+    a = smooth_low_rank((128, 128), rank=5, noise=0.0)
+    planner = lr.Planner(a, 1e-6, magnitude_bits(1e-6), lr.Policy(leaf=64))
+    kids = []
+    for r0, c0, nr, nc in lr.children_of(0, 0, 128, 128, 64):
+        kid = lr.Node(r0, c0, nr, nc)
+        u, s, vt = np.linalg.svd(a[r0:r0 + nr, c0:c0 + nc])
+        planner._keep_fine(kid, u, s, vt.T, 0.0)
+        kids.append(kid)
+    parent = lr.Node(0, 0, 128, 128, children=kids)
+    planner._recompress(parent)
+    s = np.linalg.svd(a, compute_uv=False)
+    rank = parent.s.size
+    assert rank == np.count_nonzero(s > 1e-6), "the constant offset and 5 products: rank 6"
+    np.testing.assert_allclose(parent.s, s[:rank], rtol=1e-9)
+    np.testing.assert_allclose((parent.U * parent.s) @ parent.V.T, a, atol=1e-8)
+
+
+def test_parse_table_refuses_inconsistent_tables():
+    a = kernel_matrix(256, np.float64)
+    root = lr.Planner(a, 1e-5, magnitude_bits(1e-5), lr.Policy(leaf=32)).plan()
+    table, *_ = lr.serialize(root, 32)
+    for bad in (table[:-1], table + b"\x00", table[:lr._TABLE_HEAD.size], b""):
+        with pytest.raises(CorruptStreamError):
+            lr.parse_table(bad, a.shape, 32)
+    with pytest.raises(CorruptStreamError):
+        lr.parse_table(table, (a.shape[0] * 4, a.shape[1]), 32)  # the tree no longer fits
+    with pytest.raises(CorruptStreamError):
+        lr.parse_table(table, a.shape, 512)  # a split where the quadtree has a leaf
+
+
+# ------------------------------------------------------------------------------ the codec
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_low_rank_matrix_uses_blocks_and_keeps_the_bound(dtype):
+    a = kernel_matrix(512, dtype)
+    for eb in (1e-2, 1e-4, 1e-6):
+        blob, out = roundtrip(a, "hlr", "abs", eb)
+        assert low_rank_blocks(blob) > 0
+        assert len(blob) < len(errbound.compress(a, "sz", abs=eb))
+
+
+def test_global_low_rank_plan_on_a_matricized_stack():
+    a = smooth_low_rank((60, 40, 50), rank=3, noise=1e-4)
+    blob, _ = roundtrip(a, "hlr", "abs", 1e-4)
+    assert low_rank_blocks(blob) >= 1
+    assert len(blob) < len(errbound.compress(a, "sz", abs=1e-4))
+
+
+SHARED_2D_3D = [n for n in field_names() if n.count("x") in (1, 2)]
+
+
+@pytest.mark.parametrize("name", SHARED_2D_3D)
+def test_bound_on_shared_fields(name):
+    x = load_field(name)
+    span = float(x.max()) - float(x.min())
+    for data in (x, x.astype(np.float64)):
+        blob = errbound.compress(data, "hlr", abs=1e-3 * span)
+        check_roundtrip(data, errbound.decompress(blob), "abs", 1e-3 * span)
+
+
+def test_specials_in_low_rank_tiles_round_trip_exactly():
+    a = kernel_matrix(256, np.float64)
+    a[3, 200] = np.nan
+    a[100, 7] = -0.0
+    a[200, 100] = -np.inf
+    a[150, 20] = 0.0
+    for mode, value in (("abs", 1e-5), ("rel", 1e-4), ("pw_rel", 1e-3), ("psnr", 80.0)):
+        roundtrip(a, "hlr", mode, value)
+        roundtrip(np.asfortranarray(a), "hlr", mode, value)
+
+
+def test_corrections_patch_the_points_the_factors_miss():
+    a = kernel_matrix(256, np.float64)
+    a[10, 200] += 0.5  # a spike inside a rank-1 block
+    blob, out = roundtrip(a, "hlr", "abs", 1e-6)
+    assert out[10, 200] == a[10, 200] or abs(out[10, 200] - a[10, 200]) <= 1e-6
+
+
+@pytest.mark.parametrize("shape", [(1, 40000), (40000, 1), (64, 1, 300), (1, 128, 1, 160), (2, 3, 4, 5),
+                                   (300,), (20000,), (33, 2000), (16, 16, 16, 16), (40, 30, 20, 10)])
+def test_shapes_from_1d_to_4d(shape):
+    rng = np.random.default_rng(1)
+    a = smooth_low_rank((shape[0], int(np.prod(shape[1:]))), rank=2, noise=1e-3).reshape(shape)
+    a = a + 1e-2 * rng.standard_normal(shape)
+    for dtype in (np.float32, np.float64):
+        roundtrip(a.astype(dtype), "hlr", "abs", 1e-3)
+
+
+def test_streams_are_deterministic_across_runs_and_threads():
+    a = kernel_matrix(256, np.float32)
+    threads = numba.get_num_threads()
+    try:
+        blobs = []
+        for n in sorted({1, threads}):
+            numba.set_num_threads(n)
+            blobs.append(errbound.compress(a, "hlr", abs=1e-4))
+            blobs.append(errbound.compress(a, "hlr", abs=1e-4))
+        assert all(b == blobs[0] for b in blobs)
+        outs = []
+        for n in sorted({1, threads}):
+            numba.set_num_threads(n)
+            outs.append(errbound.decompress(blobs[0]))
+        assert all(np.array_equal(o.view(np.uint32), outs[0].view(np.uint32)) for o in outs)
+    finally:
+        numba.set_num_threads(threads)
+
+
+def test_codec_options_are_checked():
+    a = kernel_matrix(256, np.float32)
+    roundtrip(a, "hlr", "abs", 1e-4, leaf=32, tolerance=4.0)
+    for bad in ({"leaf": 6}, {"leaf": 33}, {"leaf": "64"}, {"tolerance": 0}, {"tolerance": float("nan")},
+                {"nonsense": 1}):
+        with pytest.raises((CodecOptionError, TypeError)):
+            errbound.compress(a, "hlr", abs=1e-3, **bad)
+
+
+# ------------------------------------------------------------------------------ damaged low-rank streams
+
+def _forge(blob: bytes, mutate) -> bytes:
+    """Apply ``mutate(header_obj, sections)`` and re-seal the container's checksum."""
+    head_len = struct.unpack_from("<I", blob, 6)[0]
+    obj = json.loads(blob[10:10 + head_len])
+    pos, secs = 10 + head_len, []
+    for name, length in obj["sections"]:
+        secs.append([name, blob[pos:pos + length]])
+        pos += length
+    mutate(obj, secs)
+    header = stream.Header.from_json(json.dumps(obj).encode())
+    return stream.pack(header, [(n, b) for n, b in secs])
+
+
+@pytest.fixture(scope="module")
+def lowrank_blob():
+    a = kernel_matrix(256, np.float32)
+    a[5, 200] = -0.0  # inside a low-rank block: only an exact correction restores the sign
+    blob = errbound.compress(a, "hlr", abs=1e-4)
+    assert low_rank_blocks(blob) > 0 and "corrections" in errbound.info(blob)["sections"]
+    return blob
+
+
+def _section_edit(name, edit):
+    def fn(obj, secs):
+        for s in secs:
+            if s[0] == name:
+                s[1] = edit(s[1])
+    return fn
+
+
+def _param(key, value):
+    def fn(obj, secs):
+        next(s for s in obj["stages"] if s["name"] == "lowrank")["params"][key] = value
+    return fn
+
+
+@pytest.mark.parametrize("forgery", [
+    _section_edit("lowrank-factors", lambda b: b[:-3]),
+    _section_edit("lowrank-factors", lambda b: b[:20] + bytes([b[20] ^ 0x10]) + b[21:]),
+    _section_edit("lowrank-factors", lambda b: bytes(len(b))),
+    _section_edit("lowrank-table", lambda b: b[:-1]),
+    _section_edit("lowrank-table", lambda b: b[:6] + bytes([b[6] ^ 1]) + b[7:]),
+    _section_edit("corrections", lambda b: b[:-1]),
+    _param("blocks", 0), _param("blocks", 999), _param("split", 2), _param("split", 0), _param("split", "1"),
+    _param("leaf", 16), _param("leaf", 2), _param("leaf", None), _param("blocks", -1),
+    lambda obj, secs: obj["stages"].pop(0),
+    lambda obj, secs: secs.pop(0),
+], ids=lambda f: getattr(f, "__name__", "forgery"))
+def test_damaged_low_rank_streams_raise(lowrank_blob, forgery):
+    forged = _forge(lowrank_blob, forgery)
+    if forged == lowrank_blob:
+        pytest.skip("the sample stream has no such section")
+    with pytest.raises(CorruptStreamError):
+        errbound.decompress(forged)
+
+
+def test_newer_stage_versions_are_refused(lowrank_blob):
+    for name in ("lowrank", "hlr-corrections"):
+        def bump(obj, secs, name=name):
+            next(s for s in obj["stages"] if s["name"] == name)["version"] += 1
+        with pytest.raises(UnsupportedStreamError, match=name):
+            errbound.decompress(_forge(lowrank_blob, bump))
+
+
+def test_dense_stream_is_not_an_sz_stream():
+    blob = errbound.compress(np.linspace(0, 1, 1000), "hlr", abs=1e-3)
+    assert low_rank_blocks(blob) == 0
+    with pytest.raises(CorruptStreamError):
+        errbound.decompress(_forge(blob, lambda obj, secs: obj.update(codec="sz")))
+
+
+def test_codec_is_registered():
+    assert errbound.codecs()["hlr"] is HLRCodec
+    assert "lowrank" in repr(HLRCodec())
