@@ -26,7 +26,7 @@ Error contract. The bound applies to the *final* result, compared with the exact
   rank's data for reductions, Gather, Allgather, Alltoall; the root's for Bcast and Scatter).
   It is found by the small Allreduce that every compressed collective starts with to check
   that the ranks agree on count, datatype, op and root; with ``abs`` that call only checks.
-* Not compressed, plain MPI unchanged: messages under ``min_bytes`` (default 64 KiB), one
+* Not compressed, plain MPI unchanged: messages under ``min_bytes`` (default 512 KiB), one
   rank, non-float data, derived datatypes, displacements, device buffers, other ops (PROD,
   user ops), lowercase (pickle) methods, and any bound below the float precision of the
   result. Bitwise/logical/*LOC ops on float buffers raise UnsupportedOperationError.
@@ -34,6 +34,14 @@ Error contract. The bound applies to the *final* result, compared with the exact
   datatypes, ops or roots in a compressed collective, raise the same exception on every
   rank. All ranks must describe a compressed message the same way (a contiguous float
   buffer of the same size on every rank), as MPI itself requires for matching signatures.
+
+Speed (docs/collectives.md). Large messages are pipelined: cut into chunks (``segment_bytes``)
+that are compressed, sent, forwarded and decoded independently on one thread per rank, so
+compute and transfer overlap; Allreduce/Reduce/Reduce_scatter_block run a ring, Bcast a
+chain (a binary tree for many ranks; one chunk: binomial tree), Allgather a ring. Chunking
+never changes a reduction's result, nor the fz codec's. ``adapt=True`` times the compressed
+path against plain MPI per collective and size and keeps the faster: compression only pays
+where the link is slower than the compressor.
 
 Built on errbound's public API only (``errbound.compress``/``decompress`` and ``errbound.quantized``).
 """

@@ -33,6 +33,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--min-bytes", type=int, default=DEFAULT_MIN_BYTES,
                         help=f"compress messages of at least this many bytes (default {DEFAULT_MIN_BYTES})")
     parser.add_argument("--consistent", action="store_true", help="Bcast roots keep what the receivers get")
+    parser.add_argument("--adapt", action="store_true",
+                        help="time compressed against plain MPI per collective and size; keep the faster")
     parser.add_argument("--stats", action="store_true", help="print each rank's compressed traffic at exit")
     parser.add_argument("program", help="the Python script to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     world = MPI.COMM_WORLD
     comm = CompressedComm(world, abs=args.abs, rel=args.rel, codec=args.codec,
-                          min_bytes=args.min_bytes, consistent=args.consistent)
+                          min_bytes=args.min_bytes, consistent=args.consistent, adapt=args.adapt)
     MPI.COMM_WORLD = comm
     sys.argv = [args.program, *args.args]
     sys.path[0] = os.path.dirname(os.path.abspath(args.program))  # as `python app.py` would

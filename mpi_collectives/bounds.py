@@ -30,12 +30,13 @@ import numpy as np
 from mpi4py import MPI
 
 import errbound
-from errbound import quantized as qz
 
+from . import kernels
 from .compute import compute
 from .errors import MismatchError, SettingsError, SettingsMismatchError
 
 ALGORITHMS = ("auto", "ring", "doubling")
+BCAST_ALGORITHMS = ("auto", "binomial", "chain", "binary")
 
 # op codes travel in the agreement vector (float64), so they are small integers
 SUM, MAX, MIN, PROD, USER, INVALID = 1, 2, 3, 4, 5, 6
@@ -54,6 +55,9 @@ class Settings:
     min_bytes: int
     consistent: bool
     algorithm: str
+    segment_bytes: int = 0      # pipelined chunk size in bytes of floats; 0: the default
+    bcast_algorithm: str = "auto"
+    adapt: bool = False         # time compressed against plain MPI and keep the faster
 
     def problem(self) -> str | None:
         """Why these settings are invalid, or None."""
@@ -68,6 +72,10 @@ class Settings:
             return f"min_bytes must be an int >= 0, got {self.min_bytes!r}"
         if self.algorithm not in ALGORITHMS:
             return f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}"
+        if not (isinstance(self.segment_bytes, int) and self.segment_bytes >= 0):
+            return f"segment_bytes must be an int >= 0 (0: the default), got {self.segment_bytes!r}"
+        if self.bcast_algorithm not in BCAST_ALGORITHMS:
+            return f"bcast_algorithm must be one of {BCAST_ALGORITHMS}, got {self.bcast_algorithm!r}"
         return None
 
 
@@ -157,10 +165,17 @@ class Grid:
 
     def decode(self, codes: np.ndarray, dtype: np.dtype) -> np.ndarray:
         """codes * step in dtype: correctly rounded (reciprocal grid) or exact, then one cast."""
-        if self.divisor:
-            return (codes / float(self.divisor)).astype(dtype, copy=False)
+        out = np.empty(codes.shape, dtype)
         with compute():
-            return qz.dequantize(codes, self.step / 2, dtype)
+            self.decode_into(codes, out)
+        return out
+
+    def decode_into(self, codes: np.ndarray, out: np.ndarray) -> None:
+        """decode() written into out (contiguous, codes' size); the caller holds compute()."""
+        if self.divisor:
+            kernels.divide_into(codes, self.divisor, out)
+        else:
+            kernels.scale_into(codes, self.step, out)
 
 
 _U = 2.0**-53  # unit roundoff of float64

@@ -16,9 +16,13 @@ from . import bounds, compute, movement, reduce
 from .bounds import Settings
 from .buffers import Buffer, is_in_place, parse
 from .nonblocking import CompressedRequest, Worker
+from .policy import Adaptive
 from .stats import Stats
 
-DEFAULT_MIN_BYTES = 64 * 1024
+# Compressing pays from about this size on a 1 Gbit/s link (measured on the netbed, 2 ranks,
+# real data: Allreduce 0.55x at 128 KiB, 2.9x at 256 KiB; every collective >= 1.1x from
+# 512 KiB; 4 ranks on 2 cores need ~2 MiB). Faster links move it up: adapt=True finds it.
+DEFAULT_MIN_BYTES = 512 * 1024
 
 
 def _as_float(value):
@@ -38,7 +42,12 @@ class CompressedComm(MPI.Intracomm):
     use errbound's exact integer codes). Messages under ``min_bytes``, non-float data,
     derived datatypes and other ops go to plain MPI unchanged. ``consistent=True`` makes
     Bcast's root keep what the other ranks receive. ``algorithm`` forces the Allreduce
-    algorithm ("ring", "doubling" on power-of-two rank counts) instead of "auto".
+    algorithm ("ring", "doubling" on power-of-two rank counts) instead of "auto";
+    ``bcast_algorithm`` the Bcast tree ("binomial", pipelined "chain" or "binary").
+    ``segment_bytes`` is the chunk size of the pipelined algorithms (0: the default; a value
+    at least the message size turns pipelining off); it changes speed, never results.
+    ``adapt=True`` times both paths per collective and size and keeps the faster one (see
+    :mod:`mpi_collectives.policy`): for links too fast for the compressor to pay.
 
     Construction is collective; different settings on different ranks raise
     :class:`~mpi_collectives.errors.SettingsMismatchError` on every rank. ``Dup()`` and
@@ -51,28 +60,33 @@ class CompressedComm(MPI.Intracomm):
 
     def __new__(cls, comm: MPI.Intracomm | None = None, *, abs: float | None = None,  # noqa: A002
                 rel: float | None = None, codec: str = "fz", min_bytes: int = DEFAULT_MIN_BYTES,
-                consistent: bool = False, algorithm: str = "auto") -> CompressedComm:
+                consistent: bool = False, algorithm: str = "auto", segment_bytes: int = 0,
+                bcast_algorithm: str = "auto", adapt: bool = False) -> CompressedComm:
         if comm is None:
             # mpi4py makes new objects of type(self) this way (e.g. Idup): a plain communicator
             return super().__new__(cls)
         if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
             raise TypeError(f"CompressedComm needs an intracommunicator, got {comm!r}")
         obj = super().__new__(cls, MPI.Intracomm.Dup(comm))
-        settings = Settings(_as_float(abs), _as_float(rel), codec, min_bytes, bool(consistent), algorithm)
+        settings = Settings(_as_float(abs), _as_float(rel), codec, min_bytes, bool(consistent), algorithm,
+                            segment_bytes, bcast_algorithm, bool(adapt))
         try:
             bounds.check_settings(obj, settings)
         except Exception:
             MPI.Intracomm.Free(obj)
             raise
         obj._settings = settings
-        node = MPI.Intracomm.Split_type(obj, MPI.COMM_TYPE_SHARED)
-        compute.configure(node.Get_size())
-        node.Free()
+        # ranks on one host share its cores; counted by host name, not by MPI's shared-memory
+        # split, which is one rank per "node" when shared memory is off (MPIR_CVAR_NOLOCAL,
+        # as on the netbed), although the ranks still share the cores
+        hosts = MPI.Intracomm.allgather(obj, MPI.Get_processor_name())
+        compute.configure(hosts.count(hosts[obj.Get_rank()]))
         # compressed paths talk on private duplicates: their point-to-point messages can never
         # meet a user's receive, and the nonblocking worker never shares a communicator
         obj._internal = MPI.Intracomm(MPI.Intracomm.Dup(obj))
         obj._background = MPI.Intracomm(MPI.Intracomm.Dup(obj))
         obj._worker = Worker()
+        obj._adaptive = Adaptive(settings.adapt)
         obj.stats = Stats()
         return obj
 
@@ -88,7 +102,8 @@ class CompressedComm(MPI.Intracomm):
             return comm
         s = self._settings
         derived = CompressedComm(comm, abs=s.abs, rel=s.rel, codec=s.codec, min_bytes=s.min_bytes,
-                                 consistent=s.consistent, algorithm=s.algorithm)
+                                 consistent=s.consistent, algorithm=s.algorithm, segment_bytes=s.segment_bytes,
+                                 bcast_algorithm=s.bcast_algorithm, adapt=s.adapt)
         MPI.Intracomm.Free(comm)
         return derived
 
@@ -115,6 +130,11 @@ class CompressedComm(MPI.Intracomm):
 
     def _large(self, buf: Buffer | None) -> bool:
         return buf is not None and buf.count > 0 and buf.block(0).nbytes >= self._settings.min_bytes
+
+    def _choose(self, what: str, buf: Buffer, compressed, plain) -> None:
+        """Run the compressed path, or with adapt=True whichever has been faster for this size
+        (every rank passes a block of the same size, so every rank decides the same)."""
+        self._adaptive.run(self._internal, what, buf.block(0).nbytes, compressed, plain)
 
     def _active(self) -> bool:
         return self._settings is not None and self.Get_size() > 1
@@ -148,8 +168,11 @@ class CompressedComm(MPI.Intracomm):
         views = self._reduction(sendbuf, recvbuf) if self._active() else None
         if views is None or not self._large(views[0]):
             return super().Allreduce(sendbuf, recvbuf, op)
-        if not self._allreduce(self._internal, *views, op, "Allreduce"):
-            super().Allreduce(sendbuf, recvbuf, op)
+
+        def compressed() -> None:
+            if not self._allreduce(self._internal, *views, op, "Allreduce"):
+                MPI.Intracomm.Allreduce(self, sendbuf, recvbuf, op)
+        self._choose("Allreduce", views[0], compressed, lambda: MPI.Intracomm.Allreduce(self, sendbuf, recvbuf, op))
 
     def Iallreduce(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM) -> MPI.Request:
         """Nonblocking Allreduce; the returned request's Wait() completes it."""
@@ -176,12 +199,16 @@ class CompressedComm(MPI.Intracomm):
         if views is None or not self._large(views[0]):
             return super().Reduce(sendbuf, recvbuf, op, root)
         send, recv = views
-        plan = reduce.plan(self._internal, "Reduce", send.flat, bounds.op_code(op), self._settings,
-                           send.block_shape, root)
-        if plan is None:
-            return super().Reduce(sendbuf, recvbuf, op, root)
-        reduce.reduce(self._internal, send.flat, None if recv is None else recv.flat, plan, root, self.stats)
-        self.stats.add(calls=1)
+
+        def compressed() -> None:
+            plan = reduce.plan(self._internal, "Reduce", send.flat, bounds.op_code(op), self._settings,
+                               send.block_shape, root)
+            if plan is None:
+                return MPI.Intracomm.Reduce(self, sendbuf, recvbuf, op, root)
+            reduce.reduce(self._internal, send.flat, None if recv is None else recv.flat, plan, root,
+                          self._settings, self.stats)
+            self.stats.add(calls=1)
+        self._choose("Reduce", send, compressed, lambda: MPI.Intracomm.Reduce(self, sendbuf, recvbuf, op, root))
 
     def Reduce_scatter_block(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM) -> None:
         """mpi4py's Reduce_scatter_block; each rank's block meets the bound."""
@@ -193,13 +220,17 @@ class CompressedComm(MPI.Intracomm):
                 views = None  # empty, small, or a count mismatch that mpi4py reports
         if views is None:
             return super().Reduce_scatter_block(sendbuf, recvbuf, op)
-        plan = reduce.plan(self._internal, "Reduce_scatter_block", send.flat, bounds.op_code(op),
-                           self._settings, (send.flat.size,))
-        if plan is None:
-            return super().Reduce_scatter_block(sendbuf, recvbuf, op)
-        reduce.reduce_scatter_block(self._internal, send.flat, out, plan, send.count, send.block_shape,
-                                    self.stats)
-        self.stats.add(calls=1)
+
+        def compressed() -> None:
+            plan = reduce.plan(self._internal, "Reduce_scatter_block", send.flat, bounds.op_code(op),
+                               self._settings, send.block_shape)
+            if plan is None:
+                return MPI.Intracomm.Reduce_scatter_block(self, sendbuf, recvbuf, op)
+            reduce.reduce_scatter_block(self._internal, send.flat, out, plan, send.count, send.block_shape,
+                                        self._settings, self.stats)
+            self.stats.add(calls=1)
+        self._choose("Reduce_scatter_block", send, compressed,
+                     lambda: MPI.Intracomm.Reduce_scatter_block(self, sendbuf, recvbuf, op))
 
     # -- data movement -------------------------------------------------------------------------
 
@@ -218,8 +249,13 @@ class CompressedComm(MPI.Intracomm):
         """mpi4py's Bcast; receivers get the root's data within the bound. With
         ``consistent=True`` (default: the constructor's) the root's buffer becomes what they got."""
         view, keep = self._bcast_view(buf, root, consistent)
-        if view is None or not movement.bcast(self._internal, view, root, self._settings, keep, self.stats):
-            super().Bcast(buf, root)
+        if view is None:
+            return super().Bcast(buf, root)
+
+        def compressed() -> None:
+            if not movement.bcast(self._internal, view, root, self._settings, keep, self.stats):
+                MPI.Intracomm.Bcast(self, buf, root)
+        self._choose("Bcast", view, compressed, lambda: MPI.Intracomm.Bcast(self, buf, root))
 
     def Ibcast(self, buf, root: int = 0, *, consistent: bool | None = None) -> MPI.Request:
         """Nonblocking Bcast; the returned request's Wait() completes it."""
@@ -246,8 +282,14 @@ class CompressedComm(MPI.Intracomm):
             elif not is_in_place(sendbuf):
                 send = parse(sendbuf)
                 ok = self._large(send)
-        if not ok or not movement.gather(self._internal, send, recv, root, self._settings, self.stats):
-            super().Gather(sendbuf, recvbuf, root)
+        if not ok:
+            return super().Gather(sendbuf, recvbuf, root)
+
+        def compressed() -> None:
+            if not movement.gather(self._internal, send, recv, root, self._settings, self.stats):
+                MPI.Intracomm.Gather(self, sendbuf, recvbuf, root)
+        self._choose("Gather", recv if send is None else send, compressed,
+                     lambda: MPI.Intracomm.Gather(self, sendbuf, recvbuf, root))
 
     def Scatter(self, sendbuf, recvbuf, root: int = 0) -> None:
         """mpi4py's Scatter; other ranks' blocks arrive within the bound, the root's own exact."""
@@ -262,20 +304,36 @@ class CompressedComm(MPI.Intracomm):
             elif not is_in_place(recvbuf):
                 recv = parse(recvbuf, writable=True)
                 ok = self._large(recv)
-        if not ok or not movement.scatter(self._internal, send, recv, root, self._settings, self.stats):
-            super().Scatter(sendbuf, recvbuf, root)
+        if not ok:
+            return super().Scatter(sendbuf, recvbuf, root)
+
+        def compressed() -> None:
+            if not movement.scatter(self._internal, send, recv, root, self._settings, self.stats):
+                MPI.Intracomm.Scatter(self, sendbuf, recvbuf, root)
+        self._choose("Scatter", send if recv is None else recv, compressed,
+                     lambda: MPI.Intracomm.Scatter(self, sendbuf, recvbuf, root))
 
     def Allgather(self, sendbuf, recvbuf) -> None:
         """mpi4py's Allgather; every block within the bound, the same bytes on every rank."""
         send, recv = self._gather_views(sendbuf, recvbuf, send_blocks=1)
-        if recv is None or not movement.allgather(self._internal, send, recv, self._settings, self.stats):
-            super().Allgather(sendbuf, recvbuf)
+        if recv is None:
+            return super().Allgather(sendbuf, recvbuf)
+
+        def compressed() -> None:
+            if not movement.allgather(self._internal, send, recv, self._settings, self.stats):
+                MPI.Intracomm.Allgather(self, sendbuf, recvbuf)
+        self._choose("Allgather", recv, compressed, lambda: MPI.Intracomm.Allgather(self, sendbuf, recvbuf))
 
     def Alltoall(self, sendbuf, recvbuf) -> None:
         """mpi4py's Alltoall; blocks from other ranks within the bound, a rank's own block exact."""
         send, recv = self._gather_views(sendbuf, recvbuf, send_blocks=self.Get_size())
-        if recv is None or not movement.alltoall(self._internal, send, recv, self._settings, self.stats):
-            super().Alltoall(sendbuf, recvbuf)
+        if recv is None:
+            return super().Alltoall(sendbuf, recvbuf)
+
+        def compressed() -> None:
+            if not movement.alltoall(self._internal, send, recv, self._settings, self.stats):
+                MPI.Intracomm.Alltoall(self, sendbuf, recvbuf)
+        self._choose("Alltoall", recv, compressed, lambda: MPI.Intracomm.Alltoall(self, sendbuf, recvbuf))
 
     def _gather_views(self, sendbuf, recvbuf, send_blocks: int) -> tuple[Buffer | None, Buffer | None]:
         """(send or None if in place, recv) for Allgather/Alltoall, recv None if not compressible."""

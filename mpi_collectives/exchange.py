@@ -16,7 +16,6 @@ from mpi4py import MPI
 
 Payload = bytes | np.ndarray  # a compressed message: bytes, or a uint8 array
 
-TAG_RING = 11
 TAG_DOUBLING = 12
 TAG_TREE = 13
 

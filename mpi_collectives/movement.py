@@ -1,38 +1,45 @@
 """Collectives that move data without combining it: each block is compressed once, at its
-source, with errbound; compressed bytes are what travels and what is forwarded.
+source (:mod:`.blockcodec`); compressed bytes are what travels and what is forwarded.
 
 With ``rel``, the bound is rel times the value range of all the data the collective moves
 (the root's buffer for Bcast and Scatter; every rank's blocks for Gather, Allgather and
 Alltoall, found by the same small Allreduce that checks sizes, datatypes and roots).
+
+Large Bcasts and Allgathers are pipelined (:mod:`.mailbox`): the message is cut into chunks
+that are compressed, sent, forwarded and decoded independently, so the root compresses chunk
+k+1 while chunk k is on the wire and receivers decode while the next chunk arrives. Bcast
+then runs down a chain (every link carries the compressed message once; N-1 chunk times to
+fill) or, for many ranks, a binary tree (twice per link, log2 N to fill), and a message of
+one chunk takes the binomial tree; Allgather passes chunks around a ring. A rank that
+compresses a block also writes what the receivers will decode where that is part of the
+contract (Allgather, consistent Bcast), without decoding its own bytes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from mpi4py import MPI
 
-import errbound
-
-from . import bounds, exchange
+from . import blockcodec, bounds, chunks, costmodel, exchange
 from .bounds import Settings
 from .buffers import Buffer
-from .compute import compute
-from .errors import MismatchError
+from .chunks import Chunk, row_layout
+from .mailbox import Mailbox, drive
 from .stats import Stats
 
+_TAG_BCAST = 1
 
-def _compress(values: np.ndarray, shape: tuple[int, ...], bound: float, codec: str) -> bytes:
-    with compute():
-        return errbound.compress(values.reshape(shape), codec=codec, abs=bound)
+
+def _compress(values: np.ndarray, shape: tuple[int, ...], bound: float, codec: str,
+              reconstruct: np.ndarray | None = None) -> bytes:
+    return blockcodec.encode(values, shape, bound, codec, reconstruct)
 
 
 def _decompress_into(payload, target: np.ndarray) -> None:
-    with compute():
-        values = errbound.decompress(payload)
-    if values.size != target.size or values.dtype != target.dtype:
-        raise MismatchError(f"received {values.size} {values.dtype} values for a block of "
-                            f"{target.size} {target.dtype}")
-    target[...] = np.ravel(values, order="K")
+    blockcodec.decode(payload, target)
+
 
 
 def _range(settings: Settings, *arrays: np.ndarray) -> list[float]:
@@ -52,20 +59,83 @@ def _bound(comm, what: str, settings: Settings, count: int, dtype: np.dtype, roo
     return bounds.resolve_bound(settings, -neg_lo, hi)
 
 
+def bcast_algorithm(settings: Settings, nranks: int, nchunks: int) -> str:
+    """The binomial tree for a message of one chunk (nothing to pipeline), else the pipelined
+    tree that the cost model says fills faster (a chain, or a binary tree for many ranks)."""
+    if settings.bcast_algorithm != "auto":
+        return settings.bcast_algorithm
+    if nchunks < chunks.MIN_PIPELINE_CHUNKS:
+        return "binomial"
+    return costmodel.bcast_tree(nranks, nchunks)
+
+
 def bcast(comm: MPI.Intracomm, buf: Buffer, root: int, settings: Settings, consistent: bool,
           stats: Stats) -> bool:
     """False: the bound is zero (rel on constant data) and the caller uses plain MPI."""
     rank = comm.Get_rank()
     mine = (buf.flat,) if rank == root else ()
-    bound = _bound(comm, "Bcast", settings, buf.count, buf.flat.dtype, root, *mine)
+    row_size, trailing = row_layout(buf.block_shape) if rank == root else (0, ())
+    hi, neg_lo, root_row = bounds.agree(
+        comm, "Bcast", {"count": buf.count, "datatype size": bounds.dtype_code(buf.flat.dtype), "root": root},
+        [*_range(settings, *mine), row_size])  # only the root's row size counts: the others give 0
+    bound = bounds.resolve_bound(settings, -neg_lo, hi)
     if not bound > 0:
         return False
-    payload = _compress(buf.flat, buf.block_shape, bound, settings.codec) if rank == root else None
-    payload, sends = exchange.bcast_bytes(comm, payload, root)
-    stats.add(sent=sends * len(payload), raw=sends * buf.flat.nbytes, calls=1)
-    if rank != root or consistent:
-        _decompress_into(payload, buf.flat)
+    parts = chunks.split(0, buf.count, int(root_row), trailing,
+                         chunks.target_values(settings.segment_bytes, buf.flat.dtype.itemsize, buf.count))
+    algorithm = bcast_algorithm(settings, comm.Get_size(), len(parts))
+    stats.add(calls=1)
+    if algorithm == "binomial":
+        payload = None
+        if rank == root:
+            keep = buf.flat if consistent else None
+            payload = _compress(buf.flat, buf.block_shape, bound, settings.codec, keep)
+        payload, sends = exchange.bcast_bytes(comm, payload, root)
+        stats.add(sent=sends * len(payload), raw=sends * buf.flat.nbytes, messages=sends)
+        if rank != root:
+            _decompress_into(payload, buf.flat)
+        return True
+    _PipelinedBcast(comm, buf.flat, root, parts, 1 if algorithm == "chain" else 2, stats).run(
+        bound, settings.codec, consistent)
     return True
+
+
+class _PipelinedBcast:
+    """Chunks down a tree of fan-out k over ranks relative to the root (k=1: a chain)."""
+
+    def __init__(self, comm: MPI.Intracomm, flat: np.ndarray, root: int, parts: list[Chunk], fanout: int,
+                 stats: Stats):
+        self.comm, self.flat, self.root, self.parts, self.stats = comm, flat, root, parts, stats
+        rank, size = comm.Get_rank(), comm.Get_size()
+        relative = (rank - root) % size
+        first = fanout * relative + 1
+        self.children = [(c + root) % size for c in range(first, min(first + fanout, size))]
+        self.is_root = rank == root
+        self.mailbox = Mailbox(comm)
+        self.received = 0
+
+    def _send(self, payload, part: Chunk) -> None:
+        for child in self.children:
+            self.mailbox.send(payload, child, _TAG_BCAST)
+            self.stats.add(sent=len(payload), raw=part.size * self.flat.dtype.itemsize, messages=1)
+
+    def _handle(self, source: int, tag: int, payload: np.ndarray) -> None:
+        part = self.parts[self.received]
+        self.received += 1
+        self._send(payload, part)  # forward first: the ranks below wait for it
+        _decompress_into(payload, part.of(self.flat))
+
+    def _compress_all(self, bound: float, codec: str, consistent: bool) -> Iterator[None]:
+        for part in self.parts:
+            values = part.of(self.flat)
+            self._send(_compress(values, part.shape, bound, codec, values if consistent else None), part)
+            yield
+
+    def run(self, bound: float, codec: str, consistent: bool) -> None:
+        if self.is_root:
+            drive(self.mailbox, self._compress_all(bound, codec, consistent), 0, self._handle)
+        else:
+            drive(self.mailbox, iter(()), len(self.parts), self._handle)
 
 
 def gather(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer | None, root: int,
@@ -117,18 +187,64 @@ def scatter(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer | None, root:
 
 def allgather(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer, settings: Settings,
               stats: Stats) -> bool:
-    """Every rank decodes every block, its own included: the result is the same bytes everywhere."""
+    """Every rank writes every block as the receivers decode it, its own included: the result
+    is the same bytes everywhere."""
     rank, size = comm.Get_rank(), comm.Get_size()
     own = send.flat if send is not None else recv.block(rank)
-    bound = _bound(comm, "Allgather", settings, recv.count, recv.flat.dtype, 0, own)
+    shape = send.block_shape if send is not None else recv.block_shape
+    row_size, trailing = row_layout(shape)
+    hi, neg_lo, max_row, neg_min_row = bounds.agree(
+        comm, "Allgather", {"count": recv.count, "datatype size": bounds.dtype_code(recv.flat.dtype), "root": 0},
+        [*_range(settings, own), row_size, -row_size])
+    bound = bounds.resolve_bound(settings, -neg_lo, hi)
     if not bound > 0:
         return False
-    shape = send.block_shape if send is not None else recv.block_shape
-    payload = _compress(own, shape, bound, settings.codec)
-    stats.add(sent=(size - 1) * len(payload), raw=(size - 1) * own.nbytes, calls=1)
-    for i, data in enumerate(exchange.allgather_bytes(comm, payload)):
-        _decompress_into(data, recv.block(i))
+    if max_row != -neg_min_row:
+        row_size, trailing = 1, ()
+    parts = chunks.split(0, recv.count, row_size, trailing,
+                         chunks.target_values(settings.segment_bytes, own.dtype.itemsize, recv.count))
+    stats.add(calls=1)
+    if len(parts) < chunks.MIN_PIPELINE_CHUNKS:
+        payload = _compress(own, shape, bound, settings.codec, recv.block(rank))
+        stats.add(sent=(size - 1) * len(payload), raw=(size - 1) * own.nbytes, messages=size - 1)
+        for i, data in enumerate(exchange.allgather_bytes(comm, payload)):
+            if i != rank:
+                _decompress_into(data, recv.block(i))
+        return True
+    _RingAllgather(comm, own, recv, parts, stats).run(bound, settings.codec)
     return True
+
+
+class _RingAllgather:
+    """Chunks of every block around the ring; step s carries block rank-s-1 on tag s."""
+
+    def __init__(self, comm: MPI.Intracomm, own: np.ndarray, recv: Buffer, parts: list[Chunk], stats: Stats):
+        self.comm, self.own, self.recv, self.parts, self.stats = comm, own, recv, parts, stats
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.right = (self.rank + 1) % self.size
+        self.mailbox = Mailbox(comm)
+        self.received: dict[int, int] = {}
+
+    def _send(self, payload, part: Chunk, tag: int) -> None:
+        self.mailbox.send(payload, self.right, tag)
+        self.stats.add(sent=len(payload), raw=part.size * self.own.dtype.itemsize, messages=1)
+
+    def _handle(self, source: int, tag: int, payload: np.ndarray) -> None:
+        index = self.received.get(tag, 0)
+        self.received[tag] = index + 1
+        part = self.parts[index]
+        if tag < self.size - 2:
+            self._send(payload, part, tag + 1)
+        _decompress_into(payload, part.of(self.recv.block((self.rank - tag - 1) % self.size)))
+
+    def _compress_own(self, bound: float, codec: str) -> Iterator[None]:
+        mine = self.recv.block(self.rank)
+        for part in self.parts:
+            self._send(_compress(part.of(self.own), part.shape, bound, codec, part.of(mine)), part, 0)
+            yield
+
+    def run(self, bound: float, codec: str) -> None:
+        drive(self.mailbox, self._compress_own(bound, codec), (self.size - 1) * len(self.parts), self._handle)
 
 
 def alltoall(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer, settings: Settings,

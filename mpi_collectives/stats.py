@@ -7,7 +7,8 @@ import threading
 
 class Stats:
     """Bytes this rank put on the wire in compressed collectives (``sent``), the bytes the same
-    messages would have taken as floats (``raw``), and the number of compressed calls.
+    messages would have taken as floats (``raw``), the number of compressed calls, and of
+    the point-to-point messages that carried them (``messages``; pipelining sends more).
 
     Counted per sending rank and per message, so for a ring the numbers cover every hop.
     """
@@ -17,12 +18,14 @@ class Stats:
         self.sent = 0
         self.raw = 0
         self.calls = 0
+        self.messages = 0
 
-    def add(self, *, sent: int = 0, raw: int = 0, calls: int = 0) -> None:
+    def add(self, *, sent: int = 0, raw: int = 0, calls: int = 0, messages: int = 0) -> None:
         with self._lock:
             self.sent += sent
             self.raw += raw
             self.calls += calls
+            self.messages += messages
 
     @property
     def ratio(self) -> float:
@@ -30,7 +33,8 @@ class Stats:
         return self.raw / self.sent if self.sent else float("inf")
 
     def as_dict(self) -> dict:
-        return {"sent_bytes": self.sent, "raw_bytes": self.raw, "calls": self.calls, "ratio": self.ratio}
+        return {"sent_bytes": self.sent, "raw_bytes": self.raw, "calls": self.calls, "messages": self.messages,
+                "ratio": self.ratio}
 
     def __repr__(self) -> str:
-        return f"Stats(sent={self.sent}, raw={self.raw}, calls={self.calls})"
+        return f"Stats(sent={self.sent}, raw={self.raw}, calls={self.calls}, messages={self.messages})"

@@ -1,0 +1,87 @@
+"""Integer codes of the reductions: quantize once, encode losslessly, combine exactly, decode once.
+
+Shared by the unpipelined algorithms (:mod:`.reduce`) and the pipelined ring (:mod:`.ring`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from mpi4py import MPI
+
+from errbound import quantized as qz
+
+from .bounds import MAX, MIN, SUM, Grid
+from .compute import compute
+from .errors import MismatchError
+
+COMBINE: dict[int, Callable] = {SUM: np.add, MAX: np.maximum, MIN: np.minimum}
+
+
+def quantize_codes(x: np.ndarray, grid: Grid) -> np.ndarray:
+    """x's integer codes on the grid (non-finite points: arbitrary codes, see Exact)."""
+    with compute():
+        q = qz.quantize(x, grid.step / 2, grid.int_dtype)
+    # quantize() lists points whose reconstruction misses the bound *in the input dtype* as
+    # outliers but keeps their codes; here only the codes matter: |q * step - x| <= step / 2
+    # up to the float64 wobble that the grid reserves. Non-finite values are handled by
+    # Exact; no code overflows, because the grid was sized from the global max.
+    return q.codes
+
+
+def encode(codes: np.ndarray, shape: tuple[int, ...]) -> bytes:
+    if codes.size == 0:
+        return b""
+    with compute():
+        return qz.encode_codes(codes, shape)
+
+
+def decode(payload, count: int, int_dtype: np.dtype) -> np.ndarray:
+    if count == 0:
+        return np.empty(0, int_dtype)
+    with compute():
+        codes = qz.decode_codes(payload).reshape(-1)
+    if codes.size != count or codes.dtype != int_dtype:
+        raise MismatchError(f"received {codes.size} {codes.dtype} codes where {count} {int_dtype} were expected")
+    return codes
+
+
+@dataclass
+class Exact:
+    """Positions with a non-finite input somewhere, and their reduction in float64 (rank order)."""
+
+    index: np.ndarray
+    value: np.ndarray
+
+    @classmethod
+    def gather(cls, comm: MPI.Intracomm, x: np.ndarray, code: int) -> Exact:
+        mine = np.flatnonzero(~np.isfinite(x))
+        index = np.unique(np.concatenate(comm.allgather(mine)))
+        values = comm.allgather(x[index].astype(np.float64))
+        result = values[0].copy()
+        with np.errstate(invalid="ignore", over="ignore"):
+            for v in values[1:]:  # rank order: the same operations, hence bits, on every rank
+                result = COMBINE[code](result, v)
+        return cls(index, result)
+
+    def inside(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions relative to start, exact values) of the points in [start, stop)."""
+        lo, hi = np.searchsorted(self.index, [start, stop])
+        return self.index[lo:hi] - start, self.value[lo:hi]
+
+    def zero(self, codes: np.ndarray, start: int) -> None:
+        """Every rank gives these points the code 0, so their code sum is 0 too."""
+        codes[self.inside(start, start + codes.size)[0]] = 0
+
+
+def write(out: np.ndarray, codes: np.ndarray, grid: Grid, exact: Exact | None, start: int = 0) -> None:
+    """out = codes * step in out's dtype, with the exactly reduced non-finite points; start is
+    out's offset in the whole message."""
+    with compute():
+        grid.decode_into(codes, out)
+    if exact is not None and exact.index.size:
+        where, values = exact.inside(start, start + out.size)
+        with np.errstate(invalid="ignore", over="ignore"):
+            out[where] = values.astype(out.dtype)

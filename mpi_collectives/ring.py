@@ -1,0 +1,165 @@
+"""Pipelined ring reductions: reduce-scatter, then allgather (Allreduce), the root (Reduce), or
+nothing (Reduce_scatter_block), with every block cut into chunks that flow independently.
+
+Rank r owns block r. In reduce-scatter step s it receives from its left neighbour the
+partial sum of block r-s-2 (chunk by chunk), adds its own codes and passes the sum on to the
+right; after N-1 steps block r holds the sum of all ranks. The allgather passes each final
+block around the ring, forwarding the received bytes unchanged. A chunk moves on as soon as
+it is ready, so in steady state a rank decodes chunk k, encodes it again for the next hop
+and sends it while the link carries chunk k-1 and its neighbours work on other chunks.
+The compute per rank is the least any ring can do (encode M, decode 2(N-1)/N M for a
+message of M bytes), and is now overlapped with the wire instead of following it.
+
+Codes are quantized lazily, chunk by chunk (the first chunks go out before the rest is
+quantized), and written to the output as soon as they are final. Integer sums are exact,
+so the result is the same bits as the unpipelined algorithms give, for any chunk size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from mpi4py import MPI
+
+from . import chunks, codes
+from .bounds import Grid
+from .chunks import Chunk
+from .codes import COMBINE, Exact
+from .mailbox import Mailbox, drive
+from .stats import Stats
+
+ALLREDUCE, REDUCE_SCATTER, REDUCE = "allreduce", "reduce_scatter", "reduce"
+
+
+class RingReduction:
+    """One pipelined ring reduction of the flat array x over `starts` (block b is
+    [starts[b], starts[b+1])), run by run()."""
+
+    def __init__(self, comm: MPI.Intracomm, x: np.ndarray, grid: Grid, code: int, starts: list[int],
+                 row_size: int, trailing: tuple[int, ...], target: int, exact: Exact | None, stats: Stats):
+        self.comm, self.x, self.grid, self.code, self.exact, self.stats = comm, x, grid, code, exact, stats
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.right, self.left = (self.rank + 1) % self.size, (self.rank - 1) % self.size
+        self.parts = [chunks.split(starts[b], starts[b + 1], row_size, trailing, target) for b in range(self.size)]
+        self.codes: dict[tuple[int, int], np.ndarray] = {}
+        self.quantized: set[tuple[int, int]] = set()  # never again: x may be the output (IN_PLACE)
+        self.received: dict[tuple[int, int], int] = {}  # chunks handed in so far, per (tag, source)
+        self.mailbox = Mailbox(comm)
+        self.mode = ALLREDUCE
+        self.out: np.ndarray | None = None
+        self.out_start = 0
+        self.root = 0
+
+    # tags: reduce-scatter step s, allgather step s, the final blocks sent to a Reduce root
+    def _rs(self, step: int) -> int:
+        return step
+
+    def _ag(self, step: int) -> int:
+        return self.size + step
+
+    def _to_root(self) -> int:
+        return 2 * self.size
+
+    def _quantized(self, block: int, index: int) -> np.ndarray:
+        key = (block, index)
+        found = self.codes.get(key)
+        if found is None:
+            part = self.parts[block][index]
+            found = (codes.quantize_codes(part.of(self.x), self.grid) if part.size
+                     else np.empty(0, self.grid.int_dtype))
+            if self.exact is not None:
+                self.exact.zero(found, part.start)
+            self.codes[key] = found
+            self.quantized.add(key)
+        return found
+
+    def _send_codes(self, values: np.ndarray, part: Chunk, dest: int, tag: int) -> None:
+        payload = codes.encode(values, part.shape)
+        self.stats.add(sent=len(payload), raw=part.size * self.x.dtype.itemsize, messages=1)
+        self.mailbox.send(payload, dest, tag)
+
+    def _write(self, values: np.ndarray, part: Chunk) -> None:
+        start = part.start - self.out_start
+        codes.write(self.out[start:start + part.size], values, self.grid, self.exact, part.start)
+
+    def _final(self, index: int, values: np.ndarray) -> None:
+        """Chunk `index` of this rank's block holds the reduction of all ranks."""
+        part = self.parts[self.rank][index]
+        if self.mode == ALLREDUCE:
+            self._send_codes(values, part, self.right, self._ag(0))
+        if self.mode != REDUCE or self.rank == self.root:
+            self._write(values, part)
+        else:
+            self._send_codes(values, part, self.root, self._to_root())
+        del self.codes[(self.rank, index)]
+
+    def _next(self, tag: int, source: int = -1) -> int:
+        """The chunk index of the next message on (tag, source): they come in chunk order."""
+        index = self.received.get((tag, source), 0)
+        self.received[(tag, source)] = index + 1
+        return index
+
+    def _handle(self, source: int, tag: int, payload: np.ndarray) -> None:
+        size, rank = self.size, self.rank
+        if tag < size:                                  # reduce-scatter step `tag`
+            index = self._next(tag)
+            block = (rank - tag - 2) % size
+            mine = self._quantized(block, index)
+            COMBINE[self.code](mine, codes.decode(payload, mine.size, self.grid.int_dtype), out=mine)
+            if tag < size - 2:
+                self._send_codes(mine, self.parts[block][index], self.right, self._rs(tag + 1))
+                del self.codes[(block, index)]
+            else:
+                self._final(index, mine)
+        elif tag < 2 * size:                            # allgather step `tag - size`
+            index = self._next(tag)
+            step = tag - size
+            block = (rank - step - 1) % size
+            if step < size - 2:
+                self.mailbox.send(payload, self.right, tag + 1)  # forwarded as received: no re-encode
+                self.stats.add(sent=len(payload), raw=self.parts[block][index].size * self.x.dtype.itemsize,
+                               messages=1)
+            part = self.parts[block][index]
+            self._write(codes.decode(payload, part.size, self.grid.int_dtype), part)
+        else:                                           # a final chunk of block `source`, at the root
+            index = self._next(tag, source)
+            part = self.parts[source][index]
+            self._write(codes.decode(payload, part.size, self.grid.int_dtype), part)
+
+    def _work(self) -> Iterator[None]:
+        """Local compute that feeds the pipeline: the first step's chunks, then every other
+        chunk's codes in the order the incoming partial sums will need them."""
+        first = (self.rank - 1) % self.size
+        for index, part in enumerate(self.parts[first]):
+            self._send_codes(self._quantized(first, index), part, self.right, self._rs(0))
+            del self.codes[(first, index)]
+            yield
+        for step in range(self.size - 1):
+            block = (self.rank - step - 2) % self.size
+            for index in range(len(self.parts[block])):
+                if (block, index) not in self.quantized:
+                    self._quantized(block, index)
+                    yield
+
+    def _expected(self) -> int:
+        size, rank = self.size, self.rank
+        count = sum(len(self.parts[(rank - s - 2) % size]) for s in range(size - 1))
+        if self.mode == ALLREDUCE:
+            count += sum(len(self.parts[(rank - s - 1) % size]) for s in range(size - 1))
+        elif self.mode == REDUCE and rank == self.root:
+            count += sum(len(self.parts[b]) for b in range(size) if b != rank)
+        return count
+
+    def run(self, mode: str, out: np.ndarray | None, out_start: int = 0, root: int = 0) -> None:
+        """Reduce; `out` (whole message, or this rank's block at out_start, or None off the
+        root) receives the decoded result."""
+        self.mode, self.out, self.out_start, self.root = mode, out, out_start, root
+        if out is not None and mode == REDUCE_SCATTER and np.shares_memory(out, self.x):
+            # IN_PLACE: the result goes to block 0 of the input, which may not be quantized
+            # yet when this rank's block is final (elsewhere an output chunk is written only
+            # after this rank's codes for it went into the sum)
+            for block, parts in enumerate(self.parts):
+                for index in range(len(parts)):
+                    self._quantized(block, index)
+        drive(self.mailbox, self._work(), self._expected(), self._handle)
