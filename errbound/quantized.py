@@ -65,13 +65,22 @@ def quantize(data: np.ndarray, eb: float, int_dtype=None) -> QuantizedArray:
     return QuantizedArray(codes, idx, values, float(eb), data.shape, data.dtype)
 
 
-def dequantize(codes: np.ndarray | QuantizedArray, eb: float | None = None, dtype=None) -> np.ndarray:
-    """codes * 2eb in dtype (outliers of a QuantizedArray put back exactly)."""
+def dequantize(codes: np.ndarray | QuantizedArray, eb: float | None = None, dtype=None,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """codes * 2eb in dtype (outliers of a QuantizedArray put back exactly): the float64
+    product, rounded once. ``out`` (C-contiguous, as many elements as codes) receives the
+    values in place, e.g. a message buffer; its dtype is the output dtype."""
+    if out is not None:
+        if not (isinstance(out, np.ndarray) and out.flags.c_contiguous and out.dtype.kind == "f"
+                and out.size == np.size(codes.codes if isinstance(codes, QuantizedArray) else codes)):
+            raise UnsupportedInputError("out= must be a C-contiguous float array with one element per code")
+        dtype = out.dtype
     if isinstance(codes, QuantizedArray):
         q = codes
-        out = _dequantize(q.codes, q.eb, q.dtype, q.outlier_index, q.outlier_value)
-        return out.reshape(q.shape)
-    return _dequantize(np.ascontiguousarray(codes).reshape(-1), float(eb), np.dtype(dtype))
+        result = _dequantize(q.codes, q.eb, dtype or q.dtype, q.outlier_index, q.outlier_value, out=out)
+        return out if out is not None else result.reshape(q.shape)
+    result = _dequantize(np.ascontiguousarray(codes).reshape(-1), float(eb), np.dtype(dtype), out=out)
+    return out if out is not None else result
 
 
 @dataclass

@@ -23,7 +23,6 @@ from errbound import quantized as qz
 
 from .compute import compute
 from .errors import MismatchError
-from .kernels import scale_into
 
 # magic, kind, eb (float64), outlier count, code stream length
 _HEAD = struct.Struct("<4sB3xdQQ")
@@ -51,7 +50,7 @@ def encode(values: np.ndarray, shape: tuple[int, ...], bound: float, codec: str,
             q = qz.quantize(values, bound, np.int64)
         stream = qz.encode_codes(q.codes, shape)
         if reconstruct is not None:
-            scale_into(q.codes, 2.0 * bound, reconstruct)
+            qz.dequantize(q.codes, bound, out=reconstruct.reshape(-1))
     if reconstruct is not None and q.outlier_index.size:
         reconstruct[q.outlier_index] = q.outlier_value
     head = _HEAD.pack(_MAGIC, _CODES, bound, q.outlier_index.size, len(stream))
@@ -82,7 +81,7 @@ def decode(payload, target: np.ndarray) -> None:
         codes = qz.decode_codes(body).reshape(-1)
         if codes.size != target.size:
             raise MismatchError(f"received {codes.size} values for a block of {target.size}")
-        scale_into(codes, 2.0 * bound, target)
+        qz.dequantize(codes.reshape(-1), bound, out=target.reshape(-1))
     if outliers:
         index = np.frombuffer(tail[:8 * outliers], np.int64)
         if index.min() < 0 or index.max() >= target.size:

@@ -30,6 +30,7 @@ import numpy as np
 from mpi4py import MPI
 
 import errbound
+from errbound import quantized as qz
 
 from . import kernels
 from .compute import compute
@@ -175,7 +176,8 @@ class Grid:
         if self.divisor:
             kernels.divide_into(codes, self.divisor, out)
         else:
-            kernels.scale_into(codes, self.step, out)
+            # dequantize multiplies by 2 * eb: eb = step / 2 gives exactly step again
+            qz.dequantize(codes.reshape(-1), self.step / 2.0, out=out.reshape(-1))
 
 
 _U = 2.0**-53  # unit roundoff of float64
