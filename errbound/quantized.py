@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import CorruptStreamError, UnsupportedInputError
 from .layout import MAX_DIMS
+from .scratch import scratch
 from .stages import bitshuffle
 from .stages.integer_lorenzo import lorenzo_residuals, lorenzo_restore
 from .stages.lossless import ZstdLossless
@@ -110,7 +111,7 @@ def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checks
     shape = tuple(codes.shape if shape is None else shape)
     if len(shape) > MAX_DIMS or int(np.prod(shape, dtype=np.int64)) != codes.size:
         raise UnsupportedInputError(f"shape {shape} does not describe {codes.size} codes (at most {MAX_DIMS}-D)")
-    residuals = lorenzo_residuals(codes.reshape(-1), shape)
+    residuals = lorenzo_residuals(codes.reshape(-1), shape, scratch("codes-residuals", codes.size, codes.dtype))
     masks, dense_planes, sparse_planes, wide_idx, wide_val, dense = bitshuffle.shuffle(residuals, width)
     bits = codes.dtype.itemsize * 8
     parts = CodeStreamParts(shape, codes.dtype, bits if width is None else int(width), dense, masks,
@@ -119,17 +120,20 @@ def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checks
 
 
 def pack_code_stream(parts: CodeStreamParts, checksum: bool = True) -> bytes:
+    # the dense planes go in as a stored lossless section (method byte 0), without a copy
+    stored_dense = [b"\x00", np.ascontiguousarray(parts.dense_planes)]
     sections = [
-        _LOSSLESS.compress(parts.masks.tobytes()),
-        b"\x00" + parts.dense_planes.tobytes(),  # a stored lossless section (method byte 0)
-        _LOSSLESS.compress(parts.sparse_planes.tobytes()),
-        encode_patches(parts.wide_index, parts.wide_value, _LOSSLESS) if parts.wide_index.size else b"",
+        [_LOSSLESS.compress(np.ascontiguousarray(parts.masks))],
+        stored_dense,
+        [_LOSSLESS.compress(np.ascontiguousarray(parts.sparse_planes))],
+        [encode_patches(parts.wide_index, parts.wide_value, _LOSSLESS) if parts.wide_index.size else b""],
     ]
+    lengths = [sum(memoryview(piece).nbytes for piece in sec) for sec in sections]
     count = int(np.prod(parts.shape, dtype=np.int64))
     head = _HEAD.pack(_MAGIC, parts.dtype.itemsize, len(parts.shape), parts.width, parts.dense,
-                      _CHECKSUM if checksum else 0, *(len(sec) for sec in sections), count)
+                      _CHECKSUM if checksum else 0, *lengths, count)
     dims = struct.pack(f"<{len(parts.shape)}Q", *parts.shape)
-    body = b"".join([head, dims, *sections])
+    body = b"".join([head, dims, *(piece for sec in sections for piece in sec)])
     return body + (_CRC.pack(zlib.crc32(body)) if checksum else b"")
 
 
@@ -180,12 +184,17 @@ def unpack_code_stream(blob) -> CodeStreamParts:
     return CodeStreamParts(tuple(shape), dtype, width, dense, masks, planes[0], planes[1], wide_idx, wide_val)
 
 
-def decode_codes(blob) -> np.ndarray:
-    """Inverse of encode_codes: the integer codes, reshaped to the encoded shape."""
+def decode_codes(blob, *, scratch_slot: str | None = None) -> np.ndarray:
+    """Inverse of encode_codes: the integer codes, reshaped to the encoded shape.
+
+    ``scratch_slot`` decodes into that thread-local scratch slot (see errbound.scratch)
+    instead of a fresh array, for callers that are done with the codes before they decode
+    again on the same thread."""
     parts = unpack_code_stream(blob)
     count = int(np.prod(parts.shape, dtype=np.int64))
+    out = None if scratch_slot is None else scratch(scratch_slot, count, parts.dtype)
     residuals = bitshuffle.unshuffle(parts.masks, parts.dense_planes, parts.sparse_planes, parts.dense,
-                                     count, parts.dtype)
+                                     count, parts.dtype, out)
     if parts.wide_index.size:
         residuals[parts.wide_index] = parts.wide_value
     return lorenzo_restore(residuals, parts.shape).reshape(parts.shape)

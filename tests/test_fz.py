@@ -96,3 +96,27 @@ def test_code_stream_errors_are_specific():
     damaged[len(blob) // 2] ^= 0x10
     with pytest.raises(CorruptStreamError):
         decode_codes(bytes(damaged))
+
+
+def test_concurrent_threads_do_not_share_scratch_or_zstd_contexts():
+    # fz keeps its temporaries in thread-local scratch and caches zstd contexts per thread:
+    # streams made at the same time on several threads must equal the ones made alone
+    import threading
+
+    rng = np.random.default_rng(11)
+    arrays = [np.cumsum(rng.standard_normal((40, 50, 30)), axis=i % 3).astype(np.float32) for i in range(6)]
+    alone = [errbound.compress(a, "fz", abs=1e-2) for a in arrays]
+    results = [None] * len(arrays)
+
+    def work(i):
+        for _ in range(5):
+            blob = errbound.compress(arrays[i], "fz", abs=1e-2)
+            assert np.array_equal(errbound.decompress(blob), errbound.decompress(alone[i]))
+        results[i] = blob
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(arrays))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == alone

@@ -12,10 +12,11 @@ import numpy as np
 
 from ..codec import Codec, load_stage, register
 from ..errors import CorruptStreamError
-from ..quantized import decode_codes, dequantize, encode_codes, quantize
+from ..quantized import decode_codes, dequantize, encode_codes
 from ..stages import bitshuffle
 from ..stages.lossless import ZstdLossless
 from ..stages.patches import decode_patches, encode_patches
+from ..stages.prequantize import prequantize
 
 
 class _Stage:
@@ -57,9 +58,10 @@ class FZCodec(Codec):
     stage_names = ("prequantize", "lorenzo-int", "bitshuffle", "zstd")
 
     def encode(self, data, eb):
-        q = quantize(data, eb)
-        stream = encode_codes(q.codes, data.shape, checksum=False)
-        return self._assemble(stream, q.outlier_index, q.outlier_value, q.codes.dtype)
+        # the codes only live until encode_codes has packed them: scratch, not a fresh array
+        codes, outlier_index, outlier_value = prequantize(np.ascontiguousarray(data), eb, codes_slot="fz-codes")
+        stream = encode_codes(codes, data.shape, checksum=False)
+        return self._assemble(stream, outlier_index, outlier_value, codes.dtype)
 
     @staticmethod
     def _assemble(stream, outlier_idx, outlier_val, code_dtype):
@@ -112,7 +114,7 @@ class FZCodec(Codec):
         pre, lossless = self._check_stages(stages)
         if "codes" not in sections:
             raise CorruptStreamError("stream lacks the 'codes' section")
-        codes = decode_codes(sections["codes"])
+        codes = decode_codes(sections["codes"], scratch_slot="fz-codes")  # dequantized at once
         if codes.size != int(np.prod(shape)) or codes.dtype.itemsize * 8 != pre.params().get("int_bits"):
             raise CorruptStreamError("fz code stream does not match the stream header")
         out = dequantize(codes, eb, dtype)

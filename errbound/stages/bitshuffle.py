@@ -18,6 +18,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from ..scratch import scratch
+
 NAME = "bitshuffle"
 VERSION = 1
 BLOCK = 128                 # values per block
@@ -241,7 +243,8 @@ def shuffle(residuals: np.ndarray, width: int | None = None, dense: int | None =
     """Encode a flat signed integer array. Returns (masks, dense planes, sparse planes,
     wide_idx, wide_values, dense): per-block plane bitmaps (uint32 or uint64), the packed
     planes below `dense` and from `dense` up (uint32 words, block by block), and the exact
-    residuals too wide for `width` bits after zigzag."""
+    residuals too wide for `width` bits after zigzag. The two plane arrays are thread-local
+    scratch, valid until the next call on this thread."""
     r = np.ascontiguousarray(residuals).reshape(-1)
     bits = r.dtype.itemsize * 8
     width = bits if width is None else int(width)
@@ -253,8 +256,9 @@ def shuffle(residuals: np.ndarray, width: int | None = None, dense: int | None =
     limit = np.uint64(0 if width >= bits else 2**width)
     _block_masks(r, bits, allbits, limit, masks, wide)
     dense_off, sparse_off = _plane_offsets(masks, dense)
-    dense_planes = np.empty(dense_off[-1], np.uint32)
-    sparse_planes = np.empty(sparse_off[-1], np.uint32)
+    # the planes only travel to the stream writer, which copies them: scratch, not fresh pages
+    dense_planes = scratch("shuffle-dense", dense_off[-1], np.uint32)
+    sparse_planes = scratch("shuffle-sparse", sparse_off[-1], np.uint32)
     _shuffle(r, bits, allbits, limit, masks, dense, dense_off, sparse_off, wide, dense_planes, sparse_planes)
     wide_idx = np.flatnonzero(wide) if width < bits else np.zeros(0, np.int64)
     mask_dtype = np.uint32 if bits == 32 else np.uint64
@@ -267,12 +271,13 @@ def planes_needed(masks: np.ndarray, dense: int) -> tuple[int, int]:
 
 
 def unshuffle(masks: np.ndarray, dense_planes: np.ndarray, sparse_planes: np.ndarray, dense: int,
-              count: int, dtype) -> np.ndarray:
-    """Inverse of shuffle (before re-inserting wide residuals). The caller has checked that
-    the plane streams hold exactly the words the masks promise (see ``planes_needed``)."""
+              count: int, dtype, out: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of shuffle (before re-inserting wide residuals), into ``out`` (flat, `count`
+    elements of `dtype`) when given. The caller has checked that the plane streams hold
+    exactly the words the masks promise (see ``planes_needed``)."""
     masks64 = np.ascontiguousarray(masks, np.uint64)
     dense_off, sparse_off = _plane_offsets(masks64, int(dense))
-    out = np.empty(count, dtype)
+    out = np.empty(count, dtype) if out is None else out
     _unshuffle(masks64, int(dense), dense_off, sparse_off, np.ascontiguousarray(dense_planes, np.uint32),
                np.ascontiguousarray(sparse_planes, np.uint32), np.dtype(dtype).itemsize * 8, out)
     return out

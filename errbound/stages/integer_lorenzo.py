@@ -81,10 +81,11 @@ def as_3d(shape) -> tuple[int, int, int]:
     return tuple([1] * (3 - len(live)) + live)
 
 
-def lorenzo_residuals(codes: np.ndarray, shape) -> np.ndarray:
-    """Residuals of a flat C-ordered code array of the given shape (same integer dtype, wrapping)."""
+def lorenzo_residuals(codes: np.ndarray, shape, out: np.ndarray | None = None) -> np.ndarray:
+    """Residuals of a flat C-ordered code array of the given shape (same integer dtype,
+    wrapping), written to ``out`` (flat, same size and dtype) when given."""
     src = np.ascontiguousarray(codes).reshape(-1)
-    out = np.empty_like(src)
+    out = np.empty_like(src) if out is None else out
     _residuals_3d(src, out, *as_3d(shape))
     return out
 

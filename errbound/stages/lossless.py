@@ -6,6 +6,8 @@ cannot shrink (noise, already entropy-coded bits) costs one byte instead of grow
 
 from __future__ import annotations
 
+import threading
+
 import zstandard
 
 from ..errors import CorruptStreamError
@@ -15,6 +17,22 @@ VERSION = 1
 _STORED = 0
 _ZSTD = 1
 DEFAULT_LEVEL = 3
+
+
+_local = threading.local()  # zstd contexts are reusable but not shareable between threads
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    cache = _local.__dict__.setdefault("compressors", {})
+    if level not in cache:
+        cache[level] = zstandard.ZstdCompressor(level=level)
+    return cache[level]
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    if not hasattr(_local, "decompressor"):
+        _local.decompressor = zstandard.ZstdDecompressor()
+    return _local.decompressor
 
 
 class ZstdLossless:
@@ -32,12 +50,13 @@ class ZstdLossless:
         return cls(p.get("level", DEFAULT_LEVEL))
 
     def compress(self, data) -> bytes:
-        raw = bytes(data)
+        """data: bytes or any C-contiguous buffer (a numpy array is read in place)."""
+        raw = memoryview(data).cast("B")
         if len(raw) >= 64:
-            packed = zstandard.ZstdCompressor(level=self.level).compress(raw)
+            packed = _compressor(self.level).compress(raw)
             if len(packed) < len(raw):
-                return bytes([_ZSTD]) + packed
-        return bytes([_STORED]) + raw
+                return bytes((_ZSTD,)) + packed
+        return bytes((_STORED,)) + raw
 
     def decompress(self, section, max_size: int) -> bytes:
         """max_size: an upper bound from the header, so a damaged length cannot exhaust memory."""
@@ -51,7 +70,6 @@ class ZstdLossless:
             return bytes(body)
         if tag != _ZSTD:
             raise CorruptStreamError(f"unknown lossless method tag {tag}")
-        body = bytes(body)
         try:
             # we always write the content size; a frame without one (or a larger one) is not
             # ours, and trusting max_size alone would allocate it up front
@@ -61,7 +79,7 @@ class ZstdLossless:
         if declared < 0 or declared > max_size:
             raise CorruptStreamError("zstd section does not declare a size the header allows")
         try:
-            out = zstandard.ZstdDecompressor().decompress(body, max_output_size=max(declared, 1))
+            out = _decompressor().decompress(body, max_output_size=max(declared, 1))
         except zstandard.ZstdError as exc:
             raise CorruptStreamError(f"zstd section cannot be decoded: {exc}") from None
         if len(out) > max_size:
