@@ -41,7 +41,8 @@ _CHECKSUM = 1
 _CRC = struct.Struct("<I")
 # zstd where it pays: the block bitmaps and the sparse (high) bit planes; the dense low
 # planes are close to random and are stored as they are
-_LOSSLESS = ZstdLossless(level=1)
+ZSTD_LEVEL = 1
+_LOSSLESS = ZstdLossless(level=ZSTD_LEVEL)
 
 
 @dataclass
@@ -56,13 +57,24 @@ class QuantizedArray:
     dtype: np.dtype
 
 
-def quantize(data: np.ndarray, eb: float, int_dtype=None) -> QuantizedArray:
+def quantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None = None) -> QuantizedArray:
     """q = round(x / 2eb). Points whose reconstruction q*2eb misses eb in the input dtype, that
-    overflow the integer type, or are NaN/Inf/-0.0 are listed as exact outliers."""
+    overflow the integer type, or are NaN/Inf/-0.0 are listed as exact outliers.
+
+    ``out`` (a C-contiguous int32/int64 array with one element per value) receives the codes
+    instead of a fresh array, and its dtype is the integer type: callers that quantize many
+    messages reuse their buffers (a fresh array costs page faults on first touch)."""
     if not isinstance(data, np.ndarray) or data.dtype.kind != "f":
         raise UnsupportedInputError("quantize expects a float32/float64 numpy array")
+    if out is not None and not (isinstance(out, np.ndarray) and out.dtype in (np.int32, np.int64)
+                                and out.flags.c_contiguous and out.flags.writeable and out.size == data.size):
+        raise UnsupportedInputError("out= must be a writable C-contiguous int32/int64 array with one "
+                                    "element per value")
+    if out is not None and int_dtype is not None and np.dtype(int_dtype) != out.dtype:
+        raise UnsupportedInputError(f"int_dtype {np.dtype(int_dtype)} does not match out= of {out.dtype}")
     contiguous = np.ascontiguousarray(data)
-    codes, idx, values = prequantize(contiguous, float(eb), int_dtype)
+    codes, idx, values = prequantize(contiguous, float(eb), int_dtype,
+                                     out=None if out is None else out.reshape(-1))
     return QuantizedArray(codes, idx, values, float(eb), data.shape, data.dtype)
 
 
@@ -99,12 +111,17 @@ class CodeStreamParts:
     wide_value: np.ndarray
 
 
-def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checksum: bool = True) -> bytes:
+def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checksum: bool = True,
+                 zstd_level: int = ZSTD_LEVEL) -> bytes:
     """Losslessly encode an int32/int64 code array (flat, C order of `shape`).
 
     ``width`` caps the zigzagged residual width (wider ones are stored exactly on the side);
-    ``checksum=False`` leaves out the CRC-32 when an outer container already carries one.
+    ``checksum=False`` leaves out the CRC-32 when an outer container already carries one;
+    ``zstd_level`` is the effort of the zstd stage over the bitmaps and sparse planes
+    (negative: zstd's fast levels, less ratio for more speed; decoding needs no setting).
     """
+    if not isinstance(zstd_level, int) or not -7 <= zstd_level <= 19:
+        raise UnsupportedInputError(f"zstd_level must be an int in -7..19, got {zstd_level!r}")
     codes = np.ascontiguousarray(codes)
     if codes.dtype not in (np.int32, np.int64):
         raise UnsupportedInputError(f"encode_codes takes int32 or int64 codes, got {codes.dtype}")
@@ -116,17 +133,18 @@ def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checks
     bits = codes.dtype.itemsize * 8
     parts = CodeStreamParts(shape, codes.dtype, bits if width is None else int(width), dense, masks,
                             dense_planes, sparse_planes, wide_idx, wide_val)
-    return pack_code_stream(parts, checksum)
+    return pack_code_stream(parts, checksum, zstd_level)
 
 
-def pack_code_stream(parts: CodeStreamParts, checksum: bool = True) -> bytes:
+def pack_code_stream(parts: CodeStreamParts, checksum: bool = True, zstd_level: int = ZSTD_LEVEL) -> bytes:
+    lossless = _LOSSLESS if zstd_level == ZSTD_LEVEL else ZstdLossless(level=zstd_level)
     # the dense planes go in as a stored lossless section (method byte 0), without a copy
     stored_dense = [b"\x00", np.ascontiguousarray(parts.dense_planes)]
     sections = [
-        [_LOSSLESS.compress(np.ascontiguousarray(parts.masks))],
+        [lossless.compress(np.ascontiguousarray(parts.masks))],
         stored_dense,
-        [_LOSSLESS.compress(np.ascontiguousarray(parts.sparse_planes))],
-        [encode_patches(parts.wide_index, parts.wide_value, _LOSSLESS) if parts.wide_index.size else b""],
+        [lossless.compress(np.ascontiguousarray(parts.sparse_planes))],
+        [encode_patches(parts.wide_index, parts.wide_value, lossless) if parts.wide_index.size else b""],
     ]
     lengths = [sum(memoryview(piece).nbytes for piece in sec) for sec in sections]
     count = int(np.prod(parts.shape, dtype=np.int64))

@@ -20,10 +20,11 @@ from .errors import MismatchError
 COMBINE: dict[int, Callable] = {SUM: np.add, MAX: np.maximum, MIN: np.minimum}
 
 
-def quantize_codes(x: np.ndarray, grid: Grid) -> np.ndarray:
-    """x's integer codes on the grid (non-finite points: arbitrary codes, see Exact)."""
+def quantize_codes(x: np.ndarray, grid: Grid, out: np.ndarray | None = None) -> np.ndarray:
+    """x's integer codes on the grid (non-finite points: arbitrary codes, see Exact), in out
+    (flat, grid.int_dtype, x.size elements) when given."""
     with compute():
-        q = qz.quantize(x, grid.step / 2, grid.int_dtype)
+        q = qz.quantize(x, grid.step / 2, None if out is not None else grid.int_dtype, out=out)
     # quantize() lists points whose reconstruction misses the bound *in the input dtype* as
     # outliers but keeps their codes; here only the codes matter: |q * step - x| <= step / 2
     # up to the float64 wobble that the grid reserves. Non-finite values are handled by
@@ -39,10 +40,12 @@ def encode(codes: np.ndarray, shape: tuple[int, ...]) -> bytes:
 
 
 def decode(payload, count: int, int_dtype: np.dtype) -> np.ndarray:
+    """The codes in payload: valid until the next decode() on this thread."""
     if count == 0:
         return np.empty(0, int_dtype)
     with compute():
-        codes = qz.decode_codes(payload).reshape(-1)
+        # every caller combines or writes the codes before it decodes again: scratch
+        codes = qz.decode_codes(payload, scratch_slot="collective-codes").reshape(-1)
     if codes.size != count or codes.dtype != int_dtype:
         raise MismatchError(f"received {codes.size} {codes.dtype} codes where {count} {int_dtype} were expected")
     return codes

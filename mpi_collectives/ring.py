@@ -43,6 +43,7 @@ class RingReduction:
         self.right, self.left = (self.rank + 1) % self.size, (self.rank - 1) % self.size
         self.parts = [chunks.split(starts[b], starts[b + 1], row_size, trailing, target) for b in range(self.size)]
         self.codes: dict[tuple[int, int], np.ndarray] = {}
+        self.spares: dict[int, list[np.ndarray]] = {}  # code arrays of retired chunks, by size
         self.quantized: set[tuple[int, int]] = set()  # never again: x may be the output (IN_PLACE)
         self.received: dict[tuple[int, int], int] = {}  # chunks handed in so far, per (tag, source)
         self.mailbox = Mailbox(comm)
@@ -66,13 +67,25 @@ class RingReduction:
         found = self.codes.get(key)
         if found is None:
             part = self.parts[block][index]
-            found = (codes.quantize_codes(part.of(self.x), self.grid) if part.size
+            found = (codes.quantize_codes(part.of(self.x), self.grid, self._spare(part.size)) if part.size
                      else np.empty(0, self.grid.int_dtype))
             if self.exact is not None:
                 self.exact.zero(found, part.start)
             self.codes[key] = found
             self.quantized.add(key)
         return found
+
+    def _spare(self, size: int) -> np.ndarray | None:
+        """A code array of a finished chunk to quantize into (fresh arrays cost page faults
+        on first touch: measured as much as the bit shuffle itself), or None."""
+        pool = self.spares.get(size)
+        return pool.pop() if pool else None
+
+    def _retire(self, key: tuple[int, int]) -> None:
+        """Chunk `key`'s codes are sent or written: keep the array for a later chunk. Sends
+        carry encoded bytes, never the codes, so nothing still reads it."""
+        found = self.codes.pop(key)
+        self.spares.setdefault(found.size, []).append(found)
 
     def _send_codes(self, values: np.ndarray, part: Chunk, dest: int, tag: int) -> None:
         payload = codes.encode(values, part.shape)
@@ -92,7 +105,7 @@ class RingReduction:
             self._write(values, part)
         else:
             self._send_codes(values, part, self.root, self._to_root())
-        del self.codes[(self.rank, index)]
+        self._retire((self.rank, index))
 
     def _next(self, tag: int, source: int = -1) -> int:
         """The chunk index of the next message on (tag, source): they come in chunk order."""
@@ -109,7 +122,7 @@ class RingReduction:
             COMBINE[self.code](mine, codes.decode(payload, mine.size, self.grid.int_dtype), out=mine)
             if tag < size - 2:
                 self._send_codes(mine, self.parts[block][index], self.right, self._rs(tag + 1))
-                del self.codes[(block, index)]
+                self._retire((block, index))
             else:
                 self._final(index, mine)
         elif tag < 2 * size:                            # allgather step `tag - size`
@@ -133,7 +146,7 @@ class RingReduction:
         first = (self.rank - 1) % self.size
         for index, part in enumerate(self.parts[first]):
             self._send_codes(self._quantized(first, index), part, self.right, self._rs(0))
-            del self.codes[(first, index)]
+            self._retire((first, index))
             yield
         for step in range(self.size - 1):
             block = (self.rank - step - 2) % self.size

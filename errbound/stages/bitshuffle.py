@@ -175,48 +175,49 @@ def _unshuffle(masks, dense, dense_off, sparse_off, dense_planes, sparse_planes,
     sparse_bytes = sparse_planes.view(np.uint8)
     ntasks = (nblocks + BLOCKS_PER_TASK - 1) // BLOCKS_PER_TASK
     for task in prange(ntasks):
-        plane_bytes = np.zeros((bits, _GROUPS), np.uint8)
         vals = np.zeros(BLOCK, np.uint64)
+        xs = np.zeros(_GROUPS, np.uint64)  # 8 planes' bytes of one group of 8 values each
         for b in range(task * BLOCKS_PER_TASK, min(nblocks, (task + 1) * BLOCKS_PER_TASK)):
             lo = b * BLOCK
             count = min(n, lo + BLOCK) - lo
             m = masks[b]
+            dst = out[lo:lo + count]
             if m == 0:
                 for i in range(count):
-                    out[lo + i] = 0
+                    dst[i] = 0
                 continue
             src_dense = dense_off[b] * 4
             src_sparse = sparse_off[b] * 4
-            for plane in range(bits):
-                if (m >> np.uint64(plane)) & np.uint64(1):
-                    if plane < dense:
-                        for g in range(_GROUPS):
-                            plane_bytes[plane, g] = dense_bytes[src_dense + g]
-                        src_dense += _GROUPS
-                    else:
-                        for g in range(_GROUPS):
-                            plane_bytes[plane, g] = sparse_bytes[src_sparse + g]
-                        src_sparse += _GROUPS
-                else:
-                    for g in range(_GROUPS):
-                        plane_bytes[plane, g] = 0
             for i in range(BLOCK):
                 vals[i] = 0
             for byte in range(nbytes):
-                if (m >> np.uint64(8 * byte)) & np.uint64(0xFF) == 0:
+                group_mask = (m >> np.uint64(8 * byte)) & np.uint64(0xFF)
+                if group_mask == 0:
                     continue
+                for g in range(_GROUPS):
+                    xs[g] = 0
+                # gather straight from the two streams (absent planes add nothing): 1.3x
+                # faster than first copying every plane, zeros included, into a block buffer
+                for p in range(8):
+                    plane = 8 * byte + p
+                    if (group_mask >> np.uint64(p)) & np.uint64(1):
+                        sh = np.uint64(8 * p)
+                        if plane < dense:
+                            src = dense_bytes[src_dense:src_dense + _GROUPS]
+                            src_dense += _GROUPS
+                        else:
+                            src = sparse_bytes[src_sparse:src_sparse + _GROUPS]
+                            src_sparse += _GROUPS
+                        for g in range(_GROUPS):
+                            xs[g] |= np.uint64(src[g]) << sh
                 sh = np.uint64(8 * byte)
                 for g in range(_GROUPS):
-                    x = np.uint64(0)
-                    for p in range(8):
-                        x |= np.uint64(plane_bytes[8 * byte + p, g]) << np.uint64(8 * p)
-                    x = _transpose8(x)
+                    x = _transpose8(xs[g])
                     for k in range(8):
                         vals[8 * g + k] |= ((x >> np.uint64(8 * k)) & np.uint64(0xFF)) << sh
             for i in range(count):
                 u = vals[i]
-                # un-zigzag: (u >> 1) ^ -(u & 1)
-                out[lo + i] = (u >> np.uint64(1)) ^ (np.uint64(0) - (u & np.uint64(1)))
+                dst[i] = (u >> np.uint64(1)) ^ (np.uint64(0) - (u & np.uint64(1)))
 
 
 # A plane whose bits are ones this often or more is close to random: zstd cannot shrink it
