@@ -33,8 +33,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--min-bytes", type=int, default=DEFAULT_MIN_BYTES,
                         help=f"compress messages of at least this many bytes (default {DEFAULT_MIN_BYTES})")
     parser.add_argument("--consistent", action="store_true", help="Bcast roots keep what the receivers get")
-    parser.add_argument("--adapt", action="store_true",
-                        help="time compressed against plain MPI per collective and size; keep the faster")
+    parser.add_argument("--no-adapt", dest="adapt", action="store_false",
+                        help="always compress (default: time compressed against plain MPI per collective "
+                             "and size and keep the faster)")
     parser.add_argument("--stats", action="store_true", help="print each rank's compressed traffic at exit")
     parser.add_argument("program", help="the Python script to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")

@@ -58,7 +58,7 @@ class Settings:
     algorithm: str
     segment_bytes: int = 0      # pipelined chunk size in bytes of floats; 0: the default
     bcast_algorithm: str = "auto"
-    adapt: bool = False         # time compressed against plain MPI and keep the faster
+    adapt: bool = True          # time compressed against plain MPI and keep the faster
 
     def problem(self) -> str | None:
         """Why these settings are invalid, or None."""

@@ -46,8 +46,10 @@ class CompressedComm(MPI.Intracomm):
     ``bcast_algorithm`` the Bcast tree ("binomial", pipelined "chain" or "binary").
     ``segment_bytes`` is the chunk size of the pipelined algorithms (0: the default; a value
     at least the message size turns pipelining off); it changes speed, never results.
-    ``adapt=True`` times both paths per collective and size and keeps the faster one (see
-    :mod:`mpi_collectives.policy`): for links too fast for the compressor to pay.
+    ``adapt`` (on by default) times both paths per collective and size and keeps the faster
+    one (see :mod:`mpi_collectives.policy`), so a link too fast for the compressor to pay
+    never makes a collective slower than plain MPI; ``adapt=False`` always compresses
+    messages of ``min_bytes`` or more.
 
     Construction is collective; different settings on different ranks raise
     :class:`~mpi_collectives.errors.SettingsMismatchError` on every rank. ``Dup()`` and
@@ -61,7 +63,7 @@ class CompressedComm(MPI.Intracomm):
     def __new__(cls, comm: MPI.Intracomm | None = None, *, abs: float | None = None,  # noqa: A002
                 rel: float | None = None, codec: str = "fz", min_bytes: int = DEFAULT_MIN_BYTES,
                 consistent: bool = False, algorithm: str = "auto", segment_bytes: int = 0,
-                bcast_algorithm: str = "auto", adapt: bool = False) -> CompressedComm:
+                bcast_algorithm: str = "auto", adapt: bool = True) -> CompressedComm:
         if comm is None:
             # mpi4py makes new objects of type(self) this way (e.g. Idup): a plain communicator
             return super().__new__(cls)

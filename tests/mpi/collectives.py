@@ -263,8 +263,8 @@ def check_pass_through(comm: CompressedComm) -> None:
 def main() -> None:
     data_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else None
     # the test messages (80-320 KB) are below the default min_bytes, which is sized for speed
-    abs_comm = CompressedComm(WORLD, abs=1e-3, min_bytes=MIN_BYTES)
-    rel_comm = CompressedComm(WORLD, rel=1e-3, min_bytes=MIN_BYTES)
+    abs_comm = CompressedComm(WORLD, abs=1e-3, min_bytes=MIN_BYTES, adapt=False)
+    rel_comm = CompressedComm(WORLD, rel=1e-3, min_bytes=MIN_BYTES, adapt=False)
     for dtype in (np.float32, np.float64):
         name = np.dtype(dtype).name
         x = inputs("random", dtype)
@@ -274,7 +274,7 @@ def main() -> None:
         check_movement(abs_comm, f"abs {name} random", x, lambda _: 1e-3)
         check_nonfinite(abs_comm, dtype)
     for algorithm in ("ring", "doubling"):
-        comm = CompressedComm(WORLD, abs=1e-2, algorithm=algorithm, min_bytes=MIN_BYTES)
+        comm = CompressedComm(WORLD, abs=1e-2, algorithm=algorithm, min_bytes=MIN_BYTES, adapt=False)
         check_reductions(comm, f"{algorithm} float32 random", inputs("random", np.float32), lambda _: 1e-2,
                          ops=("SUM",))
         comm.Free()

@@ -57,8 +57,8 @@ def record(name: str, err: float, identical: bool, same: bool, chunks: bool = Tr
 
 def comms(**settings) -> tuple[CompressedComm, CompressedComm]:
     """(pipelined with tiny chunks, unpipelined) communicators with the same bound."""
-    return (CompressedComm(WORLD, segment_bytes=TINY, min_bytes=0, **settings),
-            CompressedComm(WORLD, segment_bytes=OFF, min_bytes=0, **settings))
+    return (CompressedComm(WORLD, segment_bytes=TINY, min_bytes=0, **settings, adapt=False),
+            CompressedComm(WORLD, segment_bytes=OFF, min_bytes=0, **settings, adapt=False))
 
 
 def both(fast: CompressedComm, slow: CompressedComm, call) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -127,7 +127,7 @@ def check_movement(label: str, x: np.ndarray, fast: CompressedComm, slow: Compre
     reference = x.copy() if RANK == root else np.zeros_like(x)
     slow.Bcast(reference, root=root)
     for algorithm in ("chain", "binary", "binomial"):
-        comm = CompressedComm(WORLD, segment_bytes=TINY, bcast_algorithm=algorithm, **settings_of(fast))
+        comm = CompressedComm(WORLD, segment_bytes=TINY, bcast_algorithm=algorithm, **settings_of(fast), adapt=False)
         buf = x.copy() if RANK == root else np.zeros_like(x)
         comm.Bcast(buf, root=root)
         pipelined = algorithm == "binomial" or WORLD.allreduce(comm.stats.messages, MPI.MAX) > 2
