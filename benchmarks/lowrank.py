@@ -15,6 +15,8 @@ Matrices (issue 8):
 * ``kernel-cluster``: exp(-|x_i - x_j|) over the 4096 points of a 64 x 64 mesh on the unit
   square, points ordered by a cluster tree (Morton / Z order, as H-matrix codes order them).
 * ``kernel-rowmajor``: the same matrix with the points in row-major mesh order.
+* ``kernel-scrambled``: the same matrix with the points in a random order, as mesh
+  generators number unstructured meshes (`hlr` finds the cluster order itself).
 * ``kernel-1d`` (``--kernel-1d``): exp(-|x_i - x_j|) over 4096 points of a uniform 1-D mesh.
 
 Every candidate gets the same absolute bound ``rel * (max - min)``. ZFP's real error is far
@@ -95,13 +97,16 @@ def morton_order(n: int):
     return np.argsort(key, kind="stable")
 
 
-def kernel_2d(n: int = 64, cluster: bool = True):
-    """exp(-|p_i - p_j|) over the n x n cell centres of the unit square."""
+def kernel_2d(n: int = 64, cluster: bool | None = True):
+    """exp(-|p_i - p_j|) over the n x n cell centres of the unit square, points in Morton
+    order (cluster=True), row-major order (False) or a fixed random order (None)."""
     import numpy as np
     g = (np.arange(n) + 0.5) / n
     p = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
     if cluster:
         p = p[morton_order(n)]
+    elif cluster is None:
+        p = p[np.random.default_rng(5).permutation(p.shape[0])]
     out = np.empty((p.shape[0], p.shape[0]), np.float32)
     for i in range(0, p.shape[0], 512):  # in slabs: the full distance tensor would be 400 MB
         d = np.sqrt(((p[i:i + 512, None, :] - p[None, :, :]) ** 2).sum(-1))
@@ -186,7 +191,8 @@ def matrices(args) -> list[dict]:
     from errbound.measure import SZ3, ZFP, Ours
     inputs = [(f"cov-{8192 // args.cov_stride ** 2}", lambda: covariance(args.data, args.cov_stride)),
               ("kernel-cluster-4096", lambda: kernel_2d(64, True)),
-              ("kernel-rowmajor-4096", lambda: kernel_2d(64, False))]
+              ("kernel-rowmajor-4096", lambda: kernel_2d(64, False)),
+              ("kernel-scrambled-4096", lambda: kernel_2d(64, None))]
     if args.kernel_1d:
         inputs.append(("kernel-1d-4096", kernel_1d))
     cands = [Ours("hlr"), Ours("sz"), Ours("fz"), SZ3(), ZFP(), zfp_tuned_candidate()]

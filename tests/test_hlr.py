@@ -271,3 +271,83 @@ def test_dense_stream_is_not_an_sz_stream():
 def test_codec_is_registered():
     assert errbound.codecs()["hlr"] is HLRCodec
     assert "lowrank" in repr(HLRCodec())
+
+
+# ------------------------------------------------------------------------------ cluster order
+
+def scrambled_kernel(n: int = 512, seed: int = 5) -> np.ndarray:
+    """exp(-|p_i - p_j|) over points of a 2-D mesh numbered in no particular order (as mesh
+    generators number unstructured meshes): low-rank blocks exist only after reordering."""
+    side = int(np.sqrt(n))
+    g = (np.arange(side) + 0.5) / side
+    p = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    p = p[np.random.default_rng(seed).permutation(p.shape[0])]
+    return np.exp(-np.sqrt(((p[:, None, :] - p[None, :, :]) ** 2).sum(-1))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def clustered_blob():
+    a = scrambled_kernel(576)
+    blob = errbound.compress(a, "hlr", abs=1e-3)
+    return a, blob
+
+
+def test_cluster_order_groups_nearby_points():
+    from errbound.stages.cluster_order import cluster_permutation
+
+    side, leaf = 32, 64
+    g = np.arange(side, dtype=np.float64)
+    p = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    p = p[np.random.default_rng(1).permutation(p.shape[0])]
+    k = np.exp(-np.sqrt(((p[:, None, :] - p[None, :, :]) ** 2).sum(-1)) / side)
+    order = cluster_permutation(k, leaf)
+    assert sorted(order) == list(range(side * side))
+    # each leaf cluster of 64 points spans a compact patch, far from the whole mesh
+    spans = [np.ptp(p[order[i:i + leaf]], axis=0).max() for i in range(0, order.size, leaf)]
+    assert max(spans) < side / 2 and np.mean(spans) < side / 3
+
+
+def test_scrambled_kernel_is_coded_in_cluster_order_and_restored(clustered_blob):
+    a, blob = clustered_blob
+    info = errbound.info(blob)
+    assert "cluster-order" in info["sections"] and info["stages"][0]["name"] == "cluster-order"
+    assert low_rank_blocks(blob) > 0
+    check_roundtrip(a, errbound.decompress(blob), "abs", 1e-3, blob)
+    sz_size = len(errbound.compress(a, "sz", abs=1e-3))
+    assert len(blob) < sz_size / 2  # the reordering is what makes low rank pay here
+
+
+def test_natural_order_is_kept_where_reordering_does_not_pay():
+    a = kernel_matrix(512)  # sorted 1-D points: already in cluster order
+    blob = errbound.compress(a, "hlr", abs=1e-4)
+    assert "cluster-order" not in errbound.info(blob)["sections"]
+
+
+def _order_edit(edit):
+    from errbound.stages.lossless import ZstdLossless
+
+    def fn(obj, secs):
+        for s in secs:
+            if s[0] == "cluster-order":
+                raw = bytearray(ZstdLossless().decompress(s[1], 1 << 20))
+                edit(raw)
+                s[1] = b"\x00" + bytes(raw)
+    return fn
+
+
+def _swap_shared(obj, secs):
+    obj["stages"][0]["params"]["shared"] = not obj["stages"][0]["params"]["shared"]
+
+
+@pytest.mark.parametrize("forgery", [
+    _order_edit(lambda raw: raw.__setitem__(slice(1, 3), raw[3:5])),    # an index twice
+    _order_edit(lambda raw: raw.__setitem__(slice(1, 3), b"\xff\xff")),  # out of range
+    _order_edit(lambda raw: raw.__setitem__(0, 4)),                      # wrong index width
+    _order_edit(lambda raw: raw.__delitem__(slice(-2, None))),          # truncated
+    _swap_shared,
+    lambda obj, secs: obj["stages"].pop(0),                              # section without its stage
+    lambda obj, secs: secs.pop(next(i for i, s in enumerate(secs) if s[0] == "cluster-order")),
+], ids=["duplicate", "range", "width", "truncated", "shared-flag", "no-stage", "no-section"])
+def test_damaged_cluster_orders_raise(clustered_blob, forgery):
+    with pytest.raises(CorruptStreamError):
+        errbound.decompress(_forge(clustered_blob[1], forgery))

@@ -10,6 +10,11 @@ container cannot feed zfpy damaged bits), ``dense-codes`` and ``dense-unpredicta
 ``sz`` sections, renamed so that an `hlr` stream never passes for an `sz` one) and
 ``corrections``.
 
+A 2-D matrix is also tried with its rows and columns in cluster order (``cluster-order``,
+found from the matrix itself: ``errbound.stages.cluster_order``), which is what a kernel
+matrix over an unstructured mesh needs before any block is low-rank; the order is stored
+only when it pays for itself, and the decoder puts the rows and columns back.
+
 3-D and 4-D arrays are matricized: rows are the leading axes up to ``split``, columns the
 rest (a reshape, no copy), and the split whose plan is cheapest is kept; e.g. the climate
 stacks become (time x space) matrices. Tucker/HOSVD tiles were measured against this on the
@@ -29,7 +34,7 @@ import numpy as np
 
 from ..codec import Codec, load_stage, register, stage_record
 from ..errors import CodecOptionError, CorruptStreamError
-from ..stages import huffman
+from ..stages import cluster_order, huffman
 from ..stages import lowrank as lr
 from ..stages.hlr_corrections import HlrCorrections, apply_corrections, combine, encode_corrections
 from ..stages.interpolation import InterpolationPredictor
@@ -72,7 +77,7 @@ class HLRCodec(Codec):
 
     name = "hlr"
     version = 1
-    stage_names = ("lowrank", "interpolation|lorenzo", "huffman", "zstd", "hlr-corrections")
+    stage_names = ("cluster-order?", "lowrank", "interpolation|lorenzo", "huffman", "zstd", "hlr-corrections")
     checks_bound = True
 
     def __init__(self, leaf: int | None = None, tolerance: float | None = None):
@@ -89,11 +94,13 @@ class HLRCodec(Codec):
     # ----------------------------------------------------------------------------- encoding
 
     def encode(self, data, eb):
+        order = None
         if not self._eligible(data, eb):
             best = self._dense_trial(data, eb, exact=True)
         else:
             with single_threaded_blas():
                 best = self._search(data, eb)
+                best, data, order = self._try_cluster_order(data, eb, best)
         if best.low is None:
             stages, sections, _ = best.coded or _sz_encode(data, eb)
             stage = lr.LowRankTiles(0, self.policy.leaf, 0.0, 0)
@@ -107,7 +114,32 @@ class HLRCodec(Codec):
         sections = [("lowrank-table", best.table), ("lowrank-factors", best.blob)] + sections
         if fixes is not None:
             sections.append(("corrections", fixes))
-        return [stage_record(stage)] + stages + [stage_record(HlrCorrections())], sections
+        records = [stage_record(stage)] + stages + [stage_record(HlrCorrections())]
+        if order is not None:
+            order_stage, order_blob = order
+            records.insert(0, stage_record(order_stage))
+            sections.append(("cluster-order", order_blob))
+        return records, sections
+
+    def _try_cluster_order(self, data: np.ndarray, eb: float, best: _Trial):
+        """The quadtree again on the matrix with rows and columns in cluster order (see
+        errbound.stages.cluster_order); kept when it beats the natural order by more than
+        the orders cost to store. Returns (best, the data as coded, (stage, section) or None)."""
+        leaf = self.policy.leaf
+        if data.ndim != 2 or min(data.shape) < 4 * leaf:
+            return best, data, None
+        rows = cluster_order.cluster_permutation(data, leaf)
+        cols = cluster_order.cluster_permutation(data.T, leaf)
+        if np.array_equal(rows, np.arange(rows.size)) and np.array_equal(cols, np.arange(cols.size)):
+            return best, data, None
+        permuted = np.ascontiguousarray(data[np.ix_(rows, cols)])
+        if not lr.Planner(permuted.astype(np.float64), eb, None, self.policy).promising():
+            return best, data, None
+        trial = self._search(permuted, eb, global_plans=False)
+        stage, blob = cluster_order.encode_orders(rows, cols, ZstdLossless())
+        if trial.low is None or trial.cost + len(blob) >= best.cost:
+            return best, data, None
+        return trial, permuted, (stage, blob)
 
     @staticmethod
     def _eligible(data: np.ndarray, eb: float) -> bool:
@@ -117,10 +149,11 @@ class HLRCodec(Codec):
         top = float(np.abs(finite).max()) if finite.size else 0.0
         return 0.0 < top <= MAX_MAGNITUDE and eb >= top * MIN_RELATIVE_BOUND
 
-    def _search(self, data: np.ndarray, eb: float) -> _Trial:
+    def _search(self, data: np.ndarray, eb: float, global_plans: bool = True) -> _Trial:
         """The cheapest of: dense, and per matricization the quadtree plan and one-block plans
         of increasing rank, each measured on its real residual (sz-coded when the array is
-        small enough, else estimated on `sz`'s own samples)."""
+        small enough, else estimated on `sz`'s own samples). ``global_plans=False`` skips the
+        one-block plans (a permuted matrix has the same global ranks)."""
         exact = data.size <= EXACT_POINTS
         best = self._dense_trial(data, eb, exact)
         seen = set()
@@ -136,7 +169,7 @@ class HLRCodec(Codec):
                 if lr.collect(root):
                     best = min(best, self._trial(data, matrix, eb, split, root, exact), key=_cost)
             worse = 0
-            for root in lr.global_plans(matrix, eb, self.policy):
+            for root in lr.global_plans(matrix, eb, self.policy) if global_plans else ():
                 trial = self._trial(data, matrix, eb, split, root, exact, limit=best.cost)
                 worse = worse + 1 if trial.cost >= best.cost else 0
                 best = min(best, trial, key=_cost)
@@ -179,6 +212,20 @@ class HLRCodec(Codec):
     # ----------------------------------------------------------------------------- decoding
 
     def decode(self, stages, sections, shape, dtype, eb):
+        out = self._decode_in_coded_order(stages, sections, shape, dtype, eb)
+        if not any(isinstance(r, dict) and r.get("name") == cluster_order.NAME for r in stages):
+            if "cluster-order" in sections:
+                raise CorruptStreamError("hlr stream carries a cluster order but no cluster-order stage")
+            return out
+        if len(shape) != 2:
+            raise CorruptStreamError(f"hlr cluster order for a {len(shape)}-D array")
+        rows, cols = cluster_order.decode_orders(load_stage(stages, cluster_order.ClusterOrder),
+                                                 _section(sections, "cluster-order"), shape, ZstdLossless())
+        natural = np.empty_like(out)
+        natural[np.ix_(rows, cols)] = out
+        return natural
+
+    def _decode_in_coded_order(self, stages, sections, shape, dtype, eb):
         stage = load_stage(stages, lr.LowRankTiles)
         load_stage(stages, HlrCorrections)
         sz_sections = {k: _section(sections, v) for k, v in SECTIONS.items()}
