@@ -60,6 +60,23 @@ def codecs() -> dict[str, type[Codec]]:
     return dict(sorted(_REGISTRY.items()))
 
 
+class RecordOnlyStage:
+    """Base of stages whose header record carries no parameters (what they need travels in
+    their sections): subclasses set ``name`` and ``version``."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[int] = 1
+
+    def params(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_params(cls, p: dict):
+        if not isinstance(p, dict):
+            raise TypeError("parameters must be a dict")
+        return cls()
+
+
 def stage_record(stage) -> dict:
     return {"name": stage.name, "version": stage.version, "params": stage.params()}
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..codec import RecordOnlyStage
 from .lossless import ZstdLossless
 from .patches import decode_patches, encode_patches, violations
 
@@ -20,20 +21,11 @@ NAME = "hlr-corrections"
 VERSION = 1
 
 
-class HlrCorrections:
+class HlrCorrections(RecordOnlyStage):
     """Stage: exact values for the points where low-rank part + residual misses the bound."""
 
     name = NAME
     version = VERSION
-
-    def params(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_params(cls, p: dict) -> HlrCorrections:
-        if not isinstance(p, dict):
-            raise TypeError("parameters must be a dict")
-        return cls()
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)

@@ -30,6 +30,8 @@ import threading
 import numba
 import numpy as np
 
+from ..codec import RecordOnlyStage
+
 NAME = "speck"
 VERSION = 1
 MAX_PLANES = 62
@@ -43,20 +45,11 @@ _START, _L0, _D0, _OR = 0, 1, 5, 9
 _FIELDS = 10
 
 
-class Speck:
+class Speck(RecordOnlyStage):
     """Stage record (the quantization step travels per chunk in the codec's table)."""
 
     name = NAME
     version = VERSION
-
-    def params(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_params(cls, p: dict) -> Speck:
-        if not isinstance(p, dict):
-            raise TypeError("parameters must be a dict")
-        return cls()
 
 
 # --------------------------------------------------------------------------- quantization

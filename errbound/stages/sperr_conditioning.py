@@ -17,24 +17,17 @@ import math
 import numba
 import numpy as np
 
+from ..codec import RecordOnlyStage
+
 NAME = "sperr-conditioning"
 VERSION = 1
 
 
-class Conditioning:
+class Conditioning(RecordOnlyStage):
     """Stage record (no parameters: exponent and mean are per chunk, in the codec's table)."""
 
     name = NAME
     version = VERSION
-
-    def params(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_params(cls, p: dict) -> Conditioning:
-        if not isinstance(p, dict):
-            raise TypeError("parameters must be a dict")
-        return cls()
 
 
 @numba.njit(cache=True, nogil=True)
