@@ -85,6 +85,26 @@ def test_adapt_keeps_the_faster_path_and_re_times_the_other(compressed_cost, pla
     assert calls == ["c"]
 
 
+def test_adapt_decides_on_both_exploring_plain_timings():
+    # the first plain call pays a one-off cost; the second is the real one and is faster
+    # than compressing: the first decision must already see it
+    from mpi4py import MPI
+
+    from mpi_collectives.policy import Adaptive
+
+    clock = _FakeClock(2.0, 1.0)
+    plain_costs = iter([5.0, 1.0] + [1.0] * 20)
+    policy, calls = Adaptive(True, clock), []
+
+    def plain():
+        clock.now += next(plain_costs)
+        calls.append("p")
+
+    for _ in range(10):
+        policy.run(MPI.COMM_SELF, "Allreduce", 1 << 20, clock.path("compressed", calls), plain)
+    assert calls == ["c", "p", "c", "p"] + ["p"] * 6
+
+
 def test_new_settings_are_checked():
     from mpi4py import MPI
 
