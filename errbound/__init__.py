@@ -19,7 +19,7 @@ from .errors import (
 )
 from .tune import tune
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "compress", "decompress", "info", "tune", "codecs", "get_codec", "Codec",
