@@ -351,3 +351,49 @@ def _swap_shared(obj, secs):
 def test_damaged_cluster_orders_raise(clustered_blob, forgery):
     with pytest.raises(CorruptStreamError):
         errbound.decompress(_forge(clustered_blob[1], forgery))
+
+
+# ------------------------------------------------------------------------------ tensor view
+
+def mesh_kernel(side: int = 24) -> np.ndarray:
+    """exp(-|p_i - p_j|) over a side x side mesh in row-major order: smooth along the mesh's
+    axes, with a jump wherever a mesh row ends."""
+    g = (np.arange(side) + 0.5) / side
+    p = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    return np.exp(-np.sqrt(((p[:, None, :] - p[None, :, :]) ** 2).sum(-1))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tensor_view_blob():
+    a = mesh_kernel()
+    return a, errbound.compress(a, "hlr", abs=1e-3)
+
+
+def test_candidate_views_are_common_divisors():
+    from errbound.stages.tensor_view import candidate_views
+
+    assert candidate_views((576, 576)) == [(576 // p, p, 576 // p, p) for p in (8, 9, 12, 16, 18, 24, 32, 36, 48, 64, 72)]
+    assert candidate_views((438, 450)) == []  # gcd 6: no period long enough
+
+
+def test_mesh_kernel_is_coded_as_its_4d_view(tensor_view_blob):
+    a, blob = tensor_view_blob
+    stages = errbound.info(blob)["stages"]
+    assert stages[0]["name"] == "tensor-view" and stages[0]["params"]["view"] == [24, 24, 24, 24]
+    check_roundtrip(a, errbound.decompress(blob), "abs", 1e-3, blob)
+    assert len(blob) < 0.6 * len(errbound.compress(a, "sz", abs=1e-3))
+
+
+def _view(value):
+    def fn(obj, secs):
+        obj["stages"][0]["params"]["view"] = value
+    return fn
+
+
+@pytest.mark.parametrize("forgery", [
+    _view([24, 24, 24, 25]), _view([576, 576, 1, 1, 1]), _view("24x24"), _view([24, 24, -24, -24]),
+    lambda obj, secs: next(s for s in obj["stages"] if s["name"] == "lowrank")["params"].update(blocks=3),
+], ids=["size", "rank5", "type", "negative", "low-rank-plan"])
+def test_damaged_tensor_views_raise(tensor_view_blob, forgery):
+    with pytest.raises(CorruptStreamError):
+        errbound.decompress(_forge(tensor_view_blob[1], forgery))

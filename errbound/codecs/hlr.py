@@ -15,6 +15,10 @@ found from the matrix itself: ``errbound.stages.cluster_order``), which is what 
 matrix over an unstructured mesh needs before any block is low-rank; the order is stored
 only when it pays for itself, and the decoder puts the rows and columns back.
 
+The dense plan of a 2-D matrix may code it as a 4-D view (``tensor-view``): a matrix over a
+structured mesh in row-major order jumps where a mesh row ends, and the view whose axes are
+the mesh's is smooth along all four (``errbound.stages.tensor_view``).
+
 3-D and 4-D arrays are matricized: rows are the leading axes up to ``split``, columns the
 rest (a reshape, no copy), and the split whose plan is cheapest is kept; e.g. the climate
 stacks become (time x space) matrices. Tucker/HOSVD tiles were measured against this on the
@@ -34,7 +38,7 @@ import numpy as np
 
 from ..codec import Codec, load_stage, register, stage_record
 from ..errors import CodecOptionError, CorruptStreamError
-from ..stages import cluster_order, huffman
+from ..stages import cluster_order, huffman, tensor_view
 from ..stages import lowrank as lr
 from ..stages.hlr_corrections import HlrCorrections, apply_corrections, combine, encode_corrections
 from ..stages.interpolation import InterpolationPredictor
@@ -64,6 +68,8 @@ MAX_MAGNITUDE = 1e100
 MIN_BOUND = 1e-200
 MIN_RELATIVE_BOUND = 1e-12
 SECTIONS = {"codes": "dense-codes", "unpredictable": "dense-unpredictable"}
+# a tensor view is coded for real only when its estimate is below this share of the 2-D one
+VIEW_GAIN = 0.8
 
 
 @register
@@ -77,7 +83,7 @@ class HLRCodec(Codec):
 
     name = "hlr"
     version = 1
-    stage_names = ("cluster-order?", "lowrank", "interpolation|lorenzo", "huffman", "zstd", "hlr-corrections")
+    stage_names = ("cluster-order?", "tensor-view?", "lowrank", "interpolation|lorenzo", "huffman", "zstd", "hlr-corrections")
     checks_bound = True
 
     def __init__(self, leaf: int | None = None, tolerance: float | None = None):
@@ -104,7 +110,10 @@ class HLRCodec(Codec):
         if best.low is None:
             stages, sections, _ = best.coded or _sz_encode(data, eb)
             stage = lr.LowRankTiles(0, self.policy.leaf, 0.0, 0)
-            return [stage_record(stage)] + stages + [stage_record(HlrCorrections())], sections
+            records = [stage_record(stage)] + stages + [stage_record(HlrCorrections())]
+            if best.view is not None:
+                records.insert(0, stage_record(tensor_view.TensorView(best.view)))
+            return records, sections
         rows = math.prod(data.shape[:best.split])
         resid = None if best.coded else (data.reshape(rows, -1).astype(np.float64) - best.low).reshape(data.shape)
         stages, sections, decoded_resid = best.coded or _sz_encode(resid, eb)
@@ -180,6 +189,10 @@ class HLRCodec(Codec):
                 best = min(best, trial, key=_cost)
                 if worse == 2 or len(trial.blob) >= best.cost:  # ranks only get dearer from here
                     break
+        if data.ndim == 2:
+            trial = self._tensor_view_trial(data, eb)
+            if trial is not None and trial.cost < best.cost:
+                best = trial
         if not exact and best.low is not None:
             # estimates misjudged kernel matrices by up to 1.5x (measured): code the winner
             # and the dense plan for real and keep the smaller
@@ -188,6 +201,19 @@ class HLRCodec(Codec):
             best.cost = len(best.blob) + len(best.table) + sum(len(b) for _, b in best.coded[1])
             best = min(self._dense_trial(data, eb, True), best, key=_cost)
         return best
+
+    def _tensor_view_trial(self, data: np.ndarray, eb: float) -> _Trial | None:
+        """The dense plan on the best 4-D view of the matrix (errbound.stages.tensor_view),
+        coded for real when `sz`'s estimate puts it well below the 2-D view's."""
+        views = tensor_view.candidate_views(data.shape)
+        if not views:
+            return None
+        estimates = {view: _sz_estimate(data.reshape(view), eb) for view in views}
+        view = min(views, key=estimates.__getitem__)
+        if estimates[view] >= VIEW_GAIN * _sz_estimate(data, eb):
+            return None
+        coded = _sz_encode(data.reshape(view), eb)
+        return _Trial(sum(len(b) for _, b in coded[1]), coded=coded, view=view)
 
     def _dense_trial(self, data: np.ndarray, eb: float, exact: bool) -> _Trial:
         if exact:
@@ -234,10 +260,17 @@ class HLRCodec(Codec):
         stage = load_stage(stages, lr.LowRankTiles)
         load_stage(stages, HlrCorrections)
         sz_sections = {k: _section(sections, v) for k, v in SECTIONS.items()}
+        view = None
+        if any(isinstance(r, dict) and r.get("name") == tensor_view.NAME for r in stages):
+            view = load_stage(stages, tensor_view.TensorView)
+            view.check(shape)
+            if stage.blocks:
+                raise CorruptStreamError("hlr tensor view on a low-rank plan")
         if stage.blocks == 0:
             if "lowrank-table" in sections or "lowrank-factors" in sections:
                 raise CorruptStreamError("dense hlr stream carries low-rank sections")
-            out = SZCodec().decode(stages, sz_sections, shape, dtype, eb)
+            coded_shape = shape if view is None else tuple(view.view)
+            out = SZCodec().decode(stages, sz_sections, coded_shape, dtype, eb).reshape(shape)
             if "corrections" in sections:
                 apply_corrections(sections["corrections"], out)
             return out
@@ -272,6 +305,7 @@ class _Trial:
     blob: bytes = b""
     blocks: int = 0
     coded: tuple | None = None        # the `sz` stages' output on the residual, when already run
+    view: tuple | None = None         # the dense plan's tensor view (tensor_view), if any
 
 
 def _cost(trial: _Trial) -> float:
