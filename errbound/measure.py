@@ -63,9 +63,15 @@ def pin_threads(threads: int = 1) -> int:
 
     Returns the numba thread count in effect (numba cannot go above the count it loaded with).
     """
-    os.environ.update(thread_env(threads))
+    env = thread_env(threads)
     if "numba" not in sys.modules:
+        os.environ.update(env)
         return threads
+    # numba is loaded: changing NUMBA_NUM_THREADS now would make its next compilation fail
+    # ("cannot set NUMBA_NUM_THREADS ... once the threads have been launched"), which a
+    # cold cache turns into `errbound bench` failing on its first run
+    env.pop("NUMBA_NUM_THREADS")
+    os.environ.update(env)
     import numba
     n = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)

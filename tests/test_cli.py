@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 
-def run(*args: str, cwd=None, module: str = "errbound.cli") -> subprocess.CompletedProcess:
-    env = {**os.environ, "ERRBOUND_PROGRESS": "0"}
+def run(*args: str, cwd=None, module: str = "errbound.cli", env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ERRBOUND_PROGRESS": "0", **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=120)
 
@@ -167,3 +167,14 @@ def test_progress_bar_draws_only_when_forced_and_long_enough(monkeypatch):
             bar.update(note=f"step {i}")
     assert "work [" in forced.getvalue() and "4/4" in forced.getvalue()
     assert forced.getvalue().endswith("\n")
+
+
+def test_bench_compiles_on_a_cold_cache(tmp_path):
+    # bench pins numba to one thread after numba has loaded; changing NUMBA_NUM_THREADS then
+    # made the first compilation fail ("once the threads have been launched"), so a fresh
+    # install's first `errbound bench` reported every errbound codec as failed
+    np.save(tmp_path / "x.npy", field())
+    res = run("bench", "x.npy", "--rel", "1e-2", "--codecs", "fz", "--peers", "none", "--repeat", "1",
+              "--min-time", "0", cwd=tmp_path, env={"NUMBA_CACHE_DIR": str(tmp_path / "cold-cache")})
+    assert res.returncode == 0, res.stderr
+    assert "errbound-fz" in res.stdout and "ERROR" not in res.stdout
