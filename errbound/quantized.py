@@ -41,8 +41,7 @@ _CHECKSUM = 1
 _CRC = struct.Struct("<I")
 # zstd where it pays: the block bitmaps and the sparse (high) bit planes; the dense low
 # planes are close to random and are stored as they are
-ZSTD_LEVEL = 1
-_LOSSLESS = ZstdLossless(level=ZSTD_LEVEL)
+_LOSSLESS = ZstdLossless(level=1)
 
 
 @dataclass
@@ -111,17 +110,12 @@ class CodeStreamParts:
     wide_value: np.ndarray
 
 
-def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checksum: bool = True,
-                 zstd_level: int = ZSTD_LEVEL) -> bytes:
+def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checksum: bool = True) -> bytes:
     """Losslessly encode an int32/int64 code array (flat, C order of `shape`).
 
     ``width`` caps the zigzagged residual width (wider ones are stored exactly on the side);
-    ``checksum=False`` leaves out the CRC-32 when an outer container already carries one;
-    ``zstd_level`` is the effort of the zstd stage over the bitmaps and sparse planes
-    (negative: zstd's fast levels, less ratio for more speed; decoding needs no setting).
+    ``checksum=False`` leaves out the CRC-32 when an outer container already carries one.
     """
-    if not isinstance(zstd_level, int) or not -7 <= zstd_level <= 19:
-        raise UnsupportedInputError(f"zstd_level must be an int in -7..19, got {zstd_level!r}")
     codes = np.ascontiguousarray(codes)
     if codes.dtype not in (np.int32, np.int64):
         raise UnsupportedInputError(f"encode_codes takes int32 or int64 codes, got {codes.dtype}")
@@ -133,18 +127,17 @@ def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checks
     bits = codes.dtype.itemsize * 8
     parts = CodeStreamParts(shape, codes.dtype, bits if width is None else int(width), dense, masks,
                             dense_planes, sparse_planes, wide_idx, wide_val)
-    return pack_code_stream(parts, checksum, zstd_level)
+    return pack_code_stream(parts, checksum)
 
 
-def pack_code_stream(parts: CodeStreamParts, checksum: bool = True, zstd_level: int = ZSTD_LEVEL) -> bytes:
-    lossless = _LOSSLESS if zstd_level == ZSTD_LEVEL else ZstdLossless(level=zstd_level)
+def pack_code_stream(parts: CodeStreamParts, checksum: bool = True) -> bytes:
     # the dense planes go in as a stored lossless section (method byte 0), without a copy
     stored_dense = [b"\x00", np.ascontiguousarray(parts.dense_planes)]
     sections = [
-        [lossless.compress(np.ascontiguousarray(parts.masks))],
+        [_LOSSLESS.compress(np.ascontiguousarray(parts.masks))],
         stored_dense,
-        [lossless.compress(np.ascontiguousarray(parts.sparse_planes))],
-        [encode_patches(parts.wide_index, parts.wide_value, lossless) if parts.wide_index.size else b""],
+        [_LOSSLESS.compress(np.ascontiguousarray(parts.sparse_planes))],
+        [encode_patches(parts.wide_index, parts.wide_value, _LOSSLESS) if parts.wide_index.size else b""],
     ]
     lengths = [sum(memoryview(piece).nbytes for piece in sec) for sec in sections]
     count = int(np.prod(parts.shape, dtype=np.int64))

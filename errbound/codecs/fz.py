@@ -13,10 +13,11 @@ import numpy as np
 from ..codec import Codec, load_stage, register
 from ..errors import CorruptStreamError
 from ..quantized import decode_codes, dequantize, encode_codes
+from ..scratch import scratch
 from ..stages import bitshuffle
 from ..stages.lossless import ZstdLossless
 from ..stages.patches import decode_patches, encode_patches
-from ..stages.prequantize import prequantize
+from ..stages.prequantize import integer_type_for, prequantize
 
 
 class _Stage:
@@ -58,8 +59,10 @@ class FZCodec(Codec):
     stage_names = ("prequantize", "lorenzo-int", "bitshuffle", "zstd")
 
     def encode(self, data, eb):
+        flat = np.ascontiguousarray(data).reshape(-1)
         # the codes only live until encode_codes has packed them: scratch, not a fresh array
-        codes, outlier_index, outlier_value = prequantize(np.ascontiguousarray(data), eb, codes_slot="fz-codes")
+        codes = scratch("fz-codes", flat.size, integer_type_for(flat, 2.0 * eb))
+        _, outlier_index, outlier_value = prequantize(flat, eb, out=codes)
         stream = encode_codes(codes, data.shape, checksum=False)
         return self._assemble(stream, outlier_index, outlier_value, codes.dtype)
 

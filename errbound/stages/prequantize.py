@@ -96,24 +96,17 @@ def integer_type_for(data: np.ndarray, step: float) -> np.dtype:
 CHUNK = 1 << 16
 
 
-def prequantize(data: np.ndarray, eb: float, int_dtype=None, codes_slot: str | None = None,
-                out: np.ndarray | None = None):
+def prequantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None = None):
     """Quantize a flat array on the grid of step 2*eb. Returns (codes, outlier indices, outlier
     values). The codes go to ``out`` (flat, one element per value; its dtype is the integer
-    type), or to the thread-local scratch slot ``codes_slot`` (for callers that consume them
-    before returning), or to a fresh array."""
+    type) or to a fresh array."""
     flat = data.reshape(-1)
     step = 2.0 * eb
     if out is not None:
         int_dtype = out.dtype
     int_dtype = np.dtype(int_dtype) if int_dtype is not None else integer_type_for(flat, step)
     limit = INT32_LIMIT if int_dtype == np.int32 else INT64_LIMIT
-    if out is not None:
-        codes = out
-    elif codes_slot is not None:
-        codes = scratch(codes_slot, flat.size, int_dtype)
-    else:
-        codes = np.empty(flat.size, int_dtype)
+    codes = np.empty(flat.size, int_dtype) if out is None else out
     bad = scratch("prequantize-bad", flat.size, np.bool_)
     recon = scratch("prequantize-recon", flat.size, flat.dtype)
     prequantize_kernel(flat, step, eb, float(limit), codes, bad, recon, CHUNK)
