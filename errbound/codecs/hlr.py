@@ -149,7 +149,7 @@ class HLRCodec(Codec):
         if not (permuted_ranks and natural_ranks and np.median(permuted_ranks) <= leaf // 4
                 and np.median(permuted_ranks) < np.median(natural_ranks)):
             return best, data, None
-        trial = self._search(permuted, eb, global_plans=False)
+        trial = self._search(permuted, eb, natural_order=False)
         stage, blob = cluster_order.encode_orders(rows, cols, ZstdLossless())
         if trial.low is None or trial.cost + len(blob) >= best.cost:
             return best, data, None
@@ -163,11 +163,13 @@ class HLRCodec(Codec):
         top = float(np.abs(finite).max()) if finite.size else 0.0
         return 0.0 < top <= MAX_MAGNITUDE and eb >= top * MIN_RELATIVE_BOUND
 
-    def _search(self, data: np.ndarray, eb: float, global_plans: bool = True) -> _Trial:
+    def _search(self, data: np.ndarray, eb: float, natural_order: bool = True) -> _Trial:
         """The cheapest of: dense, and per matricization the quadtree plan and one-block plans
         of increasing rank, each measured on its real residual (sz-coded when the array is
-        small enough, else estimated on `sz`'s own samples). ``global_plans=False`` skips the
-        one-block plans (a permuted matrix has the same global ranks)."""
+        small enough, else estimated on `sz`'s own samples); in the natural order also the 4-D
+        tensor views. ``natural_order=False`` (a matrix in cluster order) skips the one-block
+        plans, whose ranks a permutation does not change, and the views, which only a mesh's
+        own order has."""
         exact = data.size <= EXACT_POINTS
         best = self._dense_trial(data, eb, exact)
         seen = set()
@@ -183,13 +185,13 @@ class HLRCodec(Codec):
                 if lr.collect(root):
                     best = min(best, self._trial(data, matrix, eb, split, root, exact), key=_cost)
             worse = 0
-            for root in lr.global_plans(matrix, eb, self.policy) if global_plans else ():
+            for root in lr.global_plans(matrix, eb, self.policy) if natural_order else ():
                 trial = self._trial(data, matrix, eb, split, root, exact, limit=best.cost)
                 worse = worse + 1 if trial.cost >= best.cost else 0
                 best = min(best, trial, key=_cost)
                 if worse == 2 or len(trial.blob) >= best.cost:  # ranks only get dearer from here
                     break
-        if data.ndim == 2:
+        if natural_order and data.ndim == 2:
             trial = self._tensor_view_trial(data, eb)
             if trial is not None and trial.cost < best.cost:
                 best = trial
