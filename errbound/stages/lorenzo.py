@@ -192,6 +192,9 @@ def _kernel_1d(p, encode, eb, radius, codes):
 # cache keys a closure by its pickled cells, and a cell holding a jitted function pickles
 # differently in every process, so closures recompiled on every start.
 
+# The ndim branches repeat in both entry points on purpose: numba turns ``p.ndim`` into a
+# constant only in the function it is typed in, so a shared inlined dispatcher fails to type.
+
 @numba.njit(cache=True, nogil=True)
 def encode_kernel(p, eb, radius, codes):
     if p.ndim == 1:
