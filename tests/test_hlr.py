@@ -10,7 +10,9 @@ import struct
 import numba
 import numpy as np
 import pytest
-from conftest import check_roundtrip, field_names, load_field, roundtrip
+from conftest import PROPERTY_EXAMPLES, check_roundtrip, field_names, load_field, roundtrip
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import errbound
 from errbound import stream
@@ -397,3 +399,40 @@ def _view(value):
 def test_damaged_tensor_views_raise(tensor_view_blob, forgery):
     with pytest.raises(CorruptStreamError):
         errbound.decompress(_forge(tensor_view_blob[1], forgery))
+
+
+# ------------------------------------------------------------------------------ property test of both orderings
+
+def mesh_matrix(side: int, scrambled: bool, dtype, seed: int) -> np.ndarray:
+    g = (np.arange(side) + 0.5) / side
+    p = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    if scrambled:
+        p = p[np.random.default_rng(seed).permutation(p.shape[0])]
+    return np.exp(-np.sqrt(((p[:, None, :] - p[None, :, :]) ** 2).sum(-1))).astype(dtype)
+
+
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None)
+@given(data=st.data())
+def test_bound_holds_on_mesh_matrices_in_any_order(data):
+    # a leaf of 32 puts 144^2-256^2 matrices in reach of both new stages: the tensor view
+    # (row-major mesh order) and the cluster order (scrambled), at coarse bounds
+    side = data.draw(st.integers(12, 16), label="mesh side")
+    scrambled = data.draw(st.booleans(), label="scrambled")
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]), label="dtype")
+    x = mesh_matrix(side, scrambled, dtype, data.draw(st.integers(0, 2**16), label="seed"))
+    if data.draw(st.booleans(), label="specials"):
+        flat = x.reshape(-1)
+        for pos, value in zip(np.random.default_rng(side).choice(x.size, 4, replace=False),
+                              (np.nan, np.inf, -np.inf, -0.0), strict=True):
+            flat[pos] = value
+    if data.draw(st.booleans(), label="ulps"):
+        mode, value = "abs", data.draw(st.integers(1, 16), label="k") * float(np.spacing(dtype(1.0)))
+    else:
+        mode, value = "rel", 10.0 ** -data.draw(st.floats(1.5, 5.0), label="-log10 rel")
+    roundtrip(x, "hlr", mode, value, leaf=32)
+
+
+@pytest.mark.parametrize("scrambled, stage", [(False, "tensor-view"), (True, "cluster-order")])
+def test_the_property_test_reaches_both_new_stages(scrambled, stage):
+    blob = errbound.compress(mesh_matrix(12, scrambled, np.float32, 0), "hlr", rel=1e-2, leaf=32)
+    assert errbound.info(blob)["stages"][0]["name"] == stage
