@@ -116,11 +116,10 @@ def fz_encode(x, eb: float):
 def _dense_plane_count(r, nblocks: int) -> int:
     """bitshuffle.dense_plane_count on the same sampled blocks, gathered to the host."""
     cp = cupy_module()
-    step = max(1, nblocks // bitshuffle.DENSITY_SAMPLE_BLOCKS)
-    starts = cp.arange(0, nblocks, step, dtype=cp.int64) * bitshuffle.BLOCK
+    starts = cp.asarray(bitshuffle.density_sample(nblocks)) * bitshuffle.BLOCK
     idx = (starts[:, None] + cp.arange(bitshuffle.BLOCK, dtype=cp.int64)[None, :]).reshape(-1)
     sample = cp.asnumpy(r[idx[idx < r.size]])
-    return bitshuffle.dense_plane_count(sample, step=1)
+    return bitshuffle.dense_plane_count(sample)
 
 
 def fz_decode(code_stream, eb: float, dtype: np.dtype):
@@ -139,10 +138,13 @@ def fz_decode(code_stream, eb: float, dtype: np.dtype):
         r[cp.asarray(parts.wide_index)] = cp.asarray(parts.wide_value)
     # the inverse of the mixed difference is a running sum along each axis; int64 sums cast
     # back to the code type wrap exactly as the CPU's modular arithmetic does
-    q = r.reshape(as_3d(parts.shape)).astype(cp.int64)
-    for axis in (2, 1, 0):
-        q = cp.cumsum(q, axis=axis)
-    q = q.astype(parts.dtype).reshape(-1)
+    if parts.predicted:
+        q = r.reshape(as_3d(parts.shape)).astype(cp.int64)
+        for axis in (2, 1, 0):
+            q = cp.cumsum(q, axis=axis)
+        q = q.astype(parts.dtype).reshape(-1)
+    else:  # stored as they are (encode_codes(predict=False)); fz itself always predicts
+        q = r
     out = cp.empty(n, dtype)
     _launch(k["fz_dequantize"], n, (q, np.int64(n), np.float64(2.0 * eb), out))
     return out
