@@ -11,6 +11,15 @@ needs the stages below without the float container around them:
 
 ``decode_codes(encode_codes(c))`` is the identity for any int32/int64 array (it is exact
 integer arithmetic), so sums of decoded codes are the same on every rank and machine.
+
+The Lorenzo step is public too, because it is linear: ``predict(a + b) == predict(a) +
+predict(b)`` in wrapping integer arithmetic. A reduction can therefore predict each rank's
+codes once, add *residuals* on the way, and restore only the final sum:
+
+    r = predict(q.codes, shape)                      # Lorenzo residuals
+    blob = encode_codes(r, shape, predict=False)     # stored as they are
+    decode_codes(blob, add_to=acc)                   # acc += the residuals, in one pass
+    codes = unpredict(acc, shape)                    # in place: the codes of the sum
 """
 
 from __future__ import annotations
@@ -31,13 +40,14 @@ from .stages.patches import decode_patches, encode_patches
 from .stages.prequantize import dequantize as _dequantize
 from .stages.prequantize import prequantize
 
-__all__ = ["QuantizedArray", "quantize", "dequantize", "encode_codes", "decode_codes"]
+__all__ = ["QuantizedArray", "quantize", "dequantize", "encode_codes", "decode_codes", "predict", "unpredict"]
 
 _MAGIC = b"EBQ1"
 # magic, int bytes, ndim, code width, dense planes, flags, lengths of masks / dense planes /
 # sparse planes / wide residuals, count
 _HEAD = struct.Struct("<4sBBBBB3xQQQQQ")
 _CHECKSUM = 1
+_UNPREDICTED = 2   # the values were stored as they are, not as Lorenzo residuals
 _CRC = struct.Struct("<I")
 # zstd where it pays: the block bitmaps and the sparse (high) bit planes; the dense low
 # planes are close to random and are stored as they are
@@ -95,6 +105,35 @@ def dequantize(codes: np.ndarray | QuantizedArray, eb: float | None = None, dtyp
     return out if out is not None else result
 
 
+def predict(codes: np.ndarray, shape=None, out: np.ndarray | None = None) -> np.ndarray:
+    """First-order Lorenzo residuals of int32/int64 codes (flat, C order of `shape`), wrapping;
+    into ``out`` (flat, same size and dtype) when given. Linear in the codes."""
+    codes = np.ascontiguousarray(codes)
+    shape = _checked_shape(codes, shape)
+    if out is not None and not (isinstance(out, np.ndarray) and out.dtype == codes.dtype and out.size == codes.size
+                                and out.flags.c_contiguous and out.flags.writeable):
+        raise UnsupportedInputError(f"out= must be a writable C-contiguous {codes.dtype} array of {codes.size} values")
+    return lorenzo_residuals(codes.reshape(-1), shape, None if out is None else out.reshape(-1))
+
+
+def unpredict(residuals: np.ndarray, shape=None) -> np.ndarray:
+    """Inverse of predict, in place on a writable C-contiguous int32/int64 array; returns it
+    (flat)."""
+    if not (isinstance(residuals, np.ndarray) and residuals.flags.c_contiguous and residuals.flags.writeable):
+        raise UnsupportedInputError("unpredict works in place: give it a writable C-contiguous array")
+    shape = _checked_shape(residuals, shape)
+    return lorenzo_restore(residuals.reshape(-1), shape)
+
+
+def _checked_shape(codes: np.ndarray, shape) -> tuple[int, ...]:
+    if codes.dtype not in (np.int32, np.int64):
+        raise UnsupportedInputError(f"integer codes must be int32 or int64, got {codes.dtype}")
+    shape = tuple(codes.shape if shape is None else shape)
+    if len(shape) > MAX_DIMS or int(np.prod(shape, dtype=np.int64)) != codes.size:
+        raise UnsupportedInputError(f"shape {shape} does not describe {codes.size} codes (at most {MAX_DIMS}-D)")
+    return shape
+
+
 @dataclass
 class CodeStreamParts:
     """The pieces of an encoded code stream, as the bit-shuffle stage produces them."""
@@ -108,25 +147,26 @@ class CodeStreamParts:
     sparse_planes: np.ndarray  # uint32 words
     wide_index: np.ndarray
     wide_value: np.ndarray
+    predicted: bool = True     # the planes hold Lorenzo residuals (else the values themselves)
 
 
-def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checksum: bool = True) -> bytes:
+def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checksum: bool = True,
+                 predict: bool = True) -> bytes:
     """Losslessly encode an int32/int64 code array (flat, C order of `shape`).
 
     ``width`` caps the zigzagged residual width (wider ones are stored exactly on the side);
-    ``checksum=False`` leaves out the CRC-32 when an outer container already carries one.
+    ``checksum=False`` leaves out the CRC-32 when an outer container already carries one;
+    ``predict=False`` stores the values as they are, for values that are residuals already
+    (see predict()); decode_codes gives back exactly the array given here either way.
     """
     codes = np.ascontiguousarray(codes)
-    if codes.dtype not in (np.int32, np.int64):
-        raise UnsupportedInputError(f"encode_codes takes int32 or int64 codes, got {codes.dtype}")
-    shape = tuple(codes.shape if shape is None else shape)
-    if len(shape) > MAX_DIMS or int(np.prod(shape, dtype=np.int64)) != codes.size:
-        raise UnsupportedInputError(f"shape {shape} does not describe {codes.size} codes (at most {MAX_DIMS}-D)")
-    residuals = lorenzo_residuals(codes.reshape(-1), shape, scratch("codes-residuals", codes.size, codes.dtype))
+    shape = _checked_shape(codes, shape)
+    residuals = (lorenzo_residuals(codes.reshape(-1), shape, scratch("codes-residuals", codes.size, codes.dtype))
+                 if predict else codes.reshape(-1))
     masks, dense_planes, sparse_planes, wide_idx, wide_val, dense = bitshuffle.shuffle(residuals, width)
     bits = codes.dtype.itemsize * 8
     parts = CodeStreamParts(shape, codes.dtype, bits if width is None else int(width), dense, masks,
-                            dense_planes, sparse_planes, wide_idx, wide_val)
+                            dense_planes, sparse_planes, wide_idx, wide_val, bool(predict))
     return pack_code_stream(parts, checksum)
 
 
@@ -142,7 +182,7 @@ def pack_code_stream(parts: CodeStreamParts, checksum: bool = True) -> bytes:
     lengths = [sum(memoryview(piece).nbytes for piece in sec) for sec in sections]
     count = int(np.prod(parts.shape, dtype=np.int64))
     head = _HEAD.pack(_MAGIC, parts.dtype.itemsize, len(parts.shape), parts.width, parts.dense,
-                      _CHECKSUM if checksum else 0, *lengths, count)
+                      (_CHECKSUM if checksum else 0) | (0 if parts.predicted else _UNPREDICTED), *lengths, count)
     dims = struct.pack(f"<{len(parts.shape)}Q", *parts.shape)
     body = b"".join([head, dims, *(piece for sec in sections for piece in sec)])
     return body + (_CRC.pack(zlib.crc32(body)) if checksum else b"")
@@ -154,7 +194,7 @@ def unpack_code_stream(blob) -> CodeStreamParts:
     if len(view) < _HEAD.size:
         raise CorruptStreamError("code stream is truncated")
     magic, itemsize, ndim, width, dense, flags, *lengths, count = _HEAD.unpack_from(view, 0)
-    if magic != _MAGIC or itemsize not in (4, 8) or ndim > MAX_DIMS or dense > 8 * itemsize or flags > 1:
+    if magic != _MAGIC or itemsize not in (4, 8) or ndim > MAX_DIMS or dense > 8 * itemsize or flags > 3:
         raise CorruptStreamError("not an errbound code stream")
     end = len(view)
     if flags & _CHECKSUM:
@@ -192,20 +232,41 @@ def unpack_code_stream(blob) -> CodeStreamParts:
         wide_idx, wide_val = decode_patches(sections[3], dtype, count, _LOSSLESS)
     else:
         wide_idx, wide_val = np.zeros(0, np.int64), np.zeros(0, dtype)
-    return CodeStreamParts(tuple(shape), dtype, width, dense, masks, planes[0], planes[1], wide_idx, wide_val)
+    return CodeStreamParts(tuple(shape), dtype, width, dense, masks, planes[0], planes[1], wide_idx, wide_val,
+                           not flags & _UNPREDICTED)
 
 
-def decode_codes(blob, *, scratch_slot: str | None = None) -> np.ndarray:
-    """Inverse of encode_codes: the integer codes, reshaped to the encoded shape.
+def decode_codes(blob, *, scratch_slot: str | None = None, add_to: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of encode_codes: the integer array that was encoded, reshaped to its shape.
 
     ``scratch_slot`` decodes into that thread-local scratch slot (see errbound.scratch)
     instead of a fresh array, for callers that are done with the codes before they decode
-    again on the same thread."""
+    again on the same thread. ``add_to`` (a writable C-contiguous array of the stream's
+    size and integer type) receives add_to + the decoded values, wrapping, and is returned;
+    for a stream of predict=False this is one pass over the data."""
     parts = unpack_code_stream(blob)
     count = int(np.prod(parts.shape, dtype=np.int64))
+    if add_to is not None:
+        if not (isinstance(add_to, np.ndarray) and add_to.dtype == parts.dtype and add_to.size == count
+                and add_to.flags.c_contiguous and add_to.flags.writeable):
+            raise UnsupportedInputError(f"add_to= must be a writable C-contiguous {parts.dtype} array of "
+                                        f"{count} values, as the stream holds")
+        if not parts.predicted:
+            flat = add_to.reshape(-1)
+            bitshuffle.unshuffle(parts.masks, parts.dense_planes, parts.sparse_planes, parts.dense,
+                                 count, parts.dtype, flat, add=True)
+            if parts.wide_index.size:
+                flat[parts.wide_index] += parts.wide_value  # unshuffle added zeros there
+            return add_to
+        np.add(add_to.reshape(-1), _decode(parts, count, "decode-add"), out=add_to.reshape(-1))
+        return add_to
+    return _decode(parts, count, scratch_slot).reshape(parts.shape)
+
+
+def _decode(parts: CodeStreamParts, count: int, scratch_slot: str | None) -> np.ndarray:
     out = None if scratch_slot is None else scratch(scratch_slot, count, parts.dtype)
-    residuals = bitshuffle.unshuffle(parts.masks, parts.dense_planes, parts.sparse_planes, parts.dense,
-                                     count, parts.dtype, out)
+    values = bitshuffle.unshuffle(parts.masks, parts.dense_planes, parts.sparse_planes, parts.dense,
+                                  count, parts.dtype, out)
     if parts.wide_index.size:
-        residuals[parts.wide_index] = parts.wide_value
-    return lorenzo_restore(residuals, parts.shape).reshape(parts.shape)
+        values[parts.wide_index] = parts.wide_value
+    return lorenzo_restore(values, parts.shape) if parts.predicted else values

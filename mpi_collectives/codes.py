@@ -12,6 +12,7 @@ import numpy as np
 from mpi4py import MPI
 
 from errbound import quantized as qz
+from errbound.errors import UnsupportedInputError
 
 from .bounds import MAX, MIN, SUM, Grid
 from .compute import compute
@@ -32,11 +33,38 @@ def quantize_codes(x: np.ndarray, grid: Grid, out: np.ndarray | None = None) -> 
     return q.codes
 
 
-def encode(codes: np.ndarray, shape: tuple[int, ...]) -> bytes:
+def predict(codes: np.ndarray, shape: tuple[int, ...], out: np.ndarray) -> np.ndarray:
+    """The Lorenzo residuals of codes, into out. Sums of residuals are the residuals of the
+    sum, so a SUM reduction adds residuals on the way and restores only the final sum."""
+    with compute():
+        return qz.predict(codes, shape, out=out)
+
+
+def unpredict(residuals: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The codes whose residuals these are, in place."""
+    if residuals.size == 0:
+        return residuals
+    with compute():
+        return qz.unpredict(residuals, shape)
+
+
+def encode(codes: np.ndarray, shape: tuple[int, ...], predict: bool = True) -> bytes:
+    """codes, or residuals already predicted (predict=False), as a code stream."""
     if codes.size == 0:
         return b""
     with compute():
-        return qz.encode_codes(codes, shape)
+        return qz.encode_codes(codes, shape, predict=predict)
+
+
+def decode_add(payload, acc: np.ndarray) -> None:
+    """acc += the values in payload (wrapping), in the decoder's own pass."""
+    if acc.size == 0:
+        return
+    with compute():
+        try:
+            qz.decode_codes(payload, add_to=acc)
+        except UnsupportedInputError as e:
+            raise MismatchError(f"received codes that do not match this rank's {acc.size} {acc.dtype} codes: {e}") from e
 
 
 def decode(payload, count: int, int_dtype: np.dtype) -> np.ndarray:

@@ -13,6 +13,12 @@ message of M bytes), and is now overlapped with the wire instead of following it
 Codes are quantized lazily, chunk by chunk (the first chunks go out before the rest is
 quantized), and written to the output as soon as they are final. Integer sums are exact,
 so the result is the same bits as the unpipelined algorithms give, for any chunk size.
+
+A SUM travels as Lorenzo residuals: each rank predicts its own codes once, and since the
+prediction is linear, the partial sums are added and re-encoded as residuals and only a
+final sum is restored to codes. Every reduce-scatter hop thus skips the restore and the
+prediction (and adds in the decoder's pass); MAX and MIN, which are not linear, travel as
+codes and are predicted inside each encode.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import numpy as np
 from mpi4py import MPI
 
 from . import chunks, codes
-from .bounds import Grid
+from .bounds import SUM, Grid
 from .chunks import Chunk
 from .codes import COMBINE, Exact
 from .mailbox import Mailbox, drive
@@ -40,6 +46,8 @@ class RingReduction:
                  row_size: int, trailing: tuple[int, ...], target: int, exact: Exact | None, stats: Stats):
         self.comm, self.x, self.grid, self.code, self.exact, self.stats = comm, x, grid, code, exact, stats
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.linear = code == SUM     # chunks hold Lorenzo residuals, not codes
+        self.fresh: np.ndarray | None = None  # one chunk's codes before their prediction
         self.right, self.left = (self.rank + 1) % self.size, (self.rank - 1) % self.size
         self.parts = [chunks.split(starts[b], starts[b + 1], row_size, trailing, target) for b in range(self.size)]
         self.codes: dict[tuple[int, int], np.ndarray] = {}
@@ -67,10 +75,15 @@ class RingReduction:
         found = self.codes.get(key)
         if found is None:
             part = self.parts[block][index]
-            found = (codes.quantize_codes(part.of(self.x), self.grid, self._spare(part.size)) if part.size
+            spare = self._spare(part.size)
+            into = self._fresh(part.size) if self.linear else spare
+            found = (codes.quantize_codes(part.of(self.x), self.grid, into) if part.size
                      else np.empty(0, self.grid.int_dtype))
             if self.exact is not None:
                 self.exact.zero(found, part.start)
+            if self.linear and part.size:
+                found = codes.predict(found, part.shape, spare if spare is not None
+                                      else np.empty(part.size, self.grid.int_dtype))
             self.codes[key] = found
             self.quantized.add(key)
         return found
@@ -81,6 +94,12 @@ class RingReduction:
         pool = self.spares.get(size)
         return pool.pop() if pool else None
 
+    def _fresh(self, size: int) -> np.ndarray:
+        """The array that a chunk is quantized into before its prediction (reused)."""
+        if self.fresh is None or self.fresh.size < size:
+            self.fresh = np.empty(size, self.grid.int_dtype)
+        return self.fresh[:size]
+
     def _retire(self, key: tuple[int, int]) -> None:
         """Chunk `key`'s codes are sent or written: keep the array for a later chunk. Sends
         carry encoded bytes, never the codes, so nothing still reads it."""
@@ -88,11 +107,14 @@ class RingReduction:
         self.spares.setdefault(found.size, []).append(found)
 
     def _send_codes(self, values: np.ndarray, part: Chunk, dest: int, tag: int) -> None:
-        payload = codes.encode(values, part.shape)
+        payload = codes.encode(values, part.shape, predict=not self.linear)
         self.stats.add(sent=len(payload), raw=part.size * self.x.dtype.itemsize, messages=1)
         self.mailbox.send(payload, dest, tag)
 
     def _write(self, values: np.ndarray, part: Chunk) -> None:
+        """Write a final chunk (residuals of a SUM: restored here, in place)."""
+        if self.linear:
+            values = codes.unpredict(values, part.shape)
         start = part.start - self.out_start
         codes.write(self.out[start:start + part.size], values, self.grid, self.exact, part.start)
 
@@ -119,7 +141,10 @@ class RingReduction:
             index = self._next(tag)
             block = (rank - tag - 2) % size
             mine = self._quantized(block, index)
-            COMBINE[self.code](mine, codes.decode(payload, mine.size, self.grid.int_dtype), out=mine)
+            if self.linear:
+                codes.decode_add(payload, mine)
+            else:
+                COMBINE[self.code](mine, codes.decode(payload, mine.size, self.grid.int_dtype), out=mine)
             if tag < size - 2:
                 self._send_codes(mine, self.parts[block][index], self.right, self._rs(tag + 1))
                 self._retire((block, index))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import errbound
 from errbound.datasets import demo_field
 from errbound.errors import CorruptStreamError, UnsupportedInputError
-from errbound.quantized import decode_codes, dequantize, encode_codes, quantize
+from errbound.quantized import decode_codes, dequantize, encode_codes, predict, quantize, unpredict
 from errbound.stages import bitshuffle
 from errbound.stages.integer_lorenzo import lorenzo_residuals, lorenzo_restore
 
@@ -69,6 +69,52 @@ def test_integer_sums_of_decoded_codes_equal_sums_of_the_original_codes():
     b = quantize(demo_field((16, 32, 32), seed=2), 1e-3).codes
     total = decode_codes(encode_codes(a, (16, 32, 32))) + decode_codes(encode_codes(b, (16, 32, 32)))
     assert np.array_equal(total.reshape(-1), a + b)
+
+
+@given(st.sampled_from(SHAPES), st.sampled_from([np.int32, np.int64]), st.integers(0, 2**32 - 1),
+       st.sampled_from([None, 3, 17]))
+def test_residual_sums_restore_to_the_sum_of_the_codes(shape, dtype, seed, width):
+    """The reduction path of the collectives: predict each rank's codes, add residuals while
+    decoding (wrapping), restore once."""
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype)
+    a = rng.integers(info.min // 2, info.max // 2, size=shape, dtype=dtype)
+    b = rng.integers(-40, 41, size=shape).astype(dtype)
+    acc = predict(a)
+    blob = encode_codes(predict(b), shape, width=width, predict=False)
+    assert np.array_equal(decode_codes(blob), predict(b).reshape(shape))  # stored as they are
+    decode_codes(blob, add_to=acc)
+    assert np.array_equal(unpredict(acc, shape).reshape(shape), a + b)
+    # add_to also takes a predicted stream: it restores first
+    codes = a.copy()
+    assert decode_codes(encode_codes(b), add_to=codes) is codes
+    assert np.array_equal(codes, a + b)
+
+
+def test_add_to_and_predict_check_their_arrays():
+    blob = encode_codes(np.arange(100, dtype=np.int32), predict=False)
+    for bad in (np.zeros(99, np.int32), np.zeros(100, np.int64), np.zeros(200, np.int32)[::2]):
+        with pytest.raises(UnsupportedInputError, match="add_to"):
+            decode_codes(blob, add_to=bad)
+    with pytest.raises(UnsupportedInputError, match="int32 or int64"):
+        predict(np.zeros(4, np.float64))
+    with pytest.raises(UnsupportedInputError, match="out="):
+        predict(np.zeros(4, np.int32), out=np.zeros(4, np.int64))
+    with pytest.raises(UnsupportedInputError, match="in place"):
+        unpredict(np.zeros(8, np.int32)[::2])
+
+
+def test_dense_split_sample_does_not_alias_with_the_data():
+    """An even stride of blocks that divides the plane size samples one row of every plane;
+    here that row (every 16384th value, as in 64 x 128 planes with a stride of 128 blocks) is
+    the only one with small residuals."""
+    rng = np.random.default_rng(0)
+    r = rng.integers(-8, 8, size=2048 * 128 * 4).astype(np.int32)
+    r.reshape(-1, 16384)[:, :128] = 0
+    assert bitshuffle.dense_plane_count(r) == bitshuffle.dense_plane_count(r, np.arange(r.size // 128)) > 0
+    blocks = bitshuffle.density_sample(r.size // 128)
+    assert blocks.size == bitshuffle.DENSITY_SAMPLE_BLOCKS and np.all(np.diff(blocks) > 0)
+    assert len(set((blocks % 128).tolist())) > 32
 
 
 def test_fz_streams_do_not_depend_on_the_thread_count():
