@@ -16,7 +16,8 @@ The Lorenzo step is public too, because it is linear: ``predict(a + b) == predic
 predict(b)`` in wrapping integer arithmetic. A reduction can therefore predict each rank's
 codes once, add *residuals* on the way, and restore only the final sum:
 
-    r = predict(q.codes, shape)                      # Lorenzo residuals
+    r = predict(q.codes, shape)                      # Lorenzo residuals (or, in one pass
+                                                     # and without outliers: quantize_residuals)
     blob = encode_codes(r, shape, predict=False)     # stored as they are
     decode_codes(blob, add_to=acc)                   # acc += the residuals, in one pass
     codes = unpredict(acc, shape)                    # in place: the codes of the sum
@@ -35,12 +36,14 @@ from .layout import MAX_DIMS
 from .scratch import scratch
 from .stages import bitshuffle
 from .stages.integer_lorenzo import lorenzo_residuals, lorenzo_restore
+from .stages.integer_lorenzo import quantize_residuals as _quantize_residuals
 from .stages.lossless import ZstdLossless
 from .stages.patches import decode_patches, encode_patches
 from .stages.prequantize import dequantize as _dequantize
-from .stages.prequantize import prequantize
+from .stages.prequantize import INT32_LIMIT, INT64_LIMIT, integer_type_for, prequantize
 
-__all__ = ["QuantizedArray", "quantize", "dequantize", "encode_codes", "decode_codes", "predict", "unpredict"]
+__all__ = ["QuantizedArray", "quantize", "dequantize", "encode_codes", "decode_codes", "predict", "unpredict",
+           "quantize_residuals"]
 
 _MAGIC = b"EBQ1"
 # magic, int bytes, ndim, code width, dense planes, flags, lengths of masks / dense planes /
@@ -123,6 +126,30 @@ def unpredict(residuals: np.ndarray, shape=None) -> np.ndarray:
         raise UnsupportedInputError("unpredict works in place: give it a writable C-contiguous array")
     shape = _checked_shape(residuals, shape)
     return lorenzo_restore(residuals.reshape(-1), shape)
+
+
+def quantize_residuals(data: np.ndarray, eb: float, out: np.ndarray | None = None, int_dtype=None) -> np.ndarray:
+    """predict(quantize(data, eb).codes, data.shape), flat, in one pass over the data: the
+    codes are formed row by row in cache and never stored (measured 2x faster than the two
+    steps). There is no outlier list: values that quantize() would list keep its codes (0
+    for NaN, +-Inf, -0.0 and values off the integer grid, the nearest code otherwise), for
+    callers that treat such points themselves, as a reduction does. ``out`` and
+    ``int_dtype`` as in quantize()."""
+    if not isinstance(data, np.ndarray) or data.dtype.kind != "f":
+        raise UnsupportedInputError("quantize_residuals expects a float32/float64 numpy array")
+    if out is not None and not (isinstance(out, np.ndarray) and out.dtype in (np.int32, np.int64)
+                                and out.flags.c_contiguous and out.flags.writeable and out.size == data.size):
+        raise UnsupportedInputError("out= must be a writable C-contiguous int32/int64 array with one "
+                                    "element per value")
+    flat = np.ascontiguousarray(data).reshape(-1)
+    step = 2.0 * float(eb)
+    if out is not None:
+        int_dtype = out.dtype
+    int_dtype = np.dtype(int_dtype) if int_dtype is not None else integer_type_for(flat, step)
+    result = np.empty(flat.size, int_dtype) if out is None else out
+    limit = INT32_LIMIT if int_dtype == np.int32 else INT64_LIMIT
+    _quantize_residuals(flat, step, limit, result.reshape(-1), data.shape)
+    return result
 
 
 def _checked_shape(codes: np.ndarray, shape) -> tuple[int, ...]:

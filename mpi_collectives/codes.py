@@ -33,6 +33,13 @@ def quantize_codes(x: np.ndarray, grid: Grid, out: np.ndarray | None = None) -> 
     return q.codes
 
 
+def quantize_residuals(x: np.ndarray, grid: Grid, shape: tuple[int, ...], out: np.ndarray) -> np.ndarray:
+    """predict(quantize_codes(x)) in one pass (the codes are never stored), into out. Only
+    where no point is exact: Exact zeroes codes before their prediction."""
+    with compute():
+        return qz.quantize_residuals(x.reshape(shape), grid.step / 2, out=out)
+
+
 def predict(codes: np.ndarray, shape: tuple[int, ...], out: np.ndarray) -> np.ndarray:
     """The Lorenzo residuals of codes, into out. Sums of residuals are the residuals of the
     sum, so a SUM reduction adds residuals on the way and restores only the final sum."""

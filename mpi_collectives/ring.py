@@ -76,14 +76,18 @@ class RingReduction:
         if found is None:
             part = self.parts[block][index]
             spare = self._spare(part.size)
-            into = self._fresh(part.size) if self.linear else spare
-            found = (codes.quantize_codes(part.of(self.x), self.grid, into) if part.size
-                     else np.empty(0, self.grid.int_dtype))
-            if self.exact is not None:
-                self.exact.zero(found, part.start)
-            if self.linear and part.size:
-                found = codes.predict(found, part.shape, spare if spare is not None
-                                      else np.empty(part.size, self.grid.int_dtype))
+            if part.size == 0:
+                found = np.empty(0, self.grid.int_dtype)
+            elif self.linear and (self.exact is None or not self.exact.inside(part.start, part.stop)[0].size):
+                found = codes.quantize_residuals(part.of(self.x), self.grid, part.shape, spare if spare is not None
+                                                 else np.empty(part.size, self.grid.int_dtype))
+            else:
+                found = codes.quantize_codes(part.of(self.x), self.grid, self._fresh(part.size) if self.linear else spare)
+                if self.exact is not None:
+                    self.exact.zero(found, part.start)
+                if self.linear:
+                    found = codes.predict(found, part.shape, spare if spare is not None
+                                          else np.empty(part.size, self.grid.int_dtype))
             self.codes[key] = found
             self.quantized.add(key)
         return found

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 import errbound
 from errbound.datasets import demo_field
 from errbound.errors import CorruptStreamError, UnsupportedInputError
-from errbound.quantized import decode_codes, dequantize, encode_codes, predict, quantize, unpredict
+from errbound.quantized import (decode_codes, dequantize, encode_codes, predict, quantize, quantize_residuals,
+                                unpredict)
 from errbound.stages import bitshuffle
 from errbound.stages.integer_lorenzo import lorenzo_residuals, lorenzo_restore
 
@@ -91,6 +92,23 @@ def test_residual_sums_restore_to_the_sum_of_the_codes(shape, dtype, seed, width
     assert np.array_equal(codes, a + b)
 
 
+@given(st.sampled_from(SHAPES + [(70, 3, 40), (3, 33, 2), (2, 40, 1, 7)]), st.sampled_from([np.float32, np.float64]),
+       st.integers(0, 2**32 - 1), st.sampled_from([1e-6, 1e-3, 0.5, 1e30]))
+def test_quantize_residuals_is_predict_of_quantize_in_one_pass(shape, dtype, seed, eb):
+    """Tasks of 32 rows start mid-plane and planes end mid-task; specials and values off the
+    grid get code 0 in both."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 6)).astype(dtype)
+    flat = x.reshape(-1)
+    specials = [np.nan, np.inf, -np.inf, -0.0, np.finfo(dtype).max]
+    for i, v in zip(rng.integers(0, x.size, 3), rng.choice(specials, 3), strict=True):
+        flat[i] = v
+    expected = predict(quantize(x, eb).codes, shape)
+    assert np.array_equal(quantize_residuals(x, eb), expected)
+    out = np.empty(x.size, expected.dtype)
+    assert quantize_residuals(np.asfortranarray(x), eb, out=out) is out and np.array_equal(out, expected)
+
+
 def test_add_to_and_predict_check_their_arrays():
     blob = encode_codes(np.arange(100, dtype=np.int32), predict=False)
     for bad in (np.zeros(99, np.int32), np.zeros(100, np.int64), np.zeros(200, np.int32)[::2]):
@@ -102,6 +120,10 @@ def test_add_to_and_predict_check_their_arrays():
         predict(np.zeros(4, np.int32), out=np.zeros(4, np.int64))
     with pytest.raises(UnsupportedInputError, match="in place"):
         unpredict(np.zeros(8, np.int32)[::2])
+    with pytest.raises(UnsupportedInputError, match="float32/float64"):
+        quantize_residuals(np.zeros(4, np.int32), 1.0)
+    with pytest.raises(UnsupportedInputError, match="out="):
+        quantize_residuals(np.zeros(4), 1.0, out=np.zeros(5, np.int32))
 
 
 def test_dense_split_sample_does_not_alias_with_the_data():

@@ -14,6 +14,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from .prequantize import grid_code
+
 NAME = "lorenzo-int"
 VERSION = 1
 ROWS_PER_TASK = 32
@@ -74,6 +76,53 @@ def _restore_3d(a, n0, n1, n2):
             o[j] += o[j - 1]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _quantize_row(x, inv_step, limit, codes):
+    for j in range(codes.shape[0]):
+        codes[j] = grid_code(np.float64(x[j]) * inv_step, limit)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _quantize_residuals_3d(x, inv_step, limit, out, n0, n1, n2):
+    """out = the residuals of x's codes (grid_code of x / step), without storing the codes:
+    each task keeps the code rows it needs (this row, the one above, and both in the plane
+    behind) in a small ring and quantizes each row of x at most twice, in cache, instead of
+    writing every code to memory and reading it back for the prediction. Rows outside the
+    array are zeros, which gives the lower-dimensional formula at the edges. The ring is
+    indexed by row parity: swapping row arrays instead kept LLVM from vectorizing (4x)."""
+    s1 = n2
+    s0 = n1 * n2
+    nrows = n0 * n1
+    ntasks = (nrows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
+    for task in prange(ntasks):
+        rows = np.zeros((4, n2), out.dtype)  # [this row, row above] x [this plane, plane behind]
+        first = task * ROWS_PER_TASK
+        for row in range(first, min(nrows, first + ROWS_PER_TASK)):
+            i0 = row // n1
+            i1 = row % n1
+            b = row * n2
+            p = row & 1
+            cur, up, back, diag = rows[p], rows[1 - p], rows[2 + p], rows[3 - p]
+            _quantize_row(x[b:b + n2], inv_step, limit, cur)
+            if i0 > 0:
+                _quantize_row(x[b - s0:b - s0 + n2], inv_step, limit, back)
+            else:
+                back[:] = 0
+            if i1 == 0:
+                up[:] = 0
+                diag[:] = 0
+            elif row == first:  # the rows above this task's first row
+                _quantize_row(x[b - s1:b - s1 + n2], inv_step, limit, up)
+                if i0 > 0:
+                    _quantize_row(x[b - s0 - s1:b - s0 - s1 + n2], inv_step, limit, diag)
+                else:
+                    diag[:] = 0
+            o = out[b:b + n2]
+            o[0] = cur[0] - up[0] - back[0] + diag[0]
+            for j in range(1, n2):
+                o[j] = (cur[j] - cur[j - 1]) - (up[j] - up[j - 1]) - (back[j] - back[j - 1]) + (diag[j] - diag[j - 1])
+
+
 def as_3d(shape) -> tuple[int, int, int]:
     live = [int(n) for n in shape if n > 1] or [1]
     if len(live) == 4:
@@ -87,6 +136,13 @@ def lorenzo_residuals(codes: np.ndarray, shape, out: np.ndarray | None = None) -
     src = np.ascontiguousarray(codes).reshape(-1)
     out = np.empty_like(src) if out is None else out
     _residuals_3d(src, out, *as_3d(shape))
+    return out
+
+
+def quantize_residuals(data: np.ndarray, step: float, limit: float, out: np.ndarray, shape) -> np.ndarray:
+    """lorenzo_residuals of prequantize's codes of a flat C-ordered float array, in one pass
+    (codes of values off the grid are 0, as there; no outlier list is made)."""
+    _quantize_residuals_3d(data, 1.0 / step, float(limit), out, *as_3d(shape))
     return out
 
 

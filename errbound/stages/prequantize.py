@@ -24,6 +24,15 @@ INT32_LIMIT = 2**26
 INT64_LIMIT = 2**58
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def grid_code(qf, limit):
+    """The code of a value already divided by the step: NaN, +-Inf and values beyond the grid
+    get code 0 (they are outliers, and 0 keeps the conversion defined); everything else
+    rounds to the nearest step. Every kernel that quantizes calls this one expression."""
+    inside = abs(qf) < limit
+    return np.int64(math.floor((qf if inside else 0.0) + 0.5))
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def prequantize_kernel(x, step, eb, limit, q, bad, recon, chunk):
     """Fill q, and bad with the outlier flags. recon is scratch (the reconstruction in the
@@ -39,11 +48,7 @@ def prequantize_kernel(x, step, eb, limit, q, bad, recon, chunk):
         # slices from 0 let numba drop the wraparound checks
         xs, qs, bs, rs = x[lo:hi], q[lo:hi], bad[lo:hi], recon[lo:hi]
         for k in range(hi - lo):
-            qf = np.float64(xs[k]) * inv_step
-            # NaN, +-Inf and values beyond the grid get code 0 (they are outliers, and 0
-            # keeps the conversion defined); everything else rounds to the nearest step
-            inside = abs(qf) < limit
-            qi = np.int64(math.floor((qf if inside else 0.0) + 0.5))
+            qi = grid_code(np.float64(xs[k]) * inv_step, limit)
             qs[k] = qi
             rs[k] = qi * step  # rounds to the output dtype, as the decoder will
         for k in range(hi - lo):
