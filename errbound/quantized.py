@@ -39,8 +39,8 @@ from .stages.integer_lorenzo import lorenzo_residuals, lorenzo_restore
 from .stages.integer_lorenzo import quantize_residuals as _quantize_residuals
 from .stages.lossless import ZstdLossless
 from .stages.patches import decode_patches, encode_patches
-from .stages.prequantize import dequantize as _dequantize
 from .stages.prequantize import INT32_LIMIT, INT64_LIMIT, integer_type_for, prequantize
+from .stages.prequantize import dequantize as _dequantize
 
 __all__ = ["QuantizedArray", "quantize", "dequantize", "encode_codes", "decode_codes", "predict", "unpredict",
            "quantize_residuals"]

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 import errbound
 from errbound.datasets import demo_field
 from errbound.errors import CorruptStreamError, UnsupportedInputError
-from errbound.quantized import (decode_codes, dequantize, encode_codes, predict, quantize, quantize_residuals,
-                                unpredict)
+from errbound.quantized import decode_codes, dequantize, encode_codes, predict, quantize, quantize_residuals, unpredict
 from errbound.stages import bitshuffle
 from errbound.stages.integer_lorenzo import lorenzo_residuals, lorenzo_restore
 
