@@ -289,7 +289,8 @@ def time_pair(case: Case, reps: int, warmup: int) -> tuple[list[float], list[flo
 def calibrate(payloads: Payloads, nranks: int, settings: dict) -> dict[str, float]:
     """One core's throughput (bytes of floats per second, best of 3) of the compute each path
     does per byte, on 16 MiB of rank 0's data cut into 1 MiB chunks as the pipelines cut it:
-    reductions (quantize + encode; decode + write) and data movement (the fz block codec)."""
+    reductions (quantize and predict + encode; decode, half added and half restored and
+    written, as a SUM's ring does) and data movement (the fz block codec)."""
     import numba
 
     from mpi_collectives import blockcodec, bounds, chunks, codes
@@ -302,24 +303,33 @@ def calibrate(payloads: Payloads, nranks: int, settings: dict) -> dict[str, floa
     parts = chunks.split(0, flat.size, row, trailing, (1 << 20) // flat.dtype.itemsize)
     out = np.empty_like(flat)
 
-    def best(work: Callable[[], object]) -> float:
+    def best(work: Callable[[], object], nbytes: int = flat.nbytes) -> float:
         times = []
         for _ in range(3):
             start = time.perf_counter()
             work()
             times.append(time.perf_counter() - start)
-        return flat.nbytes / min(times)
+        return nbytes / min(times)
+
+    def residuals(p):
+        return codes.quantize_residuals(p.of(flat), grid, p.shape, np.empty(p.size, grid.int_dtype))
+
+    def decode_both(p, blob, acc):
+        """A SUM's decodes, half of them each way: added on a reduce-scatter hop, and restored
+        and written at the end."""
+        codes.decode_add(blob, acc)
+        codes.write(p.of(out), codes.unpredict(codes.decode(blob, p.size, grid.int_dtype), p.shape), grid, None)
 
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        red = [codes.encode(codes.quantize_codes(p.of(flat), grid), p.shape) for p in parts]
+        red = [codes.encode(residuals(p), p.shape, predict=False) for p in parts]
+        accs = [np.zeros(p.size, grid.int_dtype) for p in parts]
         mov = [blockcodec.encode(p.of(flat), p.shape, bound, "fz") for p in parts]
         return {
-            "reduce_encode": best(lambda: [codes.encode(codes.quantize_codes(p.of(flat), grid), p.shape)
-                                           for p in parts]),
-            "reduce_decode": best(lambda: [codes.write(p.of(out), codes.decode(b, p.size, grid.int_dtype), grid, None)
-                                           for p, b in zip(parts, red, strict=True)]),
+            "reduce_encode": best(lambda: [codes.encode(residuals(p), p.shape, predict=False) for p in parts]),
+            "reduce_decode": best(lambda: [decode_both(p, b, a) for p, b, a in zip(parts, red, accs, strict=True)],
+                                  2 * flat.nbytes),
             "move_encode": best(lambda: [blockcodec.encode(p.of(flat), p.shape, bound, "fz") for p in parts]),
             "move_decode": best(lambda: [blockcodec.decode(b, p.of(out)) for p, b in zip(parts, mov, strict=True)]),
         }
