@@ -286,6 +286,14 @@ def time_pair(case: Case, reps: int, warmup: int) -> tuple[list[float], list[flo
 # --------------------------------------------------------------------------- the cost model
 
 
+def quiet_wait(comm: MPI.Intracomm) -> None:
+    """A barrier that sleeps between polls: MPICH busy-polls in a blocking call, and with
+    4 ranks on 2 cores three spinning ranks halved the one-core speeds rank 0 calibrated."""
+    request = comm.Ibarrier()
+    while not request.Test():
+        time.sleep(0.002)
+
+
 def calibrate(payloads: Payloads, nranks: int, settings: dict) -> dict[str, float]:
     """One core's throughput (bytes of floats per second, best of 3) of the compute each path
     does per byte, on 16 MiB of rank 0's data cut into 1 MiB chunks as the pipelines cut it:
@@ -436,6 +444,7 @@ def main(argv: list[str] | None = None) -> None:
     load_start = os.getloadavg()
     rate = link_rate()
     speeds = calibrate(payloads, n, settings) if args.model and rate and rank == 0 else None
+    quiet_wait(world)  # the others must not spin in MPI while rank 0 times one core
     speeds = world.bcast(speeds)  # rank 0's, so every rank prints the same model
     if rank == 0:
         bound = f"abs={args.abs:g}" if args.abs is not None else f"rel={args.rel:g}"
