@@ -15,6 +15,12 @@ plain call. That agreement is part of the compressed path's cost, and charged to
 ranks outnumber cores a small Allreduce takes milliseconds: measured, without the charge,
 4 ranks kept a 1 MiB Reduce_scatter_block compressed at 0.78x of plain MPI).
 
+The compressed path is kept only where it was at least ``MARGIN`` faster: on a machine
+whose timings move by 10 % from call to call (the 2-core bed), a plain min-vs-min choice
+kept compressed paths that were 3-12 % slower than plain MPI at sizes where the two are
+close (measured: Reduce_scatter_block at 1-4 MiB), while a near tie gains nothing worth
+the risk.
+
 Schedule per key: calls 0 and 2 compressed, 1 and 3 plain (two timings of each: a first call
 may pay one-off costs; call 3's time is agreed at once so that both count), then the faster one, with the other path timed again at calls 16,
 32, 64 and then every 64th, so a changed machine or load is noticed at a cost of at most
@@ -32,6 +38,7 @@ from mpi4py import MPI
 
 _KEEP = 3           # an estimate is the best of the last few timings: noise only slows a run
 _PERIOD = 64
+MARGIN = 0.9        # compressed is chosen where its best time is below this share of plain's
 
 
 def _probe(call: int) -> bool:
@@ -52,7 +59,7 @@ class _Key:
         return min(times) if times else math.inf
 
     def prefers_compressed(self) -> bool:
-        return self._best(self.compressed) <= self._best(self.plain)
+        return self._best(self.compressed) < MARGIN * self._best(self.plain)
 
 
 class Adaptive:

@@ -85,6 +85,20 @@ def test_adapt_keeps_the_faster_path_and_re_times_the_other(compressed_cost, pla
     assert calls == ["c"]
 
 
+@pytest.mark.parametrize("compressed_cost, steady", [(0.95, "p"), (0.85, "c")])
+def test_adapt_keeps_plain_mpi_unless_compression_is_clearly_faster(compressed_cost, steady):
+    from mpi4py import MPI
+
+    from mpi_collectives.policy import MARGIN, Adaptive
+
+    assert 0.85 < MARGIN < 0.95
+    clock = _FakeClock(compressed_cost, 1.0)
+    policy, calls = Adaptive(True, clock), []
+    for _ in range(12):
+        policy.run(MPI.COMM_SELF, "Allreduce", 1 << 20, clock.path("compressed", calls), clock.path("plain", calls))
+    assert calls[4:] == [steady] * 8
+
+
 def test_adapt_decides_on_both_exploring_plain_timings():
     # the first plain call pays a one-off cost; the second is the real one and is faster
     # than compressing: the first decision must already see it
