@@ -14,7 +14,7 @@ from functools import cache
 
 import numpy as np
 
-from .errors import UnsupportedInputError
+from .errors import CorruptStreamError, UnsupportedInputError
 from .quantized import CodeStreamParts, pack_code_stream, unpack_code_stream
 from .stages import bitshuffle
 from .stages.fz_cuda import KERNEL_NAMES, kernel_source
@@ -126,6 +126,8 @@ def fz_decode(code_stream, eb: float, dtype: np.dtype):
     """Decode a code stream to a flat device array of `dtype` (outliers not yet applied)."""
     cp = cupy_module()
     parts = unpack_code_stream(code_stream)
+    if not parts.predicted:
+        raise CorruptStreamError("fz code stream was written without the Lorenzo step its stages name")
     n = int(np.prod(parts.shape, dtype=np.int64))
     k = _kernels(str(np.dtype(dtype)), str(parts.dtype))
     masks = parts.masks.astype(np.uint64)
@@ -138,13 +140,10 @@ def fz_decode(code_stream, eb: float, dtype: np.dtype):
         r[cp.asarray(parts.wide_index)] = cp.asarray(parts.wide_value)
     # the inverse of the mixed difference is a running sum along each axis; int64 sums cast
     # back to the code type wrap exactly as the CPU's modular arithmetic does
-    if parts.predicted:
-        q = r.reshape(as_3d(parts.shape)).astype(cp.int64)
-        for axis in (2, 1, 0):
-            q = cp.cumsum(q, axis=axis)
-        q = q.astype(parts.dtype).reshape(-1)
-    else:  # stored as they are (encode_codes(predict=False)); fz itself always predicts
-        q = r
+    q = r.reshape(as_3d(parts.shape)).astype(cp.int64)
+    for axis in (2, 1, 0):
+        q = cp.cumsum(q, axis=axis)
+    q = q.astype(parts.dtype).reshape(-1)
     out = cp.empty(n, dtype)
     _launch(k["fz_dequantize"], n, (q, np.int64(n), np.float64(2.0 * eb), out))
     return out

@@ -263,15 +263,21 @@ def unpack_code_stream(blob) -> CodeStreamParts:
                            not flags & _UNPREDICTED)
 
 
-def decode_codes(blob, *, scratch_slot: str | None = None, add_to: np.ndarray | None = None) -> np.ndarray:
+def decode_codes(blob, *, scratch_slot: str | None = None, add_to: np.ndarray | None = None,
+                 predicted: bool | None = None) -> np.ndarray:
     """Inverse of encode_codes: the integer array that was encoded, reshaped to its shape.
 
     ``scratch_slot`` decodes into that thread-local scratch slot (see errbound.scratch)
     instead of a fresh array, for callers that are done with the codes before they decode
     again on the same thread. ``add_to`` (a writable C-contiguous array of the stream's
     size and integer type) receives add_to + the decoded values, wrapping, and is returned;
-    for a stream of predict=False this is one pass over the data."""
+    for a stream of predict=False this is one pass over the data. ``predicted`` (True or
+    False) requires the stream to have been written with that predict= setting, as a
+    container whose stage chain names the Lorenzo step does."""
     parts = unpack_code_stream(blob)
+    if predicted is not None and parts.predicted != predicted:
+        raise CorruptStreamError("code stream was written " + ("without" if predicted else "with")
+                                 + " the Lorenzo step, which its container does not name")
     count = int(np.prod(parts.shape, dtype=np.int64))
     if add_to is not None:
         if not (isinstance(add_to, np.ndarray) and add_to.dtype == parts.dtype and add_to.size == count

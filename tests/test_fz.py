@@ -119,6 +119,9 @@ def test_add_to_and_predict_check_their_arrays():
         predict(np.zeros(4, np.int32), out=np.zeros(4, np.int64))
     with pytest.raises(UnsupportedInputError, match="in place"):
         unpredict(np.zeros(8, np.int32)[::2])
+    with pytest.raises(CorruptStreamError, match="without the Lorenzo step"):
+        decode_codes(blob, predicted=True)  # what fz asks for: its stages name the Lorenzo step
+    assert np.array_equal(decode_codes(blob, predicted=False), np.arange(100))
     with pytest.raises(UnsupportedInputError, match="float32/float64"):
         quantize_residuals(np.zeros(4, np.int32), 1.0)
     with pytest.raises(UnsupportedInputError, match="out="):

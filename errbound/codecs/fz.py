@@ -117,7 +117,8 @@ class FZCodec(Codec):
         pre, lossless = self._check_stages(stages)
         if "codes" not in sections:
             raise CorruptStreamError("stream lacks the 'codes' section")
-        codes = decode_codes(sections["codes"], scratch_slot="fz-codes")  # dequantized at once
+        # dequantized at once: scratch
+        codes = decode_codes(sections["codes"], scratch_slot="fz-codes", predicted=True)
         if codes.size != int(np.prod(shape)) or codes.dtype.itemsize * 8 != pre.params().get("int_bits"):
             raise CorruptStreamError("fz code stream does not match the stream header")
         out = dequantize(codes, eb, dtype)
