@@ -43,7 +43,7 @@ from .stages.prequantize import INT32_LIMIT, INT64_LIMIT, integer_type_for, preq
 from .stages.prequantize import dequantize as _dequantize
 
 __all__ = ["QuantizedArray", "quantize", "dequantize", "encode_codes", "decode_codes", "predict", "unpredict",
-           "quantize_residuals"]
+           "quantize_residuals", "encode_residuals"]
 
 _MAGIC = b"EBQ1"
 # magic, int bytes, ndim, code width, dense planes, flags, lengths of masks / dense planes /
@@ -67,15 +67,19 @@ class QuantizedArray:
     eb: float
     shape: tuple[int, ...]
     dtype: np.dtype
+    predicted: bool = False     # codes holds their Lorenzo residuals (quantize(predict=True))
 
 
-def quantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None = None) -> QuantizedArray:
+def quantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None = None,
+             predict: bool = False) -> QuantizedArray:
     """q = round(x / 2eb). Points whose reconstruction q*2eb misses eb in the input dtype, that
     overflow the integer type, or are NaN/Inf/-0.0 are listed as exact outliers.
 
     ``out`` (a C-contiguous int32/int64 array with one element per value) receives the codes
     instead of a fresh array, and its dtype is the integer type: callers that quantize many
-    messages reuse their buffers (a fresh array costs page faults on first touch)."""
+    messages reuse their buffers (a fresh array costs page faults on first touch).
+    ``predict=True`` gives predict(codes) instead of the codes, in the same single pass (the
+    codes themselves are never stored), ready for encode_residuals: what the fz codec does."""
     if not isinstance(data, np.ndarray) or data.dtype.kind != "f":
         raise UnsupportedInputError("quantize expects a float32/float64 numpy array")
     if out is not None and not (isinstance(out, np.ndarray) and out.dtype in (np.int32, np.int64)
@@ -85,9 +89,20 @@ def quantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None
     if out is not None and int_dtype is not None and np.dtype(int_dtype) != out.dtype:
         raise UnsupportedInputError(f"int_dtype {np.dtype(int_dtype)} does not match out= of {out.dtype}")
     contiguous = np.ascontiguousarray(data)
-    codes, idx, values = prequantize(contiguous, float(eb), int_dtype,
-                                     out=None if out is None else out.reshape(-1))
-    return QuantizedArray(codes, idx, values, float(eb), data.shape, data.dtype)
+    if not predict:
+        codes, idx, values = prequantize(contiguous, float(eb), int_dtype,
+                                         out=None if out is None else out.reshape(-1))
+        return QuantizedArray(codes, idx, values, float(eb), data.shape, data.dtype)
+    flat = contiguous.reshape(-1)
+    if out is not None:
+        int_dtype = out.dtype
+    int_dtype = np.dtype(int_dtype) if int_dtype is not None else integer_type_for(flat, 2.0 * float(eb))
+    residuals = np.empty(flat.size, int_dtype) if out is None else out.reshape(-1)
+    bad = scratch("prequantize-bad", flat.size, np.bool_)
+    limit = INT32_LIMIT if int_dtype == np.int32 else INT64_LIMIT
+    _quantize_residuals(flat, float(eb), limit, residuals, data.shape, bad)
+    idx = np.flatnonzero(bad)
+    return QuantizedArray(residuals, idx, flat[idx].copy(), float(eb), data.shape, data.dtype, True)
 
 
 def dequantize(codes: np.ndarray | QuantizedArray, eb: float | None = None, dtype=None,
@@ -102,6 +117,9 @@ def dequantize(codes: np.ndarray | QuantizedArray, eb: float | None = None, dtyp
         dtype = out.dtype
     if isinstance(codes, QuantizedArray):
         q = codes
+        if q.predicted:
+            raise UnsupportedInputError("these codes are Lorenzo residuals (quantize(predict=True)): "
+                                        "unpredict them first")
         result = _dequantize(q.codes, q.eb, dtype or q.dtype, q.outlier_index, q.outlier_value, out=out)
         return out if out is not None else result.reshape(q.shape)
     result = _dequantize(np.ascontiguousarray(codes).reshape(-1), float(eb), np.dtype(dtype), out=out)
@@ -148,7 +166,7 @@ def quantize_residuals(data: np.ndarray, eb: float, out: np.ndarray | None = Non
     int_dtype = np.dtype(int_dtype) if int_dtype is not None else integer_type_for(flat, step)
     result = np.empty(flat.size, int_dtype) if out is None else out
     limit = INT32_LIMIT if int_dtype == np.int32 else INT64_LIMIT
-    _quantize_residuals(flat, step, limit, result.reshape(-1), data.shape)
+    _quantize_residuals(flat, float(eb), limit, result.reshape(-1), data.shape)
     return result
 
 
@@ -188,12 +206,26 @@ def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checks
     """
     codes = np.ascontiguousarray(codes)
     shape = _checked_shape(codes, shape)
-    residuals = (lorenzo_residuals(codes.reshape(-1), shape, scratch("codes-residuals", codes.size, codes.dtype))
-                 if predict else codes.reshape(-1))
-    masks, dense_planes, sparse_planes, wide_idx, wide_val, dense = bitshuffle.shuffle(residuals, width)
-    bits = codes.dtype.itemsize * 8
-    parts = CodeStreamParts(shape, codes.dtype, bits if width is None else int(width), dense, masks,
-                            dense_planes, sparse_planes, wide_idx, wide_val, bool(predict))
+    if predict:
+        residuals = lorenzo_residuals(codes.reshape(-1), shape, scratch("codes-residuals", codes.size, codes.dtype))
+        return _encode_planes(residuals, shape, width, checksum, predicted=True)
+    return _encode_planes(codes.reshape(-1), shape, width, checksum, predicted=False)
+
+
+def encode_residuals(residuals: np.ndarray, shape=None, width: int | None = None, checksum: bool = True) -> bytes:
+    """The stream encode_codes(codes, shape) writes, made from residuals = predict(codes,
+    shape) (as quantize(predict=True) gives them): decode_codes returns the codes."""
+    residuals = np.ascontiguousarray(residuals)
+    shape = _checked_shape(residuals, shape)
+    return _encode_planes(residuals.reshape(-1), shape, width, checksum, predicted=True)
+
+
+def _encode_planes(values: np.ndarray, shape: tuple[int, ...], width: int | None, checksum: bool,
+                   predicted: bool) -> bytes:
+    masks, dense_planes, sparse_planes, wide_idx, wide_val, dense = bitshuffle.shuffle(values, width)
+    bits = values.dtype.itemsize * 8
+    parts = CodeStreamParts(shape, values.dtype, bits if width is None else int(width), dense, masks,
+                            dense_planes, sparse_planes, wide_idx, wide_val, predicted)
     return pack_code_stream(parts, checksum)
 
 

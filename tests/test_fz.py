@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 import errbound
 from errbound.datasets import demo_field
 from errbound.errors import CorruptStreamError, UnsupportedInputError
-from errbound.quantized import decode_codes, dequantize, encode_codes, predict, quantize, quantize_residuals, unpredict
+from errbound.quantized import (
+    decode_codes,
+    dequantize,
+    encode_codes,
+    encode_residuals,
+    predict,
+    quantize,
+    quantize_residuals,
+    unpredict,
+)
 from errbound.stages import bitshuffle
 from errbound.stages.integer_lorenzo import lorenzo_residuals, lorenzo_restore
 
@@ -106,6 +115,28 @@ def test_quantize_residuals_is_predict_of_quantize_in_one_pass(shape, dtype, see
     assert np.array_equal(quantize_residuals(x, eb), expected)
     out = np.empty(x.size, expected.dtype)
     assert quantize_residuals(np.asfortranarray(x), eb, out=out) is out and np.array_equal(out, expected)
+
+
+@given(st.sampled_from(SHAPES + [(70, 3, 40), (2, 40, 1, 7)]), st.sampled_from([np.float32, np.float64]),
+       st.integers(0, 2**32 - 1), st.sampled_from([1e-7, 1e-3, 0.5]))
+def test_quantize_with_predict_gives_the_residuals_and_the_same_outliers(shape, dtype, seed, eb):
+    """The fz codec's single pass: the same outliers as quantize(), predict() of its codes,
+    and encode_residuals writes the bytes encode_codes writes from the codes."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-9, 9)).astype(dtype)
+    flat = x.reshape(-1)
+    for i, v in zip(rng.integers(0, x.size, 4), [np.nan, -np.inf, -0.0, np.finfo(dtype).max], strict=True):
+        flat[i] = v
+    plain = quantize(x, eb)
+    fused = quantize(x, eb, predict=True)
+    assert fused.predicted and not plain.predicted
+    assert np.array_equal(fused.outlier_index, plain.outlier_index)
+    assert np.array_equal(fused.outlier_value.view(np.uint8), plain.outlier_value.view(np.uint8))
+    assert np.array_equal(fused.codes, predict(plain.codes, shape))
+    assert encode_residuals(fused.codes, shape) == encode_codes(plain.codes, shape)
+    assert np.array_equal(decode_codes(encode_residuals(fused.codes, shape)).reshape(-1), plain.codes)
+    with pytest.raises(UnsupportedInputError, match="unpredict them first"):
+        dequantize(fused)
 
 
 def test_add_to_and_predict_check_their_arrays():

@@ -12,12 +12,12 @@ import numpy as np
 
 from ..codec import Codec, load_stage, register
 from ..errors import CorruptStreamError
-from ..quantized import decode_codes, dequantize, encode_codes
+from ..quantized import decode_codes, dequantize, encode_residuals, quantize
 from ..scratch import scratch
 from ..stages import bitshuffle
 from ..stages.lossless import ZstdLossless
 from ..stages.patches import decode_patches, encode_patches
-from ..stages.prequantize import integer_type_for, prequantize
+from ..stages.prequantize import integer_type_for
 
 
 class _Stage:
@@ -60,11 +60,12 @@ class FZCodec(Codec):
 
     def encode(self, data, eb):
         flat = np.ascontiguousarray(data).reshape(-1)
-        # the codes only live until encode_codes has packed them: scratch, not a fresh array
-        codes = scratch("fz-codes", flat.size, integer_type_for(flat, 2.0 * eb))
-        _, outlier_index, outlier_value = prequantize(flat, eb, out=codes)
-        stream = encode_codes(codes, data.shape, checksum=False)
-        return self._assemble(stream, outlier_index, outlier_value, codes.dtype)
+        # quantized and predicted in one pass; the residuals only live until the stream is
+        # packed: scratch, not a fresh array
+        residuals = scratch("fz-codes", flat.size, integer_type_for(flat, 2.0 * eb))
+        q = quantize(flat.reshape(data.shape), eb, out=residuals, predict=True)
+        stream = encode_residuals(residuals, data.shape, checksum=False)
+        return self._assemble(stream, q.outlier_index, q.outlier_value, residuals.dtype)
 
     @staticmethod
     def _assemble(stream, outlier_idx, outlier_val, code_dtype):

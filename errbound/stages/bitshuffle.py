@@ -61,16 +61,25 @@ def _plane_densities(r, bits, allbits, blocks):
     ones = np.zeros(64, np.int64)
     present = np.zeros(64, np.int64)
     n = r.shape[0]
+    vals = np.zeros(BLOCK, np.uint64)
     for b in blocks:
         lo = b * BLOCK
         hi = min(n, lo + BLOCK)
         acc = np.uint64(0)
-        for i in range(lo, hi):
-            u = np.uint64(_zigzag(r[i], bits)) & allbits
+        for i in range(hi - lo):
+            u = np.uint64(_zigzag(r[lo + i], bits)) & allbits
+            vals[i] = u
             acc |= u
-            for p in range(bits):
-                ones[p] += (u >> np.uint64(p)) & np.uint64(1)
-        for p in range(bits):
+        # only up to the block's highest plane: residuals are small, so this skips most of
+        # the 32 (64) planes (the per-value loop over all of them cost as much as the shuffle)
+        width = 0
+        while width < bits and (acc >> np.uint64(width)) != 0:
+            width += 1
+        for p in range(width):
+            count = 0
+            for i in range(hi - lo):
+                count += (vals[i] >> np.uint64(p)) & np.uint64(1)
+            ones[p] += count
             if (acc >> np.uint64(p)) & np.uint64(1):
                 present[p] += hi - lo
     return ones, present

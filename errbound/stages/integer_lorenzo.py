@@ -10,6 +10,8 @@ Arithmetic wraps modulo 2^32 (2^64): every in-range code comes back exactly.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from numba import prange
@@ -82,20 +84,36 @@ def _quantize_row(x, inv_step, limit, codes):
         codes[j] = grid_code(np.float64(x[j]) * inv_step, limit)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _check_row(x, codes, step, eb, recon, bad):
+    """prequantize_kernel's check, on one row (two branch-free loops that vectorize)."""
+    for j in range(codes.shape[0]):
+        recon[j] = codes[j] * step  # rounds to x's dtype, as the decoder will
+    for j in range(codes.shape[0]):
+        xf = np.float64(x[j])
+        ok = abs(np.float64(recon[j]) - xf) <= eb
+        bad[j] = not ok or (xf == 0.0 and math.copysign(1.0, xf) < 0.0)
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _quantize_residuals_3d(x, inv_step, limit, out, n0, n1, n2):
+def _quantize_residuals_3d(x, step, eb, limit, out, bad, check, n0, n1, n2):
     """out = the residuals of x's codes (grid_code of x / step), without storing the codes:
     each task keeps the code rows it needs (this row, the one above, and both in the plane
     behind) in a small ring and quantizes each row of x at most twice, in cache, instead of
     writing every code to memory and reading it back for the prediction. Rows outside the
     array are zeros, which gives the lower-dimensional formula at the edges. The ring is
-    indexed by row parity: swapping row arrays instead kept LLVM from vectorizing (4x)."""
+    indexed by row parity: swapping row arrays instead kept LLVM from vectorizing (4x).
+
+    With `check`, bad[i] also flags what prequantize flags: a reconstruction that misses eb
+    in x's dtype, or -0.0 (NaN, +-Inf and values off the grid have code 0 and miss)."""
+    inv_step = 1.0 / step
     s1 = n2
     s0 = n1 * n2
     nrows = n0 * n1
     ntasks = (nrows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in prange(ntasks):
         rows = np.zeros((4, n2), out.dtype)  # [this row, row above] x [this plane, plane behind]
+        recon = np.zeros(n2, x.dtype)
         first = task * ROWS_PER_TASK
         for row in range(first, min(nrows, first + ROWS_PER_TASK)):
             i0 = row // n1
@@ -104,6 +122,8 @@ def _quantize_residuals_3d(x, inv_step, limit, out, n0, n1, n2):
             p = row & 1
             cur, up, back, diag = rows[p], rows[1 - p], rows[2 + p], rows[3 - p]
             _quantize_row(x[b:b + n2], inv_step, limit, cur)
+            if check:
+                _check_row(x[b:b + n2], cur, step, eb, recon, bad[b:b + n2])
             if i0 > 0:
                 _quantize_row(x[b - s0:b - s0 + n2], inv_step, limit, back)
             else:
@@ -139,10 +159,14 @@ def lorenzo_residuals(codes: np.ndarray, shape, out: np.ndarray | None = None) -
     return out
 
 
-def quantize_residuals(data: np.ndarray, step: float, limit: float, out: np.ndarray, shape) -> np.ndarray:
-    """lorenzo_residuals of prequantize's codes of a flat C-ordered float array, in one pass
-    (codes of values off the grid are 0, as there; no outlier list is made)."""
-    _quantize_residuals_3d(data, 1.0 / step, float(limit), out, *as_3d(shape))
+def quantize_residuals(data: np.ndarray, eb: float, limit: float, out: np.ndarray, shape,
+                       bad: np.ndarray | None = None) -> np.ndarray:
+    """lorenzo_residuals of prequantize(data, eb)'s codes (a flat C-ordered float array), in
+    one pass (codes of values off the grid are 0, as there). With `bad` (bool, one per
+    value), also prequantize's outlier flags."""
+    check = bad is not None
+    flags = bad if check else np.zeros(0, np.bool_)
+    _quantize_residuals_3d(data, 2.0 * float(eb), float(eb), float(limit), out, flags, check, *as_3d(shape))
     return out
 
 
