@@ -25,6 +25,8 @@ codes once, add *residuals* on the way, and restore only the final sum:
 
 from __future__ import annotations
 
+import math
+import operator
 import struct
 import zlib
 from dataclasses import dataclass
@@ -173,8 +175,12 @@ def quantize_residuals(data: np.ndarray, eb: float, out: np.ndarray | None = Non
 def _checked_shape(codes: np.ndarray, shape) -> tuple[int, ...]:
     if codes.dtype not in (np.int32, np.int64):
         raise UnsupportedInputError(f"integer codes must be int32 or int64, got {codes.dtype}")
-    shape = tuple(codes.shape if shape is None else shape)
-    if len(shape) > MAX_DIMS or int(np.prod(shape, dtype=np.int64)) != codes.size:
+    try:
+        shape = tuple(operator.index(n) for n in (codes.shape if shape is None else shape))
+    except TypeError:
+        raise UnsupportedInputError(f"shape {shape} is not a tuple of integers") from None
+    # math.prod is exact: a product that wraps around in int64 cannot pass for the size
+    if len(shape) > MAX_DIMS or min(shape, default=0) < 0 or math.prod(shape) != codes.size:
         raise UnsupportedInputError(f"shape {shape} does not describe {codes.size} codes (at most {MAX_DIMS}-D)")
     return shape
 
@@ -239,7 +245,7 @@ def pack_code_stream(parts: CodeStreamParts, checksum: bool = True) -> bytes:
         [encode_patches(parts.wide_index, parts.wide_value, _LOSSLESS) if parts.wide_index.size else b""],
     ]
     lengths = [sum(memoryview(piece).nbytes for piece in sec) for sec in sections]
-    count = int(np.prod(parts.shape, dtype=np.int64))
+    count = math.prod(parts.shape)
     head = _HEAD.pack(_MAGIC, parts.dtype.itemsize, len(parts.shape), parts.width, parts.dense,
                       (_CHECKSUM if checksum else 0) | (0 if parts.predicted else _UNPREDICTED), *lengths, count)
     dims = struct.pack(f"<{len(parts.shape)}Q", *parts.shape)
@@ -268,7 +274,7 @@ def unpack_code_stream(blob) -> CodeStreamParts:
         raise CorruptStreamError("code stream is truncated")
     shape = struct.unpack_from(f"<{ndim}Q", view, pos)
     pos += 8 * ndim
-    if int(np.prod(shape, dtype=np.int64)) != count or pos + sum(lengths) != end:
+    if math.prod(shape) != count or pos + sum(lengths) != end:
         raise CorruptStreamError("code stream lengths are inconsistent")
     sections = []
     for length in lengths:
@@ -310,7 +316,7 @@ def decode_codes(blob, *, scratch_slot: str | None = None, add_to: np.ndarray | 
     if predicted is not None and parts.predicted != predicted:
         raise CorruptStreamError("code stream was written " + ("without" if predicted else "with")
                                  + " the Lorenzo step, which its container does not name")
-    count = int(np.prod(parts.shape, dtype=np.int64))
+    count = math.prod(parts.shape)
     if add_to is not None:
         if not (isinstance(add_to, np.ndarray) and add_to.dtype == parts.dtype and add_to.size == count
                 and add_to.flags.c_contiguous and add_to.flags.writeable):

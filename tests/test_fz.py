@@ -139,6 +139,24 @@ def test_quantize_with_predict_gives_the_residuals_and_the_same_outliers(shape, 
         dequantize(fused)
 
 
+def test_a_forged_shape_whose_product_wraps_around_is_rejected():
+    import struct
+    import zlib
+
+    blob = encode_codes(np.arange(4, dtype=np.int32))
+    head = bytearray(blob[:52])  # the fixed header; the one dimension follows
+    assert struct.unpack_from("<Q", blob, 52)[0] == 4
+    head[5] = 2  # two dimensions: 4 x (2**62 + 1), whose product is 4 modulo 2**64
+    body = bytes(head) + struct.pack("<2Q", 4, 2**62 + 1) + blob[60:-4]
+    decode_codes(bytes(blob[:-4]) + struct.pack("<I", zlib.crc32(blob[:-4])))  # the resealing itself is sound
+    with pytest.raises(CorruptStreamError, match="inconsistent"):
+        decode_codes(body + struct.pack("<I", zlib.crc32(body)))
+    with pytest.raises(UnsupportedInputError, match="integers"):
+        encode_codes(np.arange(6, dtype=np.int32), shape=(2.0, 3.0))
+    with pytest.raises(UnsupportedInputError, match="shape"):
+        encode_codes(np.arange(6, dtype=np.int32), shape=(-2, -3))
+
+
 def test_add_to_and_predict_check_their_arrays():
     blob = encode_codes(np.arange(100, dtype=np.int32), predict=False)
     for bad in (np.zeros(99, np.int32), np.zeros(100, np.int64), np.zeros(200, np.int32)[::2]):

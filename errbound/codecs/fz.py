@@ -8,6 +8,8 @@ zigzag + bit-plane shuffle with zero-block elimination -> zstd where it pays. Se
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..codec import Codec, load_stage, register
@@ -107,7 +109,7 @@ class FZCodec(Codec):
         if "codes" not in sections:
             raise CorruptStreamError("stream lacks the 'codes' section")
         out = gpu.fz_decode(sections["codes"], eb, dtype)
-        if out.size != int(np.prod(shape)):
+        if out.size != math.prod(shape):
             raise CorruptStreamError("fz code stream does not match the stream header")
         if "outliers" in sections:
             idx, values = decode_patches(sections["outliers"], dtype, out.size, lossless)
@@ -120,7 +122,7 @@ class FZCodec(Codec):
             raise CorruptStreamError("stream lacks the 'codes' section")
         # dequantized at once: scratch
         codes = decode_codes(sections["codes"], scratch_slot="fz-codes", predicted=True)
-        if codes.size != int(np.prod(shape)) or codes.dtype.itemsize * 8 != pre.params().get("int_bits"):
+        if codes.size != math.prod(shape) or codes.dtype.itemsize * 8 != pre.params().get("int_bits"):
             raise CorruptStreamError("fz code stream does not match the stream header")
         out = dequantize(codes, eb, dtype)
         if "outliers" in sections:
