@@ -22,9 +22,12 @@ close (measured: Reduce_scatter_block at 1-4 MiB), while a near tie gains nothin
 the risk.
 
 Schedule per key: calls 0 and 2 compressed, 1 and 3 plain (two timings of each: a first call
-may pay one-off costs; call 3's time is agreed at once so that both count), then the faster one, with the other path timed again at calls 16,
-32, 64 and then every 64th, so a changed machine or load is noticed at a cost of at most
-1/64 of the difference.
+may pay one-off costs; the last exploring plain call's time is agreed at once so that it
+counts). Where the two are within ``CLOSE`` of each other, calls 4-7 alternate too: two
+samples each decided 2-rank Allgather and Reduce_scatter_block at 4 MiB, 2.5 Gbit/s, for the
+compressed path, which the benchmark then measured 3-10 % slower. Then the faster one, with
+the other path timed again at calls 16, 32, 64 and then every 64th, so a changed machine or
+load is noticed at a cost of at most 1/64 of the difference.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from collections.abc import Callable
 import numpy as np
 from mpi4py import MPI
 
-_KEEP = 3           # an estimate is the best of the last few timings: noise only slows a run
+_KEEP = 4           # an estimate is the best of the last few timings: noise only slows a run
+CLOSE = 1.25        # estimates within this factor of each other get a second round of exploring
 _PERIOD = 64
 MARGIN = 0.9        # compressed is chosen where its best time is below this share of plain's
 
@@ -53,6 +57,7 @@ class _Key:
         self.plain: list[float] = []
         self.last_plain = -1.0  # this rank's latest plain time, not yet agreed
         self.agree_cost = 0.0   # what the last agreement took: charged to the compressed path
+        self.explore_end = 4    # calls before this alternate between the paths
 
     @staticmethod
     def _best(times: list[float]) -> float:
@@ -60,6 +65,10 @@ class _Key:
 
     def prefers_compressed(self) -> bool:
         return self._best(self.compressed) < MARGIN * self._best(self.plain)
+
+    def close(self) -> bool:
+        c, p = self._best(self.compressed), self._best(self.plain)
+        return p / CLOSE < c < p * CLOSE
 
 
 class Adaptive:
@@ -82,7 +91,10 @@ class Adaptive:
         key = self._keys.setdefault((what, self._size_class(nbytes)), _Key())
         call = key.calls
         key.calls += 1
-        if call < 4:
+        if call == 4 and key.close():  # agreed timings only: every rank extends alike
+            key.explore_end = 8
+        exploring = call < key.explore_end
+        if exploring:
             use_compressed = call % 2 == 0
         else:
             use_compressed = key.prefers_compressed() != _probe(call)
@@ -90,16 +102,16 @@ class Adaptive:
         if not use_compressed:
             result = plain()
             key.last_plain = self._clock() - start
-            if call == 3:
-                # the last exploring call: agree on its time now, or the first decision would
-                # weigh two compressed timings against one plain one, the first, which may pay
-                # one-off costs (measured: 64 MiB on 4 ranks at 2.5 Gbit/s stayed compressed
-                # at 0.81x of plain MPI)
+            if exploring and call == key.explore_end - 1:
+                # a last exploring call: agree on its time now, or the decision would weigh
+                # compressed timings against one plain timing fewer, perhaps only the first,
+                # which may pay one-off costs (measured: 64 MiB on 4 ranks at 2.5 Gbit/s
+                # stayed compressed at 0.81x of plain MPI)
                 self._agree(comm, key, -1.0)
             return result
         result = compressed()
         elapsed = self._clock() - start
-        if not (call < 4 or _probe(call) or key.last_plain >= 0):
+        if not (exploring or _probe(call) or key.last_plain >= 0):
             return result  # settled and nothing new to tell: no agreement, no cost
         self._agree(comm, key, elapsed + key.agree_cost)
         return result
