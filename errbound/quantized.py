@@ -82,12 +82,7 @@ def quantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None
     messages reuse their buffers (a fresh array costs page faults on first touch).
     ``predict=True`` gives predict(codes) instead of the codes, in the same single pass (the
     codes themselves are never stored), ready for encode_residuals: what the fz codec does."""
-    if not isinstance(data, np.ndarray) or data.dtype.kind != "f":
-        raise UnsupportedInputError("quantize expects a float32/float64 numpy array")
-    if out is not None and not (isinstance(out, np.ndarray) and out.dtype in (np.int32, np.int64)
-                                and out.flags.c_contiguous and out.flags.writeable and out.size == data.size):
-        raise UnsupportedInputError("out= must be a writable C-contiguous int32/int64 array with one "
-                                    "element per value")
+    _check_quantize_args("quantize", data, out)
     if out is not None and int_dtype is not None and np.dtype(int_dtype) != out.dtype:
         raise UnsupportedInputError(f"int_dtype {np.dtype(int_dtype)} does not match out= of {out.dtype}")
     contiguous = np.ascontiguousarray(data)
@@ -105,6 +100,15 @@ def quantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None
     _quantize_residuals(flat, float(eb), limit, residuals, data.shape, bad)
     idx = np.flatnonzero(bad)
     return QuantizedArray(residuals, idx, flat[idx].copy(), float(eb), data.shape, data.dtype, True)
+
+
+def _check_quantize_args(what: str, data, out) -> None:
+    if not isinstance(data, np.ndarray) or data.dtype.kind != "f":
+        raise UnsupportedInputError(f"{what} expects a float32/float64 numpy array")
+    if out is not None and not (isinstance(out, np.ndarray) and out.dtype in (np.int32, np.int64)
+                                and out.flags.c_contiguous and out.flags.writeable and out.size == data.size):
+        raise UnsupportedInputError("out= must be a writable C-contiguous int32/int64 array with one "
+                                    "element per value")
 
 
 def dequantize(codes: np.ndarray | QuantizedArray, eb: float | None = None, dtype=None,
@@ -155,12 +159,7 @@ def quantize_residuals(data: np.ndarray, eb: float, out: np.ndarray | None = Non
     for NaN, +-Inf, -0.0 and values off the integer grid, the nearest code otherwise), for
     callers that treat such points themselves, as a reduction does. ``out`` and
     ``int_dtype`` as in quantize()."""
-    if not isinstance(data, np.ndarray) or data.dtype.kind != "f":
-        raise UnsupportedInputError("quantize_residuals expects a float32/float64 numpy array")
-    if out is not None and not (isinstance(out, np.ndarray) and out.dtype in (np.int32, np.int64)
-                                and out.flags.c_contiguous and out.flags.writeable and out.size == data.size):
-        raise UnsupportedInputError("out= must be a writable C-contiguous int32/int64 array with one "
-                                    "element per value")
+    _check_quantize_args("quantize_residuals", data, out)
     flat = np.ascontiguousarray(data).reshape(-1)
     step = 2.0 * float(eb)
     if out is not None:
