@@ -128,7 +128,7 @@ def fz_decode(code_stream, eb: float, dtype: np.dtype):
     parts = unpack_code_stream(code_stream)
     if not parts.predicted:
         raise CorruptStreamError("fz code stream was written without the Lorenzo step its stages name")
-    n = int(np.prod(parts.shape, dtype=np.int64))
+    n = math.prod(parts.shape)
     k = _kernels(str(np.dtype(dtype)), str(parts.dtype))
     masks = parts.masks.astype(np.uint64)
     dense_off, sparse_off = bitshuffle._plane_offsets(masks, parts.dense)

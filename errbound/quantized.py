@@ -82,9 +82,7 @@ def quantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None
     messages reuse their buffers (a fresh array costs page faults on first touch).
     ``predict=True`` gives predict(codes) instead of the codes, in the same single pass (the
     codes themselves are never stored), ready for encode_residuals: what the fz codec does."""
-    _check_quantize_args("quantize", data, out)
-    if out is not None and int_dtype is not None and np.dtype(int_dtype) != out.dtype:
-        raise UnsupportedInputError(f"int_dtype {np.dtype(int_dtype)} does not match out= of {out.dtype}")
+    _check_quantize_args("quantize", data, out, int_dtype)
     contiguous = np.ascontiguousarray(data)
     if not predict:
         codes, idx, values = prequantize(contiguous, float(eb), int_dtype,
@@ -102,13 +100,17 @@ def quantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None
     return QuantizedArray(residuals, idx, flat[idx].copy(), float(eb), data.shape, data.dtype, True)
 
 
-def _check_quantize_args(what: str, data, out) -> None:
+def _check_quantize_args(what: str, data, out, int_dtype) -> None:
     if not isinstance(data, np.ndarray) or data.dtype.kind != "f":
         raise UnsupportedInputError(f"{what} expects a float32/float64 numpy array")
     if out is not None and not (isinstance(out, np.ndarray) and out.dtype in (np.int32, np.int64)
                                 and out.flags.c_contiguous and out.flags.writeable and out.size == data.size):
         raise UnsupportedInputError("out= must be a writable C-contiguous int32/int64 array with one "
                                     "element per value")
+    if int_dtype is not None and np.dtype(int_dtype) not in (np.int32, np.int64):
+        raise UnsupportedInputError(f"int_dtype must be int32 or int64, got {np.dtype(int_dtype)}")
+    if out is not None and int_dtype is not None and np.dtype(int_dtype) != out.dtype:
+        raise UnsupportedInputError(f"int_dtype {np.dtype(int_dtype)} does not match out= of {out.dtype}")
 
 
 def dequantize(codes: np.ndarray | QuantizedArray, eb: float | None = None, dtype=None,
@@ -159,7 +161,7 @@ def quantize_residuals(data: np.ndarray, eb: float, out: np.ndarray | None = Non
     for NaN, +-Inf, -0.0 and values off the integer grid, the nearest code otherwise), for
     callers that treat such points themselves, as a reduction does. ``out`` and
     ``int_dtype`` as in quantize()."""
-    _check_quantize_args("quantize_residuals", data, out)
+    _check_quantize_args("quantize_residuals", data, out, int_dtype)
     flat = np.ascontiguousarray(data).reshape(-1)
     step = 2.0 * float(eb)
     if out is not None:
@@ -314,7 +316,7 @@ def decode_codes(blob, *, scratch_slot: str | None = None, add_to: np.ndarray | 
     parts = unpack_code_stream(blob)
     if predicted is not None and parts.predicted != predicted:
         raise CorruptStreamError("code stream was written " + ("without" if predicted else "with")
-                                 + " the Lorenzo step, which its container does not name")
+                                 + " the Lorenzo step, unlike what its container says")
     count = math.prod(parts.shape)
     if add_to is not None:
         if not (isinstance(add_to, np.ndarray) and add_to.dtype == parts.dtype and add_to.size == count

@@ -84,7 +84,7 @@ def decode(payload, target: np.ndarray) -> None:
     if len(tail) != outliers * (8 + target.dtype.itemsize):
         raise MismatchError("received a block whose outlier list is truncated")
     with compute():
-        codes = qz.decode_codes(body, scratch_slot="collective-block").reshape(-1)
+        codes = qz.decode_codes(body, scratch_slot="collective-block", predicted=True).reshape(-1)
         if codes.size != target.size:
             raise MismatchError(f"received {codes.size} values for a block of {target.size}")
         qz.dequantize(codes.reshape(-1), bound, out=target.reshape(-1))

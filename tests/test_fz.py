@@ -139,6 +139,41 @@ def test_quantize_with_predict_gives_the_residuals_and_the_same_outliers(shape, 
         dequantize(fused)
 
 
+@pytest.mark.parametrize("shape", [(70_000,), (3, 70_001), (2, 2, 66_000), (200_000, 1), (2 * 16_384 + 1,)])
+def test_long_rows_take_the_segmented_kernels_with_the_same_results(shape):
+    """Rows longer than the ring's (1-D arrays above all: flat MPI buffers) are quantized in
+    segments, each repeating the code before it."""
+    rng = np.random.default_rng(len(shape))
+    x = np.cumsum(rng.standard_normal(shape), axis=-1).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[[5, 16_384, 16_385, flat.size - 1]] = [np.nan, 1e30, -0.0, np.inf]
+    plain = quantize(x, 1e-3)
+    fused = quantize(x, 1e-3, predict=True)
+    assert np.array_equal(fused.codes, predict(plain.codes, shape))
+    assert np.array_equal(fused.outlier_index, plain.outlier_index)
+    assert np.array_equal(quantize_residuals(x, 1e-3), fused.codes)
+
+
+@pytest.mark.parametrize("shape", [(0,), (3000, 0), (0, 5, 7)])
+def test_empty_arrays_pass_every_integer_stage(shape):
+    x = np.zeros(shape, np.float32)
+    assert quantize_residuals(x, 0.1).size == 0 and quantize(x, 0.1, predict=True).codes.size == 0
+    codes = np.zeros(shape, np.int32)
+    assert predict(codes).size == 0 and unpredict(codes.reshape(-1)).size == 0
+    assert decode_codes(encode_codes(codes)).shape == shape
+    assert decode_codes(encode_codes(codes, predict=False)).shape == shape
+
+
+def test_the_integer_type_is_checked():
+    x = np.zeros(10, np.float32)
+    for bad in (np.int16, np.float64, np.uint32):
+        for fn in (quantize, quantize_residuals):
+            with pytest.raises(UnsupportedInputError, match="int_dtype must be int32 or int64"):
+                fn(x, 0.1, int_dtype=bad)
+    with pytest.raises(UnsupportedInputError, match="does not match out="):
+        quantize_residuals(x, 0.1, out=np.zeros(10, np.int64), int_dtype=np.int32)
+
+
 def test_a_forged_shape_whose_product_wraps_around_is_rejected():
     import struct
     import zlib

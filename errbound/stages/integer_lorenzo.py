@@ -143,6 +143,33 @@ def _quantize_residuals_3d(x, step, eb, limit, out, bad, check, n0, n1, n2):
                 o[j] = (cur[j] - cur[j - 1]) - (up[j] - up[j - 1]) - (back[j] - back[j - 1]) + (diag[j] - diag[j - 1])
 
 
+SEGMENT = 1 << 14   # values per task of the 1-D kernel (its codes stay in L1/L2)
+LONG_ROW = 1 << 16  # rows longer than this leave the row ring: it would not fit in cache
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _quantize_residuals_1d(x, step, eb, limit, out, bad, check):
+    """_quantize_residuals_3d for one long row: segments in parallel, each quantizing the
+    value before it again (the 3-D kernel would run a single row as one serial task
+    through a ring of row-long buffers: 10x slower on 4 Mi values)."""
+    inv_step = 1.0 / step
+    n = x.shape[0]
+    nseg = (n + SEGMENT - 1) // SEGMENT
+    for seg in prange(nseg):
+        lo = seg * SEGMENT
+        hi = min(n, lo + SEGMENT)
+        codes = np.empty(hi - lo, out.dtype)
+        recon = np.empty(hi - lo, x.dtype)
+        _quantize_row(x[lo:hi], inv_step, limit, codes)
+        if check:
+            _check_row(x[lo:hi], codes, step, eb, recon, bad[lo:hi])
+        o = out[lo:hi]
+        prev = grid_code(np.float64(x[lo - 1]) * inv_step, limit) if lo > 0 else 0
+        o[0] = codes[0] - prev
+        for j in range(1, hi - lo):
+            o[j] = codes[j] - codes[j - 1]
+
+
 def as_3d(shape) -> tuple[int, int, int]:
     live = [int(n) for n in shape if n > 1] or [1]
     if len(live) == 4:
@@ -155,7 +182,8 @@ def lorenzo_residuals(codes: np.ndarray, shape, out: np.ndarray | None = None) -
     wrapping), written to ``out`` (flat, same size and dtype) when given."""
     src = np.ascontiguousarray(codes).reshape(-1)
     out = np.empty_like(src) if out is None else out
-    _residuals_3d(src, out, *as_3d(shape))
+    if src.size:  # as_3d drops zero-length axes: an empty array must not reach the kernel
+        _residuals_3d(src, out, *as_3d(shape))
     return out
 
 
@@ -166,12 +194,37 @@ def quantize_residuals(data: np.ndarray, eb: float, limit: float, out: np.ndarra
     value), also prequantize's outlier flags."""
     check = bad is not None
     flags = bad if check else np.zeros(0, np.bool_)
-    _quantize_residuals_3d(data, 2.0 * float(eb), float(eb), float(limit), out, flags, check, *as_3d(shape))
+    if data.size == 0:  # as_3d drops zero-length axes: an empty array must not reach a kernel
+        return out
+    n0, n1, n2 = as_3d(shape)
+    step = 2.0 * float(eb)
+    if n2 <= LONG_ROW:
+        _quantize_residuals_3d(data, step, float(eb), float(limit), out, flags, check, n0, n1, n2)
+    elif n0 * n1 == 1:
+        _quantize_residuals_1d(data, step, float(eb), float(limit), out, flags, check)
+    else:  # a few very long rows, which need the rows behind them: codes first, then residuals
+        codes = np.empty(data.size, out.dtype)
+        _codes(data, step, float(eb), float(limit), codes, flags, check)
+        _residuals_3d(codes, out, n0, n1, n2)
     return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _codes(x, step, eb, limit, codes, bad, check):
+    """The codes (and, with `check`, the outlier flags) alone, in segments."""
+    inv_step = 1.0 / step
+    n = x.shape[0]
+    for seg in prange((n + SEGMENT - 1) // SEGMENT):
+        lo = seg * SEGMENT
+        hi = min(n, lo + SEGMENT)
+        _quantize_row(x[lo:hi], inv_step, limit, codes[lo:hi])
+        if check:
+            _check_row(x[lo:hi], codes[lo:hi], step, eb, np.empty(hi - lo, x.dtype), bad[lo:hi])
 
 
 def lorenzo_restore(residuals: np.ndarray, shape) -> np.ndarray:
     """Inverse of lorenzo_residuals, in place on a writable flat array; returns it."""
     a = residuals.reshape(-1)
-    _restore_3d(a, *as_3d(shape))
+    if a.size:
+        _restore_3d(a, *as_3d(shape))
     return a
