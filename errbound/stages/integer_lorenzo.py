@@ -5,7 +5,12 @@ merges its two slowest axes (the codes stay exact; only the prediction along the
 axis is lost). The residual of a point is the mixed difference over the 2x2x2 corner
 behind it; rows whose predecessors are missing (the first row, plane or column) use the
 lower-dimensional formula, which is the same as treating the outside as zeros.
-Arithmetic wraps modulo 2^32 (2^64): every in-range code comes back exactly.
+Arithmetic wraps modulo 2^32 (2^64): every in-range code comes back exactly, and the
+prediction is linear (the residuals of a sum are the sum of the residuals).
+
+``quantize_residuals`` fuses prequantization with the prediction: the codes are formed by
+prequantize's own expression (``grid_code``), row by row in cache, so the residuals and
+outlier flags equal those of the two stages run one after the other, bit for bit.
 """
 
 from __future__ import annotations
