@@ -326,7 +326,7 @@ def calibrate(payloads: Payloads, nranks: int, settings: dict) -> dict[str, floa
         """A SUM's decodes, half of them each way: added on a reduce-scatter hop, and restored
         and written at the end."""
         codes.decode_add(blob, acc)
-        codes.write(p.of(out), codes.unpredict(codes.decode(blob, p.size, grid.int_dtype), p.shape), grid, None)
+        codes.write(p.of(out), codes.decode(blob, p.size, grid.int_dtype), grid, None, residuals_of=p.shape)
 
     threads = numba.get_num_threads()
     numba.set_num_threads(1)

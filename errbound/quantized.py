@@ -45,7 +45,7 @@ from .stages.prequantize import INT32_LIMIT, INT64_LIMIT, integer_type_for, preq
 from .stages.prequantize import dequantize as _dequantize
 
 __all__ = ["QuantizedArray", "quantize", "dequantize", "encode_codes", "decode_codes", "predict", "unpredict",
-           "quantize_residuals", "encode_residuals"]
+           "quantize_residuals", "encode_residuals", "dequantize_residuals"]
 
 _MAGIC = b"EBQ1"
 # magic, int bytes, ndim, code width, dense planes, flags, lengths of masks / dense planes /
@@ -152,6 +152,28 @@ def unpredict(residuals: np.ndarray, shape=None) -> np.ndarray:
         raise UnsupportedInputError("unpredict works in place: give it a writable C-contiguous array")
     shape = _checked_shape(residuals, shape)
     return lorenzo_restore(residuals.reshape(-1), shape)
+
+
+def dequantize_residuals(residuals: np.ndarray, shape, out: np.ndarray, *, eb: float | None = None,
+                         divisor: int | None = None) -> np.ndarray:
+    """unpredict(residuals, shape) and the floats of the codes in one pass: residuals become
+    the codes (in place) and ``out`` (C-contiguous floats, one per code) receives
+    ``codes * 2eb`` as dequantize() computes it, or with ``divisor=M`` the correctly rounded
+    ``codes / M`` (a grid of step 1/M), each rounded once to out's dtype. Returns out.
+    Outliers are the caller's to put back."""
+    if (eb is None) == (divisor is None):
+        raise UnsupportedInputError("dequantize_residuals takes exactly one of eb= and divisor=")
+    if not (isinstance(out, np.ndarray) and out.flags.c_contiguous and out.flags.writeable
+            and out.dtype.kind == "f" and out.size == np.size(residuals)):
+        raise UnsupportedInputError("out= must be a writable C-contiguous float array with one element per code")
+    if not (isinstance(residuals, np.ndarray) and residuals.flags.c_contiguous and residuals.flags.writeable):
+        raise UnsupportedInputError("dequantize_residuals restores in place: give it a writable C-contiguous array")
+    shape = _checked_shape(residuals, shape)
+    if divisor is not None:
+        lorenzo_restore(residuals.reshape(-1), shape, out.reshape(-1), float(divisor), divide=True)
+    else:
+        lorenzo_restore(residuals.reshape(-1), shape, out.reshape(-1), 2.0 * float(eb))
+    return out
 
 
 def quantize_residuals(data: np.ndarray, eb: float, out: np.ndarray | None = None, int_dtype=None) -> np.ndarray:

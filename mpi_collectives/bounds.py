@@ -179,6 +179,14 @@ class Grid:
             # dequantize multiplies by 2 * eb: eb = step / 2 gives exactly step again
             qz.dequantize(codes.reshape(-1), self.step / 2.0, out=out.reshape(-1))
 
+    def decode_residuals_into(self, residuals: np.ndarray, shape: tuple[int, ...], out: np.ndarray) -> None:
+        """decode_into(unpredict(residuals)) in one pass (residuals become the codes); the
+        caller holds compute()."""
+        if self.divisor:
+            qz.dequantize_residuals(residuals, shape, out.reshape(-1), divisor=self.divisor)
+        else:
+            qz.dequantize_residuals(residuals, shape, out.reshape(-1), eb=self.step / 2.0)
+
 
 _U = 2.0**-53  # unit roundoff of float64
 

@@ -47,14 +47,6 @@ def predict(codes: np.ndarray, shape: tuple[int, ...], out: np.ndarray) -> np.nd
         return qz.predict(codes, shape, out=out)
 
 
-def unpredict(residuals: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The codes whose residuals these are, in place."""
-    if residuals.size == 0:
-        return residuals
-    with compute():
-        return qz.unpredict(residuals, shape)
-
-
 def encode(codes: np.ndarray, shape: tuple[int, ...], predict: bool = True) -> bytes:
     """codes, or residuals already predicted (predict=False), as a code stream."""
     if codes.size == 0:
@@ -114,11 +106,16 @@ class Exact:
         codes[self.inside(start, start + codes.size)[0]] = 0
 
 
-def write(out: np.ndarray, codes: np.ndarray, grid: Grid, exact: Exact | None, start: int = 0) -> None:
+def write(out: np.ndarray, codes: np.ndarray, grid: Grid, exact: Exact | None, start: int = 0,
+          residuals_of: tuple[int, ...] | None = None) -> None:
     """out = codes * step in out's dtype, with the exactly reduced non-finite points; start is
-    out's offset in the whole message."""
+    out's offset in the whole message. With ``residuals_of`` (a chunk's shape), `codes` holds
+    the chunk's Lorenzo residuals: restored (in place) and written in one pass."""
     with compute():
-        grid.decode_into(codes, out)
+        if residuals_of is None:
+            grid.decode_into(codes, out)
+        elif codes.size:
+            grid.decode_residuals_into(codes, residuals_of, out)
     if exact is not None and exact.index.size:
         where, values = exact.inside(start, start + out.size)
         with np.errstate(invalid="ignore", over="ignore"):

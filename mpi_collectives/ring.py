@@ -116,11 +116,10 @@ class RingReduction:
         self.mailbox.send(payload, dest, tag)
 
     def _write(self, values: np.ndarray, part: Chunk) -> None:
-        """Write a final chunk (residuals of a SUM: restored here, in place)."""
-        if self.linear:
-            values = codes.unpredict(values, part.shape)
+        """Write a final chunk (residuals of a SUM: restored in place as they are written)."""
         start = part.start - self.out_start
-        codes.write(self.out[start:start + part.size], values, self.grid, self.exact, part.start)
+        codes.write(self.out[start:start + part.size], values, self.grid, self.exact, part.start,
+                    residuals_of=part.shape if self.linear else None)
 
     def _final(self, index: int, values: np.ndarray) -> None:
         """Chunk `index` of this rank's block holds the reduction of all ranks."""

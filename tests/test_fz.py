@@ -14,6 +14,7 @@ from errbound.errors import CorruptStreamError, UnsupportedInputError
 from errbound.quantized import (
     decode_codes,
     dequantize,
+    dequantize_residuals,
     encode_codes,
     encode_residuals,
     predict,
@@ -190,6 +191,22 @@ def test_a_forged_shape_whose_product_wraps_around_is_rejected():
         encode_codes(np.arange(6, dtype=np.int32), shape=(2.0, 3.0))
     with pytest.raises(UnsupportedInputError, match="shape"):
         encode_codes(np.arange(6, dtype=np.int32), shape=(-2, -3))
+
+
+@pytest.mark.parametrize("shape", [(1,), (1000,), (33, 65), (5, 7, 11), (2, 3, 4, 5), (0,)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dequantize_residuals_restores_and_writes_in_one_pass(shape, dtype):
+    rng = np.random.default_rng(7)
+    codes = rng.integers(-2**24, 2**24, size=shape).astype(np.int64)
+    for kwargs, expected in (({"eb": 0.05}, dequantize(codes, 0.05, dtype)),
+                             ({"divisor": 7}, (codes.reshape(-1) / 7).astype(dtype))):
+        residuals = predict(codes, shape)
+        out = np.empty(codes.size, dtype)
+        assert dequantize_residuals(residuals, shape, out, **kwargs) is out
+        assert np.array_equal(out.view(np.uint8), expected.reshape(-1).view(np.uint8))
+        assert np.array_equal(residuals, codes.reshape(-1))  # restored in place
+    with pytest.raises(UnsupportedInputError, match="exactly one"):
+        dequantize_residuals(predict(codes, shape), shape, np.empty(codes.size, dtype))
 
 
 def test_add_to_and_predict_check_their_arrays():

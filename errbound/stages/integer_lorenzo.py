@@ -83,6 +83,35 @@ def _restore_3d(a, n0, n1, n2):
             o[j] += o[j - 1]
 
 
+@numba.njit(cache=True, nogil=True)
+def _restore_3d_into(a, n0, n1, n2, out, factor, divide):
+    """_restore_3d, and each restored row written to out as floats while it is in cache:
+    codes * factor, or codes / factor (correctly rounded float64) with `divide`, then one
+    rounding to out's dtype; the expressions of dequantize and of a reciprocal grid."""
+    s1 = n2
+    s0 = n1 * n2
+    for row in range(n0 * n1):
+        i0 = row // n1
+        i1 = row % n1
+        b = row * n2
+        o = a[b:b + n2]
+        if i1 > 0:
+            _diff(o, a[b - s1:b - s1 + n2], 1)
+        if i0 > 0:
+            _diff(o, a[b - s0:b - s0 + n2], 1)
+        if i0 > 0 and i1 > 0:
+            _diff(o, a[b - s0 - s1:b - s0 - s1 + n2], -1)
+        for j in range(1, n2):
+            o[j] += o[j - 1]
+        dst = out[b:b + n2]
+        if divide:
+            for j in range(n2):
+                dst[j] = np.float64(o[j]) / factor
+        else:
+            for j in range(n2):
+                dst[j] = o[j] * factor
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _quantize_row(x, inv_step, limit, codes):
     for j in range(codes.shape[0]):
@@ -227,9 +256,14 @@ def _codes(x, step, eb, limit, codes, bad, check):
             _check_row(x[lo:hi], codes[lo:hi], step, eb, np.empty(hi - lo, x.dtype), bad[lo:hi])
 
 
-def lorenzo_restore(residuals: np.ndarray, shape) -> np.ndarray:
-    """Inverse of lorenzo_residuals, in place on a writable flat array; returns it."""
+def lorenzo_restore(residuals: np.ndarray, shape, out: np.ndarray | None = None, factor: float = 1.0,
+                    divide: bool = False) -> np.ndarray:
+    """Inverse of lorenzo_residuals, in place on a writable flat array; returns it. With
+    `out` (flat floats), also out = codes * factor (codes / factor with `divide`) in the
+    same pass."""
     a = residuals.reshape(-1)
-    if a.size:
+    if a.size and out is None:
         _restore_3d(a, *as_3d(shape))
+    elif a.size:
+        _restore_3d_into(a, *as_3d(shape), out, float(factor), bool(divide))
     return a
