@@ -63,24 +63,31 @@ def _residuals_3d(q, out, n0, n1, n2):
                 _diff(o, q[b - s0 - s1:b - s0 - s1 + n2], 1)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _restore_row(a, row, n1, n2):
+    """Restore row `row` in place (the rows before it are codes already); returns it."""
+    s1 = n2
+    s0 = n1 * n2
+    i0 = row // n1
+    i1 = row % n1
+    b = row * n2
+    o = a[b:b + n2]
+    if i1 > 0:
+        _diff(o, a[b - s1:b - s1 + n2], 1)
+    if i0 > 0:
+        _diff(o, a[b - s0:b - s0 + n2], 1)
+    if i0 > 0 and i1 > 0:
+        _diff(o, a[b - s0 - s1:b - s0 - s1 + n2], -1)
+    for j in range(1, n2):
+        o[j] += o[j - 1]
+    return o
+
+
 @numba.njit(cache=True, nogil=True)
 def _restore_3d(a, n0, n1, n2):
     """In place: residuals -> codes, in order (each row needs the rows before it)."""
-    s1 = n2
-    s0 = n1 * n2
     for row in range(n0 * n1):
-        i0 = row // n1
-        i1 = row % n1
-        b = row * n2
-        o = a[b:b + n2]
-        if i1 > 0:
-            _diff(o, a[b - s1:b - s1 + n2], 1)
-        if i0 > 0:
-            _diff(o, a[b - s0:b - s0 + n2], 1)
-        if i0 > 0 and i1 > 0:
-            _diff(o, a[b - s0 - s1:b - s0 - s1 + n2], -1)
-        for j in range(1, n2):
-            o[j] += o[j - 1]
+        _restore_row(a, row, n1, n2)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -88,21 +95,9 @@ def _restore_3d_into(a, n0, n1, n2, out, factor, divide):
     """_restore_3d, and each restored row written to out as floats while it is in cache:
     codes * factor, or codes / factor (correctly rounded float64) with `divide`, then one
     rounding to out's dtype; the expressions of dequantize and of a reciprocal grid."""
-    s1 = n2
-    s0 = n1 * n2
     for row in range(n0 * n1):
-        i0 = row // n1
-        i1 = row % n1
+        o = _restore_row(a, row, n1, n2)
         b = row * n2
-        o = a[b:b + n2]
-        if i1 > 0:
-            _diff(o, a[b - s1:b - s1 + n2], 1)
-        if i0 > 0:
-            _diff(o, a[b - s0:b - s0 + n2], 1)
-        if i0 > 0 and i1 > 0:
-            _diff(o, a[b - s0 - s1:b - s0 - s1 + n2], -1)
-        for j in range(1, n2):
-            o[j] += o[j - 1]
         dst = out[b:b + n2]
         if divide:
             for j in range(n2):
