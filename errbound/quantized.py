@@ -41,7 +41,7 @@ from .stages.integer_lorenzo import lorenzo_residuals, lorenzo_restore
 from .stages.integer_lorenzo import quantize_residuals as _quantize_residuals
 from .stages.lossless import ZstdLossless
 from .stages.patches import decode_patches, encode_patches
-from .stages.prequantize import INT32_LIMIT, INT64_LIMIT, integer_type_for, prequantize
+from .stages.prequantize import code_type, prequantize
 from .stages.prequantize import dequantize as _dequantize
 
 __all__ = ["QuantizedArray", "quantize", "dequantize", "encode_codes", "decode_codes", "predict", "unpredict",
@@ -89,12 +89,9 @@ def quantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None
                                          out=None if out is None else out.reshape(-1))
         return QuantizedArray(codes, idx, values, float(eb), data.shape, data.dtype)
     flat = contiguous.reshape(-1)
-    if out is not None:
-        int_dtype = out.dtype
-    int_dtype = np.dtype(int_dtype) if int_dtype is not None else integer_type_for(flat, 2.0 * float(eb))
+    int_dtype, limit = code_type(flat, float(eb), int_dtype, out)
     residuals = np.empty(flat.size, int_dtype) if out is None else out.reshape(-1)
     bad = scratch("prequantize-bad", flat.size, np.bool_)
-    limit = INT32_LIMIT if int_dtype == np.int32 else INT64_LIMIT
     _quantize_residuals(flat, float(eb), limit, residuals, data.shape, bad)
     idx = np.flatnonzero(bad)
     return QuantizedArray(residuals, idx, flat[idx].copy(), float(eb), data.shape, data.dtype, True)
@@ -185,12 +182,8 @@ def quantize_residuals(data: np.ndarray, eb: float, out: np.ndarray | None = Non
     ``int_dtype`` as in quantize()."""
     _check_quantize_args("quantize_residuals", data, out, int_dtype)
     flat = np.ascontiguousarray(data).reshape(-1)
-    step = 2.0 * float(eb)
-    if out is not None:
-        int_dtype = out.dtype
-    int_dtype = np.dtype(int_dtype) if int_dtype is not None else integer_type_for(flat, step)
+    int_dtype, limit = code_type(flat, float(eb), int_dtype, out)
     result = np.empty(flat.size, int_dtype) if out is None else out
-    limit = INT32_LIMIT if int_dtype == np.int32 else INT64_LIMIT
     _quantize_residuals(flat, float(eb), limit, result.reshape(-1), data.shape)
     return result
 

@@ -101,20 +101,26 @@ def integer_type_for(data: np.ndarray, step: float) -> np.dtype:
 CHUNK = 1 << 16
 
 
+def code_type(flat: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None = None) -> tuple[np.dtype, float]:
+    """The integer type of the codes (out's, else int_dtype, else the narrowest that fits)
+    and the largest |code| kept in it."""
+    if out is not None:
+        int_dtype = out.dtype
+    int_dtype = np.dtype(int_dtype) if int_dtype is not None else integer_type_for(flat, 2.0 * eb)
+    return int_dtype, float(INT32_LIMIT if int_dtype == np.int32 else INT64_LIMIT)
+
+
 def prequantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None = None):
     """Quantize a flat array on the grid of step 2*eb. Returns (codes, outlier indices, outlier
     values). The codes go to ``out`` (flat, one element per value; its dtype is the integer
     type) or to a fresh array."""
     flat = data.reshape(-1)
     step = 2.0 * eb
-    if out is not None:
-        int_dtype = out.dtype
-    int_dtype = np.dtype(int_dtype) if int_dtype is not None else integer_type_for(flat, step)
-    limit = INT32_LIMIT if int_dtype == np.int32 else INT64_LIMIT
+    int_dtype, limit = code_type(flat, eb, int_dtype, out)
     codes = np.empty(flat.size, int_dtype) if out is None else out
     bad = scratch("prequantize-bad", flat.size, np.bool_)
     recon = scratch("prequantize-recon", flat.size, flat.dtype)
-    prequantize_kernel(flat, step, eb, float(limit), codes, bad, recon, CHUNK)
+    prequantize_kernel(flat, step, eb, limit, codes, bad, recon, CHUNK)
     idx = np.flatnonzero(bad)
     return codes, idx, flat[idx].copy()
 
