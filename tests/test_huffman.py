@@ -112,6 +112,24 @@ def test_roundtrip_property(data):
     roundtrip(np.array(values, np.int32), alphabet)
 
 
+def _runs_of_the_common_symbol(rng, n, common=7):
+    """Mostly `common` (over half the symbols: a one-bit code) in runs of 0-70, other
+    symbols between them: the decoder's run path and its exits at every offset."""
+    out = []
+    while len(out) < n:
+        out += [common] * int(rng.integers(0, 71))
+        out += rng.integers(0, 12, int(rng.integers(1, 4))).tolist()
+    return np.array(out[:n], np.int32)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3000))
+def test_runs_of_a_one_bit_symbol_roundtrip(seed, n):
+    symbols = _runs_of_the_common_symbol(np.random.default_rng(seed), n)
+    blob = huffman.encode(symbols, 12)
+    assert np.array_equal(huffman.decode(blob, symbols.size, 12), symbols)
+
+
 # ----------------------------------------------------------------------------- code lengths
 
 def test_length_limit_on_fibonacci_counts():
@@ -217,6 +235,7 @@ CORRUPTION_CASES = [
     (typical(2000, np.random.default_rng(10), 40.0), 65536),
     (np.random.default_rng(11).geometric(0.4, 1500).astype(np.int32), 64),
     (np.full(100, 5, np.int32), 16),
+    (_runs_of_the_common_symbol(np.random.default_rng(13), 2000), 12),
 ]
 
 
