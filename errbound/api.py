@@ -55,7 +55,7 @@ def compress(data, codec: str = "sz", *, abs=None, rel=None, pw_rel=None, psnr=N
         codec=codec_obj.name, codec_version=codec_obj.version, dtype=array.dtype.str,
         shape=array.shape, order=order, bound=bound.to_json(), abs_bound=None,
     )
-    if work.size == 0:
+    if work.size == 0 or codec_obj.name == "raw":  # raw is lossless: exact under every bound
         return _pack_raw(header, work)
     if bound.mode == "pw_rel":
         blob = _compress_pw_rel(header, codec_obj, work, bound)
@@ -183,15 +183,17 @@ def _codec_for(header: stream.Header) -> Codec:
 
 
 def _decode_values(header, codec, sections, kernel_shape, dtype) -> np.ndarray:
-    if header.codec == "raw":
+    # The pw_rel transform wraps any codec, raw included: errbound 0.2.0 wrote raw streams of
+    # log magnitudes under pw_rel, and they must decode through the inverse transform too.
+    pw_rel = any(isinstance(s, dict) and s.get("name") == PointwiseRelative.name for s in header.stages)
+    if ("signs" in sections or "zeros" in sections) and not pw_rel:
+        raise CorruptStreamError("stream has pw_rel sign/zero sections but no pw_rel stage")
+    if header.codec == "raw" and not pw_rel:
         return codec.decode(header.stages, sections, kernel_shape, dtype, 0.0).reshape(-1)
     eb = header.abs_bound
     if eb is None or not (eb > 0 and math.isfinite(eb)):
         raise CorruptStreamError(f"stream header has an invalid absolute bound {eb!r}")
-    if ("signs" in sections or "zeros" in sections) and not any(
-            isinstance(s, dict) and s.get("name") == PointwiseRelative.name for s in header.stages):
-        raise CorruptStreamError("stream has pw_rel sign/zero sections but no pw_rel stage")
-    if any(isinstance(s, dict) and s.get("name") == PointwiseRelative.name for s in header.stages):
+    if pw_rel:
         transform = load_stage(header.stages, PointwiseRelative)
         lossless = load_stage(header.stages, ZstdLossless)
         size = math.prod(kernel_shape)

@@ -42,6 +42,9 @@ def lossy_codecs() -> list[str]:
 
 
 LOSSY_CODECS = lossy_codecs()
+#: every registered codec, the lossless one included: a bound mode must hold for each of them
+#: (raw + pw_rel once decoded its log magnitudes as values because the property tests left raw out)
+ALL_CODECS = list(errbound.codecs())
 DTYPES = (np.float32, np.float64)
 
 # --------------------------------------------------------------------------- shared data

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DTYPES, LOSSY_CODECS, MODES, roundtrip
+from conftest import ALL_CODECS, DTYPES, MODES, roundtrip
 
 RNG_SEED = 20240611
 
@@ -145,7 +145,7 @@ def default_bounds(mode, x):
 @pytest.mark.parametrize("name", list(ADVERSARIAL))
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("codec", LOSSY_CODECS)
+@pytest.mark.parametrize("codec", ALL_CODECS)
 def test_adversarial_array(codec, mode, dtype, name):
     x = make(name, dtype)
     for value in default_bounds(mode, x):
@@ -157,7 +157,7 @@ def test_adversarial_array(codec, mode, dtype, name):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
-@pytest.mark.parametrize("codec", LOSSY_CODECS)
+@pytest.mark.parametrize("codec", ALL_CODECS)
 def test_bounds_larger_than_the_data_range(codec, dtype):
     x = make("large_offset_ramp", dtype)
     span = float(x.max()) - float(x.min())
@@ -171,7 +171,7 @@ def test_bounds_larger_than_the_data_range(codec, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("codec", LOSSY_CODECS)
+@pytest.mark.parametrize("codec", ALL_CODECS)
 def test_incompressible_noise_does_not_expand(codec, mode, dtype):
     rng = np.random.default_rng(RNG_SEED + 9)
     x = rng.standard_normal((64, 80)).astype(dtype) * dtype(1e3)
@@ -182,7 +182,7 @@ def test_incompressible_noise_does_not_expand(codec, mode, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
-@pytest.mark.parametrize("codec", LOSSY_CODECS)
+@pytest.mark.parametrize("codec", ALL_CODECS)
 def test_constant_array_compresses_well(codec, dtype):
     x = np.full((64, 64), dtype(2.75))
     blob, _ = roundtrip(x, codec, "abs", 1e-3)
@@ -190,7 +190,7 @@ def test_constant_array_compresses_well(codec, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
-@pytest.mark.parametrize("codec", LOSSY_CODECS)
+@pytest.mark.parametrize("codec", ALL_CODECS)
 def test_bounds_in_the_subnormal_range(codec, dtype):
     """Bounds so small that the codecs' float64 step arithmetic would underflow to zero
     (sz once raised ZeroDivisionError at abs=5e-324 or rel=1e-3 on float64 denormals)."""

@@ -1,4 +1,4 @@
-"""Property tests of the central guarantee: for every lossy codec, bound mode, dtype, number of
+"""Property tests of the central guarantee: for every codec (the lossless one included), bound mode, dtype, number of
 dimensions (0-4) and memory layout (C, Fortran, strided view), decompress(compress(x)) keeps
 every value within the bound (checked in the output dtype), keeps shape, dtype and memory
 order, and returns NaN, +-Inf and -0.0 bit for bit. Bounds go from 1e-1 down to a few ulps."""
@@ -9,7 +9,7 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import DTYPES, LOSSY_CODECS, MODES, PROPERTY_EXAMPLES, expected_order, roundtrip
+from conftest import ALL_CODECS, DTYPES, MODES, PROPERTY_EXAMPLES, expected_order, roundtrip
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -100,7 +100,7 @@ def cases(draw, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("codec", LOSSY_CODECS)
+@pytest.mark.parametrize("codec", ALL_CODECS)
 @settings(max_examples=PROPERTY_EXAMPLES)
 @given(data=st.data())
 def test_bound_holds_for_random_fields(codec, mode, dtype, data):
@@ -134,7 +134,7 @@ def grid_bounds(mode, x):
 @pytest.mark.parametrize("ndim,layout", GRID, ids=[f"{n}d-{lay}" for n, lay in GRID])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("codec", LOSSY_CODECS)
+@pytest.mark.parametrize("codec", ALL_CODECS)
 def test_bound_holds_on_every_layout(codec, mode, dtype, ndim, layout):
     rng = np.random.default_rng(1000 + ndim)
     base = smooth_field(GRID_SHAPES[ndim], dtype, rng, 7.0, 3.0, 0.01, specials=False)
@@ -147,7 +147,7 @@ def test_bound_holds_on_every_layout(codec, mode, dtype, ndim, layout):
         roundtrip(x, codec, mode, value)
 
 
-@pytest.mark.parametrize("codec", LOSSY_CODECS)
+@pytest.mark.parametrize("codec", ALL_CODECS)
 def test_big_endian_input_round_trips_in_its_own_byte_order(codec):
     x = smooth_field((20, 30), np.float64, np.random.default_rng(5), 1.0, 0.0, 0.01, True)
     for dtype in (">f4", ">f8"):
@@ -172,7 +172,7 @@ LARGE_SHAPES = {
 
 @pytest.mark.parametrize("shape_name", list(LARGE_SHAPES))
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
-@pytest.mark.parametrize("codec", LOSSY_CODECS)
+@pytest.mark.parametrize("codec", ALL_CODECS)
 def test_bound_holds_on_anchored_and_sampled_shapes(codec, dtype, shape_name):
     rng = np.random.default_rng(zlib.crc32(shape_name.encode()))
     x = smooth_field(LARGE_SHAPES[shape_name], dtype, rng, 50.0, 1.0, 0.02, specials=True)
@@ -184,7 +184,7 @@ def test_bound_holds_on_anchored_and_sampled_shapes(codec, dtype, shape_name):
     roundtrip(np.asfortranarray(x), codec, "abs", 1e-3 * top)
 
 
-@pytest.mark.parametrize("codec", LOSSY_CODECS)
+@pytest.mark.parametrize("codec", ALL_CODECS)
 def test_read_only_and_subclassed_input(codec):
     x = smooth_field((30, 40), np.float32, np.random.default_rng(9), 3.0, 0.0, 0.01, True)
     ro = np.frombuffer(x.tobytes(), np.float32).reshape(30, 40)
