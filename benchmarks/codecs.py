@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-# the same list as errbound.measure.THREAD_VARS, repeated because importing errbound loads numba
+# the same list as errbound.cli.measure.THREAD_VARS, repeated because importing errbound loads numba
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                 "BLOSC_NTHREADS", "VECLIB_MAXIMUM_THREADS")
 
@@ -63,7 +63,7 @@ def _names(text: str | None) -> list[str] | None:
 
 def summarize(rows: list[dict], ndims: dict[str, int], ref: str = "sz3") -> list[str]:
     """Summary lines: ratios over every case, relative to ``ref``, and speed on the 3-D fields."""
-    from errbound.measure import geomean
+    from errbound.cli.measure import geomean
 
     ok = [r for r in rows if not r.get("error")]
     by_case = {(r["field"], r["eb"], r["codec"]): r for r in ok}
@@ -107,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from errbound import measure
     from errbound.bounds import finite_range
-    from errbound.cli import CLIError, load_array
-    from errbound.progress import Progress
+    from errbound.cli import measure
+    from errbound.cli.common import CLIError, load_array
+    from errbound.integrations.progress import Progress
 
     if not args.data.is_dir():
         print(f"# no data folder {args.data}: nothing to measure (pass --data DIR)")

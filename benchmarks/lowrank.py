@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 TS_FIELD = "ccsm-b003_ts-monthly_100x64x128.f32"
 _FIELD = re.compile(r"^(?P<stem>.+)_(?P<shape>\d+(?:x\d+)*)\.(?P<kind>f32|f64)$")
-# errbound.measure.THREAD_VARS, repeated: importing errbound loads numba, which reads them once
+# errbound.cli.measure.THREAD_VARS, repeated: importing errbound loads numba, which reads them once
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                 "BLOSC_NTHREADS", "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS")
 
@@ -124,7 +124,7 @@ def kernel_1d(n: int = 4096):
 # candidates
 
 def zfp_tuned_candidate():
-    from errbound.measure import ZFP
+    from errbound.cli.measure import ZFP
 
     class ZFPTuned(ZFP):
         """zfpy with the largest tolerance eb * 2**k whose real max error stays <= eb."""
@@ -153,7 +153,7 @@ def zfp_tuned_candidate():
 
 
 def run(cands, name: str, data, rels, repeat: int, min_time: float) -> list[dict]:
-    from errbound.measure import measure
+    from errbound.cli.measure import measure
     rows = []
     span = float(data.max()) - float(data.min())
     for rel in rels:
@@ -188,7 +188,7 @@ def table(rows: list[dict], labels: list[str]) -> str:
 
 
 def matrices(args) -> list[dict]:
-    from errbound.measure import SZ3, ZFP, Ours
+    from errbound.cli.measure import SZ3, ZFP, Ours
     inputs = [(f"cov-{8192 // args.cov_stride ** 2}", lambda: covariance(args.data, args.cov_stride)),
               ("kernel-cluster-4096", lambda: kernel_2d(64, True)),
               ("kernel-rowmajor-4096", lambda: kernel_2d(64, False)),
@@ -216,7 +216,7 @@ def matrices(args) -> list[dict]:
 
 
 def fields(args) -> list[dict]:
-    from errbound.measure import PEERS, Ours
+    from errbound.cli.measure import PEERS, Ours
     names = sorted(p.name for p in args.data.iterdir() if _FIELD.match(p.name) and p.name.count("x") in (1, 2))
     cands = [Ours(c) for c in ("hlr", "sz", "fz", "sperr", "zfp") if _registered(c)]
     cands += [PEERS[p]() for p in ("sz3", "sperr", "zfp")]
@@ -307,8 +307,8 @@ def tucker(args) -> list[dict]:
     import numpy as np
 
     import errbound
-    from errbound.codecs.hlr import _sz_encode
-    from errbound.stages import lowrank as lr
+    from errbound.codecs.sz import encode_stages as _sz_encode
+    from errbound.stages.decompositions import lowrank as lr
     rows = []
     print("\n## 3-D input: Tucker/HOSVD against matricization (ratios; residual coded by the sz stages)\n")
     print("| field | rel | sz | hlr (matricized) | HOSVD global best (ranks) | HOSVD 16^3 tiles |")
@@ -396,7 +396,7 @@ def main(argv=None) -> None:
             rows[part] = fn(args)
     print(f"\n(load average at end: {os.getloadavg()[0]:.2f})")
     if args.json:
-        from errbound.measure import jsonable
+        from errbound.cli.measure import jsonable
         args.json.write_text(json.dumps(jsonable(rows), indent=1))
 
 

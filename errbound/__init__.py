@@ -2,10 +2,15 @@
 
     blob = errbound.compress(array, codec="sz", rel=1e-3)
     restored = errbound.decompress(blob)      # every |array - restored| <= the bound
+
+The public surface is ``__all__`` below and the documented sub-APIs: ``errbound.quantized``
+(integer codes, for exact reductions), ``errbound.hdf5`` (the HDF5 filter),
+``errbound.numcodecs`` and ``errbound.zarr`` (codecs for zarr 2 and 3). ``import errbound``
+loads the core only; codecs load on first use, integrations when they are named.
 """
 
-from . import codecs as _codecs  # noqa: F401  (registers the built-in codecs)
-from . import hdf5  # noqa: F401  (registers the HDF5 filter now, or when h5py is first imported)
+from . import _hooks
+from . import codecs as _codec_package  # noqa: F401 - imported first so that the function below keeps the name
 from .api import compress, decompress, info
 from .codec import Codec, codecs, get_codec
 from .errors import (
@@ -17,12 +22,26 @@ from .errors import (
     UnsupportedInputError,
     UnsupportedStreamError,
 )
-from .tune import tune
 
-__version__ = "0.2.0"
+__version__ = "0.3.0.dev0"
 
 __all__ = [
     "compress", "decompress", "info", "tune", "codecs", "get_codec", "Codec",
     "ErrboundError", "BoundError", "UnsupportedInputError", "UnknownCodecError", "CodecOptionError",
     "CorruptStreamError", "UnsupportedStreamError", "__version__",
 ]
+
+_hooks.install()
+
+
+def __getattr__(name: str):
+    """The sub-APIs that live in the integrations, imported when first named."""
+    if name == "tune":
+        from .integrations.tune import tune
+
+        return tune
+    if f"errbound.{name}" in _hooks.ALIASES:
+        import importlib
+
+        return importlib.import_module(f"errbound.{name}")
+    raise AttributeError(f"module 'errbound' has no attribute {name!r}")

@@ -12,10 +12,12 @@ import math
 
 import numpy as np
 
-from . import gpu, stream
+from . import stream
 from .bounds import Bound, absolute_bound, finite_range, parse_bound, psnr_to_abs
 from .bounds import psnr as measure_psnr
-from .codec import Codec, get_codec, load_stage, stage_record
+from .codec import Codec, get_codec
+from .device import finite_range as device_finite_range
+from .device import is_device_array, require_cupy
 from .errors import (
     BoundError,
     CodecOptionError,
@@ -25,9 +27,10 @@ from .errors import (
     UnsupportedStreamError,
 )
 from .layout import MAX_DIMS, from_kernel_layout, to_kernel_layout
-from .stages.lossless import ZstdLossless
-from .stages.patches import decode_patches, encode_patches, violations
-from .stages.pwrel import PointwiseRelative, pack_mask, unpack_mask
+from .stages.coders.zstd import ZstdLossless
+from .stages.corrections.patches import decode_patches, encode_patches, violations
+from .stages.transforms.pwrel import PointwiseRelative, pack_mask, unpack_mask
+from .stream import section
 
 PSNR_RETRIES = 8
 # A header claiming a larger array is corrupt: it keeps every size derived from the shape
@@ -44,7 +47,7 @@ def compress(data, codec: str = "sz", *, abs=None, rel=None, pw_rel=None, psnr=N
     result's PSNR in dB is at least this). NaN, +-Inf and -0.0 always round-trip exactly.
     ``options`` go to the codec (see ``errbound.codecs()``).
     """
-    if gpu.is_device_array(data):
+    if is_device_array(data):
         return _compress_device(data, codec, parse_bound(abs=abs, rel=rel, pw_rel=pw_rel, psnr=psnr), options)
     array = _check_input(data)
     bound = parse_bound(abs=abs, rel=rel, pw_rel=pw_rel, psnr=psnr)
@@ -78,7 +81,7 @@ def decompress(blob, out: np.ndarray | None = None, device: str | None = None) -
     """
     if device not in (None, "cpu", "gpu"):
         raise UnsupportedInputError(f"device must be 'cpu' or 'gpu', got {device!r}")
-    if device == "gpu" or gpu.is_device_array(out):
+    if device == "gpu" or is_device_array(out):
         return _decompress_device(blob, out)
     header, sections = stream.unpack(blob)
     dtype = _header_dtype(header)
@@ -185,7 +188,7 @@ def _codec_for(header: stream.Header) -> Codec:
 def _decode_values(header, codec, sections, kernel_shape, dtype) -> np.ndarray:
     # The pw_rel transform wraps any codec, raw included: errbound 0.2.0 wrote raw streams of
     # log magnitudes under pw_rel, and they must decode through the inverse transform too.
-    pw_rel = any(isinstance(s, dict) and s.get("name") == PointwiseRelative.name for s in header.stages)
+    pw_rel = PointwiseRelative.present(header.stages)
     if ("signs" in sections or "zeros" in sections) and not pw_rel:
         raise CorruptStreamError("stream has pw_rel sign/zero sections but no pw_rel stage")
     if header.codec == "raw" and not pw_rel:
@@ -194,21 +197,14 @@ def _decode_values(header, codec, sections, kernel_shape, dtype) -> np.ndarray:
     if eb is None or not (eb > 0 and math.isfinite(eb)):
         raise CorruptStreamError(f"stream header has an invalid absolute bound {eb!r}")
     if pw_rel:
-        transform = load_stage(header.stages, PointwiseRelative)
-        lossless = load_stage(header.stages, ZstdLossless)
+        transform = PointwiseRelative.load(header.stages)
+        lossless = ZstdLossless.load(header.stages)
         size = math.prod(kernel_shape)
         y = codec.decode(header.stages, sections, kernel_shape, np.dtype(np.float64), eb)
-        signs = unpack_mask(_section(sections, "signs"), size, lossless)
-        zeros = unpack_mask(_section(sections, "zeros"), size, lossless)
+        signs = unpack_mask(section(sections, "signs"), size, lossless)
+        zeros = unpack_mask(section(sections, "zeros"), size, lossless)
         return transform.inverse(y, signs, zeros, dtype)
     return np.array(codec.decode(header.stages, sections, kernel_shape, dtype, eb), copy=False).reshape(-1)
-
-
-def _section(sections, name):
-    try:
-        return sections[name]
-    except KeyError:
-        raise CorruptStreamError(f"stream lacks the '{name}' section") from None
 
 
 def _pack_raw(header: stream.Header, work: np.ndarray) -> bytes:
@@ -253,9 +249,7 @@ def _compress_pw_rel(header, codec: Codec, work: np.ndarray, bound: Bound) -> by
     if bad.size:
         sections.append(("patches", encode_patches(bad, work.reshape(-1)[bad])))
     header.abs_bound = eb
-    header.stages = [stage_record(transform)] + stages + (
-        [] if any(s["name"] == lossless.name for s in stages) else [stage_record(lossless)]
-    )
+    header.stages = [transform.record()] + stages + ([] if ZstdLossless.present(stages) else [lossless.record()])
     return stream.pack(header, sections)
 
 
@@ -284,7 +278,7 @@ def _compress_psnr(header, codec: Codec, work: np.ndarray, bound: Bound) -> byte
 
 def _compress_device(data, codec: str, bound: Bound, options: dict) -> bytes:
     """compress() for a CuPy array: the same container, stages computed on the GPU."""
-    cp = gpu.require_cupy()
+    cp = require_cupy()
     if data.dtype.kind != "f" or data.dtype.itemsize not in (4, 8) or data.ndim > MAX_DIMS:
         raise UnsupportedInputError(f"unsupported GPU array: dtype {data.dtype}, {data.ndim} dimensions")
     codec_obj = _make_codec(codec, options)
@@ -297,7 +291,7 @@ def _compress_device(data, codec: str, bound: Bound, options: dict) -> bytes:
         work, order = shaped.T, "F"
     else:
         work, order = cp.ascontiguousarray(shaped), "C"
-    eb = bound.value if bound.mode == "abs" else bound.value * gpu.finite_range(work)
+    eb = bound.value if bound.mode == "abs" else bound.value * device_finite_range(work)
     unusable = work.size == 0 or not (eb > 0 and math.isfinite(eb)) or eb < _smallest_useful_bound(work)
     if unusable:  # the exact paths are host code; same stream either way
         return compress(cp.asnumpy(data), codec, **{bound.mode: bound.value}, **options)
@@ -311,11 +305,11 @@ def _compress_device(data, codec: str, bound: Bound, options: dict) -> bytes:
 
 
 def _decompress_device(blob, out):
-    cp = gpu.require_cupy()
+    cp = require_cupy()
     header, sections = stream.unpack(blob)
     dtype = _header_dtype(header)
     codec = _codec_for(header)
-    plain = not any(isinstance(s, dict) and s.get("name") == PointwiseRelative.name for s in header.stages)
+    plain = not PointwiseRelative.present(header.stages)
     if hasattr(codec, "decode_device") and plain and math.prod(header.shape) > 0:
         shape = header.shape or (1,)
         kernel_shape = shape[::-1] if header.order == "F" else shape

@@ -1,20 +1,33 @@
 """The codec contract and the registry of codecs.
 
-A codec assembles stages; it owns no algorithm. ``encode`` turns a C-contiguous native-endian
-array and an absolute bound into stage records (name, version, parameters) and named byte
+A codec assembles stages (``errbound.stage``); it owns no algorithm. ``encode`` turns a
+C-contiguous native-endian array and an absolute bound into stage records and named byte
 sections; ``decode`` turns them back. Everything around that (input checks, bound modes,
 memory order, the pw_rel transform, the container) is shared and lives in ``api``.
+
+Built-in codecs are imported on first use: ``import errbound`` loads none of them (nor
+numba), and asking for one loads only its modules.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import ClassVar
 
 import numpy as np
 
-from .errors import CorruptStreamError, UnknownCodecError, UnsupportedStreamError
+from .errors import UnknownCodecError
 
 _REGISTRY: dict[str, type[Codec]] = {}
+#: built-in codecs by name: the module that registers each
+BUILTIN = {
+    "sz": "errbound.codecs.sz",
+    "fz": "errbound.codecs.fz",
+    "sperr": "errbound.codecs.sperr",
+    "hlr": "errbound.codecs.hlr",
+    "zfp": "errbound.codecs.zfp",
+    "raw": "errbound.codecs.raw",
+}
 
 
 class Codec:
@@ -43,61 +56,29 @@ class Codec:
 
 
 def register(cls: type[Codec]) -> type[Codec]:
+    """Class decorator: make a codec available by its name."""
     _REGISTRY[cls.name] = cls
     return cls
 
 
 def get_codec(name: str) -> type[Codec]:
+    """The codec class registered as ``name`` (a built-in one is imported now)."""
+    if name not in _REGISTRY and isinstance(name, str) and name in BUILTIN:
+        importlib.import_module(BUILTIN[name])
     try:
         return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(set(_REGISTRY) | set(BUILTIN)))
         raise UnknownCodecError(f"unknown codec {name!r}; registered codecs: {known}") from None
 
 
 def codecs() -> dict[str, type[Codec]]:
     """Registered codecs by name (each class lists its stages in ``stage_names``)."""
+    for name in BUILTIN:
+        get_codec(name)
     return dict(sorted(_REGISTRY.items()))
 
 
-class RecordOnlyStage:
-    """Base of stages whose header record carries no parameters (what they need travels in
-    their sections): subclasses set ``name`` and ``version``."""
-
-    name: ClassVar[str] = ""
-    version: ClassVar[int] = 1
-
-    def params(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_params(cls, p: dict):
-        if not isinstance(p, dict):
-            raise TypeError("parameters must be a dict")
-        return cls()
-
-
-def stage_record(stage) -> dict:
-    return {"name": stage.name, "version": stage.version, "params": stage.params()}
-
-
-def load_stage(records: list[dict], cls):
-    """Rebuild a stage from its record in the stream header."""
-    for rec in records:
-        if isinstance(rec, dict) and rec.get("name") == cls.name:
-            if int(rec.get("version", 0)) > cls.version:
-                raise UnsupportedStreamError(
-                    f"stage '{cls.name}' version {rec['version']} is newer than this errbound reads ({cls.version})"
-                )
-            try:
-                return cls.from_params(rec["params"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise CorruptStreamError(f"stage '{cls.name}' has invalid parameters: {exc}") from None
-    raise CorruptStreamError(f"stream lacks the '{cls.name}' stage")
-
-
-def find_stage(records: list[dict], names: tuple[str, ...]) -> str:
-    for rec in records:
-        if isinstance(rec, dict) and rec.get("name") in names:
-            return rec["name"]
-    raise CorruptStreamError(f"stream lacks any of the stages {names}")
+def codec_names() -> list[str]:
+    """The names of the registered codecs, without importing any."""
+    return sorted(set(_REGISTRY) | set(BUILTIN))

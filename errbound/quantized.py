@@ -36,13 +36,13 @@ import numpy as np
 from .errors import CorruptStreamError, UnsupportedInputError
 from .layout import MAX_DIMS
 from .scratch import scratch
-from .stages import bitshuffle
-from .stages.integer_lorenzo import lorenzo_residuals, lorenzo_restore
-from .stages.integer_lorenzo import quantize_residuals as _quantize_residuals
-from .stages.lossless import ZstdLossless
-from .stages.patches import decode_patches, encode_patches
-from .stages.prequantize import code_type, prequantize
-from .stages.prequantize import dequantize as _dequantize
+from .stages.coders import bitshuffle
+from .stages.coders.zstd import ZstdLossless
+from .stages.corrections.patches import decode_patches, encode_patches
+from .stages.predictors.integer_lorenzo import lorenzo_residuals, lorenzo_restore
+from .stages.predictors.integer_lorenzo import quantize_residuals as _quantize_residuals
+from .stages.quantizers.prequantize import code_type, prequantize
+from .stages.quantizers.prequantize import dequantize as _dequantize
 
 __all__ = ["QuantizedArray", "quantize", "dequantize", "encode_codes", "decode_codes", "predict", "unpredict",
            "quantize_residuals", "encode_residuals", "dequantize_residuals"]

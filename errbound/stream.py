@@ -135,3 +135,11 @@ def unpack(blob) -> tuple[Header, dict[str, memoryview]]:
 
 def read_header(blob) -> Header:
     return unpack(blob)[0]
+
+
+def section(sections: dict, name: str):
+    """The named section of an unpacked stream; a stream without it is corrupt."""
+    try:
+        return sections[name]
+    except KeyError:
+        raise CorruptStreamError(f"stream lacks the '{name}' section") from None

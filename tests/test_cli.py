@@ -155,7 +155,7 @@ def test_raw_input_of_the_wrong_size_or_without_shape_exits_1(tmp_path):
 def test_progress_bar_draws_only_when_forced_and_long_enough(monkeypatch):
     import io
 
-    from errbound.progress import Progress, progress
+    from errbound.integrations.progress import Progress, progress
 
     monkeypatch.delenv("ERRBOUND_PROGRESS", raising=False)
     quiet = io.StringIO()

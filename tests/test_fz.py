@@ -22,8 +22,8 @@ from errbound.quantized import (
     quantize_residuals,
     unpredict,
 )
-from errbound.stages import bitshuffle
-from errbound.stages.integer_lorenzo import lorenzo_residuals, lorenzo_restore
+from errbound.stages.coders import bitshuffle
+from errbound.stages.predictors.integer_lorenzo import lorenzo_residuals, lorenzo_restore
 
 SHAPES = [(1,), (7,), (1000,), (33, 65), (5, 7, 11), (2, 3, 4, 5), (1, 1, 130), (129, 1)]
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import errbound
-from errbound import gpu
+from errbound import device as gpu
 from errbound.datasets import demo_field
 
 cp = gpu.cupy_module()

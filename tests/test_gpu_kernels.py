@@ -12,11 +12,11 @@ import subprocess
 import numpy as np
 import pytest
 
+from errbound.codecs.fz.gpu import kernel_source
 from errbound.quantized import decode_codes, encode_codes, quantize, unpack_code_stream
-from errbound.stages import bitshuffle
-from errbound.stages.fz_cuda import kernel_source
-from errbound.stages.integer_lorenzo import as_3d, lorenzo_residuals
-from errbound.stages.prequantize import INT32_LIMIT, INT64_LIMIT
+from errbound.stages.coders import bitshuffle
+from errbound.stages.predictors.integer_lorenzo import as_3d, lorenzo_residuals
+from errbound.stages.quantizers.prequantize import INT32_LIMIT, INT64_LIMIT
 
 # GLOBAL_INDEX is the loop variable of the launcher below; no FMA contraction, as on the GPU
 _EMULATION_PRELUDE = """
@@ -101,7 +101,7 @@ def test_emulated_cuda_kernels_reproduce_the_cpu_stream(emulated, real, code, sh
     parts = unpack_code_stream(encode_codes(cpu.codes, shape))
     assert np.array_equal(masks, parts.masks.astype(np.uint64))
 
-    dense_off, sparse_off = bitshuffle._plane_offsets(masks, parts.dense)
+    dense_off, sparse_off = bitshuffle.plane_offsets(masks, parts.dense)
     dense_planes = np.zeros(int(dense_off[-1]), np.uint32)
     sparse_planes = np.zeros(int(sparse_off[-1]), np.uint32)
     bits = np.dtype(code).itemsize * 8

@@ -15,8 +15,8 @@ import pytest
 
 h5py = pytest.importorskip("h5py")
 
-from errbound import h5tools  # noqa: E402
-from errbound.h5config import ConfigError, parse_config  # noqa: E402
+from errbound.integrations.hdf5 import engine, files  # noqa: E402
+from errbound.integrations.hdf5.config import ConfigError, parse_config  # noqa: E402
 
 CONFIG = """\
 min_bytes = 1000
@@ -106,10 +106,10 @@ def test_each_dataset_gets_its_rules_bound(compressed):
         finite = np.isfinite(data["sst"])
         assert np.array_equal(np.isnan(sst[...]), ~finite)
         assert np.abs(sst[...][finite].astype(np.float64) - data["sst"][finite]).max() <= 0.01
-        assert h5tools.errbound_params(f["atm/T"]).codec == "sz"
-        assert h5tools.errbound_params(f["ocean/surface/sst"]).codec == "zfp"
-        assert h5tools.errbound_params(f["atm/keep_T"]) is None  # copy = true
-        assert h5tools.errbound_params(f["tiny"]) is None  # under min_bytes
+        assert files.errbound_params(f["atm/T"]).codec == "sz"
+        assert files.errbound_params(f["ocean/surface/sst"]).codec == "zfp"
+        assert files.errbound_params(f["atm/keep_T"]) is None  # copy = true
+        assert files.errbound_params(f["tiny"]) is None  # under min_bytes
 
 
 def test_groups_attributes_other_datasets_fill_values_links_and_scales_are_kept(compressed):
@@ -134,7 +134,7 @@ def test_info_check_reports_errors_within_bounds(compressed):
     res = run_cli("h5", "info", folder / "out.h5", "--check", folder / "in.h5")
     assert res.returncode == 0, res.stderr + res.stdout
     assert "/atm/T" in res.stdout and "err/bound" in res.stdout
-    rows = {r["path"]: r for r in h5tools.file_info(folder / "out.h5", check=folder / "in.h5")}
+    rows = {r["path"]: r for r in files.file_info(folder / "out.h5", check=folder / "in.h5")}
     assert rows["/atm/T"]["err_over_bound"] <= 1 and rows["/ocean/surface/sst"]["err_over_bound"] <= 1
     assert rows["/atm/Q"]["psnr"] >= 55 and rows["/atm/T"]["ratio"] > 2
 
@@ -145,7 +145,7 @@ def test_decompress_restores_plain_datasets(compressed, tmp_path):
     assert res.returncode == 0, res.stderr
     with h5py.File(folder / "out.h5") as c, h5py.File(tmp_path / "plain.h5") as p:
         for name in ("atm/T", "atm/Q", "ocean/surface/sst"):
-            assert h5tools.errbound_params(p[name]) is None and not p[name].id.get_create_plist().get_nfilters()
+            assert files.errbound_params(p[name]) is None and not p[name].id.get_create_plist().get_nfilters()
             np.testing.assert_array_equal(p[name][...], c[name][...])
         assert p["atm/T"].attrs["units"] == "K" and p["atm/T"].dims[0].label == "t"
 
@@ -201,9 +201,9 @@ def test_a_large_dataset_is_processed_chunk_by_chunk(tmp_path):
     x = field((64, 100, 100))
     with h5py.File(tmp_path / "in.h5", "w") as f:
         f.create_dataset("big", data=x, chunks=(4, 100, 100))  # 160 kB chunks: merged to <= 4 MiB ones
-    reports = h5tools.compress_file(tmp_path / "in.h5", tmp_path / "out.h5", parse_config("[default]\nabs = 0.01\n"))
+    reports = engine.compress_file(tmp_path / "in.h5", tmp_path / "out.h5", parse_config("[default]\nabs = 0.01\n"))
     with h5py.File(tmp_path / "out.h5") as f:
-        assert f["big"].chunks[1:] == (100, 100) and np.prod(f["big"].chunks) * 4 <= h5tools.TARGET_CHUNK_BYTES
+        assert f["big"].chunks[1:] == (100, 100) and np.prod(f["big"].chunks) * 4 <= files.TARGET_CHUNK_BYTES
         assert np.abs(f["big"][...] - x).max() <= 0.01
     assert reports[0].action == "compressed" and reports[0].ratio > 2
 
@@ -236,7 +236,7 @@ def test_a_psnr_start_bound_that_misses_is_tightened_before_anything_is_written(
     sizes = {}
     for name, start in (("good", None), ("bad", value_range / 10)):
         text = '[default]\npsnr = 50\n' + (f"start_abs = {start}\n" if start else "")
-        reports = h5tools.compress_file(tmp_path / "in.h5", tmp_path / f"{name}.h5", parse_config(text))
+        reports = engine.compress_file(tmp_path / "in.h5", tmp_path / f"{name}.h5", parse_config(text))
         assert reports[0].psnr >= 50 and (reports[0].tries > 1) == (name == "bad")
         with h5py.File(tmp_path / f"{name}.h5") as f:
             y = f["v"][...]

@@ -12,8 +12,10 @@ import pytest
 
 h5py = pytest.importorskip("h5py")
 
-import errbound  # noqa: E402
 import errbound.hdf5 as eh  # noqa: E402
+
+import errbound  # noqa: E402
+from errbound.integrations.hdf5 import chunks as chunk_codec  # noqa: E402
 
 
 def smooth(shape, dtype=np.float32, offset=0.0, seed=3):
@@ -141,7 +143,7 @@ def test_an_exception_inside_the_encoder_stores_the_chunk_exactly(tmp_path, monk
     # h5py sets the filter as optional: a failed encode makes HDF5 store the chunk unfiltered
     def boom(chunk, params):
         raise RuntimeError("encoder failure")
-    monkeypatch.setattr(eh, "encode_chunk", boom)
+    monkeypatch.setattr(chunk_codec, "encode_chunk", boom)  # what every filter callback calls
     x = smooth((8, 32))
     with h5py.File(tmp_path / "f.h5", "w") as f:
         f.create_dataset("T", data=x, chunks=(8, 32), **eh.filter(abs=0.5))

@@ -18,7 +18,7 @@ import errbound
 from errbound import stream
 from errbound.codecs.hlr import HLRCodec
 from errbound.errors import CodecOptionError, CorruptStreamError, UnsupportedStreamError
-from errbound.stages import lowrank as lr
+from errbound.stages.decompositions import lowrank as lr
 
 
 def kernel_matrix(n: int = 512, dtype=np.float32) -> np.ndarray:
@@ -295,7 +295,7 @@ def clustered_blob():
 
 
 def test_cluster_order_groups_nearby_points():
-    from errbound.stages.cluster_order import cluster_permutation
+    from errbound.stages.transforms.cluster_order import cluster_permutation
 
     side, leaf = 32, 64
     g = np.arange(side, dtype=np.float64)
@@ -326,7 +326,7 @@ def test_natural_order_is_kept_where_reordering_does_not_pay():
 
 
 def _order_edit(edit):
-    from errbound.stages.lossless import ZstdLossless
+    from errbound.stages.coders.zstd import ZstdLossless
 
     def fn(obj, secs):
         for s in secs:
@@ -372,7 +372,7 @@ def tensor_view_blob():
 
 
 def test_candidate_views_are_common_divisors():
-    from errbound.stages.tensor_view import candidate_views
+    from errbound.stages.transforms.tensor_view import candidate_views
 
     assert candidate_views((576, 576)) == [(576 // p, p, 576 // p, p) for p in (8, 9, 12, 16, 18, 24, 32, 36, 48, 64, 72)]
     assert candidate_views((438, 450)) == []  # gcd 6: no period long enough

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from errbound.errors import CorruptStreamError, UnsupportedInputError
-from errbound.stages import huffman
+from errbound.stages.coders import huffman
 
 
 def roundtrip(symbols, alphabet_size):

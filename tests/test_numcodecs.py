@@ -11,7 +11,7 @@ import pytest
 numcodecs = pytest.importorskip("numcodecs")
 
 import errbound  # noqa: E402
-from errbound.numcodecs_codecs import CODECS, Errbound, ErrboundSZ  # noqa: E402
+from errbound.integrations.numcodecs import CODECS, Errbound, ErrboundSZ  # noqa: E402
 
 
 def smooth(shape=(24, 40), dtype=np.float32):

@@ -10,9 +10,11 @@ import pytest
 from conftest import check_roundtrip, field_names, load_field, psnr_of
 
 import errbound
-from errbound.codecs import sperr
+from errbound.codecs.sperr import codec as sperr
 from errbound.errors import CorruptStreamError
-from errbound.stages import speck, sperr_outliers, wavelet
+from errbound.stages.coders import speck
+from errbound.stages.corrections import sperr_outliers
+from errbound.stages.decompositions import wavelet
 
 RNG = np.random.default_rng(20250101)
 SPLITS = (wavelet.SPLIT_NONE, wavelet.SPLIT_SLOWEST, wavelet.SPLIT_ALL)

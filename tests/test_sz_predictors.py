@@ -16,8 +16,8 @@ from conftest import DTYPES, PROPERTY_EXAMPLES, roundtrip
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from errbound.stages.interpolation import InterpolationPredictor
-from errbound.stages.lorenzo import LorenzoPredictor
+from errbound.stages.predictors.interpolation import InterpolationPredictor
+from errbound.stages.predictors.lorenzo import LorenzoPredictor
 
 PREDICTORS = {"lorenzo": LorenzoPredictor, "interpolation": InterpolationPredictor}
 

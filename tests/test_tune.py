@@ -15,7 +15,7 @@ from conftest import field_names, load_field
 import errbound
 from errbound.bounds import finite_range
 from errbound.bounds import psnr as measure_psnr
-from errbound.tune import parse_target, sample_regions
+from errbound.integrations.tune import parse_target, sample_regions
 
 FAST = ["sz", "zfp"]  # the tuner tries every lossy codec by default; two keep the tests quick
 

@@ -1,12 +1,16 @@
-"""Lossless storage: the fallback when a bound is zero or a lossy codec would not pay."""
+"""The `raw` codec: zstd, lossless. The fallback when a bound is zero or lossy coding would
+not pay, and what ``codec="raw"`` stores under any bound."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from ..codec import Codec, load_stage, register, stage_record
+from ..codec import Codec, register
 from ..errors import CorruptStreamError
-from ..stages.lossless import ZstdLossless
+from ..stages.coders.zstd import ZstdLossless
+from ..stream import section
 
 
 @register
@@ -17,14 +21,12 @@ class RawCodec(Codec):
 
     def encode(self, data, eb):
         lossless = ZstdLossless()
-        return [stage_record(lossless)], [("data", lossless.compress(data.tobytes()))]
+        return [lossless.record()], [("data", lossless.compress(data.tobytes()))]
 
     def decode(self, stages, sections, shape, dtype, eb):
-        lossless = load_stage(stages, ZstdLossless)
-        count = int(np.prod(shape, dtype=np.int64))
-        if "data" not in sections:
-            raise CorruptStreamError("stream lacks the 'data' section")
-        raw = lossless.decompress(sections["data"], count * dtype.itemsize)
+        lossless = ZstdLossless.load(stages)
+        count = math.prod(shape)
+        raw = lossless.decompress(section(sections, "data"), count * dtype.itemsize)
         if len(raw) != count * dtype.itemsize:
             raise CorruptStreamError("raw section has the wrong length for the array shape")
         return np.frombuffer(raw, dtype).reshape(shape).copy()

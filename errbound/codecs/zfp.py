@@ -1,4 +1,4 @@
-"""`zfp`: ZFP's fixed-accuracy mode through zfpy, inside the errbound container.
+"""The `zfp` codec: ZFP's fixed-accuracy mode through zfpy, inside the errbound container.
 
 zfpy's tolerance is a bound in exact arithmetic; the shared check in ``api`` decodes the
 result and stores every point that misses the bound in the output dtype as an exact patch.
@@ -6,28 +6,9 @@ result and stores every point that misses the bound in the output dtype as an ex
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..codec import Codec, load_stage, register
-from ..errors import CorruptStreamError
-
-NAME = "zfp-accuracy"
-VERSION = 1
-
-
-class ZfpAccuracy:
-    name = NAME
-    version = VERSION
-
-    def __init__(self, tolerance: float):
-        self.tolerance = float(tolerance)
-
-    def params(self) -> dict:
-        return {"tolerance": self.tolerance, "library": "zfpy"}
-
-    @classmethod
-    def from_params(cls, p: dict) -> ZfpAccuracy:
-        return cls(p["tolerance"])
+from ..codec import Codec, register
+from ..stages.coders import zfp
+from ..stream import section
 
 
 @register
@@ -38,28 +19,9 @@ class ZfpCodec(Codec):
     checks_bound = False
 
     def encode(self, data, eb):
-        import zfpy
-
-        stage = ZfpAccuracy(eb)
-        return [{"name": stage.name, "version": stage.version, "params": stage.params()}], [
-            ("zfp", zfpy.compress_numpy(np.ascontiguousarray(data), tolerance=eb, write_header=True))
-        ]
+        stage = zfp.ZfpAccuracy(eb)
+        return [stage.record()], [("zfp", zfp.encode(data, eb))]
 
     def decode(self, stages, sections, shape, dtype, eb):
-        import zfpy
-
-        load_stage(stages, ZfpAccuracy)
-        if "zfp" not in sections:
-            raise CorruptStreamError("stream lacks the 'zfp' section")
-        # zfp's bit stream reader does not know where its buffer ends: a forged short section
-        # would make it read past the end, so it reads zeros from padding instead
-        section = bytes(sections["zfp"])
-        padded = bytearray(len(section) + 2 * int(np.prod(shape)) * dtype.itemsize + 4096)
-        padded[:len(section)] = section
-        try:
-            out = zfpy.decompress_numpy(bytes(padded))
-        except Exception as exc:  # zfpy raises bare Exceptions on bad headers
-            raise CorruptStreamError(f"zfp section cannot be decoded: {exc}") from None
-        if out.dtype != dtype or out.size != int(np.prod(shape)):
-            raise CorruptStreamError("zfp section does not match the stream header")
-        return out.reshape(shape)
+        zfp.ZfpAccuracy.load(stages)
+        return zfp.decode(section(sections, "zfp"), shape, dtype)

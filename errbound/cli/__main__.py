@@ -1,0 +1,7 @@
+"""``python -m errbound.cli``: the ``errbound`` command."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

@@ -1,0 +1,128 @@
+"""``errbound compress``, ``decompress`` and ``info``: one array, one stream."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..api import compress, decompress, info
+from ..errors import ErrboundError
+from .common import (
+    BOUND_FLAGS,
+    RAW_DTYPES,
+    CLIError,
+    add_input_format,
+    atomic_write,
+    bound_arg,
+    check_not_input,
+    load_array,
+    mb,
+)
+
+
+def add_parsers(sub, codecs: list[str]) -> None:
+    p = sub.add_parser("compress", help="compress a .npy or raw .f32/.f64 array",
+                       description="Compress an array so every value comes back within the bound.")
+    p.add_argument("input", metavar="IN", help=".npy, or raw little-endian C-order .f32/.f64")
+    p.add_argument("-o", "--output", metavar="OUT", required=True, help="the compressed stream")
+    p.add_argument("--codec", default="sz", choices=codecs)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--abs", type=bound_arg("abs"), metavar="X", help="|x - x'| <= X")
+    group.add_argument("--rel", type=bound_arg("rel"), metavar="X", help="|x - x'| <= X * (max - min)")
+    group.add_argument("--pw-rel", type=bound_arg("pw_rel"), metavar="X", help="|x - x'| <= X * |x|")
+    group.add_argument("--psnr", type=bound_arg("psnr"), metavar="DB", help="PSNR of the result >= DB")
+    add_input_format(p)
+    p.set_defaults(run=cmd_compress)
+
+    p = sub.add_parser("decompress", help="decompress to .npy or raw .f32/.f64")
+    p.add_argument("input", metavar="IN", help="a stream written by errbound compress")
+    p.add_argument("-o", "--output", metavar="OUT", required=True, help=".npy, or raw .f32/.f64 (little-endian)")
+    p.set_defaults(run=cmd_decompress)
+
+    p = sub.add_parser("info", help="show a stream's header, stages, sizes and bound")
+    p.add_argument("input", metavar="IN", help="a stream written by errbound compress")
+    p.add_argument("--json", action="store_true", help="print the header as JSON")
+    p.set_defaults(run=cmd_info)
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    inp, out = Path(args.input), Path(args.output)
+    check_not_input(inp, out)
+    array = load_array(inp, args.shape, args.dtype)
+    bound = {mode: getattr(args, mode) for mode, _ in BOUND_FLAGS}
+    t0 = time.perf_counter()
+    blob = compress(array, codec=args.codec, **bound)
+    seconds = time.perf_counter() - t0
+    atomic_write(out, lambda f: f.write(blob))
+    meta = info(blob)
+    mode, flag = next((m, f) for m, f in BOUND_FLAGS if bound[m] is not None)
+    given = f"{flag} {bound[mode]:g}"
+    if mode in ("rel", "psnr") and meta["abs_bound"]:
+        given += f" (abs {meta['abs_bound']:.6g})"
+    stored = meta["codec"] if meta["codec"] == args.codec else f"{meta['codec']} (fallback from {args.codec})"
+    print(f"{inp} -> {out}: {mb(array.nbytes)} -> {mb(len(blob))}, ratio {meta['ratio']:.2f}, "
+          f"{8 * len(blob) / max(array.size, 1):.3f} bits/value")
+    print(f"codec {stored}, bound {given}, "
+          f"{seconds:.3f} s ({array.nbytes / 1e6 / seconds if seconds > 0 else math.inf:.1f} MB/s)")
+    return 0
+
+
+def cmd_decompress(args: argparse.Namespace) -> int:
+    inp, out = Path(args.input), Path(args.output)
+    check_not_input(inp, out)
+    blob = inp.read_bytes()
+    t0 = time.perf_counter()
+    try:
+        array = decompress(blob)
+    except ErrboundError as exc:
+        raise CLIError(f"{inp}: {exc}") from None
+    seconds = time.perf_counter() - t0
+    if out.suffix == ".npy":
+        atomic_write(out, lambda f: np.save(f, array, allow_pickle=False))
+    elif out.suffix in (".f32", ".f64"):
+        want = RAW_DTYPES[out.suffix[1:]]
+        if array.dtype.itemsize != want.itemsize:
+            raise CLIError(f"{inp} holds {array.dtype}; write it as .f{8 * array.dtype.itemsize} or .npy")
+        # raw files are little-endian C order, like the inputs `compress` reads
+        atomic_write(out, lambda f: f.write(np.ascontiguousarray(array, dtype=want).tobytes()))
+    else:
+        raise CLIError(f"{out}: unknown output type; use .npy, .f32 or .f64")
+    print(f"{inp} -> {out}: {array.dtype} {'x'.join(map(str, array.shape)) or 'scalar'}, "
+          f"{mb(array.nbytes)}, {seconds:.3f} s")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    inp = Path(args.input)
+    try:
+        meta = info(inp.read_bytes())
+    except ErrboundError as exc:
+        raise CLIError(f"{inp}: {exc}") from None
+    if args.json:
+        print(json.dumps(meta, indent=1))
+        return 0
+    bound = meta["bound"] or {}
+    values = math.prod(meta["shape"])
+    lines = [
+        f"file            {inp}",
+        f"format          errbound stream {meta['format_version']}",
+        f"codec           {meta['codec']} v{meta['codec_version']}",
+        f"array           {meta['dtype']} shape {tuple(meta['shape'])} order {meta['order']} ({values} values)",
+        f"bound           {bound.get('mode', '?')} {bound.get('value', '?')}"
+        + (f" -> abs {meta['abs_bound']:.6g}" if meta["abs_bound"] is not None else ""),
+        f"size            {meta['original_bytes']} -> {meta['compressed_bytes']} bytes, "
+        f"ratio {meta['ratio']:.3f}, {8 * meta['compressed_bytes'] / max(values, 1):.3f} bits/value",
+        "stages",
+    ]
+    for stage in meta["stages"]:
+        params = ", ".join(f"{k}={v}" for k, v in (stage.get("params") or {}).items())
+        lines.append(f"  {stage.get('name')} v{stage.get('version')}" + (f": {params}" if params else ""))
+    lines.append("sections")
+    lines += [f"  {name:14s}{size:>12d} bytes" for name, size in meta["sections"].items()]
+    print("\n".join(lines))
+    return 0

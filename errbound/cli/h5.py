@@ -1,0 +1,134 @@
+"""``errbound h5``: compress, decompress and inspect whole HDF5 files (serial, or under mpiexec)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from . import measure
+from .common import BOUND_FLAGS, CLIError, bound_arg, mb, table
+
+
+def add_parser(sub, codecs: list[str]) -> None:
+    """The ``h5`` subcommand and its actions, on the ``errbound`` parser's subparsers."""
+    p = sub.add_parser("h5", help="compress, decompress or inspect whole HDF5 files",
+                       description="Every float dataset of an HDF5 file through the errbound filter.")
+    h5 = p.add_subparsers(dest="h5_command", metavar="ACTION", required=True)
+    p = h5.add_parser("compress", help="rewrite an HDF5 file with its float datasets compressed",
+                      description="Bounds per dataset from --config (see errbound.h5config), or one bound for all. "
+                                  "Under mpiexec, ranks share the chunks and rank 0 writes the file.")
+    p.add_argument("input", metavar="IN.h5")
+    p.add_argument("output", metavar="OUT.h5")
+    p.add_argument("--config", metavar="TOML", help="bounds file (errbound tune writes one)")
+    p.add_argument("--codec", default="sz", choices=codecs, help="codec with a bound flag (default sz)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--abs", type=bound_arg("abs"), metavar="X", help="|x - x'| <= X")
+    group.add_argument("--rel", type=bound_arg("rel"), metavar="X", help="|x - x'| <= X * (max - min) of each dataset")
+    group.add_argument("--pw-rel", type=bound_arg("pw_rel"), metavar="X", help="|x - x'| <= X * |x|")
+    group.add_argument("--psnr", type=bound_arg("psnr"), metavar="DB", help="PSNR of each dataset >= DB")
+    p.set_defaults(run=cmd_h5_compress)
+    p = h5.add_parser("decompress", help="restore plain (unfiltered) datasets")
+    p.add_argument("input", metavar="IN.h5")
+    p.add_argument("output", metavar="OUT.h5")
+    p.set_defaults(run=cmd_h5_decompress)
+    p = h5.add_parser("info", help="codec, bound and ratio per dataset")
+    p.add_argument("input", metavar="FILE.h5")
+    p.add_argument("--check", metavar="ORIGINAL.h5", help="also max error / bound and PSNR against the original")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(run=cmd_h5_info)
+
+
+def _mpi_comm():
+    """COMM_WORLD when started by mpiexec with more than one rank (mpi4py is imported only then)."""
+    size = next((os.environ[v] for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS") if v in os.environ), "1")
+    if int(size or 1) <= 1:
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise CLIError("started by mpiexec with several ranks, but mpi4py is not installed") from None
+    return MPI.COMM_WORLD if MPI.COMM_WORLD.size > 1 else None
+
+
+def _h5_config(args: argparse.Namespace):
+    from ..integrations.hdf5.config import Config, load_config
+
+    bound = {mode: getattr(args, mode) for mode, _ in BOUND_FLAGS if getattr(args, mode) is not None}
+    if args.config and bound:
+        raise CLIError("give either --config or a bound (--abs/--rel/--pw-rel/--psnr), not both")
+    if args.config:
+        return load_config(args.config)
+    if not bound:
+        raise CLIError("h5 compress needs --config bounds.toml or a bound for every float dataset (e.g. --rel 1e-3)")
+    return Config.uniform(args.codec, **bound)
+
+
+def cmd_h5_compress(args: argparse.Namespace) -> int:
+    from ..integrations.hdf5 import engine
+
+    config = _h5_config(args)
+    comm = _mpi_comm()
+    t0 = time.perf_counter()
+    try:
+        reports = engine.compress_file(args.input, args.output, config, comm=comm)
+    except Exception as exc:
+        if comm is None:
+            raise
+        print(f"errbound: error: rank {comm.rank}: {exc}", file=sys.stderr, flush=True)
+        comm.Abort(1)  # the other ranks wait in a collective: end them all
+        return 1
+    seconds = time.perf_counter() - t0
+    if comm is not None and comm.rank != 0:
+        return 0
+    rows = [[r.path, r.action, r.rule or "-", "-" if r.abs_bound is None else f"{r.abs_bound:.4g}",
+             mb(r.original_bytes), mb(r.stored_bytes), f"{r.ratio:.2f}",
+             "-" if r.psnr is None else f"{r.psnr:.2f}"] for r in reports]
+    print(table(rows, ["dataset", "action", "rule", "abs bound", "original", "stored", "ratio", "PSNR"]))
+    size_in, size_out = os.path.getsize(args.input), os.path.getsize(args.output)
+    floats = sum(r.original_bytes for r in reports if r.action == "compressed")
+    print(f"{args.input} -> {args.output}: {mb(size_in)} -> {mb(size_out)}, file ratio {size_in / size_out:.2f}; "
+          f"{seconds:.2f} s, {floats / 1e6 / seconds:.1f} MB/s of compressed datasets, "
+          f"{size_in / 1e6 / seconds:.1f} MB/s of file, {comm.size if comm else 1} process(es)")
+    return 0
+
+
+def cmd_h5_decompress(args: argparse.Namespace) -> int:
+    from ..integrations.hdf5 import files
+
+    t0 = time.perf_counter()
+    reports = files.decompress_file(args.input, args.output)
+    done = [r for r in reports if r.action == "decompressed"]
+    print(f"{args.input} -> {args.output}: {len(done)} dataset(s) decompressed, {len(reports) - len(done)} copied, "
+          f"{time.perf_counter() - t0:.2f} s")
+    return 0
+
+
+def cmd_h5_info(args: argparse.Namespace) -> int:
+    from ..integrations.hdf5 import files
+
+    rows = files.file_info(args.input, check=args.check)
+    if args.json:
+        print(json.dumps(measure.jsonable(rows), indent=1, default=str))
+        return 0
+    head = ["dataset", "shape", "dtype", "codec", "bound", "stored", "ratio"]
+    if args.check:
+        head += ["max err", "err/bound", "PSNR"]
+
+    def cell(row, key, fmt):
+        return fmt.format(row[key]) if isinstance(row.get(key), (int, float)) else "-"
+
+    lines = []
+    for r in rows:
+        line = [r["path"], "x".join(map(str, r["shape"])) or "scalar", r["dtype"], r["codec"], r["bound"],
+                mb(r["stored_bytes"]), f"{r['ratio']:.2f}"]
+        if args.check:
+            line += [cell(r, "max_err", "{:.4g}"), cell(r, "err_over_bound", "{:.4f}"), cell(r, "psnr", "{:.2f}")]
+        lines.append(line)
+    print(table(lines, head))
+    bad = [r["path"] for r in rows if r.get("err_over_bound", 0) > 1 or r.get("nonfinite_exact") is False]
+    if bad:
+        print(f"errbound: error: bound exceeded in {', '.join(bad)}", file=sys.stderr)
+    return 1 if bad else 0

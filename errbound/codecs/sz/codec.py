@@ -1,0 +1,118 @@
+"""The `sz` codec: prediction + linear quantization + Huffman + zstd (the SZ3 pipeline).
+
+Stages: a predictor (multilevel interpolation or Lorenzo, chosen on samples by
+``policy``) -> canonical Huffman coding of the quantization codes -> zstd. Sections:
+``codes`` (entropy-coded quantization codes) and ``unpredictable`` (exact values).
+
+:func:`encode_stages` and :func:`decode_stages` are the pipeline itself, public for codecs
+that code a residual with it (``hlr``) under section names of their own.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...codec import Codec, register
+from ...errors import CorruptStreamError
+from ...layout import as_4d_shape
+from ...stage import which
+from ...stages.coders import huffman
+from ...stages.coders.zstd import ZstdLossless
+from ...stages.predictors.interpolation import InterpolationPredictor
+from ...stages.predictors.lorenzo import LorenzoPredictor
+from ...stream import section
+from .policy import choose_predictor
+
+PREDICTORS = {"interpolation": InterpolationPredictor, "lorenzo": LorenzoPredictor}
+SECTIONS = {"codes": "codes", "unpredictable": "unpredictable"}
+
+
+def encode_stages(data: np.ndarray, eb: float, predictor=None, names: dict[str, str] = SECTIONS):
+    """The sz stages on ``data`` (the predictor chosen by the policy unless given). Returns
+    (stage records, sections named by ``names``, the decoder's reconstruction: the predictor
+    reconstructs in place exactly as its decoder does)."""
+    predictor = predictor or choose_predictor(data, eb)
+    codes, unpred, recon = predictor.encode(data, eb)
+    entropy = huffman.Huffman(2 * predictor.radius)
+    lossless = ZstdLossless()
+    sections = [
+        (names["codes"], lossless.compress(huffman.encode(codes, entropy.alphabet))),
+        (names["unpredictable"], lossless.compress(unpred.tobytes())),
+    ]
+    return [predictor.record(), entropy.record(), lossless.record()], sections, recon
+
+
+def decode_stages(stages: list, sections: dict, shape: tuple[int, ...], dtype: np.dtype, eb: float,
+                  names: dict[str, str] = SECTIONS) -> np.ndarray:
+    """Inverse of :func:`encode_stages`."""
+    predictor = which(stages, *PREDICTORS.values()).load(stages)
+    entropy = huffman.Huffman.load(stages)
+    lossless = ZstdLossless.load(stages)
+    _check_predictor(predictor, stages, shape)
+    count = predictor.expected_codes(shape)
+    if entropy.alphabet != 2 * predictor.radius:
+        raise CorruptStreamError("huffman alphabet does not match the quantizer radius")
+    coded = lossless.decompress(section(sections, names["codes"]), 8 * count + 16 * entropy.alphabet + 4096)
+    codes = huffman.decode(coded, count, entropy.alphabet)
+    if codes.shape[0] != count:
+        raise CorruptStreamError(f"expected {count} quantization codes, stream holds {codes.shape[0]}")
+    codes = codes.astype(np.int32, copy=False)
+    n_unpred = predictor.expected_unpredictable(codes, shape)
+    raw = lossless.decompress(section(sections, names["unpredictable"]), n_unpred * dtype.itemsize)
+    if len(raw) != n_unpred * dtype.itemsize:
+        raise CorruptStreamError("unpredictable-value section has the wrong length")
+    unpred = np.frombuffer(raw, dtype)
+    return predictor.decode(codes, unpred, shape, dtype, eb)
+
+
+@register
+class SZCodec(Codec):
+    name = "sz"
+    version = 1
+    stage_names = ("interpolation|lorenzo", "huffman", "zstd")
+
+    def __init__(self, predictor: str = "auto"):
+        if predictor != "auto" and predictor not in PREDICTORS:
+            raise ValueError(f"sz predictor must be 'auto' or one of {sorted(PREDICTORS)}, got {predictor!r}")
+        self.predictor = predictor
+
+    def encode(self, data, eb):
+        predictor = None if self.predictor == "auto" else PREDICTORS[self.predictor]()
+        stages, sections, _ = encode_stages(data, eb, predictor)
+        return stages, sections
+
+    def decode(self, stages, sections, shape, dtype, eb):
+        return decode_stages(stages, sections, shape, dtype, eb)
+
+
+def _check_predictor(predictor, stages, shape) -> None:
+    """Refuse predictor parameters the encoder never writes: the kernels index with them
+    unchecked (an axis number beyond 3 in ``order`` crashed the interpreter), and a
+    coerced value (``cubic: null``) would silently decode different numbers."""
+    def bad(what):
+        return CorruptStreamError(f"{predictor.name} stage has an invalid {what}")
+
+    if not 1 <= predictor.radius <= huffman.MAX_ALPHABET // 2:
+        raise bad(f"radius {predictor.radius}")
+    if not isinstance(predictor, InterpolationPredictor):
+        return
+    params = next(r["params"] for r in stages if isinstance(r, dict) and r.get("name") == predictor.name)
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not isinstance(params.get("cubic"), bool):
+        raise bad(f"cubic flag {params.get('cubic')!r}")
+    order = params.get("order")
+    live = {a for a, n in enumerate(as_4d_shape(shape)) if n > 1}
+    if (not isinstance(order, list) or not all(is_int(a) and 0 <= a <= 3 for a in order)
+            or len(set(order)) != len(order) or not live <= set(order)):
+        raise bad(f"axis order {order!r} for shape {tuple(shape)}")
+    anchor = params.get("anchor")
+    if not is_int(anchor) or anchor < 0 or (anchor and (anchor < 2 or anchor > 1 << 30 or anchor & (anchor - 1))):
+        raise bad(f"anchor stride {anchor!r}")
+    for name, value in (("alpha", predictor.alpha), ("beta", predictor.beta)):
+        if not (math.isfinite(value) and 1.0 <= value <= 1e6):
+            raise bad(f"{name} {value}")

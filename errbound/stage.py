@@ -1,0 +1,101 @@
+"""The stage contract: what one step of a codec's pipeline stores about itself in a stream.
+
+A stage has a ``name`` and a ``version`` and a few parameters. Its record in the stream
+header is ``{"name", "version", "params"}``; the stage writes it (:meth:`Stage.record`) and
+reads it back (:meth:`Stage.load`), so a codec never builds another stage's record and a
+stream describes itself. Every stage class is registered by name when it is defined
+(:func:`stages`), which lets tests check that every stage is covered by the stored stream
+fixtures.
+
+Most stages are dataclasses: their fields are their parameters, in field order, and every
+field must be present in a record (a stage lists the ones an older writer may have left out
+in ``optional``, and takes their defaults). ``__post_init__`` converts and checks values;
+whatever it raises (ValueError, TypeError, KeyError) while a stream is read becomes a
+:class:`~errbound.errors.CorruptStreamError` naming the stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, TypeVar
+
+from .errors import CorruptStreamError, UnsupportedStreamError
+
+S = TypeVar("S", bound="Stage")
+_REGISTRY: dict[str, type[Stage]] = {}
+
+
+class Stage:
+    """Base class of every pipeline stage (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[int] = 1
+    #: parameters a record may lack (written by an older version): they take their defaults
+    optional: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if name:
+            known = _REGISTRY.get(name)
+            if known is not None and known.__qualname__ != cls.__qualname__:
+                raise TypeError(f"two stages are named {name!r}: {known.__qualname__} and {cls.__qualname__}")
+            _REGISTRY[name] = cls
+
+    def params(self) -> dict:
+        """The parameters stored in the record (a dataclass's fields, in order)."""
+        if dataclasses.is_dataclass(self):
+            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {}
+
+    @classmethod
+    def from_params(cls: type[S], p: dict) -> S:
+        """Rebuild the stage from its stored parameters."""
+        if not isinstance(p, dict):
+            raise TypeError("parameters must be a dict")
+        if not dataclasses.is_dataclass(cls):
+            return cls()
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name in p:
+                values[f.name] = p[f.name]
+            elif f.name not in cls.optional:
+                raise KeyError(f"parameter {f.name!r} is missing")
+        return cls(**values)
+
+    def record(self) -> dict:
+        """This stage's record for the stream header."""
+        return {"name": self.name, "version": self.version, "params": self.params()}
+
+    @classmethod
+    def present(cls, records: list) -> bool:
+        """Whether the stream's stage records name this stage."""
+        return any(isinstance(r, dict) and r.get("name") == cls.name for r in records)
+
+    @classmethod
+    def load(cls: type[S], records: list) -> S:
+        """Rebuild this stage from its record among the stream's stage records."""
+        for rec in records:
+            if isinstance(rec, dict) and rec.get("name") == cls.name:
+                if int(rec.get("version", 0)) > cls.version:
+                    raise UnsupportedStreamError(
+                        f"stage '{cls.name}' version {rec['version']} is newer than this errbound reads ({cls.version})")
+                try:
+                    return cls.from_params(rec["params"])
+                except (KeyError, TypeError, ValueError, OverflowError) as exc:
+                    raise CorruptStreamError(f"stage '{cls.name}' has invalid parameters: {exc}") from None
+        raise CorruptStreamError(f"stream lacks the '{cls.name}' stage")
+
+
+def which(records: list, *classes: type[S]) -> type[S]:
+    """The one of ``classes`` whose stage the records name (e.g. which predictor was used)."""
+    for rec in records:
+        for cls in classes:
+            if isinstance(rec, dict) and rec.get("name") == cls.name:
+                return cls
+    raise CorruptStreamError(f"stream lacks any of the stages {tuple(c.name for c in classes)}")
+
+
+def stages() -> dict[str, type[Stage]]:
+    """Every stage class defined so far, by name."""
+    return dict(sorted(_REGISTRY.items()))

@@ -1,0 +1,1 @@
+"""Entropy and lossless coders: Huffman, bit shuffle, SPECK, zfp, zstd, and their bit I/O."""

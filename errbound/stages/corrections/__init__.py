@@ -1,0 +1,1 @@
+"""Corrections: exact values where a reconstruction misses the bound."""

@@ -1,0 +1,1 @@
+"""Decompositions: the array as a sum of simpler parts (CDF 9/7 wavelet, low-rank tiles)."""

@@ -1,0 +1,290 @@
+"""Multilevel interpolation predictor with linear quantization (SZ3's interpolation decomposition).
+
+The array is viewed as 4-D (leading axes of length 1 are free), so one kernel serves 1-4 D.
+Points are visited coarse to fine: at level ``L`` (stride ``s = 2**(L-1)``) every axis in the
+chosen order is swept once, predicting the points at odd multiples of ``s`` along it from
+already-reconstructed neighbours at ``+-s`` and ``+-3s`` (linear or cubic, with quadratic and
+extrapolating stencils at the edges). Each prediction is quantized with the level's bound,
+reconstructed in the output dtype and checked against the user's bound; points that fail
+(and NaN, +-Inf, -0.0) become exact "unpredictable" values.
+
+Encoder and decoder run the same traversal and the same float64 arithmetic (no fastmath, no
+fused multiply-add), so the decoder reproduces the encoder's reconstruction bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from ...layout import as_4d_shape, kernel_array
+from ...stage import Stage
+
+# Anchor grid spacing by effective dimensionality (SZ3's defaults): anchors are stored exactly
+# and cap the coarsest level, which keeps long-range predictions from drifting.
+DEFAULT_ANCHOR_STRIDE = {1: 4096, 2: 128, 3: 32, 4: 16}
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _predict(w, idx, off, k, n, cubic):
+    if cubic:
+        if k >= 3 and k + 3 < n:
+            a = np.float64(w[idx - 3 * off])
+            b = np.float64(w[idx - off])
+            c = np.float64(w[idx + off])
+            d = np.float64(w[idx + 3 * off])
+            return (9.0 * (b + c) - (a + d)) * 0.0625
+        if k + 1 < n:
+            if k >= 3:
+                a = np.float64(w[idx - 3 * off])
+                b = np.float64(w[idx - off])
+                c = np.float64(w[idx + off])
+                return (6.0 * b + 3.0 * c - a) * 0.125
+            if k + 3 < n:
+                a = np.float64(w[idx - off])
+                b = np.float64(w[idx + off])
+                c = np.float64(w[idx + 3 * off])
+                return (3.0 * a + 6.0 * b - c) * 0.125
+            return (np.float64(w[idx - off]) + np.float64(w[idx + off])) * 0.5
+        if k >= 5:
+            a = np.float64(w[idx - 5 * off])
+            b = np.float64(w[idx - 3 * off])
+            c = np.float64(w[idx - off])
+            return (3.0 * a + 15.0 * c - 10.0 * b) * 0.125
+    elif k + 1 < n:
+        return (np.float64(w[idx - off]) + np.float64(w[idx + off])) * 0.5
+    if k >= 3:
+        return (3.0 * np.float64(w[idx - off]) - np.float64(w[idx - 3 * off])) * 0.5
+    return np.float64(w[idx - off])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _decode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, nu):
+    c = codes[nc]
+    if c == 0:
+        w[idx] = unpred[nu]
+        return nu + 1
+    w[idx] = pred + (c - radius) * step
+    return nu
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _encode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, nu):
+    """Quantize w[idx] against pred; on return w[idx] holds the reconstruction. A NaN or
+    infinite prediction fails the range test and stores the point exactly.
+
+    Written without branches: selects, and an unconditional write of the value to the next
+    unpredictable slot that only counts when the point is rejected (unpred has room for
+    every point). Measured 2.3x faster than the same logic with ifs, which kept LLVM from
+    scheduling the loop well even though the branches were predictable."""
+    x = w[idx]
+    xf = np.float64(x)
+    qf = (xf - pred) * inv_step
+    in_range = abs(qf) < radius - 1  # False for NaN/Inf too
+    q = np.rint(qf) if in_range else 0.0  # any q that passes the check below is valid
+    w[idx] = pred + q * step
+    r = np.float64(w[idx])  # the reconstruction in the output dtype
+    # -0.0 is stored exactly: no prediction reproduces its sign reliably
+    ok = in_range and abs(r - xf) <= eb and not (xf == 0.0 and math.copysign(1.0, xf) < 0.0)
+    w[idx] = r if ok else xf
+    codes[nc] = (np.int64(q) + radius) if ok else 0
+    unpred[nu] = x
+    return nu if ok else nu + 1
+
+
+# The traversal is written once with an ``encode`` flag and compiled twice, into the two
+# entry points below, where the flag is a constant: inlined there, the branch on it folds
+# away, so the hot loop holds no test of the direction (encoding measured 20 % faster than
+# testing a runtime flag per point). Plain module functions, not closures: numba's cache
+# keys a closure by its pickled cells, and a cell holding a jitted function pickles
+# differently in every process, so closures recompiled on every start.
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _traverse(
+    w, shape4, encode, cubic, order, level_eb, eb, anchor, radius, codes, unpred
+):
+    """Run the full traversal. Encode: w holds the data and ends as the reconstruction,
+    codes/unpred are written. Decode: w is filled from codes/unpred.
+    Returns (number of codes, number of unpredictable values)."""
+    n0, n1, n2, n3 = shape4[0], shape4[1], shape4[2], shape4[3]
+    strides = np.empty(4, np.int64)
+    strides[3] = 1
+    strides[2] = n3
+    strides[1] = n2 * n3
+    strides[0] = n1 * n2 * n3
+    dims = np.empty(4, np.int64)
+    dims[0], dims[1], dims[2], dims[3] = n0, n1, n2, n3
+    nc = 0
+    nu = 0
+    top = level_eb.shape[0] - 1
+    if anchor > 0:
+        for i0 in range(0, n0, anchor):
+            for i1 in range(0, n1, anchor):
+                for i2 in range(0, n2, anchor):
+                    for i3 in range(0, n3, anchor):
+                        idx = i0 * strides[0] + i1 * strides[1] + i2 * strides[2] + i3
+                        if encode:
+                            unpred[nu] = w[idx]
+                        else:
+                            w[idx] = unpred[nu]
+                        nu += 1
+    else:
+        step = 2.0 * level_eb[top]
+        if encode:
+            nu = _encode_point(w, 0, 0.0, step, 1.0 / step, eb, radius, codes, nc, unpred, nu)
+        else:
+            c = codes[nc]
+            if c == 0:
+                w[0] = unpred[nu]
+                nu += 1
+            else:
+                w[0] = (c - radius) * step
+        nc += 1
+    begin = np.empty(4, np.int64)
+    jump = np.empty(4, np.int64)
+    for level in range(top, 0, -1):
+        s = 1 << (level - 1)
+        step = 2.0 * level_eb[level]
+        inv_step = 1.0 / step
+        for p in range(order.shape[0]):
+            d = order[p]
+            if s >= dims[d]:
+                continue
+            for a in range(4):
+                begin[a] = 0
+                jump[a] = 2 * s
+            for q in range(p):
+                jump[order[q]] = s
+            begin[d] = s
+            off = s * strides[d]
+            n = (dims[d] - 1) // s + 1
+            shift = level - 1
+            for i0 in range(begin[0], n0, jump[0]):
+                for i1 in range(begin[1], n1, jump[1]):
+                    for i2 in range(begin[2], n2, jump[2]):
+                        base = i0 * strides[0] + i1 * strides[1] + i2 * strides[2]
+                        if d == 0:
+                            kfix = i0 >> shift
+                        elif d == 1:
+                            kfix = i1 >> shift
+                        else:
+                            kfix = i2 >> shift
+                        for i3 in range(begin[3], n3, jump[3]):
+                            k = (i3 >> shift) if d == 3 else kfix
+                            idx = base + i3
+                            pred = _predict(w, idx, off, k, n, cubic)
+                            if encode:
+                                nu = _encode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, nu)
+                            else:
+                                nu = _decode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, nu)
+                            nc += 1
+    return nc, nu
+
+
+@numba.njit(cache=True, nogil=True)
+def encode_kernel(w, shape4, cubic, order, level_eb, eb, anchor, radius, codes, unpred):
+    return _traverse(w, shape4, True, cubic, order, level_eb, eb, anchor, radius, codes, unpred)
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_kernel(w, shape4, cubic, order, level_eb, eb, anchor, radius, codes, unpred):
+    return _traverse(w, shape4, False, cubic, order, level_eb, eb, anchor, radius, codes, unpred)
+
+
+def level_count(shape: tuple[int, ...], anchor: int) -> int:
+    """Number of interpolation levels; with anchors the coarsest stride is anchor/2."""
+    if anchor > 0:
+        return int(math.log2(anchor))
+    longest = max(shape) if shape else 1
+    return max(1, math.ceil(math.log2(longest))) if longest > 1 else 1
+
+
+def anchor_count(shape4: tuple[int, ...], anchor: int) -> int:
+    if anchor <= 0:
+        return 0
+    return math.prod((n - 1) // anchor + 1 for n in shape4)
+
+
+def level_bounds(eb: float, levels: int, alpha: float, beta: float) -> np.ndarray:
+    """SZ3's level-wise bounds: coarse levels are predicted from fewer, farther points and
+    their errors propagate into every finer level, so they get a tighter bound."""
+    out = np.empty(levels + 1, np.float64)
+    out[0] = eb
+    for level in range(1, levels + 1):
+        out[level] = eb / min(alpha ** (level - 1), beta)
+    return out
+
+
+def choose_anchor(shape: tuple[int, ...]) -> int:
+    effective = [n for n in shape if n > 1]
+    if not effective:
+        return 0
+    stride = DEFAULT_ANCHOR_STRIDE[len(effective)]
+    return stride if max(effective) > stride else 0
+
+
+@dataclass
+class InterpolationPredictor(Stage):
+    """Stage: decomposes an array into quantization codes + exact unpredictable values.
+
+    ``cubic`` (else linear) interpolation, the axis ``order`` of the sweeps (None: the live
+    axes in order), the level-wise bound ``eb / min(alpha**level, beta)``, the ``anchor``
+    stride (None: by dimensionality; 0: none) and the quantizer's ``radius``."""
+
+    name = "interpolation"
+
+    cubic: bool = True
+    order: list[int] | None = None
+    alpha: float = 1.25
+    beta: float = 2.0
+    anchor: int | None = None
+    radius: int = 32768
+
+    def __post_init__(self):
+        self.cubic = bool(self.cubic)
+        self.order = None if self.order is None else [int(a) for a in self.order]
+        self.alpha = float(self.alpha)
+        self.beta = float(self.beta)
+        self.radius = int(self.radius)
+
+    def _setup(self, shape):
+        shape4 = as_4d_shape(shape)
+        anchor = choose_anchor(shape) if self.anchor is None else self.anchor
+        self.anchor = anchor
+        if self.order is None:
+            self.order = [a for a in range(4) if shape4[a] > 1]
+        order = np.array(self.order, np.int64)
+        levels = level_count(shape4, anchor)
+        return shape4, anchor, order, level_bounds(1.0, levels, self.alpha, self.beta)
+
+    def encode(self, data: np.ndarray, eb: float):
+        """data: C-contiguous array (any dims <= 4). Returns (codes int32, unpredictable values, recon)."""
+        shape4, anchor, order, unit = self._setup(data.shape)
+        work = np.array(data, copy=True).reshape(-1)
+        codes = np.empty(work.size, np.int32)
+        unpred = np.empty(work.size, data.dtype)
+        nc, nu = encode_kernel(work, np.array(shape4, np.int64), self.cubic, order,
+                                unit * eb, eb, anchor, self.radius, codes, unpred)
+        return codes[:nc], unpred[:nu], work.reshape(data.shape)
+
+    def expected_codes(self, shape) -> int:
+        shape4 = as_4d_shape(shape)
+        anchor = choose_anchor(shape) if self.anchor is None else self.anchor
+        return math.prod(shape4) - anchor_count(shape4, anchor)
+
+    def expected_unpredictable(self, codes: np.ndarray, shape) -> int:
+        shape4 = as_4d_shape(shape)
+        anchor = choose_anchor(shape) if self.anchor is None else self.anchor
+        return int(np.count_nonzero(codes == 0)) + anchor_count(shape4, anchor)
+
+    def decode(self, codes: np.ndarray, unpred: np.ndarray, shape, dtype, eb: float) -> np.ndarray:
+        shape4, anchor, order, unit = self._setup(shape)
+        work = np.empty(math.prod(shape4), dtype)
+        codes = kernel_array(codes, np.int32)
+        unpred = kernel_array(unpred, dtype)
+        decode_kernel(work, np.array(shape4, np.int64), self.cubic, order,
+                       unit * eb, eb, anchor, self.radius, codes, unpred)
+        return work.reshape(shape)

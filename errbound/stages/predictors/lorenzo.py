@@ -1,0 +1,266 @@
+"""First-order Lorenzo predictor with linear quantization, 1-4 D.
+
+The prediction of a point is the inclusion-exclusion sum over the corner of the hypercube
+behind it (``x[i-1,j] + x[i,j-1] - x[i-1,j-1]`` in 2-D), read from reconstructed values, so
+it is exact from the decoder's point of view. It wins over interpolation on rough data at
+tight bounds, where the fine levels of interpolation predict from far-away points.
+
+Speed comes from the dependency chain, not from arithmetic: each point's prediction needs
+its left neighbour's reconstruction, so one row is a chain of ~40 cycles per point when
+encoding (subtract, scale, round, rescale, add, cast). The kernels walk two independent
+rows at once so the core overlaps two chains, carry the chain in a register rather than
+through memory, quantize without branches, and leave unpredictable values out of the
+kernels: the encoder gathers them from the input afterwards (they are stored verbatim, in
+row-major order), the decoder scatters them before it runs. Together: 3-D encoding went
+from 210 to ~1000 MB/s (kernel alone, one core), decoding from 456 to ~1400 MB/s.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from ...layout import kernel_array
+from ...stage import Stage
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _encode_point(row, j, pred, step, inv_step, eb, radius, codes, nc):
+    """Quantize row[j] against pred; row[j] ends as the reconstruction, which is returned.
+    Any integer q that passes the check is a valid code (the decoder only replays
+    pred + q*step), so rint is used: it is shorter on the chain than floor(x + 0.5).
+    Selects instead of ifs: measured 1.9x faster, though the ifs were predictable."""
+    x = row[j]
+    xf = np.float64(x)
+    qf = (xf - pred) * inv_step
+    in_range = abs(qf) < radius - 1  # False for NaN/Inf too
+    q = np.rint(qf) if in_range else 0.0
+    row[j] = pred + q * step
+    r = np.float64(row[j])
+    ok = in_range and abs(r - xf) <= eb and not (xf == 0.0 and math.copysign(1.0, xf) < 0.0)
+    v = r if ok else xf
+    row[j] = v
+    codes[nc] = (np.int64(q) + radius) if ok else 0
+    return v
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _decode_point(row, j, pred, step, inv_step, eb, radius, codes, nc):
+    c = codes[nc]
+    if c != 0:  # code 0: the exact value was scattered in before the kernel ran
+        row[j] = pred + (c - radius) * step
+    return np.float64(row[j])
+
+
+# Every kernel takes the array padded with one leading zero layer on every axis, so the
+# predictor needs no edge cases (the zero layer plays 'outside the array'), and writes or
+# reads one code per inner point in row-major order. The summation order of each
+# prediction is part of the format: the point just reconstructed enters last, so the
+# other terms overlap with the previous point.
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pred_3d(row, up, back, corner, j, prev):
+    return (((np.float64(up[j]) + np.float64(back[j]))
+             - (np.float64(up[j - 1]) + np.float64(back[j - 1]) + np.float64(corner[j])))
+            + np.float64(corner[j - 1])) + prev
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _point(encode, row, j, pred, step, inv_step, eb, radius, codes, nc):
+    if encode:
+        return _encode_point(row, j, pred, step, inv_step, eb, radius, codes, nc)
+    return _decode_point(row, j, pred, step, inv_step, eb, radius, codes, nc)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _kernel_4d(p, encode, eb, radius, codes):
+    m0, m1, m2, m3 = p.shape
+    w = p.reshape(-1)
+    s2 = m3
+    s1 = m2 * m3
+    s0 = m1 * m2 * m3
+    step = 2.0 * eb
+    inv_step = 1.0 / step
+    nc = 0
+    for i0 in range(1, m0):
+        for i1 in range(1, m1):
+            for i2 in range(1, m2):
+                base = i0 * s0 + i1 * s1 + i2 * s2
+                prev = np.float64(w[base])
+                for i3 in range(1, m3):
+                    i = base + i3
+                    # inclusion-exclusion over the 15 corners behind the point, in a fixed order
+                    a = np.float64(w[i - s2]) + np.float64(w[i - s1]) + np.float64(w[i - s0])
+                    b = (np.float64(w[i - 1 - s2]) + np.float64(w[i - 1 - s1]) + np.float64(w[i - 1 - s0])
+                         + np.float64(w[i - s2 - s1]) + np.float64(w[i - s2 - s0]) + np.float64(w[i - s1 - s0]))
+                    c = (np.float64(w[i - 1 - s2 - s1]) + np.float64(w[i - 1 - s2 - s0])
+                         + np.float64(w[i - 1 - s1 - s0]) + np.float64(w[i - s2 - s1 - s0]))
+                    d = np.float64(w[i - 1 - s2 - s1 - s0])
+                    pred = ((a - b) + (c - d)) + prev
+                    prev = _point(encode, w, i, pred, step, inv_step, eb, radius, codes, nc)
+                    nc += 1
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
+    m1, m2 = p.shape[1], p.shape[2]
+    row, up, back, corner = p[i0, i1], p[i0, i1 - 1], p[i0 - 1, i1], p[i0 - 1, i1 - 1]
+    nc = ((i0 - 1) * (m1 - 1) + (i1 - 1)) * (m2 - 1) - 1
+    prev = np.float64(row[0])
+    for j in range(1, m2):
+        prev = _point(encode, row, j, _pred_3d(row, up, back, corner, j, prev), step, inv_step,
+                     eb, radius, codes, nc + j)
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_pair_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
+    """Rows (i0, i1) and (i0 + 1, i1 - 1): neither reads the other, so their chains interleave."""
+    m1, m2 = p.shape[1], p.shape[2]
+    ra, ua, ba, ca = p[i0, i1], p[i0, i1 - 1], p[i0 - 1, i1], p[i0 - 1, i1 - 1]
+    rb, ub, bb, cb = p[i0 + 1, i1 - 1], p[i0 + 1, i1 - 2], p[i0, i1 - 1], p[i0, i1 - 2]
+    na = ((i0 - 1) * (m1 - 1) + (i1 - 1)) * (m2 - 1) - 1
+    nb = (i0 * (m1 - 1) + (i1 - 2)) * (m2 - 1) - 1
+    pa = np.float64(ra[0])
+    pb = np.float64(rb[0])
+    for j in range(1, m2):
+        preda = _pred_3d(ra, ua, ba, ca, j, pa)
+        predb = _pred_3d(rb, ub, bb, cb, j, pb)
+        pa = _point(encode, ra, j, preda, step, inv_step, eb, radius, codes, na + j)
+        pb = _point(encode, rb, j, predb, step, inv_step, eb, radius, codes, nb + j)
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _kernel_3d(p, encode, eb, radius, codes):
+    """Planes are taken in pairs and walked along a diagonal: row t of the first plane
+    beside row t - 1 of the second, whose inputs are all done by then."""
+    m0, m1 = p.shape[0], p.shape[1]
+    step = 2.0 * eb
+    inv_step = 1.0 / step
+    i0 = 1
+    while i0 + 1 < m0:
+        _row_3d(p, i0, 1, encode, step, inv_step, eb, radius, codes)
+        for t in range(2, m1):
+            _row_pair_3d(p, i0, t, encode, step, inv_step, eb, radius, codes)
+        _row_3d(p, i0 + 1, m1 - 1, encode, step, inv_step, eb, radius, codes)
+        i0 += 2
+    if i0 < m0:
+        for t in range(1, m1):
+            _row_3d(p, i0, t, encode, step, inv_step, eb, radius, codes)
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _kernel_2d(p, encode, eb, radius, codes):
+    """Rows in pairs: the second row's point j needs the first row's point j, computed
+    just before it, so the second chain trails the first by one point and both run."""
+    m0, m1 = p.shape
+    step = 2.0 * eb
+    inv_step = 1.0 / step
+    i0 = 1
+    while i0 < m0:
+        a, ua = p[i0], p[i0 - 1]
+        na = (i0 - 1) * (m1 - 1) - 1
+        pa = np.float64(a[0])
+        if i0 + 1 < m0:
+            b = p[i0 + 1]
+            nb = na + (m1 - 1)
+            pb = np.float64(b[0])
+            for j in range(1, m1):
+                pa = _point(encode, a, j, (np.float64(ua[j]) - np.float64(ua[j - 1])) + pa, step,
+                           inv_step, eb, radius, codes, na + j)
+                pb = _point(encode, b, j, (np.float64(a[j]) - np.float64(a[j - 1])) + pb, step,
+                           inv_step, eb, radius, codes, nb + j)
+            i0 += 2
+        else:
+            for j in range(1, m1):
+                pa = _point(encode, a, j, (np.float64(ua[j]) - np.float64(ua[j - 1])) + pa, step,
+                           inv_step, eb, radius, codes, na + j)
+            i0 += 1
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _kernel_1d(p, encode, eb, radius, codes):
+    w = p.reshape(-1)
+    step = 2.0 * eb
+    inv_step = 1.0 / step
+    prev = np.float64(w[0])
+    for i in range(1, w.shape[0]):
+        prev = _point(encode, w, i, prev, step, inv_step, eb, radius, codes, i - 1)
+
+
+# Two entry points, each with the direction as a constant: everything above is inlined into
+# them, so the branch on ``encode`` folds away and no kernel tests it per point (the same
+# code with a runtime flag was 1.5x slower). Plain module functions, not closures: numba's
+# cache keys a closure by its pickled cells, and a cell holding a jitted function pickles
+# differently in every process, so closures recompiled on every start.
+
+# The ndim branches repeat in both entry points on purpose: numba turns ``p.ndim`` into a
+# constant only in the function it is typed in, so a shared inlined dispatcher fails to type.
+
+@numba.njit(cache=True, nogil=True)
+def encode_kernel(p, eb, radius, codes):
+    if p.ndim == 1:
+        _kernel_1d(p, True, eb, radius, codes)
+    elif p.ndim == 2:
+        _kernel_2d(p, True, eb, radius, codes)
+    elif p.ndim == 3:
+        _kernel_3d(p, True, eb, radius, codes)
+    else:
+        _kernel_4d(p, True, eb, radius, codes)
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_kernel(p, eb, radius, codes):
+    if p.ndim == 1:
+        _kernel_1d(p, False, eb, radius, codes)
+    elif p.ndim == 2:
+        _kernel_2d(p, False, eb, radius, codes)
+    elif p.ndim == 3:
+        _kernel_3d(p, False, eb, radius, codes)
+    else:
+        _kernel_4d(p, False, eb, radius, codes)
+
+
+
+def _live_shape(shape):
+    live = tuple(int(n) for n in shape if n > 1)
+    return live or (1,)
+
+
+def _padded(shape, dtype):
+    live = _live_shape(shape)
+    padded = np.zeros(tuple(n + 1 for n in live), dtype)
+    return padded, padded[tuple(slice(1, None) for _ in live)], live
+
+
+@dataclass
+class LorenzoPredictor(Stage):
+    """Stage: first-order Lorenzo prediction + linear quantization with ``radius`` codes."""
+
+    name = "lorenzo"
+
+    radius: int = 32768
+
+    def __post_init__(self):
+        self.radius = int(self.radius)
+
+    def encode(self, data: np.ndarray, eb: float):
+        padded, inner, live = _padded(data.shape, data.dtype)
+        inner[...] = data.reshape(live)
+        codes = np.empty(data.size, np.int32)
+        encode_kernel(padded, eb, self.radius, codes)
+        # rejected points keep their input value, so they are gathered in row-major order
+        unpred = inner[codes.reshape(live) == 0]
+        return codes, unpred, inner.reshape(data.shape)
+
+    def expected_codes(self, shape) -> int:
+        return math.prod(shape)
+
+    def expected_unpredictable(self, codes: np.ndarray, shape) -> int:
+        return int(np.count_nonzero(codes == 0))
+
+    def decode(self, codes, unpred, shape, dtype, eb: float) -> np.ndarray:
+        codes = kernel_array(codes, np.int32)
+        unpred = kernel_array(unpred, dtype)
+        padded, inner, live = _padded(shape, dtype)
+        # the caller checked that unpred holds one value per zero code
+        inner[codes.reshape(live) == 0] = unpred
+        decode_kernel(padded, eb, self.radius, codes)
+        return np.ascontiguousarray(inner).reshape(shape)

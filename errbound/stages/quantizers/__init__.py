@@ -1,0 +1,1 @@
+"""Quantizers: values -> integers on a grid, the only lossy step of fz."""
