@@ -301,12 +301,16 @@ def calibrate(payloads: Payloads, nranks: int, settings: dict) -> dict[str, floa
     written, as a SUM's ring does) and data movement (the fz block codec)."""
     import numba
 
-    from mpi_collectives import blockcodec, bounds, chunks, codes
+    from mpi_collectives.movement import blockcodec
+    from mpi_collectives.reduction import codes
+    from mpi_collectives.reduction.grid import reduction_grid
+    from mpi_collectives.settings import SUM
+    from mpi_collectives.transport import chunks
 
     x = payloads.reduction(0, (16 << 20) // payloads.dtype.itemsize)
     flat = x.reshape(-1)
     bound = settings["abs"] if settings.get("abs") is not None else settings["rel"] * value_range([x])
-    grid = bounds.reduction_grid(bounds.SUM, nranks, bound, float(np.max(np.abs(flat))), flat.dtype)
+    grid = reduction_grid(SUM, nranks, bound, float(np.max(np.abs(flat))), flat.dtype)
     row, trailing = chunks.row_layout(x.shape)
     parts = chunks.split(0, flat.size, row, trailing, (1 << 20) // flat.dtype.itemsize)
     out = np.empty_like(flat)
@@ -349,7 +353,8 @@ def predict(op: str, nbytes: int, n: int, ratio: float, speeds: dict[str, float]
             segment: int) -> tuple[float, float]:
     """(plain, compressed) seconds from mpi_collectives.costmodel for this machine: link at
     95.6 % of its rate (TCP payload share at MTU 1500), the cores shared by the ranks."""
-    from mpi_collectives import chunks, costmodel
+    from mpi_collectives import costmodel
+    from mpi_collectives.transport import chunks
 
     kind = "reduce" if op in ("allreduce", "reduce_scatter_block") else "move"
     cores = min(1.0, len(os.sched_getaffinity(0)) / n)

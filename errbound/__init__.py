@@ -36,12 +36,4 @@ _hooks.install()
 
 def __getattr__(name: str):
     """The sub-APIs that live in the integrations, imported when first named."""
-    if name == "tune":
-        from .integrations.tune import tune
-
-        return tune
-    if f"errbound.{name}" in _hooks.ALIASES:
-        import importlib
-
-        return importlib.import_module(f"errbound.{name}")
-    raise AttributeError(f"module 'errbound' has no attribute {name!r}")
+    return _hooks.attribute(name)

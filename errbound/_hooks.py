@@ -4,8 +4,8 @@
 the integrations: the public sub-API names (``errbound.hdf5``, ``errbound.numcodecs``,
 ``errbound.zarr``), which are aliases of modules under ``errbound.integrations`` imported
 on first use; and the HDF5 filter, which registers itself with h5py the moment h5py is
-imported (or at once, if it already is). Both are import-system hooks, kept here so that
-nothing else in the core names an integration.
+imported (or at once, if it already is). Both are import-system hooks, kept here (with the lazy
+``errbound.tune``) so that nothing else in the core names an integration.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import importlib.util
 import sys
 import warnings
 
+#: public attribute of errbound -> (module, name) it stands for
+ATTRIBUTES = {"tune": ("errbound.integrations.tune", "tune")}
 #: public module name -> the module it stands for
 ALIASES = {
     "errbound.hdf5": "errbound.integrations.hdf5",
@@ -84,6 +86,16 @@ def _register_hdf5_filter() -> None:
 
 _alias = _Alias()
 h5py_hook = _AfterImport("h5py", _register_hdf5_filter)
+
+
+def attribute(name: str):
+    """``errbound.<name>`` for the names of ATTRIBUTES and ALIASES (imported now)."""
+    if name in ATTRIBUTES:
+        module, attr = ATTRIBUTES[name]
+        return getattr(importlib.import_module(module), attr)
+    if f"errbound.{name}" in ALIASES:
+        return importlib.import_module(f"errbound.{name}")
+    raise AttributeError(f"module 'errbound' has no attribute {name!r}")
 
 
 def install() -> None:

@@ -54,8 +54,8 @@ from .errors import (
     SettingsMismatchError,
     UnsupportedOperationError,
 )
-from .nonblocking import CompressedRequest
 from .stats import Stats
+from .transport.nonblocking import CompressedRequest
 
 __all__ = [
     "CompressedComm", "CompressedRequest", "DEFAULT_MIN_BYTES", "Stats", "CollectiveError",

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from mpi4py import MPI
 
-from . import bounds, compute, movement, reduce
-from .bounds import Settings
+from . import compute, movement, reduction
+from . import settings as agreement
 from .buffers import Buffer, is_in_place, parse
-from .nonblocking import CompressedRequest, Worker
 from .policy import Adaptive
+from .settings import Settings
 from .stats import Stats
+from .transport.nonblocking import CompressedRequest, Worker
 
 # Compressing pays from about this size on a 1 Gbit/s link (measured on the netbed, 2 ranks,
 # real data: Allreduce 0.55x at 128 KiB, 2.9x at 256 KiB; every collective >= 1.1x from
@@ -73,7 +74,7 @@ class CompressedComm(MPI.Intracomm):
         settings = Settings(_as_float(abs), _as_float(rel), codec, min_bytes, bool(consistent), algorithm,
                             segment_bytes, bcast_algorithm, bool(adapt))
         try:
-            bounds.check_settings(obj, settings)
+            agreement.check_settings(obj, settings)
         except Exception:
             MPI.Intracomm.Free(obj)
             raise
@@ -157,10 +158,10 @@ class CompressedComm(MPI.Intracomm):
     # -- reductions ----------------------------------------------------------------------------
 
     def _allreduce(self, comm: MPI.Intracomm, send: Buffer, recv: Buffer, op: MPI.Op, what: str) -> bool:
-        plan = reduce.plan(comm, what, send.flat, bounds.op_code(op), self._settings, send.block_shape)
+        plan = reduction.plan(comm, what, send.flat, agreement.op_code(op), self._settings, send.block_shape)
         if plan is None:
             return False
-        reduce.allreduce(comm, send.flat, recv.flat, plan, self._settings, self.stats)
+        reduction.allreduce(comm, send.flat, recv.flat, plan, self._settings, self.stats)
         self.stats.add(calls=1)
         return True
 
@@ -203,11 +204,11 @@ class CompressedComm(MPI.Intracomm):
         send, recv = views
 
         def compressed() -> None:
-            plan = reduce.plan(self._internal, "Reduce", send.flat, bounds.op_code(op), self._settings,
+            plan = reduction.plan(self._internal, "Reduce", send.flat, agreement.op_code(op), self._settings,
                                send.block_shape, root)
             if plan is None:
                 return MPI.Intracomm.Reduce(self, sendbuf, recvbuf, op, root)
-            reduce.reduce(self._internal, send.flat, None if recv is None else recv.flat, plan, root,
+            reduction.reduce(self._internal, send.flat, None if recv is None else recv.flat, plan, root,
                           self._settings, self.stats)
             self.stats.add(calls=1)
         self._choose("Reduce", send, compressed, lambda: MPI.Intracomm.Reduce(self, sendbuf, recvbuf, op, root))
@@ -224,11 +225,11 @@ class CompressedComm(MPI.Intracomm):
             return super().Reduce_scatter_block(sendbuf, recvbuf, op)
 
         def compressed() -> None:
-            plan = reduce.plan(self._internal, "Reduce_scatter_block", send.flat, bounds.op_code(op),
+            plan = reduction.plan(self._internal, "Reduce_scatter_block", send.flat, agreement.op_code(op),
                                self._settings, send.block_shape)
             if plan is None:
                 return MPI.Intracomm.Reduce_scatter_block(self, sendbuf, recvbuf, op)
-            reduce.reduce_scatter_block(self._internal, send.flat, out, plan, send.count, send.block_shape,
+            reduction.reduce_scatter_block(self._internal, send.flat, out, plan, send.count, send.block_shape,
                                         self._settings, self.stats)
             self.stats.add(calls=1)
         self._choose("Reduce_scatter_block", send, compressed,

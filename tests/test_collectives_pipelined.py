@@ -12,8 +12,11 @@ from conftest import SHARED_DATA  # noqa: E402
 from test_mpi_collectives import SCRIPTS, compiled, json_of, mpirun, needs_mpiexec  # noqa: E402, F401
 
 from errbound import quantized as qz  # noqa: E402
-from mpi_collectives import CompressedComm, SettingsError, chunks, kernels, movement  # noqa: E402
-from mpi_collectives.bounds import Settings  # noqa: E402
+from mpi_collectives import CompressedComm, SettingsError  # noqa: E402
+from mpi_collectives.movement.collectives import bcast_algorithm  # noqa: E402
+from mpi_collectives.reduction import grid as grid_kernels  # noqa: E402
+from mpi_collectives.settings import Settings  # noqa: E402
+from mpi_collectives.transport import chunks  # noqa: E402
 
 
 def test_chunks_cover_the_range_in_whole_rows():
@@ -36,17 +39,17 @@ def test_decode_kernels_give_the_bits_of_errbound_and_numpy(dtype):
     qz.dequantize(codes, 0.37 / 2, out=out)  # in place, as the collectives decode
     assert np.array_equal(out, qz.dequantize(codes, 0.37 / 2, dtype))
     assert np.array_equal(out, (codes.astype(np.float64) * 0.37).astype(dtype))
-    kernels.divide_into(codes, 77, out)
+    grid_kernels.divide_into(codes, 77, out)
     assert np.array_equal(out, (codes / 77.0).astype(dtype))
 
 
 def test_bcast_algorithm_follows_the_cost_model():
     auto = Settings(1.0, None, "fz", 0, False, "auto")
-    assert movement.bcast_algorithm(auto, 4, 1) == "binomial"
-    assert movement.bcast_algorithm(auto, 4, 64) == "chain"
-    assert movement.bcast_algorithm(auto, 512, 16) == "binary"
+    assert bcast_algorithm(auto, 4, 1) == "binomial"
+    assert bcast_algorithm(auto, 4, 64) == "chain"
+    assert bcast_algorithm(auto, 512, 16) == "binary"
     forced = Settings(1.0, None, "fz", 0, False, "auto", 0, "binary")
-    assert movement.bcast_algorithm(forced, 4, 64) == "binary"
+    assert bcast_algorithm(forced, 4, 64) == "binary"
 
 
 class _FakeClock:

@@ -27,7 +27,10 @@ MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed: pip ins
 
 from conftest import SHARED_DATA  # noqa: E402
 
-from mpi_collectives import CompressedComm, SettingsError, bounds, buffers, reduce  # noqa: E402
+from mpi_collectives import CompressedComm, SettingsError, buffers, settings  # noqa: E402
+from mpi_collectives.reduction import codes as reduction_codes  # noqa: E402
+from mpi_collectives.reduction.grid import reduction_grid  # noqa: E402
+from mpi_collectives.reduction.reduce import even_segments  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).resolve().parent / "mpi"
@@ -84,13 +87,13 @@ def simulate_sum(inputs: list[np.ndarray], code: int, bound: float) -> np.ndarra
     """What N ranks compute, without the transport: quantize, add codes exactly, decode once."""
     dtype = inputs[0].dtype
     gmax = max(float(np.max(np.abs(x))) for x in inputs)
-    grid = bounds.reduction_grid(code, len(inputs), bound, gmax, dtype)
+    grid = reduction_grid(code, len(inputs), bound, gmax, dtype)
     if grid is None:
         return None
-    codes = [reduce.quantize_codes(x, grid) for x in inputs]
+    codes = [reduction_codes.quantize_codes(x, grid) for x in inputs]
     total = codes[0].copy()
     for c in codes[1:]:
-        reduce._COMBINE[code](total, c, out=total)
+        reduction_codes.COMBINE[code](total, c, out=total)
     return grid.decode(total, dtype)
 
 
@@ -99,7 +102,7 @@ def simulate_sum(inputs: list[np.ndarray], code: int, bound: float) -> np.ndarra
     dtype=st.sampled_from([np.float32, np.float64]),
     scale=st.sampled_from([1e-30, 1e-3, 1.0, 300.0, 1e5, 1e30]),
     bound_fraction=st.sampled_from([1e-9, 1e-6, 1e-4, 1e-2, 0.5]),
-    code=st.sampled_from([bounds.SUM, bounds.MAX, bounds.MIN]),
+    code=st.sampled_from([settings.SUM, settings.MAX, settings.MIN]),
     seed=st.integers(0, 2**16),
 )
 def test_quantized_reduction_meets_the_bound_on_the_final_result(nranks, dtype, scale, bound_fraction, code, seed):
@@ -112,34 +115,34 @@ def test_quantized_reduction_meets_the_bound_on_the_final_result(nranks, dtype, 
         assert bound <= 2 * float(np.spacing(dtype(largest))) * nranks or largest / bound > 2**50
         return
     stacked = np.stack(inputs).astype(np.longdouble)
-    exact = {bounds.SUM: stacked.sum(0), bounds.MAX: stacked.max(0), bounds.MIN: stacked.min(0)}[code]
+    exact = {settings.SUM: stacked.sum(0), settings.MAX: stacked.max(0), settings.MIN: stacked.min(0)}[code]
     assert np.max(np.abs(result.astype(np.longdouble) - exact)) <= bound
 
 
 def test_steps_below_one_are_reciprocals_of_integers_so_integers_stay_exact():
-    grid = bounds.reduction_grid(bounds.SUM, 3, 1e-3, 10.0, np.dtype(np.float32))
+    grid = reduction_grid(settings.SUM, 3, 1e-3, 10.0, np.dtype(np.float32))
     assert grid.divisor > 0 and grid.step == 1 / grid.divisor and grid.int_dtype == np.int32
     assert 2 * 1e-3 / 3 * 0.99 < grid.step <= 2 * 1e-3 / 3  # close to the largest allowed step
     inputs = [np.arange(100, dtype=np.float32) * (r + 1) for r in range(3)]
-    assert np.array_equal(simulate_sum(inputs, bounds.SUM, 1e-3), np.arange(100, dtype=np.float32) * 6)
-    for code in (bounds.MAX, bounds.MIN):
+    assert np.array_equal(simulate_sum(inputs, settings.SUM, 1e-3), np.arange(100, dtype=np.float32) * 6)
+    for code in (settings.MAX, settings.MIN):
         inputs64 = [np.arange(100.0) * (r + 1) - 50 for r in range(3)]
-        expected = np.max(inputs64, 0) if code == bounds.MAX else np.min(inputs64, 0)
+        expected = np.max(inputs64, 0) if code == settings.MAX else np.min(inputs64, 0)
         assert np.array_equal(simulate_sum(inputs64, code, 1e-6), expected)
 
 
 def test_steps_above_one_are_8_bit_multiples_of_powers_of_two():
-    grid = bounds.reduction_grid(bounds.SUM, 4, 1000.0, 1e6, np.dtype(np.float64))
+    grid = reduction_grid(settings.SUM, 4, 1000.0, 1e6, np.dtype(np.float64))
     multiple = math.ldexp(grid.step, 8 - math.frexp(grid.step)[1])
     assert grid.divisor == 0 and multiple == int(multiple) and 128 <= multiple < 256
     assert 500 * (1 - 1 / 128) <= grid.step <= 500
 
 
 def test_wide_codes_switch_to_int64_and_unreachable_bounds_fall_back():
-    assert bounds.reduction_grid(bounds.SUM, 4, 1e-9, 1e3, np.dtype(np.float64)).int_dtype == np.int64
-    assert bounds.reduction_grid(bounds.SUM, 4, 1e-12, 1e6, np.dtype(np.float32)) is None  # below an ulp
-    assert bounds.reduction_grid(bounds.SUM, 4, 0.0, 1.0, np.dtype(np.float64)) is None
-    assert bounds.reduction_grid(bounds.SUM, 4, 1.0, 1e38, np.dtype(np.float32)) is None  # would overflow
+    assert reduction_grid(settings.SUM, 4, 1e-9, 1e3, np.dtype(np.float64)).int_dtype == np.int64
+    assert reduction_grid(settings.SUM, 4, 1e-12, 1e6, np.dtype(np.float32)) is None  # below an ulp
+    assert reduction_grid(settings.SUM, 4, 0.0, 1.0, np.dtype(np.float64)) is None
+    assert reduction_grid(settings.SUM, 4, 1.0, 1e38, np.dtype(np.float32)) is None  # would overflow
 
 
 def test_buffer_specs_that_compress_and_those_that_pass_through():
@@ -158,11 +161,11 @@ def test_buffer_specs_that_compress_and_those_that_pass_through():
 
 
 def test_segments_cover_the_array_and_follow_rows():
-    segs = reduce.even_segments(17 * 96 * 192, 4, (17, 96, 192))
+    segs = even_segments(17 * 96 * 192, 4, (17, 96, 192))
     assert segs.starts[0] == 0 and segs.starts[-1] == 17 * 96 * 192
     assert all(s % (96 * 192) == 0 for s in segs.starts)
     assert [shape[0] for shape in segs.shapes] == [4, 4, 4, 5]
-    tiny = reduce.even_segments(3, 4, (3,))
+    tiny = even_segments(3, 4, (3,))
     assert tiny.starts == [0, 0, 1, 2, 3] and tiny.shapes[0] == (0,)
 
 

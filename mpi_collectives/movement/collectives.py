@@ -22,12 +22,15 @@ from collections.abc import Iterator
 import numpy as np
 from mpi4py import MPI
 
-from . import blockcodec, bounds, chunks, costmodel, exchange
-from .bounds import Settings
-from .buffers import Buffer
-from .chunks import Chunk, row_layout
-from .mailbox import Mailbox, drive
-from .stats import Stats
+from .. import costmodel
+from .. import settings as agreement
+from ..buffers import Buffer
+from ..settings import Settings
+from ..stats import Stats
+from ..transport import chunks, exchange
+from ..transport.chunks import Chunk, row_layout
+from ..transport.mailbox import Mailbox, drive
+from . import blockcodec
 
 _TAG_BCAST = 1
 
@@ -47,16 +50,16 @@ def _range(settings: Settings, *arrays: np.ndarray) -> list[float]:
     lo, hi = np.inf, -np.inf
     if settings.rel is not None:
         for a in arrays:
-            a_lo, a_hi, _ = bounds.finite_stats(a)
+            a_lo, a_hi, _ = agreement.finite_stats(a)
             lo, hi = min(lo, a_lo), max(hi, a_hi)
     return [hi, -lo]
 
 
 def _bound(comm, what: str, settings: Settings, count: int, dtype: np.dtype, root: int,
            *local: np.ndarray) -> float:
-    hi, neg_lo = bounds.agree(comm, what, {"count": count, "datatype size": bounds.dtype_code(dtype),
+    hi, neg_lo = agreement.agree(comm, what, {"count": count, "datatype size": agreement.dtype_code(dtype),
                                            "root": root}, _range(settings, *local))
-    return bounds.resolve_bound(settings, -neg_lo, hi)
+    return agreement.resolve_bound(settings, -neg_lo, hi)
 
 
 def bcast_algorithm(settings: Settings, nranks: int, nchunks: int) -> str:
@@ -75,10 +78,10 @@ def bcast(comm: MPI.Intracomm, buf: Buffer, root: int, settings: Settings, consi
     rank = comm.Get_rank()
     mine = (buf.flat,) if rank == root else ()
     row_size, trailing = row_layout(buf.block_shape) if rank == root else (0, ())
-    hi, neg_lo, root_row = bounds.agree(
-        comm, "Bcast", {"count": buf.count, "datatype size": bounds.dtype_code(buf.flat.dtype), "root": root},
+    hi, neg_lo, root_row = agreement.agree(
+        comm, "Bcast", {"count": buf.count, "datatype size": agreement.dtype_code(buf.flat.dtype), "root": root},
         [*_range(settings, *mine), row_size])  # only the root's row size counts: the others give 0
-    bound = bounds.resolve_bound(settings, -neg_lo, hi)
+    bound = agreement.resolve_bound(settings, -neg_lo, hi)
     if not bound > 0:
         return False
     parts = chunks.split(0, buf.count, int(root_row), trailing,
@@ -193,10 +196,10 @@ def allgather(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer, settings: 
     own = send.flat if send is not None else recv.block(rank)
     shape = send.block_shape if send is not None else recv.block_shape
     row_size, trailing = row_layout(shape)
-    hi, neg_lo, max_row, neg_min_row = bounds.agree(
-        comm, "Allgather", {"count": recv.count, "datatype size": bounds.dtype_code(recv.flat.dtype), "root": 0},
+    hi, neg_lo, max_row, neg_min_row = agreement.agree(
+        comm, "Allgather", {"count": recv.count, "datatype size": agreement.dtype_code(recv.flat.dtype), "root": 0},
         [*_range(settings, own), row_size, -row_size])
-    bound = bounds.resolve_bound(settings, -neg_lo, hi)
+    bound = agreement.resolve_bound(settings, -neg_lo, hi)
     if not bound > 0:
         return False
     if max_row != -neg_min_row:

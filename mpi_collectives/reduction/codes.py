@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 from mpi4py import MPI
 
+from errbound import UnsupportedInputError
 from errbound import quantized as qz
-from errbound.errors import UnsupportedInputError
 
-from .bounds import MAX, MIN, SUM, Grid
-from .compute import compute
-from .errors import MismatchError
+from ..compute import compute
+from ..errors import MismatchError
+from ..settings import MAX, MIN, SUM
+from .grid import Grid
 
 COMBINE: dict[int, Callable] = {SUM: np.add, MAX: np.maximum, MIN: np.minimum}
 

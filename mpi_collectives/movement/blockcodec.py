@@ -22,8 +22,8 @@ import numpy as np
 import errbound
 from errbound import quantized as qz
 
-from .compute import compute
-from .errors import MismatchError
+from ..compute import compute
+from ..errors import MismatchError
 
 # magic, kind, eb (float64), outlier count, code stream length
 _HEAD = struct.Struct("<4sB3xdQQ")

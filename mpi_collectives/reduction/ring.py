@@ -28,12 +28,14 @@ from collections.abc import Iterator
 import numpy as np
 from mpi4py import MPI
 
-from . import chunks, codes
-from .bounds import SUM, Grid
-from .chunks import Chunk
+from ..settings import SUM
+from ..stats import Stats
+from ..transport import chunks
+from ..transport.chunks import Chunk
+from ..transport.mailbox import Mailbox, drive
+from . import codes
 from .codes import COMBINE, Exact
-from .mailbox import Mailbox, drive
-from .stats import Stats
+from .grid import Grid
 
 ALLREDUCE, REDUCE_SCATTER, REDUCE = "allreduce", "reduce_scatter", "reduce"
 

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 from mpi4py import MPI
 
-from . import bounds, chunks, exchange
-from .bounds import MAX, MIN, SUM, Grid, Settings
-from .chunks import row_layout
-from .codes import COMBINE as _COMBINE  # noqa: F401 - the tests simulate reductions with it
-from .codes import Exact, decode, encode, quantize_codes, write
-from .errors import UnsupportedOperationError
+from .. import settings as agreement
+from ..errors import UnsupportedOperationError
+from ..settings import MAX, MIN, SUM, Settings
+from ..stats import Stats
+from ..transport import chunks, exchange
+from ..transport.chunks import row_layout
+from .codes import COMBINE, Exact, decode, encode, quantize_codes, write
+from .grid import Grid, reduction_grid
 from .ring import ALLREDUCE, REDUCE, REDUCE_SCATTER, RingReduction
-from .stats import Stats
 
 # recursive doubling (log2 N hops of whole vectors) below this many bytes, ring above
 DOUBLING_MAX_BYTES = 256 * 1024
@@ -43,21 +44,21 @@ def plan(comm: MPI.Intracomm, what: str, x: np.ndarray, code: int, settings: Set
          block_shape: tuple[int, ...], root: int = 0) -> Plan | None:
     """Agree with the other ranks; None means: use plain MPI (every rank returns None together)."""
     compressible = code in (SUM, MAX, MIN)
-    lo, hi, nonfinite = bounds.finite_stats(x) if compressible else (0.0, 0.0, False)
+    lo, hi, nonfinite = agreement.finite_stats(x) if compressible else (0.0, 0.0, False)
     gmax_local = max(-lo, hi, 0.0) if hi >= lo else 0.0
     row_size, _ = row_layout(block_shape)
-    gmax, ghi, neg_glo, any_nonfinite, max_row, neg_min_row = bounds.agree(
+    gmax, ghi, neg_glo, any_nonfinite, max_row, neg_min_row = agreement.agree(
         comm, what,
-        {"count": x.size, "datatype size": bounds.dtype_code(x.dtype), "op": code, "root": root},
+        {"count": x.size, "datatype size": agreement.dtype_code(x.dtype), "op": code, "root": root},
         [gmax_local, hi, -lo, float(nonfinite), row_size, -row_size],
     )
-    if code == bounds.INVALID:
+    if code == agreement.INVALID:
         raise UnsupportedOperationError(
             f"{what}: this reduction op is not defined for float data (use SUM, MAX, MIN, PROD or a user op)")
     if not compressible:
         return None
-    bound = bounds.resolve_bound(settings, -neg_glo, ghi)
-    grid = bounds.reduction_grid(code, comm.Get_size(), bound, gmax, x.dtype)
+    bound = agreement.resolve_bound(settings, -neg_glo, ghi)
+    grid = reduction_grid(code, comm.Get_size(), bound, gmax, x.dtype)
     if grid is None:
         return None
     # ranks may view the same count as different shapes; segments must be cut alike everywhere
@@ -102,7 +103,7 @@ def _recursive_doubling(comm, codes, shape, code, stats: Stats) -> None:
         payload = encode(codes, shape)
         stats.add(sent=len(payload), raw=codes.size * codes.dtype.itemsize, messages=1)
         incoming = exchange.sendrecv_bytes(comm, payload, partner, partner, exchange.TAG_DOUBLING)
-        _COMBINE[code](codes, decode(incoming, codes.size, codes.dtype), out=codes)
+        COMBINE[code](codes, decode(incoming, codes.size, codes.dtype), out=codes)
         distance <<= 1
 
 
