@@ -29,8 +29,14 @@ from pathlib import Path
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # the same list as errbound.cli.measure.THREAD_VARS, repeated because importing errbound loads numba
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-                "BLOSC_NTHREADS", "VECLIB_MAXIMUM_THREADS")
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "BLOSC_NTHREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,8 +44,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"folder of fields (default {DEFAULT_DATA})")
     ap.add_argument("--rel", default="1e-2,1e-3,1e-4", help="relative bounds, comma separated")
     ap.add_argument("--codecs", default=None, help="our codecs, comma separated (default: every lossy one)")
-    ap.add_argument("--peers", default="sz3,zfp,sperr,sperr-wasm",
-                    help="peers among sz3,zfp,sperr,sperr-wasm (skipped when not installed), or 'none'")
+    ap.add_argument(
+        "--peers",
+        default="sz3,zfp,sperr,sperr-wasm",
+        help="peers among sz3,zfp,sperr,sperr-wasm (skipped when not installed), or 'none'",
+    )
     ap.add_argument("--fields", default=None, help="only fields whose file name contains one of these (comma list)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per case; the median is reported")
     ap.add_argument("--min-time", type=float, default=0.05, help="a timed run loops until it lasts this long")
@@ -68,14 +77,19 @@ def summarize(rows: list[dict], ndims: dict[str, int], ref: str = "sz3") -> list
     ok = [r for r in rows if not r.get("error")]
     by_case = {(r["field"], r["eb"], r["codec"]): r for r in ok}
     labels = list(dict.fromkeys(r["codec"] for r in rows))
-    head = (f"{'codec':14s} {'cases':>5s} {'viol':>5s} {'gm ratio':>9s} {'gm vs ' + ref:>10s} "
-            f"{'min vs ' + ref:>10s}  {'(case)':34s} {'3D comp':>8s} {'3D dec':>8s} {'comp/' + ref:>9s} "
-            f"{'dec/' + ref:>8s}")
+    head = (
+        f"{'codec':14s} {'cases':>5s} {'viol':>5s} {'gm ratio':>9s} {'gm vs ' + ref:>10s} "
+        f"{'min vs ' + ref:>10s}  {'(case)':34s} {'3D comp':>8s} {'3D dec':>8s} {'comp/' + ref:>9s} "
+        f"{'dec/' + ref:>8s}"
+    )
     lines = [head, "-" * len(head)]
     for label in labels:
         mine = [r for r in ok if r["codec"] == label]
-        rel = [(r["ratio"] / by_case[(r["field"], r["eb"], ref)]["ratio"], r) for r in mine
-               if (r["field"], r["eb"], ref) in by_case]
+        rel = [
+            (r["ratio"] / by_case[(r["field"], r["eb"], ref)]["ratio"], r)
+            for r in mine
+            if (r["field"], r["eb"], ref) in by_case
+        ]
         worst = min(rel, key=lambda t: t[0]) if rel else None
         case = f"{worst[1]['field'][:26]} {worst[1]['eb']:.0e}" if worst else "-"
         cube = [r for r in mine if ndims.get(r["field"]) == 3]
@@ -85,17 +99,26 @@ def summarize(rows: list[dict], ndims: dict[str, int], ref: str = "sz3") -> list
             return sum(values) / len(values) if values else math.nan
 
         comp, dec = mean([r["comp_MBps"] for r in cube]), mean([r["decomp_MBps"] for r in cube])
-        comp_rel = mean([a["comp_MBps"] for a, _ in paired]) / mean([b["comp_MBps"] for _, b in paired]) \
-            if paired else math.nan
-        dec_rel = mean([a["decomp_MBps"] for a, _ in paired]) / mean([b["decomp_MBps"] for _, b in paired]) \
-            if paired else math.nan
+        comp_rel = (
+            mean([a["comp_MBps"] for a, _ in paired]) / mean([b["comp_MBps"] for _, b in paired])
+            if paired
+            else math.nan
+        )
+        dec_rel = (
+            mean([a["decomp_MBps"] for a, _ in paired]) / mean([b["decomp_MBps"] for _, b in paired])
+            if paired
+            else math.nan
+        )
         lines.append(
             f"{label:14s} {len(mine):5d} {sum(r['viol'] for r in mine):5d} {geomean([r['ratio'] for r in mine]):9.3f} "
             f"{geomean([t[0] for t in rel]):10.3f} {worst[0] if worst else math.nan:10.3f}  {case:34s} "
-            f"{comp:8.1f} {dec:8.1f} {comp_rel:9.2f} {dec_rel:8.2f}")
-    lines.append(f"# gm = geometric mean over (field, bound) cases; 'vs {ref}' = ratio / {ref}'s ratio on the same "
-                 f"case; 3D comp/dec = mean MB/s on the 3-D fields; comp/{ref}, dec/{ref} = that mean / {ref}'s "
-                 "mean on the same cases")
+            f"{comp:8.1f} {dec:8.1f} {comp_rel:9.2f} {dec_rel:8.2f}"
+        )
+    lines.append(
+        f"# gm = geometric mean over (field, bound) cases; 'vs {ref}' = ratio / {ref}'s ratio on the same "
+        f"case; 3D comp/dec = mean MB/s on the 3-D fields; comp/{ref}, dec/{ref} = that mean / {ref}'s "
+        "mean on the same cases"
+    )
     return lines
 
 
@@ -120,11 +143,15 @@ def main(argv: list[str] | None = None) -> int:
         files = [p for p in files if any(s in p.name for s in args.fields.split(","))]
     cands = measure.candidates(_names(args.codecs), _names(args.peers))
     load0 = os.getloadavg()
-    print(f"# errbound codecs benchmark: {len(files)} fields in {args.data}; rel bounds {args.rel}; "
-          f"repeat {args.repeat} (median, each run >= {args.min_time:g} s)")
-    print(f"# threads: numba {args.threads}, everything else 1 (SZ3 openmp=False); {platform.machine()} "
-          f"{os.cpu_count()} cpus, python {platform.python_version()}, numpy {np.__version__}; "
-          f"load average at start {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
+    print(
+        f"# errbound codecs benchmark: {len(files)} fields in {args.data}; rel bounds {args.rel}; "
+        f"repeat {args.repeat} (median, each run >= {args.min_time:g} s)"
+    )
+    print(
+        f"# threads: numba {args.threads}, everything else 1 (SZ3 openmp=False); {platform.machine()} "
+        f"{os.cpu_count()} cpus, python {platform.python_version()}, numpy {np.__version__}; "
+        f"load average at start {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}"
+    )
     print("# " + ", ".join(f"{label} {v or '?'}" for label, v in measure.versions(cands).items()))
     rows, skipped, ndims = [], {}, {}
     with Progress(len(files) * len(cands) * len(args.rel), "codecs") as bar:
@@ -137,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             name = path.name.rsplit(".", 1)[0]
             ndims[name] = data.ndim
-            field_rows, field_skipped = measure.run_cases(cands, data, args.rel, "rel", args.repeat, args.min_time,
-                                                          field=name, bar=bar)
+            field_rows, field_skipped = measure.run_cases(
+                cands, data, args.rel, "rel", args.repeat, args.min_time, field=name, bar=bar
+            )
             rows += field_rows
             skipped.update({f"{name}/{k}": v for k, v in field_skipped.items()})
             print(f"\n## {name}: {data.dtype} {data.shape}, range {finite_range(data):.6g}")
@@ -147,17 +175,29 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"#   {label}: not run: {why}")
             sys.stdout.flush()
     load1 = os.getloadavg()
-    print(f"\n# summary (load average at end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; "
-          f"wall-clock MB/s are only trustworthy well below {os.cpu_count()})")
+    print(
+        f"\n# summary (load average at end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; "
+        f"wall-clock MB/s are only trustworthy well below {os.cpu_count()})"
+    )
     print("\n".join(summarize(rows, ndims)))
     for row in rows:
         if row.get("error"):
             print(f"# ERROR {row['field']} {row['codec']} {row['eb']:g}: {row['error']}")
     if args.json:
-        meta = {"data": str(args.data), "rel": args.rel, "repeat": args.repeat, "min_time": args.min_time,
-                "threads": args.threads, "load_avg_start": load0, "load_avg_end": load1,
-                "versions": measure.versions(cands), "skipped": skipped, "ndims": ndims,
-                "python": platform.python_version(), "numpy": np.__version__}
+        meta = {
+            "data": str(args.data),
+            "rel": args.rel,
+            "repeat": args.repeat,
+            "min_time": args.min_time,
+            "threads": args.threads,
+            "load_avg_start": load0,
+            "load_avg_end": load1,
+            "versions": measure.versions(cands),
+            "skipped": skipped,
+            "ndims": ndims,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        }
         args.json.write_text(json.dumps(measure.jsonable({"meta": meta, "rows": rows}), indent=1, default=str))
         print(f"# json: {args.json}")
     return 0

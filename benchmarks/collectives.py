@@ -86,7 +86,7 @@ def _tiles(source: Callable[[int], np.ndarray], count: int, plane: tuple[int, ..
     while filled < flat.size:
         tile = source(i).reshape(-1)
         take = min(tile.size, flat.size - filled)
-        flat[filled:filled + take] = tile[:take]
+        flat[filled : filled + take] = tile[:take]
         filled, i = filled + take, i + 1
     return out
 
@@ -165,8 +165,7 @@ def max_error(result: np.ndarray, exact: np.ndarray) -> float:
 class Case:
     """One (op, size): its buffers, the plain and compressed calls, and the checks."""
 
-    def __init__(self, op: str, nbytes: int, world: MPI.Intracomm, payloads: Payloads, settings: dict,
-                 root: int):
+    def __init__(self, op: str, nbytes: int, world: MPI.Intracomm, payloads: Payloads, settings: dict, root: int):
         self.op, self.world, self.root = op, world, root
         rank, n = world.Get_rank(), world.Get_size()
         itemsize = payloads.dtype.itemsize
@@ -205,7 +204,7 @@ class Case:
             else:
                 self.exact = total
                 self.out = np.empty_like(self.send)
-        self.nbytes = (self.out.nbytes * (n if op == "reduce_scatter_block" else 1))
+        self.nbytes = self.out.nbytes * (n if op == "reduce_scatter_block" else 1)
         self.settings = settings
         self.comm = CompressedComm(world, **settings)
         rel, abs_bound = settings.get("rel"), settings.get("abs")
@@ -340,8 +339,9 @@ def calibrate(payloads: Payloads, nranks: int, settings: dict) -> dict[str, floa
         mov = [blockcodec.encode(p.of(flat), p.shape, bound, "fz") for p in parts]
         return {
             "reduce_encode": best(lambda: [codes.encode(residuals(p), p.shape, predict=False) for p in parts]),
-            "reduce_decode": best(lambda: [decode_both(p, b, a) for p, b, a in zip(parts, red, accs, strict=True)],
-                                  2 * flat.nbytes),
+            "reduce_decode": best(
+                lambda: [decode_both(p, b, a) for p, b, a in zip(parts, red, accs, strict=True)], 2 * flat.nbytes
+            ),
             "move_encode": best(lambda: [blockcodec.encode(p.of(flat), p.shape, bound, "fz") for p in parts]),
             "move_decode": best(lambda: [blockcodec.decode(b, p.of(out)) for p, b in zip(parts, mov, strict=True)]),
         }
@@ -349,8 +349,9 @@ def calibrate(payloads: Payloads, nranks: int, settings: dict) -> dict[str, floa
         numba.set_num_threads(threads)
 
 
-def predict(op: str, nbytes: int, n: int, ratio: float, speeds: dict[str, float], link_bits: float | None,
-            segment: int) -> tuple[float, float]:
+def predict(
+    op: str, nbytes: int, n: int, ratio: float, speeds: dict[str, float], link_bits: float | None, segment: int
+) -> tuple[float, float]:
     """(plain, compressed) seconds from mpi_collectives.costmodel for this machine: link at
     95.6 % of its rate (TCP payload share at MTU 1500), the cores shared by the ranks."""
     from mpi_collectives import costmodel
@@ -372,7 +373,7 @@ def link_rate() -> float | None:
     units = {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
     for unit, scale in units.items():
         if text.endswith(unit):
-            return float(text[:-len(unit)]) * scale
+            return float(text[: -len(unit)]) * scale
     return None
 
 
@@ -385,8 +386,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--ops", default=",".join(OPS), help=f"subset of {','.join(OPS)}")
     ap.add_argument("--payload", default="fields", choices=["fields", "heat"])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of the shared fields")
-    ap.add_argument("--fields", default=DEFAULT_FIELDS,
-                    help="float32 fields (file name prefixes, comma separated); rank r takes field r mod k")
+    ap.add_argument(
+        "--fields",
+        default=DEFAULT_FIELDS,
+        help="float32 fields (file name prefixes, comma separated); rank r takes field r mod k",
+    )
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--rel", type=float, default=None, help="relative bound (default 1e-3 unless --abs)")
     ap.add_argument("--abs", type=float, default=None, help="absolute bound")
@@ -395,17 +399,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--algorithm", default="auto", help="CompressedComm algorithm")
     ap.add_argument("--segment-bytes", type=int, default=None, help="CompressedComm segment_bytes")
     ap.add_argument("--bcast-algorithm", default="auto", help="CompressedComm bcast_algorithm")
-    ap.add_argument("--no-adapt", dest="adapt", action="store_false",
-                    help="always take the compressed path (default: adapt=True, the faster of the two)")
+    ap.add_argument(
+        "--no-adapt",
+        dest="adapt",
+        action="store_false",
+        help="always take the compressed path (default: adapt=True, the faster of the two)",
+    )
     ap.add_argument("--root", type=int, default=0, help="Bcast root")
     ap.add_argument("--reps", type=int, default=5, help=f"timed reps per row (at most 3 from {LARGE_MIB} MiB)")
     ap.add_argument("--reps-small", type=int, default=15, help="timed reps for rows up to 4 MiB (noisier)")
-    ap.add_argument("--warmup", type=int, default=4,
-                    help="untimed reps (adapt=True explores both paths in its first 4 calls)")
+    ap.add_argument(
+        "--warmup", type=int, default=4, help="untimed reps (adapt=True explores both paths in its first 4 calls)"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the rows and the run's settings here")
     ap.add_argument("--csv", type=Path, default=None, help="write the rows here")
-    ap.add_argument("--no-model", dest="model", action="store_false",
-                    help="skip the cost model's predictions (calibration takes ~2 s)")
+    ap.add_argument(
+        "--no-model",
+        dest="model",
+        action="store_false",
+        help="skip the cost model's predictions (calibration takes ~2 s)",
+    )
     args = ap.parse_args(argv)
     if args.rel is None and args.abs is None:
         args.rel = 1e-3
@@ -418,8 +431,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def comm_settings(args: argparse.Namespace) -> dict:
-    settings = {"rel": args.rel, "abs": args.abs, "codec": args.codec, "algorithm": args.algorithm,
-                "bcast_algorithm": args.bcast_algorithm, "adapt": args.adapt}
+    settings = {
+        "rel": args.rel,
+        "abs": args.abs,
+        "codec": args.codec,
+        "algorithm": args.algorithm,
+        "bcast_algorithm": args.bcast_algorithm,
+        "adapt": args.adapt,
+    }
     if args.min_bytes is not None:
         settings["min_bytes"] = args.min_bytes
     if args.segment_bytes is not None:
@@ -427,17 +446,21 @@ def comm_settings(args: argparse.Namespace) -> dict:
     return settings
 
 
-HEADER = (f"{'op':<22s}{'ranks':>5s}{'MiB':>9s}{'mpi ms':>9s}{'ours ms':>9s}{'cpu ms':>8s}{'speedup':>8s}"
-          f"{'ratio':>8s}{'err/bnd':>8s}{'same':>6s}{'zip':>6s}{'model mpi/ours':>16s}")
+HEADER = (
+    f"{'op':<22s}{'ranks':>5s}{'MiB':>9s}{'mpi ms':>9s}{'ours ms':>9s}{'cpu ms':>8s}{'speedup':>8s}"
+    f"{'ratio':>8s}{'err/bnd':>8s}{'same':>6s}{'zip':>6s}{'model mpi/ours':>16s}"
+)
 
 
 def format_row(row: dict) -> str:
     same = {True: "yes", False: "NO"}.get(row["identical"], "-")
-    return (f"{row['op']:<22s}{row['ranks']:>5d}{row['mib']:>9.3g}{row['mpi_ms']:>9.1f}{row['ours_ms']:>9.1f}"
-            f"{row['ours_cpu_ms']:>8.1f}"
-            f"{row['speedup']:>8.2f}{row['ratio']:>8.2f}{row['err_over_bound']:>8.4f}{same:>6s}"
-            f"{row['compressed_reps']:>4d}/{row['reps']:<2d}"
-            + (f"{row['model_mpi_ms']:>8.1f}/{row['model_ours_ms']:<7.1f}" if "model_ours_ms" in row else ""))
+    return (
+        f"{row['op']:<22s}{row['ranks']:>5d}{row['mib']:>9.3g}{row['mpi_ms']:>9.1f}{row['ours_ms']:>9.1f}"
+        f"{row['ours_cpu_ms']:>8.1f}"
+        f"{row['speedup']:>8.2f}{row['ratio']:>8.2f}{row['err_over_bound']:>8.4f}{same:>6s}"
+        f"{row['compressed_reps']:>4d}/{row['reps']:<2d}"
+        + (f"{row['model_mpi_ms']:>8.1f}/{row['model_ours_ms']:<7.1f}" if "model_ours_ms" in row else "")
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -453,11 +476,15 @@ def main(argv: list[str] | None = None) -> None:
     speeds = world.bcast(speeds)  # rank 0's, so every rank prints the same model
     if rank == 0:
         bound = f"abs={args.abs:g}" if args.abs is not None else f"rel={args.rel:g}"
-        print(f"# {n} ranks, link {os.environ.get('NETBED_RATE', 'unshaped (no netbed)')}, payload {args.payload} "
-              f"{args.dtype}, {bound}, codec {args.codec}, load average {load_start[0]:.2f}", flush=True)
+        print(
+            f"# {n} ranks, link {os.environ.get('NETBED_RATE', 'unshaped (no netbed)')}, payload {args.payload} "
+            f"{args.dtype}, {bound}, codec {args.codec}, load average {load_start[0]:.2f}",
+            flush=True,
+        )
         if speeds is not None:
-            print("# one core, MB/s of floats: " + ", ".join(f"{k} {v / 1e6:.0f}" for k, v in speeds.items()),
-                  flush=True)
+            print(
+                "# one core, MB/s of floats: " + ", ".join(f"{k} {v / 1e6:.0f}" for k, v in speeds.items()), flush=True
+            )
         print(HEADER, flush=True)
     rows = []
     for mib in args.sizes:
@@ -467,13 +494,28 @@ def main(argv: list[str] | None = None) -> None:
             plain, ours, cpu, compressed_reps = time_pair(case, reps, args.warmup)
             err, identical, ratio = case.check()
             mpi_ms, ours_ms = 1e3 * statistics.median(plain), 1e3 * statistics.median(ours)
-            row = {"op": op, "ranks": n, "mib": case.nbytes / 2**20, "bytes": case.nbytes, "mpi_ms": mpi_ms,
-                   "ours_ms": ours_ms, "ours_cpu_ms": 1e3 * statistics.median(cpu), "speedup": mpi_ms / ours_ms, "ratio": ratio,
-                   "err_over_bound": err, "identical": identical, "reps": reps, "compressed_reps": compressed_reps,
-                   "mpi_times": plain, "ours_times": ours, "load": os.getloadavg()[0]}
+            row = {
+                "op": op,
+                "ranks": n,
+                "mib": case.nbytes / 2**20,
+                "bytes": case.nbytes,
+                "mpi_ms": mpi_ms,
+                "ours_ms": ours_ms,
+                "ours_cpu_ms": 1e3 * statistics.median(cpu),
+                "speedup": mpi_ms / ours_ms,
+                "ratio": ratio,
+                "err_over_bound": err,
+                "identical": identical,
+                "reps": reps,
+                "compressed_reps": compressed_reps,
+                "mpi_times": plain,
+                "ours_times": ours,
+                "load": os.getloadavg()[0],
+            }
             if speeds is not None:
-                model_plain, model_ours = predict(op, case.nbytes, n, row["ratio"], speeds, rate,
-                                                  args.segment_bytes or 0)
+                model_plain, model_ours = predict(
+                    op, case.nbytes, n, row["ratio"], speeds, rate, args.segment_bytes or 0
+                )
                 row.update(model_mpi_ms=1e3 * model_plain, model_ours_ms=1e3 * model_ours)
             rows.append(row)
             case.free()
@@ -483,8 +525,16 @@ def main(argv: list[str] | None = None) -> None:
     load_end = os.getloadavg()
     if rank == 0:
         print(f"# load average {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end", flush=True)
-        meta = {"ranks": n, "rate": os.environ.get("NETBED_RATE"), "payload": args.payload, "dtype": args.dtype,
-                "settings": settings, "load_start": load_start, "load_end": load_end, "speeds": speeds}
+        meta = {
+            "ranks": n,
+            "rate": os.environ.get("NETBED_RATE"),
+            "payload": args.payload,
+            "dtype": args.dtype,
+            "settings": settings,
+            "load_start": load_start,
+            "load_end": load_end,
+            "speeds": speeds,
+        }
         if args.json:
             args.json.write_text(json.dumps({"run": meta, "rows": rows}, indent=1))
         if args.csv:

@@ -47,8 +47,15 @@ DATA = ROOT.parent / "shared" / "data"
 TS_FIELD = "ccsm-b003_ts-monthly_100x64x128.f32"
 _FIELD = re.compile(r"^(?P<stem>.+)_(?P<shape>\d+(?:x\d+)*)\.(?P<kind>f32|f64)$")
 # errbound.cli.measure.THREAD_VARS, repeated: importing errbound loads numba, which reads them once
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-                "BLOSC_NTHREADS", "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS")
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "BLOSC_NTHREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,8 +78,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------------------------
 # inputs
 
+
 def load(path: Path):
     import numpy as np
+
     m = _FIELD.match(path.name)
     shape = tuple(int(n) for n in m["shape"].split("x"))
     return np.fromfile(path, "<f4" if m["kind"] == "f32" else "<f8").reshape(shape)
@@ -81,6 +90,7 @@ def load(path: Path):
 def covariance(data: Path, stride: int = 1):
     """Sample covariance (float64 arithmetic, stored float32) of the monthly maps."""
     import numpy as np
+
     x = load(data / TS_FIELD)[:, ::stride, ::stride]
     x = x.reshape(x.shape[0], -1).astype(np.float64)
     x -= x.mean(axis=0)
@@ -89,6 +99,7 @@ def covariance(data: Path, stride: int = 1):
 
 def morton_order(n: int):
     import numpy as np
+
     i = np.arange(n)
     spread = np.zeros(n, np.int64)
     for b in range(16):
@@ -101,6 +112,7 @@ def kernel_2d(n: int = 64, cluster: bool | None = True):
     """exp(-|p_i - p_j|) over the n x n cell centres of the unit square, points in Morton
     order (cluster=True), row-major order (False) or a fixed random order (None)."""
     import numpy as np
+
     g = (np.arange(n) + 0.5) / n
     p = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
     if cluster:
@@ -109,19 +121,21 @@ def kernel_2d(n: int = 64, cluster: bool | None = True):
         p = p[np.random.default_rng(5).permutation(p.shape[0])]
     out = np.empty((p.shape[0], p.shape[0]), np.float32)
     for i in range(0, p.shape[0], 512):  # in slabs: the full distance tensor would be 400 MB
-        d = np.sqrt(((p[i:i + 512, None, :] - p[None, :, :]) ** 2).sum(-1))
-        out[i:i + 512] = np.exp(-d)
+        d = np.sqrt(((p[i : i + 512, None, :] - p[None, :, :]) ** 2).sum(-1))
+        out[i : i + 512] = np.exp(-d)
     return out
 
 
 def kernel_1d(n: int = 4096):
     import numpy as np
+
     x = (np.arange(n) + 0.5) / n * 8.0
     return np.exp(-np.abs(x[:, None] - x[None, :])).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
 # candidates
+
 
 def zfp_tuned_candidate():
     from errbound.cli.measure import ZFP
@@ -138,6 +152,7 @@ def zfp_tuned_candidate():
         def compress(self, data, eb_abs):
             import numpy as np
             import zfpy
+
             key = (id(data), eb_abs)
             if key not in self.tolerance:  # the first (untimed) call of errbound.measure tunes
                 tol = eb_abs
@@ -154,6 +169,7 @@ def zfp_tuned_candidate():
 
 def run(cands, name: str, data, rels, repeat: int, min_time: float) -> list[dict]:
     from errbound.cli.measure import measure
+
     rows = []
     span = float(data.max()) - float(data.min())
     for rel in rels:
@@ -166,9 +182,16 @@ def run(cands, name: str, data, rels, repeat: int, min_time: float) -> list[dict
             except Exception as exc:  # noqa: BLE001 - one failing peer must not end the table
                 row["error"] = f"{type(exc).__name__}: {exc}"
             rows.append(row)
-            print(f"  {name:28s} {rel:.0e} {cand.label:16s} "
-                  + (f"ratio {row['ratio']:9.2f}  err/eb {row['err_over_eb']:.3f}  viol {row['viol']}"
-                     if "ratio" in row else row.get("error", "")), file=sys.stderr, flush=True)
+            print(
+                f"  {name:28s} {rel:.0e} {cand.label:16s} "
+                + (
+                    f"ratio {row['ratio']:9.2f}  err/eb {row['err_over_eb']:.3f}  viol {row['viol']}"
+                    if "ratio" in row
+                    else row.get("error", "")
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 
@@ -189,10 +212,13 @@ def table(rows: list[dict], labels: list[str]) -> str:
 
 def matrices(args) -> list[dict]:
     from errbound.cli.measure import SZ3, ZFP, Ours
-    inputs = [(f"cov-{8192 // args.cov_stride ** 2}", lambda: covariance(args.data, args.cov_stride)),
-              ("kernel-cluster-4096", lambda: kernel_2d(64, True)),
-              ("kernel-rowmajor-4096", lambda: kernel_2d(64, False)),
-              ("kernel-scrambled-4096", lambda: kernel_2d(64, None))]
+
+    inputs = [
+        (f"cov-{8192 // args.cov_stride**2}", lambda: covariance(args.data, args.cov_stride)),
+        ("kernel-cluster-4096", lambda: kernel_2d(64, True)),
+        ("kernel-rowmajor-4096", lambda: kernel_2d(64, False)),
+        ("kernel-scrambled-4096", lambda: kernel_2d(64, None)),
+    ]
     if args.kernel_1d:
         inputs.append(("kernel-1d-4096", kernel_1d))
     cands = [Ours("hlr"), Ours("sz"), Ours("fz"), SZ3(), ZFP(), zfp_tuned_candidate()]
@@ -217,6 +243,7 @@ def matrices(args) -> list[dict]:
 
 def fields(args) -> list[dict]:
     from errbound.cli.measure import PEERS, Ours
+
     names = sorted(p.name for p in args.data.iterdir() if _FIELD.match(p.name) and p.name.count("x") in (1, 2))
     cands = [Ours(c) for c in ("hlr", "sz", "fz", "sperr", "zfp") if _registered(c)]
     cands += [PEERS[p]() for p in ("sz3", "sperr", "zfp")]
@@ -235,13 +262,16 @@ def fields(args) -> list[dict]:
         if h is None or not others:
             continue
         best = max(others, key=lambda r: r["ratio"])
-        print(f"| {name} | {rel:.0e} | {h['ratio']:.1f} | {best['ratio']:.1f} | {best['codec']} | "
-              f"{h['ratio'] / best['ratio']:.2f} |")
+        print(
+            f"| {name} | {rel:.0e} | {h['ratio']:.1f} | {best['ratio']:.1f} | {best['codec']} | "
+            f"{h['ratio'] / best['ratio']:.2f} |"
+        )
     return rows
 
 
 def _registered(codec: str) -> bool:
     import errbound
+
     return codec in errbound.codecs()
 
 
@@ -253,6 +283,7 @@ SPEED_INPUTS = ("cov", "kernel-cluster", TS_FIELD, "sperr-turb_wmag-slice_999x99
 
 def speed_child(args) -> None:
     import errbound
+
     out = []
     for name in SPEED_INPUTS:
         if name == "cov":
@@ -282,8 +313,16 @@ def speed(args) -> list[dict]:
     rows = []
     for n in args.threads:
         env = {**os.environ, **{v: str(n) for v in _THREAD_VARS}}
-        cmd = [sys.executable, __file__, "--speed-child", "1", "--cov-stride", str(args.cov_stride), "--data",
-               str(args.data)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--speed-child",
+            "1",
+            "--cov-stride",
+            str(args.cov_stride),
+            "--data",
+            str(args.data),
+        ]
         load_before = os.getloadavg()
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         for row in json.loads(res.stdout.strip().splitlines()[-1]):
@@ -292,14 +331,17 @@ def speed(args) -> list[dict]:
     print("| input | MB | ratio | threads | comp MB/s | comp cpu MB/s | dec MB/s | dec cpu MB/s | load avg |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['input']} | {r['MB']:.1f} | {r['ratio']:.1f} | {r['threads']} | {r['comp_MBps']:.2f} | "
-              f"{r['comp_cpu_MBps']:.2f} | {r['dec_MBps']:.1f} | {r['dec_cpu_MBps']:.1f} | "
-              f"{r['load_before']:.2f}->{r['load_after']:.2f} |")
+        print(
+            f"| {r['input']} | {r['MB']:.1f} | {r['ratio']:.1f} | {r['threads']} | {r['comp_MBps']:.2f} | "
+            f"{r['comp_cpu_MBps']:.2f} | {r['dec_MBps']:.1f} | {r['dec_cpu_MBps']:.1f} | "
+            f"{r['load_before']:.2f}->{r['load_after']:.2f} |"
+        )
     return rows
 
 
 # ---------------------------------------------------------------------------------------------
 # Tucker/HOSVD tiles against matricization, on the 3-D fields
+
 
 def tucker(args) -> list[dict]:
     """Global HOSVD predictors and 16^3 HOSVD tiles, each + the residual through the `sz`
@@ -309,6 +351,7 @@ def tucker(args) -> list[dict]:
     import errbound
     from errbound.codecs.sz import encode_stages as _sz_encode
     from errbound.stages.decompositions import lowrank as lr
+
     rows = []
     print("\n## 3-D input: Tucker/HOSVD against matricization (ratios; residual coded by the sz stages)\n")
     print("| field | rel | sz | hlr (matricized) | HOSVD global best (ranks) | HOSVD 16^3 tiles |")
@@ -329,15 +372,18 @@ def tucker(args) -> list[dict]:
                     best, best_k = x.nbytes / size, k
             low, values = _tiled_hosvd(x64, eb, 16)
             tiles = x.nbytes / _coded_size(x64 - low, eb, values, _sz_encode, lr)
-            rows.append({"field": name, "rel": rel, "sz": sz, "hlr": hlr, "hosvd": best, "k": best_k,
-                         "tiles": tiles})
-            print(f"| {name.rsplit('.', 1)[0]} | {rel:.0e} | {sz:.1f} | {hlr:.1f} | {best:.1f} ({best_k}) | "
-                  f"{tiles:.1f} |", flush=True)
+            rows.append({"field": name, "rel": rel, "sz": sz, "hlr": hlr, "hosvd": best, "k": best_k, "tiles": tiles})
+            print(
+                f"| {name.rsplit('.', 1)[0]} | {rel:.0e} | {sz:.1f} | {hlr:.1f} | {best:.1f} ({best_k}) | "
+                f"{tiles:.1f} |",
+                flush=True,
+            )
     return rows
 
 
 def _hosvd(x, ranks):
     import numpy as np
+
     factors = []
     for mode, r in enumerate(ranks):
         unfold = np.moveaxis(x, mode, 0).reshape(x.shape[mode], -1)
@@ -356,21 +402,22 @@ def _tiled_hosvd(x, eb, tile):
     """Per tile: the smallest multilinear ranks whose truncation keeps RMS <= 0.4 eb; kept
     only when core + factors hold fewer than a quarter of the tile's values."""
     import numpy as np
+
     low = np.zeros_like(x)
     values = []
     for i in range(0, x.shape[0], tile):
         for j in range(0, x.shape[1], tile):
             for k in range(0, x.shape[2], tile):
-                t = x[i:i + tile, j:j + tile, k:k + tile]
+                t = x[i : i + tile, j : j + tile, k : k + tile]
                 ranks = []
                 for mode in range(3):
                     s = np.linalg.svd(np.moveaxis(t, mode, 0).reshape(t.shape[mode], -1), compute_uv=False)
-                    tail = np.concatenate([np.cumsum((s ** 2)[::-1])[::-1], [0.0]])
+                    tail = np.concatenate([np.cumsum((s**2)[::-1])[::-1], [0.0]])
                     ranks.append(max(1, int(np.argmax(tail <= (0.4 * eb) ** 2 * t.size / 3))))
                 n = math.prod(ranks) + sum(r * m for r, m in zip(ranks, t.shape, strict=True))
                 if n < t.size / 4:
                     lt, v = _hosvd(t, ranks)
-                    low[i:i + tile, j:j + tile, k:k + tile] = lt
+                    low[i : i + tile, j : j + tile, k : k + tile] = lt
                     values.append(v)
     return low, (np.concatenate(values) if values else np.zeros(0))
 
@@ -382,6 +429,7 @@ def _coded_size(resid, eb, values, sz_encode, lr) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+
 
 def main(argv=None) -> None:
     args = parse_args(argv)
@@ -397,6 +445,7 @@ def main(argv=None) -> None:
     print(f"\n(load average at end: {os.getloadavg()[0]:.2f})")
     if args.json:
         from errbound.cli.measure import jsonable
+
         args.json.write_text(json.dumps(jsonable(rows), indent=1))
 
 

@@ -24,8 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 FIXTURES = ROOT / "tests" / "fixtures" / "streams"
 FIELD = re.compile(r"^(?P<stem>.+)_(?P<shape>\d+(?:x\d+)*)\.(?P<kind>f32|f64)$")
-BOUNDS = {"sz": [("rel", 1e-2), ("rel", 1e-4), ("pw_rel", 1e-3)],
-          "fz": [("rel", 1e-2), ("rel", 1e-4), ("pw_rel", 1e-3)]}
+BOUNDS = {
+    "sz": [("rel", 1e-2), ("rel", 1e-4), ("pw_rel", 1e-3)],
+    "fz": [("rel", 1e-2), ("rel", 1e-4), ("pw_rel", 1e-3)],
+}
 OTHER_BOUNDS = [("rel", 1e-3)]
 
 
@@ -48,15 +50,20 @@ def write(out: Path) -> None:
                 t = time.perf_counter()
                 blob = errbound.compress(x, codec, **{mode: value})
                 (out / f"{name}.{codec}.{mode}{value:g}.eb").write_bytes(blob)
-                print(f"{name:45s} {codec:6s} {mode}={value:g} {len(blob):9d} B {time.perf_counter() - t:6.2f} s",
-                      flush=True)
+                print(
+                    f"{name:45s} {codec:6s} {mode}={value:g} {len(blob):9d} B {time.perf_counter() - t:6.2f} s",
+                    flush=True,
+                )
 
 
 def compare(a: Path, b: Path) -> int:
     names_a = {p.name for p in a.glob("*.eb")}
     names_b = {p.name for p in b.glob("*.eb")}
-    differ = [n for n in sorted(names_a & names_b)
-              if hashlib.sha256((a / n).read_bytes()).digest() != hashlib.sha256((b / n).read_bytes()).digest()]
+    differ = [
+        n
+        for n in sorted(names_a & names_b)
+        if hashlib.sha256((a / n).read_bytes()).digest() != hashlib.sha256((b / n).read_bytes()).digest()
+    ]
     only = sorted(names_a ^ names_b)
     print(f"{len(names_a & names_b)} streams in both, {len(differ)} differ, {len(only)} in one folder only")
     for n in differ + only:

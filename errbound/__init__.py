@@ -26,9 +26,21 @@ from .errors import (
 __version__ = "0.3.0.dev0"
 
 __all__ = [
-    "compress", "decompress", "info", "tune", "codecs", "get_codec", "Codec",
-    "ErrboundError", "BoundError", "UnsupportedInputError", "UnknownCodecError", "CodecOptionError",
-    "CorruptStreamError", "UnsupportedStreamError", "__version__",
+    "compress",
+    "decompress",
+    "info",
+    "tune",
+    "codecs",
+    "get_codec",
+    "Codec",
+    "ErrboundError",
+    "BoundError",
+    "UnsupportedInputError",
+    "UnknownCodecError",
+    "CodecOptionError",
+    "CorruptStreamError",
+    "UnsupportedStreamError",
+    "__version__",
 ]
 
 _hooks.install()

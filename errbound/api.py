@@ -38,8 +38,16 @@ PSNR_RETRIES = 8
 MAX_STREAM_ARRAY_BYTES = 1 << 56
 
 
-def compress(data, codec: str = "sz", *, abs=None, rel=None, pw_rel=None, psnr=None,  # noqa: A002
-             **options) -> bytes:
+def compress(
+    data,
+    codec: str = "sz",
+    *,
+    abs=None,  # noqa: A002 - the public keyword
+    rel=None,
+    pw_rel=None,
+    psnr=None,
+    **options,
+) -> bytes:
     """Compress a float32/float64 array so every value comes back within the bound.
 
     Exactly one bound: ``abs`` (|x - x'| <= abs), ``rel`` (abs = rel * (max - min) of the
@@ -55,8 +63,13 @@ def compress(data, codec: str = "sz", *, abs=None, rel=None, pw_rel=None, psnr=N
     native = array.astype(array.dtype.newbyteorder("="), copy=False)
     work, order = to_kernel_layout(native.reshape(native.shape or (1,)))
     header = stream.Header(
-        codec=codec_obj.name, codec_version=codec_obj.version, dtype=array.dtype.str,
-        shape=array.shape, order=order, bound=bound.to_json(), abs_bound=None,
+        codec=codec_obj.name,
+        codec_version=codec_obj.version,
+        dtype=array.dtype.str,
+        shape=array.shape,
+        order=order,
+        bound=bound.to_json(),
+        abs_bound=None,
     )
     if work.size == 0 or codec_obj.name == "raw":  # raw is lossless: exact under every bound
         return _pack_raw(header, work)
@@ -121,16 +134,24 @@ def info(blob) -> dict:
     dtype = _header_dtype(header)
     original = math.prod(header.shape) * dtype.itemsize
     return {
-        "codec": header.codec, "codec_version": header.codec_version, "dtype": str(dtype),
-        "shape": header.shape, "order": header.order, "bound": header.bound,
-        "abs_bound": header.abs_bound, "stages": header.stages,
-        "sections": dict(header.sections), "original_bytes": original,
-        "compressed_bytes": len(blob), "ratio": original / len(blob) if len(blob) else math.inf,
+        "codec": header.codec,
+        "codec_version": header.codec_version,
+        "dtype": str(dtype),
+        "shape": header.shape,
+        "order": header.order,
+        "bound": header.bound,
+        "abs_bound": header.abs_bound,
+        "stages": header.stages,
+        "sections": dict(header.sections),
+        "original_bytes": original,
+        "compressed_bytes": len(blob),
+        "ratio": original / len(blob) if len(blob) else math.inf,
         "format_version": f"{stream.FORMAT_MAJOR}.{stream.FORMAT_MINOR}",
     }
 
 
 # ---------------------------------------------------------------------------------------------
+
 
 def _make_codec(name, options: dict) -> Codec:
     if not isinstance(name, str):
@@ -144,17 +165,13 @@ def _make_codec(name, options: dict) -> Codec:
 
 def _check_input(data) -> np.ndarray:
     if not isinstance(data, np.ndarray):
-        raise UnsupportedInputError(
-            f"expected a numpy array of float32 or float64, got {type(data).__name__}"
-        )
+        raise UnsupportedInputError(f"expected a numpy array of float32 or float64, got {type(data).__name__}")
     if isinstance(data, np.ma.MaskedArray):
         raise UnsupportedInputError(
             "masked arrays are not supported: fill the masked values (e.g. with NaN) or pass .data"
         )
     if data.dtype.kind != "f" or data.dtype.itemsize not in (4, 8):
-        raise UnsupportedInputError(
-            f"unsupported dtype {data.dtype}: errbound compresses float32 and float64 arrays"
-        )
+        raise UnsupportedInputError(f"unsupported dtype {data.dtype}: errbound compresses float32 and float64 arrays")
     if data.ndim > MAX_DIMS:
         raise UnsupportedInputError(f"{data.ndim}-D array: errbound compresses arrays of 0 to {MAX_DIMS} dimensions")
     return data
@@ -167,8 +184,11 @@ def _header_dtype(header: stream.Header) -> np.dtype:
         raise CorruptStreamError(f"unknown dtype {header.dtype!r} in stream header") from None
     if dtype.kind != "f" or dtype.itemsize not in (4, 8):
         raise CorruptStreamError(f"stream header names dtype {dtype}, which errbound never writes")
-    if (len(header.shape) > MAX_DIMS or any(n < 0 for n in header.shape)
-            or math.prod(max(n, 1) for n in header.shape) * dtype.itemsize > MAX_STREAM_ARRAY_BYTES):
+    if (
+        len(header.shape) > MAX_DIMS
+        or any(n < 0 for n in header.shape)
+        or math.prod(max(n, 1) for n in header.shape) * dtype.itemsize > MAX_STREAM_ARRAY_BYTES
+    ):
         raise CorruptStreamError(f"stream header has an impossible shape {header.shape}")
     return dtype
 
@@ -210,8 +230,16 @@ def _decode_values(header, codec, sections, kernel_shape, dtype) -> np.ndarray:
 def _pack_raw(header: stream.Header, work: np.ndarray) -> bytes:
     raw = get_codec("raw")()
     stages, sections = raw.encode(np.ascontiguousarray(work), 0.0)
-    header = stream.Header(**{**header.__dict__, "codec": raw.name, "codec_version": raw.version,
-                              "abs_bound": 0.0, "stages": stages, "sections": []})
+    header = stream.Header(
+        **{
+            **header.__dict__,
+            "codec": raw.name,
+            "codec_version": raw.version,
+            "abs_bound": 0.0,
+            "stages": stages,
+            "sections": [],
+        }
+    )
     return stream.pack(header, sections)
 
 
@@ -264,8 +292,7 @@ def _compress_psnr(header, codec: Codec, work: np.ndarray, bound: Bound) -> byte
     eb = psnr_to_abs(bound.value, value_range)
     for _ in range(PSNR_RETRIES):
         blob = _compress_abs(header, codec, work, eb)
-        got = measure_psnr(work, decompress(blob).reshape(work.shape) if header.order == "C"
-                           else decompress(blob).T)
+        got = measure_psnr(work, decompress(blob).reshape(work.shape) if header.order == "C" else decompress(blob).T)
         if got >= bound.value:
             return blob
         # tighten by the deficit (PSNR moves 20 dB per decade of the bound) plus a margin
@@ -295,8 +322,15 @@ def _compress_device(data, codec: str, bound: Bound, options: dict) -> bytes:
     unusable = work.size == 0 or not (eb > 0 and math.isfinite(eb)) or eb < _smallest_useful_bound(work)
     if unusable:  # the exact paths are host code; same stream either way
         return compress(cp.asnumpy(data), codec, **{bound.mode: bound.value}, **options)
-    header = stream.Header(codec=codec_obj.name, codec_version=codec_obj.version, dtype=np.dtype(data.dtype).str,
-                           shape=data.shape, order=order, bound=bound.to_json(), abs_bound=eb)
+    header = stream.Header(
+        codec=codec_obj.name,
+        codec_version=codec_obj.version,
+        dtype=np.dtype(data.dtype).str,
+        shape=data.shape,
+        order=order,
+        bound=bound.to_json(),
+        abs_bound=eb,
+    )
     header.stages, sections = codec_obj.encode_device(work, eb)
     blob = stream.pack(header, sections)
     if len(blob) > work.nbytes + stream.OVERHEAD + 512:

@@ -47,8 +47,9 @@ class Codec:
     def encode(self, data: np.ndarray, eb: float) -> tuple[list[dict], list[tuple[str, bytes]]]:
         raise NotImplementedError
 
-    def decode(self, stages: list[dict], sections: dict, shape: tuple[int, ...], dtype: np.dtype,
-               eb: float) -> np.ndarray:
+    def decode(
+        self, stages: list[dict], sections: dict, shape: tuple[int, ...], dtype: np.dtype, eb: float
+    ) -> np.ndarray:
         raise NotImplementedError
 
     def __repr__(self) -> str:

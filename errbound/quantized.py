@@ -44,15 +44,25 @@ from .stages.predictors.integer_lorenzo import quantize_residuals as _quantize_r
 from .stages.quantizers.prequantize import code_type, prequantize
 from .stages.quantizers.prequantize import dequantize as _dequantize
 
-__all__ = ["QuantizedArray", "quantize", "dequantize", "encode_codes", "decode_codes", "predict", "unpredict",
-           "quantize_residuals", "encode_residuals", "dequantize_residuals"]
+__all__ = [
+    "QuantizedArray",
+    "quantize",
+    "dequantize",
+    "encode_codes",
+    "decode_codes",
+    "predict",
+    "unpredict",
+    "quantize_residuals",
+    "encode_residuals",
+    "dequantize_residuals",
+]
 
 _MAGIC = b"EBQ1"
 # magic, int bytes, ndim, code width, dense planes, flags, lengths of masks / dense planes /
 # sparse planes / wide residuals, count
 _HEAD = struct.Struct("<4sBBBBB3xQQQQQ")
 _CHECKSUM = 1
-_UNPREDICTED = 2   # the values were stored as they are, not as Lorenzo residuals
+_UNPREDICTED = 2  # the values were stored as they are, not as Lorenzo residuals
 _CRC = struct.Struct("<I")
 # zstd where it pays: the block bitmaps and the sparse (high) bit planes; the dense low
 # planes are close to random and are stored as they are
@@ -63,17 +73,18 @@ _LOSSLESS = ZstdLossless(level=1)
 class QuantizedArray:
     """Integer codes on the grid of step 2*eb, plus the values that must be stored exactly."""
 
-    codes: np.ndarray           # flat int32 or int64, C order of the array
-    outlier_index: np.ndarray   # flat indices (int64)
-    outlier_value: np.ndarray   # exact values (the input dtype)
+    codes: np.ndarray  # flat int32 or int64, C order of the array
+    outlier_index: np.ndarray  # flat indices (int64)
+    outlier_value: np.ndarray  # exact values (the input dtype)
     eb: float
     shape: tuple[int, ...]
     dtype: np.dtype
-    predicted: bool = False     # codes holds their Lorenzo residuals (quantize(predict=True))
+    predicted: bool = False  # codes holds their Lorenzo residuals (quantize(predict=True))
 
 
-def quantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None = None,
-             predict: bool = False) -> QuantizedArray:
+def quantize(
+    data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None = None, predict: bool = False
+) -> QuantizedArray:
     """q = round(x / 2eb). Points whose reconstruction q*2eb misses eb in the input dtype, that
     overflow the integer type, or are NaN/Inf/-0.0 are listed as exact outliers.
 
@@ -85,8 +96,7 @@ def quantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None
     _check_quantize_args("quantize", data, out, int_dtype)
     contiguous = np.ascontiguousarray(data)
     if not predict:
-        codes, idx, values = prequantize(contiguous, float(eb), int_dtype,
-                                         out=None if out is None else out.reshape(-1))
+        codes, idx, values = prequantize(contiguous, float(eb), int_dtype, out=None if out is None else out.reshape(-1))
         return QuantizedArray(codes, idx, values, float(eb), data.shape, data.dtype)
     flat = contiguous.reshape(-1)
     int_dtype, limit = code_type(flat, float(eb), int_dtype, out)
@@ -100,31 +110,41 @@ def quantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | None
 def _check_quantize_args(what: str, data, out, int_dtype) -> None:
     if not isinstance(data, np.ndarray) or data.dtype.kind != "f":
         raise UnsupportedInputError(f"{what} expects a float32/float64 numpy array")
-    if out is not None and not (isinstance(out, np.ndarray) and out.dtype in (np.int32, np.int64)
-                                and out.flags.c_contiguous and out.flags.writeable and out.size == data.size):
-        raise UnsupportedInputError("out= must be a writable C-contiguous int32/int64 array with one "
-                                    "element per value")
+    if out is not None and not (
+        isinstance(out, np.ndarray)
+        and out.dtype in (np.int32, np.int64)
+        and out.flags.c_contiguous
+        and out.flags.writeable
+        and out.size == data.size
+    ):
+        raise UnsupportedInputError("out= must be a writable C-contiguous int32/int64 array with one element per value")
     if int_dtype is not None and np.dtype(int_dtype) not in (np.int32, np.int64):
         raise UnsupportedInputError(f"int_dtype must be int32 or int64, got {np.dtype(int_dtype)}")
     if out is not None and int_dtype is not None and np.dtype(int_dtype) != out.dtype:
         raise UnsupportedInputError(f"int_dtype {np.dtype(int_dtype)} does not match out= of {out.dtype}")
 
 
-def dequantize(codes: np.ndarray | QuantizedArray, eb: float | None = None, dtype=None,
-               out: np.ndarray | None = None) -> np.ndarray:
+def dequantize(
+    codes: np.ndarray | QuantizedArray, eb: float | None = None, dtype=None, out: np.ndarray | None = None
+) -> np.ndarray:
     """codes * 2eb in dtype (outliers of a QuantizedArray put back exactly): the float64
     product, rounded once. ``out`` (C-contiguous, as many elements as codes) receives the
     values in place, e.g. a message buffer; its dtype is the output dtype."""
     if out is not None:
-        if not (isinstance(out, np.ndarray) and out.flags.c_contiguous and out.dtype.kind == "f"
-                and out.size == np.size(codes.codes if isinstance(codes, QuantizedArray) else codes)):
+        if not (
+            isinstance(out, np.ndarray)
+            and out.flags.c_contiguous
+            and out.dtype.kind == "f"
+            and out.size == np.size(codes.codes if isinstance(codes, QuantizedArray) else codes)
+        ):
             raise UnsupportedInputError("out= must be a C-contiguous float array with one element per code")
         dtype = out.dtype
     if isinstance(codes, QuantizedArray):
         q = codes
         if q.predicted:
-            raise UnsupportedInputError("these codes are Lorenzo residuals (quantize(predict=True)): "
-                                        "unpredict them first")
+            raise UnsupportedInputError(
+                "these codes are Lorenzo residuals (quantize(predict=True)): unpredict them first"
+            )
         result = _dequantize(q.codes, q.eb, dtype or q.dtype, q.outlier_index, q.outlier_value, out=out)
         return out if out is not None else result.reshape(q.shape)
     result = _dequantize(np.ascontiguousarray(codes).reshape(-1), float(eb), np.dtype(dtype), out=out)
@@ -136,8 +156,13 @@ def predict(codes: np.ndarray, shape=None, out: np.ndarray | None = None) -> np.
     into ``out`` (flat, same size and dtype) when given. Linear in the codes."""
     codes = np.ascontiguousarray(codes)
     shape = _checked_shape(codes, shape)
-    if out is not None and not (isinstance(out, np.ndarray) and out.dtype == codes.dtype and out.size == codes.size
-                                and out.flags.c_contiguous and out.flags.writeable):
+    if out is not None and not (
+        isinstance(out, np.ndarray)
+        and out.dtype == codes.dtype
+        and out.size == codes.size
+        and out.flags.c_contiguous
+        and out.flags.writeable
+    ):
         raise UnsupportedInputError(f"out= must be a writable C-contiguous {codes.dtype} array of {codes.size} values")
     return lorenzo_residuals(codes.reshape(-1), shape, None if out is None else out.reshape(-1))
 
@@ -151,8 +176,9 @@ def unpredict(residuals: np.ndarray, shape=None) -> np.ndarray:
     return lorenzo_restore(residuals.reshape(-1), shape)
 
 
-def dequantize_residuals(residuals: np.ndarray, shape, out: np.ndarray, *, eb: float | None = None,
-                         divisor: int | None = None) -> np.ndarray:
+def dequantize_residuals(
+    residuals: np.ndarray, shape, out: np.ndarray, *, eb: float | None = None, divisor: int | None = None
+) -> np.ndarray:
     """unpredict(residuals, shape) and the floats of the codes in one pass: residuals become
     the codes (in place) and ``out`` (C-contiguous floats, one per code) receives
     ``codes * 2eb`` as dequantize() computes it, or with ``divisor=M`` the correctly rounded
@@ -160,8 +186,13 @@ def dequantize_residuals(residuals: np.ndarray, shape, out: np.ndarray, *, eb: f
     Outliers are the caller's to put back."""
     if (eb is None) == (divisor is None):
         raise UnsupportedInputError("dequantize_residuals takes exactly one of eb= and divisor=")
-    if not (isinstance(out, np.ndarray) and out.flags.c_contiguous and out.flags.writeable
-            and out.dtype.kind == "f" and out.size == np.size(residuals)):
+    if not (
+        isinstance(out, np.ndarray)
+        and out.flags.c_contiguous
+        and out.flags.writeable
+        and out.dtype.kind == "f"
+        and out.size == np.size(residuals)
+    ):
         raise UnsupportedInputError("out= must be a writable C-contiguous float array with one element per code")
     if not (isinstance(residuals, np.ndarray) and residuals.flags.c_contiguous and residuals.flags.writeable):
         raise UnsupportedInputError("dequantize_residuals restores in place: give it a writable C-contiguous array")
@@ -206,19 +237,20 @@ class CodeStreamParts:
     """The pieces of an encoded code stream, as the bit-shuffle stage produces them."""
 
     shape: tuple[int, ...]
-    dtype: np.dtype            # int32 or int64
+    dtype: np.dtype  # int32 or int64
     width: int
-    dense: int                 # planes below this index are stored without zstd
-    masks: np.ndarray          # per-block plane bitmaps
-    dense_planes: np.ndarray   # uint32 words
+    dense: int  # planes below this index are stored without zstd
+    masks: np.ndarray  # per-block plane bitmaps
+    dense_planes: np.ndarray  # uint32 words
     sparse_planes: np.ndarray  # uint32 words
     wide_index: np.ndarray
     wide_value: np.ndarray
-    predicted: bool = True     # the planes hold Lorenzo residuals (else the values themselves)
+    predicted: bool = True  # the planes hold Lorenzo residuals (else the values themselves)
 
 
-def encode_codes(codes: np.ndarray, shape=None, width: int | None = None, checksum: bool = True,
-                 predict: bool = True) -> bytes:
+def encode_codes(
+    codes: np.ndarray, shape=None, width: int | None = None, checksum: bool = True, predict: bool = True
+) -> bytes:
     """Losslessly encode an int32/int64 code array (flat, C order of `shape`).
 
     ``width`` caps the zigzagged residual width (wider ones are stored exactly on the side);
@@ -242,12 +274,23 @@ def encode_residuals(residuals: np.ndarray, shape=None, width: int | None = None
     return _encode_planes(residuals.reshape(-1), shape, width, checksum, predicted=True)
 
 
-def _encode_planes(values: np.ndarray, shape: tuple[int, ...], width: int | None, checksum: bool,
-                   predicted: bool) -> bytes:
+def _encode_planes(
+    values: np.ndarray, shape: tuple[int, ...], width: int | None, checksum: bool, predicted: bool
+) -> bytes:
     masks, dense_planes, sparse_planes, wide_idx, wide_val, dense = bitshuffle.shuffle(values, width)
     bits = values.dtype.itemsize * 8
-    parts = CodeStreamParts(shape, values.dtype, bits if width is None else int(width), dense, masks,
-                            dense_planes, sparse_planes, wide_idx, wide_val, predicted)
+    parts = CodeStreamParts(
+        shape,
+        values.dtype,
+        bits if width is None else int(width),
+        dense,
+        masks,
+        dense_planes,
+        sparse_planes,
+        wide_idx,
+        wide_val,
+        predicted,
+    )
     return pack_code_stream(parts, checksum)
 
 
@@ -262,8 +305,16 @@ def pack_code_stream(parts: CodeStreamParts, checksum: bool = True) -> bytes:
     ]
     lengths = [sum(memoryview(piece).nbytes for piece in sec) for sec in sections]
     count = math.prod(parts.shape)
-    head = _HEAD.pack(_MAGIC, parts.dtype.itemsize, len(parts.shape), parts.width, parts.dense,
-                      (_CHECKSUM if checksum else 0) | (0 if parts.predicted else _UNPREDICTED), *lengths, count)
+    head = _HEAD.pack(
+        _MAGIC,
+        parts.dtype.itemsize,
+        len(parts.shape),
+        parts.width,
+        parts.dense,
+        (_CHECKSUM if checksum else 0) | (0 if parts.predicted else _UNPREDICTED),
+        *lengths,
+        count,
+    )
     dims = struct.pack(f"<{len(parts.shape)}Q", *parts.shape)
     body = b"".join([head, dims, *(piece for sec in sections for piece in sec)])
     return body + (_CRC.pack(zlib.crc32(body)) if checksum else b"")
@@ -294,7 +345,7 @@ def unpack_code_stream(blob) -> CodeStreamParts:
         raise CorruptStreamError("code stream lengths are inconsistent")
     sections = []
     for length in lengths:
-        sections.append(view[pos:pos + length])
+        sections.append(view[pos : pos + length])
         pos += length
     dtype = np.dtype(np.int32 if itemsize == 4 else np.int64)
     nblocks = (count + bitshuffle.BLOCK - 1) // bitshuffle.BLOCK
@@ -313,12 +364,14 @@ def unpack_code_stream(blob) -> CodeStreamParts:
         wide_idx, wide_val = decode_patches(sections[3], dtype, count, _LOSSLESS)
     else:
         wide_idx, wide_val = np.zeros(0, np.int64), np.zeros(0, dtype)
-    return CodeStreamParts(tuple(shape), dtype, width, dense, masks, planes[0], planes[1], wide_idx, wide_val,
-                           not flags & _UNPREDICTED)
+    return CodeStreamParts(
+        tuple(shape), dtype, width, dense, masks, planes[0], planes[1], wide_idx, wide_val, not flags & _UNPREDICTED
+    )
 
 
-def decode_codes(blob, *, scratch_slot: str | None = None, add_to: np.ndarray | None = None,
-                 predicted: bool | None = None) -> np.ndarray:
+def decode_codes(
+    blob, *, scratch_slot: str | None = None, add_to: np.ndarray | None = None, predicted: bool | None = None
+) -> np.ndarray:
     """Inverse of encode_codes: the integer array that was encoded, reshaped to its shape.
 
     ``scratch_slot`` decodes into that thread-local scratch slot (see errbound.scratch)
@@ -330,18 +383,28 @@ def decode_codes(blob, *, scratch_slot: str | None = None, add_to: np.ndarray | 
     container whose stage chain names the Lorenzo step does."""
     parts = unpack_code_stream(blob)
     if predicted is not None and parts.predicted != predicted:
-        raise CorruptStreamError("code stream was written " + ("without" if predicted else "with")
-                                 + " the Lorenzo step, unlike what its container says")
+        raise CorruptStreamError(
+            "code stream was written "
+            + ("without" if predicted else "with")
+            + " the Lorenzo step, unlike what its container says"
+        )
     count = math.prod(parts.shape)
     if add_to is not None:
-        if not (isinstance(add_to, np.ndarray) and add_to.dtype == parts.dtype and add_to.size == count
-                and add_to.flags.c_contiguous and add_to.flags.writeable):
-            raise UnsupportedInputError(f"add_to= must be a writable C-contiguous {parts.dtype} array of "
-                                        f"{count} values, as the stream holds")
+        if not (
+            isinstance(add_to, np.ndarray)
+            and add_to.dtype == parts.dtype
+            and add_to.size == count
+            and add_to.flags.c_contiguous
+            and add_to.flags.writeable
+        ):
+            raise UnsupportedInputError(
+                f"add_to= must be a writable C-contiguous {parts.dtype} array of {count} values, as the stream holds"
+            )
         if not parts.predicted:
             flat = add_to.reshape(-1)
-            bitshuffle.unshuffle(parts.masks, parts.dense_planes, parts.sparse_planes, parts.dense,
-                                 count, parts.dtype, flat, add=True)
+            bitshuffle.unshuffle(
+                parts.masks, parts.dense_planes, parts.sparse_planes, parts.dense, count, parts.dtype, flat, add=True
+            )
             if parts.wide_index.size:
                 flat[parts.wide_index] += parts.wide_value  # unshuffle added zeros there
             return add_to
@@ -352,8 +415,9 @@ def decode_codes(blob, *, scratch_slot: str | None = None, add_to: np.ndarray | 
 
 def _decode(parts: CodeStreamParts, count: int, scratch_slot: str | None) -> np.ndarray:
     out = None if scratch_slot is None else scratch(scratch_slot, count, parts.dtype)
-    values = bitshuffle.unshuffle(parts.masks, parts.dense_planes, parts.sparse_planes, parts.dense,
-                                  count, parts.dtype, out)
+    values = bitshuffle.unshuffle(
+        parts.masks, parts.dense_planes, parts.sparse_planes, parts.dense, count, parts.dtype, out
+    )
     if parts.wide_index.size:
         values[parts.wide_index] = parts.wide_value
     return lorenzo_restore(values, parts.shape) if parts.predicted else values

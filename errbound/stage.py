@@ -79,7 +79,8 @@ class Stage:
             if isinstance(rec, dict) and rec.get("name") == cls.name:
                 if int(rec.get("version", 0)) > cls.version:
                     raise UnsupportedStreamError(
-                        f"stage '{cls.name}' version {rec['version']} is newer than this errbound reads ({cls.version})")
+                        f"stage '{cls.name}' version {rec['version']} is newer than this errbound reads ({cls.version})"
+                    )
                 try:
                     return cls.from_params(rec["params"])
                 except (KeyError, TypeError, ValueError, OverflowError) as exc:

@@ -78,8 +78,13 @@ class Header:
         except (ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError, RecursionError) as exc:
             raise CorruptStreamError(f"stream header is not valid: {exc}") from None
         for st in header.stages:  # every writer stores {"name": str, "version": int, "params": dict}
-            if not (isinstance(st, dict) and isinstance(st.get("name"), str) and isinstance(st.get("params"), dict)
-                    and isinstance(st.get("version"), int) and not isinstance(st.get("version"), bool)):
+            if not (
+                isinstance(st, dict)
+                and isinstance(st.get("name"), str)
+                and isinstance(st.get("params"), dict)
+                and isinstance(st.get("version"), int)
+                and not isinstance(st.get("version"), bool)
+            ):
                 raise CorruptStreamError(f"stream header has a malformed stage record {st!r:.200}")
         return header
 
@@ -120,13 +125,13 @@ def unpack(blob) -> tuple[Header, dict[str, memoryview]]:
         raise CorruptStreamError("stream checksum mismatch: the stream is truncated or damaged")
     if _PREFIX.size + head_len > body_end:
         raise CorruptStreamError("stream header length runs past the end of the stream")
-    header = Header.from_json(bytes(view[_PREFIX.size:_PREFIX.size + head_len]))
+    header = Header.from_json(bytes(view[_PREFIX.size : _PREFIX.size + head_len]))
     pos = _PREFIX.size + head_len
     sections = {}
     for name, length in header.sections:
         if length < 0 or pos + length > body_end:
             raise CorruptStreamError(f"section '{name}' runs past the end of the stream")
-        sections[name] = view[pos:pos + length]
+        sections[name] = view[pos : pos + length]
         pos += length
     if pos != body_end:
         raise CorruptStreamError(f"{body_end - pos} unexpected bytes after the last section")

@@ -25,8 +25,10 @@ def main() -> None:
 
     field = demo_field()
     bound = args.rel * float(field.max() - field.min())
-    print(f"built-in field: {field.shape} {field.dtype}, {field.nbytes / 1e6:.1f} MB, "
-          f"rel bound {args.rel:g} = abs {bound:.3g}")
+    print(
+        f"built-in field: {field.shape} {field.dtype}, {field.nbytes / 1e6:.1f} MB, "
+        f"rel bound {args.rel:g} = abs {bound:.3g}"
+    )
     print(f"{'codec':8s} {'ratio':>8s} {'PSNR dB':>8s} {'err/bound':>10s} {'comp MB/s':>10s} {'dec MB/s':>9s}")
     worst = 0.0
     for name in (n for n in errbound.codecs() if n != "raw"):
@@ -38,8 +40,10 @@ def main() -> None:
         t2 = time.perf_counter()
         err = float(np.max(np.abs(restored.astype(np.float64) - field)))
         worst = max(worst, err / bound)
-        print(f"{name:8s} {field.nbytes / len(blob):8.2f} {psnr(field, restored):8.2f} {err / bound:10.4f} "
-              f"{field.nbytes / (t1 - t0) / 1e6:10.0f} {field.nbytes / (t2 - t1) / 1e6:9.0f}")
+        print(
+            f"{name:8s} {field.nbytes / len(blob):8.2f} {psnr(field, restored):8.2f} {err / bound:10.4f} "
+            f"{field.nbytes / (t1 - t0) / 1e6:10.0f} {field.nbytes / (t2 - t1) / 1e6:9.0f}"
+        )
     print("bound held for every codec" if worst <= 1.0 else "BOUND VIOLATED")
     raise SystemExit(0 if worst <= 1.0 else 1)
 

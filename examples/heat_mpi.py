@@ -71,7 +71,9 @@ class Heat:
         self.heating[...] = 0.0
         for (cy, cx), (vy, vx) in zip(self.centres, self.speeds, strict=True):
             py, px = (cy + vy * step) % SHAPE[0], (cx + vx * step) % SHAPE[1]
-            self.heating += 0.4 * np.outer(np.exp(-((self.y - py) / 12.0) ** 2), np.exp(-((self.x - px) / 12.0) ** 2))
+            self.heating += 0.4 * np.outer(
+                np.exp(-(((self.y - py) / 12.0) ** 2)), np.exp(-(((self.x - px) / 12.0) ** 2))
+            )
         return self.heating
 
     def ambient_field(self, step: int) -> np.ndarray:
@@ -89,7 +91,9 @@ class Heat:
         lap = np.zeros_like(t[1:-1])
         lap += t[:-2] + t[2:] - 2 * t[1:-1]
         lap[:, 1:-1] += t[1:-1, :-2] + t[1:-1, 2:] - 2 * t[1:-1, 1:-1]
-        t[1:-1] += self.dt * (self.alpha * lap + self.heating[self.rows] + self.relax * (self.ambient[self.rows] - t[1:-1]))
+        t[1:-1] += self.dt * (
+            self.alpha * lap + self.heating[self.rows] + self.relax * (self.ambient[self.rows] - t[1:-1])
+        )
 
     def exchange_halos(self) -> None:
         up = self.rank - 1 if self.rank > 0 else MPI.PROC_NULL
@@ -97,7 +101,7 @@ class Heat:
         self.comm.Sendrecv(self.temp[1], up, 0, self.temp[-1], down, 0)
         self.comm.Sendrecv(self.temp[-2], down, 1, self.temp[0], up, 1)
         if up == MPI.PROC_NULL:
-            self.temp[0] = self.temp[1]    # insulated edges
+            self.temp[0] = self.temp[1]  # insulated edges
         if down == MPI.PROC_NULL:
             self.temp[-1] = self.temp[-2]
 
@@ -131,15 +135,19 @@ def main() -> None:
     height = terrain(args.terrain)
     fast, exact = Heat(comm, height), Heat(world, height)
     if rank == 0:
-        print(f"{world.Get_size()} ranks, grid {SHAPE[0]}x{SHAPE[1]} float64, rel bound {args.rel:g}; "
-              "errors are max |compressed - uncompressed| / bound")
-        print(f"{'step':>5s} {'Allreduce':>10s} {'Bcast':>8s} {'T drift':>10s} {'sent MB':>8s} {'saved MB':>9s} {'ratio':>6s}")
+        print(
+            f"{world.Get_size()} ranks, grid {SHAPE[0]}x{SHAPE[1]} float64, rel bound {args.rel:g}; "
+            "errors are max |compressed - uncompressed| / bound"
+        )
+        print(
+            f"{'step':>5s} {'Allreduce':>10s} {'Bcast':>8s} {'T drift':>10s} {'sent MB':>8s} {'saved MB':>9s} {'ratio':>6s}"
+        )
     worst = 0.0
     for step in range(args.steps):
         heating_bound = args.rel * value_range(exact.deposit(step))  # rel: the inputs' global range
         fast.step(step)
         exact.step(step)
-        ambient_bound = args.rel * float(np.ptp(exact.ambient))       # rel: the root's field
+        ambient_bound = args.rel * float(np.ptp(exact.ambient))  # rel: the root's field
         e_sum = global_max(float(np.max(np.abs(fast.heating - exact.heating)))) / heating_bound
         e_bcast = global_max(float(np.max(np.abs(fast.ambient - exact.ambient)))) / ambient_bound
         drift = global_max(float(np.max(np.abs(fast.temp[1:-1] - exact.temp[1:-1]))))
@@ -147,8 +155,10 @@ def main() -> None:
         sent = world.allreduce(comm.stats.sent)
         raw = world.allreduce(comm.stats.raw)
         if rank == 0 and (step % args.every == 0 or step == args.steps - 1):
-            print(f"{step:5d} {down(e_sum):>10s} {down(e_bcast):>8s} {drift:10.2e} {sent / 1e6:8.2f} "
-                  f"{(raw - sent) / 1e6:9.2f} {raw / sent:6.1f}")
+            print(
+                f"{step:5d} {down(e_sum):>10s} {down(e_bcast):>8s} {drift:10.2e} {sent / 1e6:8.2f} "
+                f"{(raw - sent) / 1e6:9.2f} {raw / sent:6.1f}"
+            )
     if rank == 0:
         print(f"worst collective error / bound over {args.steps} steps: {down(worst, 6)} (contract: <= 1)")
     comm.Free()

@@ -58,6 +58,13 @@ from .stats import Stats
 from .transport.nonblocking import CompressedRequest
 
 __all__ = [
-    "CompressedComm", "CompressedRequest", "DEFAULT_MIN_BYTES", "Stats", "CollectiveError",
-    "MismatchError", "SettingsError", "SettingsMismatchError", "UnsupportedOperationError",
+    "CompressedComm",
+    "CompressedRequest",
+    "DEFAULT_MIN_BYTES",
+    "Stats",
+    "CollectiveError",
+    "MismatchError",
+    "SettingsError",
+    "SettingsMismatchError",
+    "UnsupportedOperationError",
 ]

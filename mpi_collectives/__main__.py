@@ -30,12 +30,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     bound.add_argument("--abs", type=float, help="absolute error bound on every collective's result")
     bound.add_argument("--rel", type=float, help="error bound relative to the global value range")
     parser.add_argument("--codec", default="fz", help="errbound codec for Bcast/Gather/... blocks (default fz)")
-    parser.add_argument("--min-bytes", type=int, default=DEFAULT_MIN_BYTES,
-                        help=f"compress messages of at least this many bytes (default {DEFAULT_MIN_BYTES})")
+    parser.add_argument(
+        "--min-bytes",
+        type=int,
+        default=DEFAULT_MIN_BYTES,
+        help=f"compress messages of at least this many bytes (default {DEFAULT_MIN_BYTES})",
+    )
     parser.add_argument("--consistent", action="store_true", help="Bcast roots keep what the receivers get")
-    parser.add_argument("--no-adapt", dest="adapt", action="store_false",
-                        help="always compress (default: time compressed against plain MPI per collective "
-                             "and size and keep the faster)")
+    parser.add_argument(
+        "--no-adapt",
+        dest="adapt",
+        action="store_false",
+        help="always compress (default: time compressed against plain MPI per collective and size and keep the faster)",
+    )
     parser.add_argument("--stats", action="store_true", help="print each rank's compressed traffic at exit")
     parser.add_argument("program", help="the Python script to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
@@ -45,8 +52,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     world = MPI.COMM_WORLD
-    comm = CompressedComm(world, abs=args.abs, rel=args.rel, codec=args.codec,
-                          min_bytes=args.min_bytes, consistent=args.consistent, adapt=args.adapt)
+    comm = CompressedComm(
+        world,
+        abs=args.abs,
+        rel=args.rel,
+        codec=args.codec,
+        min_bytes=args.min_bytes,
+        consistent=args.consistent,
+        adapt=args.adapt,
+    )
     MPI.COMM_WORLD = comm
     sys.argv = [args.program, *args.args]
     sys.path[0] = os.path.dirname(os.path.abspath(args.program))  # as `python app.py` would

@@ -24,13 +24,13 @@ _FORMATS = {"f": np.dtype(np.float32), "d": np.dtype(np.float64)}
 class Buffer:
     """A message as MPI sees it: `blocks` blocks of `count` values, one flat view."""
 
-    flat: np.ndarray          # 1-D native float32/float64 view of blocks * count values
-    count: int                # values per block
+    flat: np.ndarray  # 1-D native float32/float64 view of blocks * count values
+    count: int  # values per block
     blocks: int
     block_shape: tuple[int, ...]  # a C-order shape of one block, for better compression
 
     def block(self, i: int) -> np.ndarray:
-        return self.flat[i * self.count:(i + 1) * self.count]
+        return self.flat[i * self.count : (i + 1) * self.count]
 
 
 def is_in_place(msg) -> bool:

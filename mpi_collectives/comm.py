@@ -61,18 +61,37 @@ class CompressedComm(MPI.Intracomm):
 
     _settings: Settings | None = None
 
-    def __new__(cls, comm: MPI.Intracomm | None = None, *, abs: float | None = None,  # noqa: A002
-                rel: float | None = None, codec: str = "fz", min_bytes: int = DEFAULT_MIN_BYTES,
-                consistent: bool = False, algorithm: str = "auto", segment_bytes: int = 0,
-                bcast_algorithm: str = "auto", adapt: bool = True) -> CompressedComm:
+    def __new__(
+        cls,
+        comm: MPI.Intracomm | None = None,
+        *,
+        abs: float | None = None,  # noqa: A002
+        rel: float | None = None,
+        codec: str = "fz",
+        min_bytes: int = DEFAULT_MIN_BYTES,
+        consistent: bool = False,
+        algorithm: str = "auto",
+        segment_bytes: int = 0,
+        bcast_algorithm: str = "auto",
+        adapt: bool = True,
+    ) -> CompressedComm:
         if comm is None:
             # mpi4py makes new objects of type(self) this way (e.g. Idup): a plain communicator
             return super().__new__(cls)
         if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
             raise TypeError(f"CompressedComm needs an intracommunicator, got {comm!r}")
         obj = super().__new__(cls, MPI.Intracomm.Dup(comm))
-        settings = Settings(_as_float(abs), _as_float(rel), codec, min_bytes, bool(consistent), algorithm,
-                            segment_bytes, bcast_algorithm, bool(adapt))
+        settings = Settings(
+            _as_float(abs),
+            _as_float(rel),
+            codec,
+            min_bytes,
+            bool(consistent),
+            algorithm,
+            segment_bytes,
+            bcast_algorithm,
+            bool(adapt),
+        )
         try:
             agreement.check_settings(obj, settings)
         except Exception:
@@ -104,9 +123,18 @@ class CompressedComm(MPI.Intracomm):
         if comm == MPI.COMM_NULL:
             return comm
         s = self._settings
-        derived = CompressedComm(comm, abs=s.abs, rel=s.rel, codec=s.codec, min_bytes=s.min_bytes,
-                                 consistent=s.consistent, algorithm=s.algorithm, segment_bytes=s.segment_bytes,
-                                 bcast_algorithm=s.bcast_algorithm, adapt=s.adapt)
+        derived = CompressedComm(
+            comm,
+            abs=s.abs,
+            rel=s.rel,
+            codec=s.codec,
+            min_bytes=s.min_bytes,
+            consistent=s.consistent,
+            algorithm=s.algorithm,
+            segment_bytes=s.segment_bytes,
+            bcast_algorithm=s.bcast_algorithm,
+            adapt=s.adapt,
+        )
         MPI.Intracomm.Free(comm)
         return derived
 
@@ -175,6 +203,7 @@ class CompressedComm(MPI.Intracomm):
         def compressed() -> None:
             if not self._allreduce(self._internal, *views, op, "Allreduce"):
                 MPI.Intracomm.Allreduce(self, sendbuf, recvbuf, op)
+
         self._choose("Allreduce", views[0], compressed, lambda: MPI.Intracomm.Allreduce(self, sendbuf, recvbuf, op))
 
     def Iallreduce(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM) -> MPI.Request:
@@ -187,6 +216,7 @@ class CompressedComm(MPI.Intracomm):
         def work() -> None:
             if not self._allreduce(comm, *views, op, "Iallreduce"):
                 comm.Allreduce(sendbuf, recvbuf, op)
+
         return self._worker.submit(work)
 
     def Reduce(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM, root: int = 0) -> None:
@@ -204,13 +234,16 @@ class CompressedComm(MPI.Intracomm):
         send, recv = views
 
         def compressed() -> None:
-            plan = reduction.plan(self._internal, "Reduce", send.flat, agreement.op_code(op), self._settings,
-                               send.block_shape, root)
+            plan = reduction.plan(
+                self._internal, "Reduce", send.flat, agreement.op_code(op), self._settings, send.block_shape, root
+            )
             if plan is None:
                 return MPI.Intracomm.Reduce(self, sendbuf, recvbuf, op, root)
-            reduction.reduce(self._internal, send.flat, None if recv is None else recv.flat, plan, root,
-                          self._settings, self.stats)
+            reduction.reduce(
+                self._internal, send.flat, None if recv is None else recv.flat, plan, root, self._settings, self.stats
+            )
             self.stats.add(calls=1)
+
         self._choose("Reduce", send, compressed, lambda: MPI.Intracomm.Reduce(self, sendbuf, recvbuf, op, root))
 
     def Reduce_scatter_block(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM) -> None:
@@ -225,15 +258,27 @@ class CompressedComm(MPI.Intracomm):
             return super().Reduce_scatter_block(sendbuf, recvbuf, op)
 
         def compressed() -> None:
-            plan = reduction.plan(self._internal, "Reduce_scatter_block", send.flat, agreement.op_code(op),
-                               self._settings, send.block_shape)
+            plan = reduction.plan(
+                self._internal,
+                "Reduce_scatter_block",
+                send.flat,
+                agreement.op_code(op),
+                self._settings,
+                send.block_shape,
+            )
             if plan is None:
                 return MPI.Intracomm.Reduce_scatter_block(self, sendbuf, recvbuf, op)
-            reduction.reduce_scatter_block(self._internal, send.flat, out, plan, send.count, send.block_shape,
-                                        self._settings, self.stats)
+            reduction.reduce_scatter_block(
+                self._internal, send.flat, out, plan, send.count, send.block_shape, self._settings, self.stats
+            )
             self.stats.add(calls=1)
-        self._choose("Reduce_scatter_block", send, compressed,
-                     lambda: MPI.Intracomm.Reduce_scatter_block(self, sendbuf, recvbuf, op))
+
+        self._choose(
+            "Reduce_scatter_block",
+            send,
+            compressed,
+            lambda: MPI.Intracomm.Reduce_scatter_block(self, sendbuf, recvbuf, op),
+        )
 
     # -- data movement -------------------------------------------------------------------------
 
@@ -258,6 +303,7 @@ class CompressedComm(MPI.Intracomm):
         def compressed() -> None:
             if not movement.bcast(self._internal, view, root, self._settings, keep, self.stats):
                 MPI.Intracomm.Bcast(self, buf, root)
+
         self._choose("Bcast", view, compressed, lambda: MPI.Intracomm.Bcast(self, buf, root))
 
     def Ibcast(self, buf, root: int = 0, *, consistent: bool | None = None) -> MPI.Request:
@@ -270,6 +316,7 @@ class CompressedComm(MPI.Intracomm):
         def work() -> None:
             if not movement.bcast(comm, view, root, self._settings, keep, self.stats):
                 comm.Bcast(buf, root)
+
         return self._worker.submit(work)
 
     def Gather(self, sendbuf, recvbuf, root: int = 0) -> None:
@@ -280,8 +327,10 @@ class CompressedComm(MPI.Intracomm):
             if self.Get_rank() == root:
                 recv = parse(recvbuf, blocks=self.Get_size(), writable=True)
                 send = None if is_in_place(sendbuf) else parse(sendbuf)
-                ok = self._large(recv) and (is_in_place(sendbuf) or (
-                    send is not None and send.count == recv.count and send.flat.dtype == recv.flat.dtype))
+                ok = self._large(recv) and (
+                    is_in_place(sendbuf)
+                    or (send is not None and send.count == recv.count and send.flat.dtype == recv.flat.dtype)
+                )
             elif not is_in_place(sendbuf):
                 send = parse(sendbuf)
                 ok = self._large(send)
@@ -291,8 +340,13 @@ class CompressedComm(MPI.Intracomm):
         def compressed() -> None:
             if not movement.gather(self._internal, send, recv, root, self._settings, self.stats):
                 MPI.Intracomm.Gather(self, sendbuf, recvbuf, root)
-        self._choose("Gather", recv if send is None else send, compressed,
-                     lambda: MPI.Intracomm.Gather(self, sendbuf, recvbuf, root))
+
+        self._choose(
+            "Gather",
+            recv if send is None else send,
+            compressed,
+            lambda: MPI.Intracomm.Gather(self, sendbuf, recvbuf, root),
+        )
 
     def Scatter(self, sendbuf, recvbuf, root: int = 0) -> None:
         """mpi4py's Scatter; other ranks' blocks arrive within the bound, the root's own exact."""
@@ -302,8 +356,10 @@ class CompressedComm(MPI.Intracomm):
             if self.Get_rank() == root:
                 send = parse(sendbuf, blocks=self.Get_size())
                 recv = None if is_in_place(recvbuf) else parse(recvbuf, writable=True)
-                ok = self._large(send) and (is_in_place(recvbuf) or (
-                    recv is not None and send.count == recv.count and send.flat.dtype == recv.flat.dtype))
+                ok = self._large(send) and (
+                    is_in_place(recvbuf)
+                    or (recv is not None and send.count == recv.count and send.flat.dtype == recv.flat.dtype)
+                )
             elif not is_in_place(recvbuf):
                 recv = parse(recvbuf, writable=True)
                 ok = self._large(recv)
@@ -313,8 +369,13 @@ class CompressedComm(MPI.Intracomm):
         def compressed() -> None:
             if not movement.scatter(self._internal, send, recv, root, self._settings, self.stats):
                 MPI.Intracomm.Scatter(self, sendbuf, recvbuf, root)
-        self._choose("Scatter", send if recv is None else recv, compressed,
-                     lambda: MPI.Intracomm.Scatter(self, sendbuf, recvbuf, root))
+
+        self._choose(
+            "Scatter",
+            send if recv is None else recv,
+            compressed,
+            lambda: MPI.Intracomm.Scatter(self, sendbuf, recvbuf, root),
+        )
 
     def Allgather(self, sendbuf, recvbuf) -> None:
         """mpi4py's Allgather; every block within the bound, the same bytes on every rank."""
@@ -325,6 +386,7 @@ class CompressedComm(MPI.Intracomm):
         def compressed() -> None:
             if not movement.allgather(self._internal, send, recv, self._settings, self.stats):
                 MPI.Intracomm.Allgather(self, sendbuf, recvbuf)
+
         self._choose("Allgather", recv, compressed, lambda: MPI.Intracomm.Allgather(self, sendbuf, recvbuf))
 
     def Alltoall(self, sendbuf, recvbuf) -> None:
@@ -336,6 +398,7 @@ class CompressedComm(MPI.Intracomm):
         def compressed() -> None:
             if not movement.alltoall(self._internal, send, recv, self._settings, self.stats):
                 MPI.Intracomm.Alltoall(self, sendbuf, recvbuf)
+
         self._choose("Alltoall", recv, compressed, lambda: MPI.Intracomm.Alltoall(self, sendbuf, recvbuf))
 
     def _gather_views(self, sendbuf, recvbuf, send_blocks: int) -> tuple[Buffer | None, Buffer | None]:

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 class Machine:
     """What the model needs to know about the hardware and the data."""
 
-    link: float            # bytes/s per rank and direction
-    encode: float          # bytes of floats/s, one core
-    decode: float          # bytes of floats/s, one core
-    ratio: float           # float bytes / compressed bytes on the wire
-    cores: float = 1.0     # cores per rank (0.5 for 4 ranks on 2 cores)
+    link: float  # bytes/s per rank and direction
+    encode: float  # bytes of floats/s, one core
+    decode: float  # bytes of floats/s, one core
+    ratio: float  # float bytes / compressed bytes on the wire
+    cores: float = 1.0  # cores per rank (0.5 for 4 ranks on 2 cores)
     chunk: float = 1 << 20  # bytes of floats per pipeline chunk
-    latency: float = 0.0   # seconds per message (the bed has ~10 us; it is left out there)
+    latency: float = 0.0  # seconds per message (the bed has ~10 us; it is left out there)
 
 
 def plain(op: str, nbytes: float, n: int, link: float) -> float:

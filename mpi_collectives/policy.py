@@ -40,10 +40,10 @@ from collections.abc import Callable
 import numpy as np
 from mpi4py import MPI
 
-_KEEP = 4           # an estimate is the best of the last few timings: noise only slows a run
-CLOSE = 1.25        # estimates within this factor of each other get a second round of exploring
+_KEEP = 4  # an estimate is the best of the last few timings: noise only slows a run
+CLOSE = 1.25  # estimates within this factor of each other get a second round of exploring
 _PERIOD = 64
-MARGIN = 0.9        # compressed is chosen where its best time is below this share of plain's
+MARGIN = 0.9  # compressed is chosen where its best time is below this share of plain's
 
 
 def _probe(call: int) -> bool:
@@ -57,8 +57,8 @@ class _Key:
         self.compressed: list[float] = []
         self.plain: list[float] = []
         self.last_plain = -1.0  # this rank's latest plain time, not yet agreed
-        self.agree_cost = 0.0   # what the last agreement took: charged to the compressed path
-        self.explore_end = 4    # calls before this alternate between the paths
+        self.agree_cost = 0.0  # what the last agreement took: charged to the compressed path
+        self.explore_end = 4  # calls before this alternate between the paths
 
     @staticmethod
     def _best(times: list[float]) -> float:
@@ -84,8 +84,9 @@ class Adaptive:
     def _size_class(nbytes: int) -> int:
         return round(2 * math.log2(max(nbytes, 1)))  # half-octave classes
 
-    def run(self, comm: MPI.Intracomm, what: str, nbytes: int, compressed: Callable[[], object],
-            plain: Callable[[], object]) -> object:
+    def run(
+        self, comm: MPI.Intracomm, what: str, nbytes: int, compressed: Callable[[], object], plain: Callable[[], object]
+    ) -> object:
         """Call compressed() or plain() as the policy decides (compressed() when disabled)."""
         if not self.enabled:
             return compressed()

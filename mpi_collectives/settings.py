@@ -36,9 +36,9 @@ class Settings:
     min_bytes: int
     consistent: bool
     algorithm: str
-    segment_bytes: int = 0      # pipelined chunk size in bytes of floats; 0: the default
+    segment_bytes: int = 0  # pipelined chunk size in bytes of floats; 0: the default
     bcast_algorithm: str = "auto"
-    adapt: bool = True          # time compressed against plain MPI and keep the faster
+    adapt: bool = True  # time compressed against plain MPI and keep the faster
 
     def problem(self) -> str | None:
         """Why these settings are invalid, or None."""
@@ -101,17 +101,21 @@ def agree(comm: MPI.Intracomm, what: str, equal: dict[str, float], maxima: Seque
     k = len(names)
     vec = np.empty(2 * k + len(maxima), np.float64)
     vec[:k] = [equal[n] for n in names]
-    vec[k:2 * k] = -vec[:k]
-    vec[2 * k:] = maxima
+    vec[k : 2 * k] = -vec[:k]
+    vec[2 * k :] = maxima
     comm.Allreduce(MPI.IN_PLACE, vec, MPI.MAX)
+
     def show(name: str, value: float) -> str:
         return op_name(int(value)) if name == "op" else f"{value:g}"
 
-    bad = [f"{n} ranges from {show(n, -vec[k + i])} to {show(n, vec[i])}"
-           for i, n in enumerate(names) if vec[i] != -vec[k + i]]
+    bad = [
+        f"{n} ranges from {show(n, -vec[k + i])} to {show(n, vec[i])}"
+        for i, n in enumerate(names)
+        if vec[i] != -vec[k + i]
+    ]
     if bad:
         raise MismatchError(f"{what}: the ranks disagree: " + ", ".join(bad))
-    return vec[2 * k:]
+    return vec[2 * k :]
 
 
 def finite_stats(x: np.ndarray) -> tuple[float, float, bool]:

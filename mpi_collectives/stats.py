@@ -33,8 +33,13 @@ class Stats:
         return self.raw / self.sent if self.sent else float("inf")
 
     def as_dict(self) -> dict:
-        return {"sent_bytes": self.sent, "raw_bytes": self.raw, "calls": self.calls, "messages": self.messages,
-                "ratio": self.ratio}
+        return {
+            "sent_bytes": self.sent,
+            "raw_bytes": self.raw,
+            "calls": self.calls,
+            "messages": self.messages,
+            "ratio": self.ratio,
+        }
 
     def __repr__(self) -> str:
         return f"Stats(sent={self.sent}, raw={self.raw}, calls={self.calls}, messages={self.messages})"

@@ -20,8 +20,12 @@ import errbound
 # Deterministic and database-free, so CI runs the same examples every time; bounded example
 # counts keep the whole suite within its time budget on two cores. Tests pick their own
 # max_examples on top of this profile.
-_COMMON = dict(database=None, deadline=None, print_blob=True,
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+_COMMON = dict(
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.register_profile("errbound", derandomize=True, max_examples=25, **_COMMON)
 # For a bug hunt: ERRBOUND_HYPOTHESIS_PROFILE=explore ERRBOUND_PROPERTY_EXAMPLES=500 pytest ...
 settings.register_profile("explore", derandomize=False, max_examples=200, **_COMMON)
@@ -90,6 +94,7 @@ def shared_data() -> Path:
 
 # --------------------------------------------------------------------------- checks
 
+
 def uint_view(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     return a.view(np.uint32 if a.dtype.itemsize == 4 else np.uint64)
@@ -135,8 +140,9 @@ def expected_order(original: np.ndarray) -> str:
     return "C"
 
 
-def check_roundtrip(original: np.ndarray, decoded: np.ndarray, mode: str, value: float,
-                    blob: bytes | None = None) -> None:
+def check_roundtrip(
+    original: np.ndarray, decoded: np.ndarray, mode: str, value: float, blob: bytes | None = None
+) -> None:
     """Every guarantee of a round trip, with a message that says which one failed and where."""
     assert isinstance(decoded, np.ndarray), type(decoded)
     assert decoded.shape == original.shape, f"shape {decoded.shape} != {original.shape}"
@@ -158,9 +164,7 @@ def check_roundtrip(original: np.ndarray, decoded: np.ndarray, mode: str, value:
     if mode == "pw_rel":
         special |= xf == 0
     bad = np.flatnonzero(special & (xb != yb))
-    assert bad.size == 0, (
-        f"{bad.size} special values not bit-exact, first at {bad[0]}: {x[bad[0]]!r} -> {y[bad[0]]!r}"
-    )
+    assert bad.size == 0, f"{bad.size} special values not bit-exact, first at {bad[0]}: {x[bad[0]]!r} -> {y[bad[0]]!r}"
     finite = np.isfinite(xf)
     assert np.isfinite(yf[finite]).all(), "a finite value came back as NaN or Inf"
 

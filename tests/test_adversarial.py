@@ -161,8 +161,16 @@ def test_adversarial_array(codec, mode, dtype, name):
 def test_bounds_larger_than_the_data_range(codec, dtype):
     x = make("large_offset_ramp", dtype)
     span = float(x.max()) - float(x.min())
-    for mode, value in (("abs", 10 * span), ("abs", 1e20), ("rel", 5.0), ("rel", 1e6),
-                        ("pw_rel", 0.999999), ("pw_rel", 0.5), ("psnr", 1.0), ("psnr", 1e-3)):
+    for mode, value in (
+        ("abs", 10 * span),
+        ("abs", 1e20),
+        ("rel", 5.0),
+        ("rel", 1e6),
+        ("pw_rel", 0.999999),
+        ("pw_rel", 0.5),
+        ("psnr", 1.0),
+        ("psnr", 1e-3),
+    ):
         roundtrip(x, codec, mode, value)
     small = make("denormals", dtype)
     roundtrip(small, codec, "abs", 1.0)
@@ -175,8 +183,12 @@ def test_bounds_larger_than_the_data_range(codec, dtype):
 def test_incompressible_noise_does_not_expand(codec, mode, dtype):
     rng = np.random.default_rng(RNG_SEED + 9)
     x = rng.standard_normal((64, 80)).astype(dtype) * dtype(1e3)
-    tiny = {"abs": float(np.spacing(dtype(1e3))) * 0.5, "rel": 1e-12, "pw_rel": float(np.finfo(dtype).eps),
-            "psnr": 250.0}[mode]
+    tiny = {
+        "abs": float(np.spacing(dtype(1e3))) * 0.5,
+        "rel": 1e-12,
+        "pw_rel": float(np.finfo(dtype).eps),
+        "psnr": 250.0,
+    }[mode]
     blob, _ = roundtrip(x, codec, mode, tiny)
     assert len(blob) <= x.nbytes + 1024, f"{len(blob)} bytes for {x.nbytes} bytes of noise"
 
@@ -195,8 +207,20 @@ def test_bounds_in_the_subnormal_range(codec, dtype):
     """Bounds so small that the codecs' float64 step arithmetic would underflow to zero
     (sz once raised ZeroDivisionError at abs=5e-324 or rel=1e-3 on float64 denormals)."""
     x = make("denormals", dtype)
-    for value in (5e-324, 1e-323, 3e-323, 1e-320, 1e-310, 2.2250738585072014e-308, 3e-308, 1e-300,
-                  1.5e-45, 3e-45, 1e-40, 1e-38):
+    for value in (
+        5e-324,
+        1e-323,
+        3e-323,
+        1e-320,
+        1e-310,
+        2.2250738585072014e-308,
+        3e-308,
+        1e-300,
+        1.5e-45,
+        3e-45,
+        1e-40,
+        1e-38,
+    ):
         roundtrip(x, codec, "abs", value)
     roundtrip(x, codec, "rel", 1e-3)
     roundtrip(x, codec, "rel", 1e-9)

@@ -29,17 +29,41 @@ def test_error_classes_are_value_errors():
         assert issubclass(cls, ErrboundError)
         assert issubclass(cls, ValueError)
     assert issubclass(UnsupportedStreamError, CorruptStreamError)
-    for name in ("ErrboundError", "BoundError", "UnsupportedInputError", "UnknownCodecError",
-                 "CorruptStreamError", "UnsupportedStreamError"):
+    for name in (
+        "ErrboundError",
+        "BoundError",
+        "UnsupportedInputError",
+        "UnknownCodecError",
+        "CorruptStreamError",
+        "UnsupportedStreamError",
+    ):
         assert getattr(errbound, name) is getattr(errbound.errors, name)
 
 
 # --------------------------------------------------------------------------- the array
 
-@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint8, np.uint64, np.bool_, np.float16,
-                                   np.complex64, np.complex128, np.longdouble, object, "U3", "S4", "M8[s]",
-                                   [("a", "<f4")]],
-                         ids=lambda d: np.dtype(d).str)
+
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        np.int8,
+        np.int32,
+        np.int64,
+        np.uint8,
+        np.uint64,
+        np.bool_,
+        np.float16,
+        np.complex64,
+        np.complex128,
+        np.longdouble,
+        object,
+        "U3",
+        "S4",
+        "M8[s]",
+        [("a", "<f4")],
+    ],
+    ids=lambda d: np.dtype(d).str,
+)
 def test_unsupported_dtype(dtype):
     data = np.zeros((3, 4), dtype=dtype)
     if np.dtype(dtype) == np.dtype(np.longdouble) and np.dtype(np.longdouble).itemsize == 8:
@@ -55,12 +79,15 @@ def test_too_many_dimensions(ndim):
         errbound.compress(data, abs=1e-3)
 
 
-@pytest.mark.parametrize("data", [[1.0, 2.0], 1.5, np.float32(1.5), None, "abc", b"\x00" * 8,
-                                  memoryview(b"\x00" * 8), (1.0,)],
-                         ids=["list", "float", "numpy-scalar", "None", "str", "bytes", "memoryview", "tuple"])
+@pytest.mark.parametrize(
+    "data",
+    [[1.0, 2.0], 1.5, np.float32(1.5), None, "abc", b"\x00" * 8, memoryview(b"\x00" * 8), (1.0,)],
+    ids=["list", "float", "numpy-scalar", "None", "str", "bytes", "memoryview", "tuple"],
+)
 def test_not_an_array(data):
-    with pytest.raises(UnsupportedInputError, match=r"expected a numpy array of float32 or float64, got "
-                       + type(data).__name__):
+    with pytest.raises(
+        UnsupportedInputError, match=r"expected a numpy array of float32 or float64, got " + type(data).__name__
+    ):
         errbound.compress(data, abs=1e-3)
 
 
@@ -70,6 +97,7 @@ def test_input_errors_come_before_bound_errors():
 
 
 # --------------------------------------------------------------------------- the bound
+
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("value", [0, 0.0, -0.0, -1e-3, -5])
@@ -93,8 +121,11 @@ def test_infinite_bound(mode, value):
         errbound.compress(GOOD, **{mode: value})
 
 
-@pytest.mark.parametrize("value", ["abc", True, False, 1 + 2j, [0.1], object(), np.array([0.1, 0.2])],
-                         ids=["str", "True", "False", "complex", "list", "object", "array"])
+@pytest.mark.parametrize(
+    "value",
+    ["abc", True, False, 1 + 2j, [0.1], object(), np.array([0.1, 0.2])],
+    ids=["str", "True", "False", "complex", "list", "object", "array"],
+)
 def test_bound_that_is_not_a_number(value):
     with pytest.raises(BoundError, match=r"^abs bound must be a number, got "):
         errbound.compress(GOOD, abs=value)
@@ -129,8 +160,12 @@ def test_bound_accepts_numpy_and_integer_numbers():
 
 # --------------------------------------------------------------------------- the codec
 
-@pytest.mark.parametrize("name", ["nope", "SZ", "", "sz3", None, 5, ("sz",), ["sz"]],
-                         ids=["nope", "SZ", "empty", "sz3", "None", "int", "tuple", "list"])
+
+@pytest.mark.parametrize(
+    "name",
+    ["nope", "SZ", "", "sz3", None, 5, ("sz",), ["sz"]],
+    ids=["nope", "SZ", "empty", "sz3", "None", "int", "tuple", "list"],
+)
 def test_unknown_codec(name):
     with pytest.raises(UnknownCodecError, match=r"(?i)(unknown codec|codec must be a codec name)"):
         errbound.compress(GOOD, name, abs=1e-3)
@@ -157,6 +192,7 @@ def test_codecs_lists_sz_and_zfp():
 
 # --------------------------------------------------------------------------- out=
 
+
 @pytest.mark.parametrize("codec", LOSSY_CODECS)
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_out_receives_the_result(codec, order):
@@ -179,15 +215,19 @@ def test_out_for_0d_and_empty_arrays():
     assert errbound.decompress(blob, out=out) is out
 
 
-@pytest.mark.parametrize("out,problem", [
-    (np.empty((6, 10), np.float64), "dtype"),
-    (np.empty((10, 6), np.float32), "shape"),
-    (np.empty(60, np.float32), "shape"),
-    (np.empty((6, 10), ">f4"), "byte order"),
-    (np.empty((6, 10), np.int32), "dtype"),
-    ([[0.0] * 10] * 6, "not an array"),
-    ("buffer", "not an array"),
-], ids=["float64", "transposed", "flat", "big-endian", "int32", "list", "str"])
+@pytest.mark.parametrize(
+    "out,problem",
+    [
+        (np.empty((6, 10), np.float64), "dtype"),
+        (np.empty((10, 6), np.float32), "shape"),
+        (np.empty(60, np.float32), "shape"),
+        (np.empty((6, 10), ">f4"), "byte order"),
+        (np.empty((6, 10), np.int32), "dtype"),
+        ([[0.0] * 10] * 6, "not an array"),
+        ("buffer", "not an array"),
+    ],
+    ids=["float64", "transposed", "flat", "big-endian", "int32", "list", "str"],
+)
 def test_wrong_out_is_rejected(out, problem):
     blob = errbound.compress(GOOD, abs=1e-3)
     with pytest.raises(UnsupportedInputError, match=r"out= must be a numpy array of shape \(6, 10\) and dtype float32"):
@@ -203,6 +243,7 @@ def test_read_only_out_is_rejected():
 
 
 # --------------------------------------------------------------------------- info
+
 
 @pytest.mark.parametrize("codec", LOSSY_CODECS)
 def test_info_fields(codec):

@@ -52,7 +52,7 @@ def _resolve(name: str, node: ast.ImportFrom | ast.Import, alias: ast.alias | No
         return [alias.name]
     if node.level:
         base = name.split(".") if is_package else name.split(".")[:-1]
-        base = base[:len(base) - (node.level - 1)]
+        base = base[: len(base) - (node.level - 1)]
         target = ".".join(base + ([node.module] if node.module else []))
     else:
         target = node.module
@@ -138,7 +138,11 @@ def core_modules() -> list[str]:
 
 @pytest.mark.parametrize("name", core_modules())
 def test_core_codecs_and_stages_import_no_integration(name):
-    bad = [t for t, _ in imports_of(name) if _in(t, (*INTEGRATION_PREFIXES, "mpi_collectives", "h5py", "numcodecs", "zarr"))]
+    bad = [
+        t
+        for t, _ in imports_of(name)
+        if _in(t, (*INTEGRATION_PREFIXES, "mpi_collectives", "h5py", "numcodecs", "zarr"))
+    ]
     assert not bad, f"{name} imports {bad}"
 
 
@@ -170,8 +174,13 @@ def private_uses(path: Path) -> list[str]:
             for alias in node.names:
                 modules_here.add(alias.asname or alias.name.split(".")[0])
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules_here
-                and node.attr.startswith("_") and not node.attr.startswith("__")):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules_here
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
             bad.append(f"{node.value.id}.{node.attr}")
     return bad
 
@@ -186,8 +195,10 @@ def test_no_module_uses_another_modules_private_names(path):
 
 
 def test_import_errbound_loads_the_core_only():
-    code = ("import sys, json, errbound; print(json.dumps(sorted(m for m in sys.modules if m.startswith('errbound')"
-            " or m.split('.')[0] in ('numba', 'h5py', 'zfpy', 'numcodecs', 'zarr', 'mpi4py', 'llvmlite'))))")
+    code = (
+        "import sys, json, errbound; print(json.dumps(sorted(m for m in sys.modules if m.startswith('errbound')"
+        " or m.split('.')[0] in ('numba', 'h5py', 'zfpy', 'numcodecs', 'zarr', 'mpi4py', 'llvmlite'))))"
+    )
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     foreign = [m for m in loaded if not m.startswith("errbound")]
     assert foreign == [], f"import errbound loads {foreign}"
@@ -195,8 +206,9 @@ def test_import_errbound_loads_the_core_only():
 
 
 def test_public_sub_apis_are_aliases_of_the_integrations():
-    import errbound
     import errbound.hdf5
+
+    import errbound
     import errbound.integrations.hdf5
 
     assert errbound.hdf5 is errbound.integrations.hdf5

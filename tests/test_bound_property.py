@@ -115,8 +115,12 @@ def test_bound_holds_for_random_fields(codec, mode, dtype, data):
 # A fixed grid so every (codec, mode, dtype, ndim, layout) combination runs on every CI run,
 # whatever hypothesis happens to draw.
 GRID_SHAPES = {0: (), 1: (45,), 2: (9, 13), 3: (5, 6, 7), 4: (3, 4, 5, 6)}
-GRID = [(ndim, layout) for ndim in GRID_SHAPES for layout in LAYOUTS
-        if not (ndim == 0 and layout != "C") and not (ndim == 1 and layout == "F")]
+GRID = [
+    (ndim, layout)
+    for ndim in GRID_SHAPES
+    for layout in LAYOUTS
+    if not (ndim == 0 and layout != "C") and not (ndim == 1 and layout == "F")
+]
 
 
 def grid_bounds(mode, x):
@@ -178,8 +182,14 @@ def test_bound_holds_on_anchored_and_sampled_shapes(codec, dtype, shape_name):
     x = smooth_field(LARGE_SHAPES[shape_name], dtype, rng, 50.0, 1.0, 0.02, specials=True)
     top = float(np.max(np.abs(x[np.isfinite(x)])))
     ulp = float(np.spacing(dtype(top)))
-    for mode, value in (("abs", 1e-2 * top), ("abs", 5 * ulp), ("rel", 1e-5), ("pw_rel", 1e-3),
-                        ("pw_rel", 8 * float(np.finfo(dtype).eps)), ("psnr", 70.0)):
+    for mode, value in (
+        ("abs", 1e-2 * top),
+        ("abs", 5 * ulp),
+        ("rel", 1e-5),
+        ("pw_rel", 1e-3),
+        ("pw_rel", 8 * float(np.finfo(dtype).eps)),
+        ("psnr", 70.0),
+    ):
         roundtrip(x, codec, mode, value)
     roundtrip(np.asfortranarray(x), codec, "abs", 1e-3 * top)
 

@@ -13,8 +13,9 @@ import pytest
 
 def run(*args: str, cwd=None, module: str = "errbound.cli", env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "ERRBOUND_PROGRESS": "0", **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+    )
 
 
 def field(shape=(12, 16, 20), dtype=np.float32) -> np.ndarray:
@@ -79,8 +80,23 @@ def test_info_shows_codec_shape_bound_stages_and_ratio(tmp_path):
 
 def test_bench_prints_ours_beside_the_peer(tmp_path):
     np.save(tmp_path / "x.npy", field())
-    res = run("bench", "x.npy", "--rel", "1e-2,1e-3", "--codecs", "sz", "--peers", "zfp", "--repeat", "1",
-              "--min-time", "0", "--json", "b.json", cwd=tmp_path)
+    res = run(
+        "bench",
+        "x.npy",
+        "--rel",
+        "1e-2,1e-3",
+        "--codecs",
+        "sz",
+        "--peers",
+        "zfp",
+        "--repeat",
+        "1",
+        "--min-time",
+        "0",
+        "--json",
+        "b.json",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr
     for text in ("errbound-sz", "zfp", "ratio", "PSNR", "err/eb", "viol", "MB/s"):
         assert text in res.stdout
@@ -133,7 +149,7 @@ def test_corrupt_stream_exits_1_and_writes_nothing(tmp_path, damage):
     if damage == "flip":
         blob[len(blob) // 2] ^= 0x40
     else:
-        del blob[len(blob) // 2:]
+        del blob[len(blob) // 2 :]
     (tmp_path / "x.eb").write_bytes(bytes(blob))
     res = run("decompress", "x.eb", "-o", "y.npy", cwd=tmp_path)
     assert_clean_failure(res, 1)
@@ -174,7 +190,21 @@ def test_bench_compiles_on_a_cold_cache(tmp_path):
     # made the first compilation fail ("once the threads have been launched"), so a fresh
     # install's first `errbound bench` reported every errbound codec as failed
     np.save(tmp_path / "x.npy", field())
-    res = run("bench", "x.npy", "--rel", "1e-2", "--codecs", "fz", "--peers", "none", "--repeat", "1",
-              "--min-time", "0", cwd=tmp_path, env={"NUMBA_CACHE_DIR": str(tmp_path / "cold-cache")})
+    res = run(
+        "bench",
+        "x.npy",
+        "--rel",
+        "1e-2",
+        "--codecs",
+        "fz",
+        "--peers",
+        "none",
+        "--repeat",
+        "1",
+        "--min-time",
+        "0",
+        cwd=tmp_path,
+        env={"NUMBA_CACHE_DIR": str(tmp_path / "cold-cache")},
+    )
     assert res.returncode == 0, res.stderr
     assert "errbound-fz" in res.stdout and "ERROR" not in res.stdout

@@ -34,7 +34,7 @@ def test_chunks_cover_the_range_in_whole_rows():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_decode_kernels_give_the_bits_of_errbound_and_numpy(dtype):
     rng = np.random.default_rng(5)
-    codes = rng.integers(-2**25, 2**25, 300_001).astype(np.int32)
+    codes = rng.integers(-(2**25), 2**25, 300_001).astype(np.int32)
     out = np.empty(codes.size, dtype)
     qz.dequantize(codes, 0.37 / 2, out=out)  # in place, as the collectives decode
     assert np.array_equal(out, qz.dequantize(codes, 0.37 / 2, dtype))
@@ -65,6 +65,7 @@ class _FakeClock:
         def run():
             self.now += self.cost[name]
             record.append(name[0])
+
         return run
 
 

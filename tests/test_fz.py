@@ -81,8 +81,12 @@ def test_integer_sums_of_decoded_codes_equal_sums_of_the_original_codes():
     assert np.array_equal(total.reshape(-1), a + b)
 
 
-@given(st.sampled_from(SHAPES), st.sampled_from([np.int32, np.int64]), st.integers(0, 2**32 - 1),
-       st.sampled_from([None, 3, 17]))
+@given(
+    st.sampled_from(SHAPES),
+    st.sampled_from([np.int32, np.int64]),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([None, 3, 17]),
+)
 def test_residual_sums_restore_to_the_sum_of_the_codes(shape, dtype, seed, width):
     """The reduction path of the collectives: predict each rank's codes, add residuals while
     decoding (wrapping), restore once."""
@@ -101,8 +105,12 @@ def test_residual_sums_restore_to_the_sum_of_the_codes(shape, dtype, seed, width
     assert np.array_equal(codes, a + b)
 
 
-@given(st.sampled_from(SHAPES + [(70, 3, 40), (3, 33, 2), (2, 40, 1, 7)]), st.sampled_from([np.float32, np.float64]),
-       st.integers(0, 2**32 - 1), st.sampled_from([1e-6, 1e-3, 0.5, 1e30]))
+@given(
+    st.sampled_from(SHAPES + [(70, 3, 40), (3, 33, 2), (2, 40, 1, 7)]),
+    st.sampled_from([np.float32, np.float64]),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([1e-6, 1e-3, 0.5, 1e30]),
+)
 def test_quantize_residuals_is_predict_of_quantize_in_one_pass(shape, dtype, seed, eb):
     """Tasks of 32 rows start mid-plane and planes end mid-task; specials and values off the
     grid get code 0 in both."""
@@ -118,8 +126,12 @@ def test_quantize_residuals_is_predict_of_quantize_in_one_pass(shape, dtype, see
     assert quantize_residuals(np.asfortranarray(x), eb, out=out) is out and np.array_equal(out, expected)
 
 
-@given(st.sampled_from(SHAPES + [(70, 3, 40), (2, 40, 1, 7)]), st.sampled_from([np.float32, np.float64]),
-       st.integers(0, 2**32 - 1), st.sampled_from([1e-7, 1e-3, 0.5]))
+@given(
+    st.sampled_from(SHAPES + [(70, 3, 40), (2, 40, 1, 7)]),
+    st.sampled_from([np.float32, np.float64]),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([1e-7, 1e-3, 0.5]),
+)
 def test_quantize_with_predict_gives_the_residuals_and_the_same_outliers(shape, dtype, seed, eb):
     """The fz codec's single pass: the same outliers as quantize(), predict() of its codes,
     and encode_residuals writes the bytes encode_codes writes from the codes."""
@@ -197,9 +209,11 @@ def test_a_forged_shape_whose_product_wraps_around_is_rejected():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dequantize_residuals_restores_and_writes_in_one_pass(shape, dtype):
     rng = np.random.default_rng(7)
-    codes = rng.integers(-2**24, 2**24, size=shape).astype(np.int64)
-    for kwargs, expected in (({"eb": 0.05}, dequantize(codes, 0.05, dtype)),
-                             ({"divisor": 7}, (codes.reshape(-1) / 7).astype(dtype))):
+    codes = rng.integers(-(2**24), 2**24, size=shape).astype(np.int64)
+    for kwargs, expected in (
+        ({"eb": 0.05}, dequantize(codes, 0.05, dtype)),
+        ({"divisor": 7}, (codes.reshape(-1) / 7).astype(dtype)),
+    ):
         residuals = predict(codes, shape)
         out = np.empty(codes.size, dtype)
         assert dequantize_residuals(residuals, shape, out, **kwargs) is out

@@ -43,8 +43,11 @@ def emulated(tmp_path_factory):
         src = tmp_path_factory.mktemp("cuda") / f"fz_{real}_{code}.cpp"
         src.write_text(kernel_source(real, code, prelude=_EMULATION_PRELUDE))
         so = src.with_suffix(".so")
-        subprocess.run([compiler, "-O1", "-ffp-contract=off", "-shared", "-fPIC", str(src), "-o", str(so)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [compiler, "-O1", "-ffp-contract=off", "-shared", "-fPIC", str(src), "-o", str(so)],
+            check=True,
+            capture_output=True,
+        )
         libs[(real, code)] = ctypes.CDLL(str(so))
     return libs
 
@@ -105,14 +108,37 @@ def test_emulated_cuda_kernels_reproduce_the_cpu_stream(emulated, real, code, sh
     dense_planes = np.zeros(int(dense_off[-1]), np.uint32)
     sparse_planes = np.zeros(int(sparse_off[-1]), np.uint32)
     bits = np.dtype(code).itemsize * 8
-    _run(lib, "fz_shuffle", nblocks * bits * bitshuffle.WORDS, r, n, masks, dense_off, sparse_off,
-         np.int32(parts.dense), dense_planes, sparse_planes, nblocks)
+    _run(
+        lib,
+        "fz_shuffle",
+        nblocks * bits * bitshuffle.WORDS,
+        r,
+        n,
+        masks,
+        dense_off,
+        sparse_off,
+        np.int32(parts.dense),
+        dense_planes,
+        sparse_planes,
+        nblocks,
+    )
     assert np.array_equal(dense_planes, parts.dense_planes)
     assert np.array_equal(sparse_planes, parts.sparse_planes)
 
     back = np.empty(n, code)
-    _run(lib, "fz_unshuffle", n, masks, dense_off, sparse_off, np.int32(parts.dense),
-         parts.dense_planes.copy(), parts.sparse_planes.copy(), n, back)
+    _run(
+        lib,
+        "fz_unshuffle",
+        n,
+        masks,
+        dense_off,
+        sparse_off,
+        np.int32(parts.dense),
+        parts.dense_planes.copy(),
+        parts.sparse_planes.copy(),
+        n,
+        back,
+    )
     assert np.array_equal(back, r)
 
     # the GPU's inverse Lorenzo: running sums along each axis, wrapping to the code type

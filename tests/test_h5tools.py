@@ -73,8 +73,14 @@ def make_input(path: Path) -> dict:
 
 def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "ERRBOUND_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "errbound.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "errbound.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        **kwargs,
+    )
 
 
 def digest(path: Path) -> str:
@@ -161,17 +167,20 @@ def test_refuses_to_overwrite_the_input_and_leaves_no_temporary_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5"]
 
 
-@pytest.mark.parametrize("text, line, words", [
-    ('[default]\nrel = 1e-3\n\n[[rule]]\nmatch = "T"\nrell = 1e-3\n', 6, "unknown key 'rell'"),
-    ('[default]\ncodec = "sz"\nrel = -1\n', 3, "bad bound rel = -1"),
-    ('[default]\nabs = "small"\n', 2, "must be a number"),
-    ('[default]\nrel = 1e-3\nabs = 1\n', 3, "exactly one bound"),
-    ('[[rule]]\ncodec = "sz"\nabs = 1\n', 1, "no 'match'"),
-    ('[[rule]]\nmatch = "x"\ncodec = "nope"\nabs = 1\n', 3, "unknown codec 'nope'"),
-    ('[[rule]]\nmatch = "x"\ncopy = true\nabs = 1\n', 3, "copy = true takes no"),
-    ('[[rule]]\nmatch = "x"\nabs = 1\nstart_abs = 2\n', 4, "start_abs only goes with a psnr"),
-    ('min_bytes = 10\ncolour = 1\n', 2, "unknown key 'colour'"),
-])
+@pytest.mark.parametrize(
+    "text, line, words",
+    [
+        ('[default]\nrel = 1e-3\n\n[[rule]]\nmatch = "T"\nrell = 1e-3\n', 6, "unknown key 'rell'"),
+        ('[default]\ncodec = "sz"\nrel = -1\n', 3, "bad bound rel = -1"),
+        ('[default]\nabs = "small"\n', 2, "must be a number"),
+        ("[default]\nrel = 1e-3\nabs = 1\n", 3, "exactly one bound"),
+        ('[[rule]]\ncodec = "sz"\nabs = 1\n', 1, "no 'match'"),
+        ('[[rule]]\nmatch = "x"\ncodec = "nope"\nabs = 1\n', 3, "unknown codec 'nope'"),
+        ('[[rule]]\nmatch = "x"\ncopy = true\nabs = 1\n', 3, "copy = true takes no"),
+        ('[[rule]]\nmatch = "x"\nabs = 1\nstart_abs = 2\n', 4, "start_abs only goes with a psnr"),
+        ("min_bytes = 10\ncolour = 1\n", 2, "unknown key 'colour'"),
+    ],
+)
 def test_config_mistakes_name_the_line(text, line, words):
     with pytest.raises(ConfigError) as info:
         parse_config(text, "bounds.toml")
@@ -181,7 +190,7 @@ def test_config_mistakes_name_the_line(text, line, words):
 def test_config_syntax_errors_and_the_cli_message(tmp_path):
     with pytest.raises(ConfigError, match=r"bounds.toml: not valid TOML: .*line 2"):
         parse_config("[default]\nrel = = 1\n", "bounds.toml")
-    (tmp_path / "b.toml").write_text('[default]\nrel = 1e-3\nbogus = 2\n')
+    (tmp_path / "b.toml").write_text("[default]\nrel = 1e-3\nbogus = 2\n")
     make_input(tmp_path / "in.h5")
     res = run_cli("h5", "compress", tmp_path / "in.h5", tmp_path / "out.h5", "--config", tmp_path / "b.toml")
     assert res.returncode == 1 and "b.toml:3: unknown key 'bogus'" in res.stderr
@@ -220,9 +229,26 @@ def test_mpi_two_ranks_write_the_same_file_as_one_process(tmp_path):
     serial = run_cli("h5", "compress", tmp_path / "in.h5", tmp_path / "serial.h5", "--config", tmp_path / "bounds.toml")
     assert serial.returncode == 0, serial.stderr
     env = {**os.environ, "ERRBOUND_PROGRESS": "0", "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-    res = subprocess.run([str(mpiexec), "-n", "2", sys.executable, "-m", "errbound.cli", "h5", "compress",
-                          str(tmp_path / "in.h5"), str(tmp_path / "mpi.h5"), "--config", str(tmp_path / "bounds.toml")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run(
+        [
+            str(mpiexec),
+            "-n",
+            "2",
+            sys.executable,
+            "-m",
+            "errbound.cli",
+            "h5",
+            "compress",
+            str(tmp_path / "in.h5"),
+            str(tmp_path / "mpi.h5"),
+            "--config",
+            str(tmp_path / "bounds.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr + res.stdout
     assert "2 process(es)" in res.stdout
     assert digest(tmp_path / "mpi.h5") == digest(tmp_path / "serial.h5")
@@ -235,7 +261,7 @@ def test_a_psnr_start_bound_that_misses_is_tightened_before_anything_is_written(
     value_range = float(x.max() - x.min())
     sizes = {}
     for name, start in (("good", None), ("bad", value_range / 10)):
-        text = '[default]\npsnr = 50\n' + (f"start_abs = {start}\n" if start else "")
+        text = "[default]\npsnr = 50\n" + (f"start_abs = {start}\n" if start else "")
         reports = engine.compress_file(tmp_path / "in.h5", tmp_path / f"{name}.h5", parse_config(text))
         assert reports[0].psnr >= 50 and (reports[0].tries > 1) == (name == "bad")
         with h5py.File(tmp_path / f"{name}.h5") as f:

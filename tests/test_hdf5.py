@@ -82,8 +82,9 @@ def test_rel_with_data_becomes_one_absolute_bound_from_the_whole_range(tmp_path)
 
 def test_parameters_record_codec_bound_dtype_and_chunk_shape(tmp_path):
     with h5py.File(tmp_path / "f.h5", "w") as f:
-        ds = f.create_dataset("T", data=smooth((10, 20)), chunks=(5, 20), fillvalue=np.nan,
-                              **eh.filter(codec="zfp", pw_rel=1e-2))
+        ds = f.create_dataset(
+            "T", data=smooth((10, 20)), chunks=(5, 20), fillvalue=np.nan, **eh.filter(codec="zfp", pw_rel=1e-2)
+        )
         code, flags, values, name = ds.id.get_create_plist().get_filter(0)
     assert code == eh.FILTER_ID == 0xEB00 and b"errbound" in name
     params = eh.parse_cd_values(values)
@@ -143,6 +144,7 @@ def test_an_exception_inside_the_encoder_stores_the_chunk_exactly(tmp_path, monk
     # h5py sets the filter as optional: a failed encode makes HDF5 store the chunk unfiltered
     def boom(chunk, params):
         raise RuntimeError("encoder failure")
+
     monkeypatch.setattr(chunk_codec, "encode_chunk", boom)  # what every filter callback calls
     x = smooth((8, 32))
     with h5py.File(tmp_path / "f.h5", "w") as f:
@@ -190,7 +192,7 @@ def test_import_errbound_registers_the_filter_when_h5py_comes_later_and_does_not
 import sys, errbound
 assert "h5py" not in sys.modules, "import errbound imported h5py"
 import h5py
-print(float(abs(h5py.File({str(path)!r}, "r")["T"][...] - __import__("numpy").load({str(tmp_path / 'x.npy')!r})).max()))
+print(float(abs(h5py.File({str(path)!r}, "r")["T"][...] - __import__("numpy").load({str(tmp_path / "x.npy")!r})).max()))
 """
     np.save(tmp_path / "x.npy", x)
     res = _run(code)

@@ -32,8 +32,10 @@ def smooth_low_rank(shape, rank=3, noise=1e-4, dtype=np.float64, seed=3) -> np.n
     rng = np.random.default_rng(seed)
     rows, cols = shape[0], int(np.prod(shape[1:]))
     t, s = np.linspace(0, 1, rows), np.linspace(0, 1, cols)
-    a = sum(np.outer(np.sin((k + 1) * 3 * t + rng.uniform(0, 6)), np.cos((k + 1) * 5 * s + rng.uniform(0, 6)))
-            * 10.0 ** -k for k in range(rank))
+    a = sum(
+        np.outer(np.sin((k + 1) * 3 * t + rng.uniform(0, 6)), np.cos((k + 1) * 5 * s + rng.uniform(0, 6))) * 10.0**-k
+        for k in range(rank)
+    )
     return (100 + a + noise * rng.standard_normal((rows, cols))).reshape(shape).astype(dtype)
 
 
@@ -47,6 +49,7 @@ def low_rank_blocks(blob: bytes) -> int:
 
 
 # ------------------------------------------------------------------------------ tiles and merges
+
 
 def test_halves_split_at_multiples_of_the_leaf():
     assert lr.halves(64, 64) == [(0, 64)]
@@ -86,7 +89,7 @@ def test_recompression_matches_the_svd_of_the_data():
     kids = []
     for r0, c0, nr, nc in lr.children_of(0, 0, 128, 128, 64):
         kid = lr.Node(r0, c0, nr, nc)
-        u, s, vt = np.linalg.svd(a[r0:r0 + nr, c0:c0 + nc])
+        u, s, vt = np.linalg.svd(a[r0 : r0 + nr, c0 : c0 + nc])
         planner._keep_fine(kid, u, s, vt.T, 0.0)
         kids.append(kid)
     parent = lr.Node(0, 0, 128, 128, children=kids)
@@ -102,7 +105,7 @@ def test_parse_table_refuses_inconsistent_tables():
     a = kernel_matrix(256, np.float64)
     root = lr.Planner(a, 1e-5, magnitude_bits(1e-5), lr.Policy(leaf=32)).plan()
     table, *_ = lr.serialize(root, 32)
-    for bad in (table[:-1], table + b"\x00", table[:lr._TABLE_HEAD.size], b""):
+    for bad in (table[:-1], table + b"\x00", table[: lr._TABLE_HEAD.size], b""):
         with pytest.raises(CorruptStreamError):
             lr.parse_table(bad, a.shape, 32)
     with pytest.raises(CorruptStreamError):
@@ -112,6 +115,7 @@ def test_parse_table_refuses_inconsistent_tables():
 
 
 # ------------------------------------------------------------------------------ the codec
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_low_rank_matrix_uses_blocks_and_keeps_the_bound(dtype):
@@ -159,8 +163,21 @@ def test_corrections_patch_the_points_the_factors_miss():
     assert out[10, 200] == a[10, 200] or abs(out[10, 200] - a[10, 200]) <= 1e-6
 
 
-@pytest.mark.parametrize("shape", [(1, 40000), (40000, 1), (64, 1, 300), (1, 128, 1, 160), (2, 3, 4, 5),
-                                   (300,), (20000,), (33, 2000), (16, 16, 16, 16), (40, 30, 20, 10)])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (1, 40000),
+        (40000, 1),
+        (64, 1, 300),
+        (1, 128, 1, 160),
+        (2, 3, 4, 5),
+        (300,),
+        (20000,),
+        (33, 2000),
+        (16, 16, 16, 16),
+        (40, 30, 20, 10),
+    ],
+)
 def test_shapes_from_1d_to_4d(shape):
     rng = np.random.default_rng(1)
     a = smooth_low_rank((shape[0], int(np.prod(shape[1:]))), rank=2, noise=1e-3).reshape(shape)
@@ -191,21 +208,28 @@ def test_streams_are_deterministic_across_runs_and_threads():
 def test_codec_options_are_checked():
     a = kernel_matrix(256, np.float32)
     roundtrip(a, "hlr", "abs", 1e-4, leaf=32, tolerance=4.0)
-    for bad in ({"leaf": 6}, {"leaf": 33}, {"leaf": "64"}, {"tolerance": 0}, {"tolerance": float("nan")},
-                {"nonsense": 1}):
+    for bad in (
+        {"leaf": 6},
+        {"leaf": 33},
+        {"leaf": "64"},
+        {"tolerance": 0},
+        {"tolerance": float("nan")},
+        {"nonsense": 1},
+    ):
         with pytest.raises((CodecOptionError, TypeError)):
             errbound.compress(a, "hlr", abs=1e-3, **bad)
 
 
 # ------------------------------------------------------------------------------ damaged low-rank streams
 
+
 def _forge(blob: bytes, mutate) -> bytes:
     """Apply ``mutate(header_obj, sections)`` and re-seal the container's checksum."""
     head_len = struct.unpack_from("<I", blob, 6)[0]
-    obj = json.loads(blob[10:10 + head_len])
+    obj = json.loads(blob[10 : 10 + head_len])
     pos, secs = 10 + head_len, []
     for name, length in obj["sections"]:
-        secs.append([name, blob[pos:pos + length]])
+        secs.append([name, blob[pos : pos + length]])
         pos += length
     mutate(obj, secs)
     header = stream.Header.from_json(json.dumps(obj).encode())
@@ -226,27 +250,40 @@ def _section_edit(name, edit):
         for s in secs:
             if s[0] == name:
                 s[1] = edit(s[1])
+
     return fn
 
 
 def _param(key, value):
     def fn(obj, secs):
         next(s for s in obj["stages"] if s["name"] == "lowrank")["params"][key] = value
+
     return fn
 
 
-@pytest.mark.parametrize("forgery", [
-    _section_edit("lowrank-factors", lambda b: b[:-3]),
-    _section_edit("lowrank-factors", lambda b: b[:20] + bytes([b[20] ^ 0x10]) + b[21:]),
-    _section_edit("lowrank-factors", lambda b: bytes(len(b))),
-    _section_edit("lowrank-table", lambda b: b[:-1]),
-    _section_edit("lowrank-table", lambda b: b[:6] + bytes([b[6] ^ 1]) + b[7:]),
-    _section_edit("corrections", lambda b: b[:-1]),
-    _param("blocks", 0), _param("blocks", 999), _param("split", 2), _param("split", 0), _param("split", "1"),
-    _param("leaf", 16), _param("leaf", 2), _param("leaf", None), _param("blocks", -1),
-    lambda obj, secs: obj["stages"].pop(0),
-    lambda obj, secs: secs.pop(0),
-], ids=lambda f: getattr(f, "__name__", "forgery"))
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        _section_edit("lowrank-factors", lambda b: b[:-3]),
+        _section_edit("lowrank-factors", lambda b: b[:20] + bytes([b[20] ^ 0x10]) + b[21:]),
+        _section_edit("lowrank-factors", lambda b: bytes(len(b))),
+        _section_edit("lowrank-table", lambda b: b[:-1]),
+        _section_edit("lowrank-table", lambda b: b[:6] + bytes([b[6] ^ 1]) + b[7:]),
+        _section_edit("corrections", lambda b: b[:-1]),
+        _param("blocks", 0),
+        _param("blocks", 999),
+        _param("split", 2),
+        _param("split", 0),
+        _param("split", "1"),
+        _param("leaf", 16),
+        _param("leaf", 2),
+        _param("leaf", None),
+        _param("blocks", -1),
+        lambda obj, secs: obj["stages"].pop(0),
+        lambda obj, secs: secs.pop(0),
+    ],
+    ids=lambda f: getattr(f, "__name__", "forgery"),
+)
 def test_damaged_low_rank_streams_raise(lowrank_blob, forgery):
     forged = _forge(lowrank_blob, forgery)
     if forged == lowrank_blob:
@@ -257,8 +294,10 @@ def test_damaged_low_rank_streams_raise(lowrank_blob, forgery):
 
 def test_newer_stage_versions_are_refused(lowrank_blob):
     for name in ("lowrank", "hlr-corrections"):
+
         def bump(obj, secs, name=name):
             next(s for s in obj["stages"] if s["name"] == name)["version"] += 1
+
         with pytest.raises(UnsupportedStreamError, match=name):
             errbound.decompress(_forge(lowrank_blob, bump))
 
@@ -276,6 +315,7 @@ def test_codec_is_registered():
 
 
 # ------------------------------------------------------------------------------ cluster order
+
 
 def scrambled_kernel(n: int = 512, seed: int = 5) -> np.ndarray:
     """exp(-|p_i - p_j|) over points of a 2-D mesh numbered in no particular order (as mesh
@@ -305,7 +345,7 @@ def test_cluster_order_groups_nearby_points():
     order = cluster_permutation(k, leaf)
     assert sorted(order) == list(range(side * side))
     # each leaf cluster of 64 points spans a compact patch, far from the whole mesh
-    spans = [np.ptp(p[order[i:i + leaf]], axis=0).max() for i in range(0, order.size, leaf)]
+    spans = [np.ptp(p[order[i : i + leaf]], axis=0).max() for i in range(0, order.size, leaf)]
     assert max(spans) < side / 2 and np.mean(spans) < side / 3
 
 
@@ -334,6 +374,7 @@ def _order_edit(edit):
                 raw = bytearray(ZstdLossless().decompress(s[1], 1 << 20))
                 edit(raw)
                 s[1] = b"\x00" + bytes(raw)
+
     return fn
 
 
@@ -341,21 +382,26 @@ def _swap_shared(obj, secs):
     obj["stages"][0]["params"]["shared"] = not obj["stages"][0]["params"]["shared"]
 
 
-@pytest.mark.parametrize("forgery", [
-    _order_edit(lambda raw: raw.__setitem__(slice(1, 3), raw[3:5])),    # an index twice
-    _order_edit(lambda raw: raw.__setitem__(slice(1, 3), b"\xff\xff")),  # out of range
-    _order_edit(lambda raw: raw.__setitem__(0, 4)),                      # wrong index width
-    _order_edit(lambda raw: raw.__delitem__(slice(-2, None))),          # truncated
-    _swap_shared,
-    lambda obj, secs: obj["stages"].pop(0),                              # section without its stage
-    lambda obj, secs: secs.pop(next(i for i, s in enumerate(secs) if s[0] == "cluster-order")),
-], ids=["duplicate", "range", "width", "truncated", "shared-flag", "no-stage", "no-section"])
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        _order_edit(lambda raw: raw.__setitem__(slice(1, 3), raw[3:5])),  # an index twice
+        _order_edit(lambda raw: raw.__setitem__(slice(1, 3), b"\xff\xff")),  # out of range
+        _order_edit(lambda raw: raw.__setitem__(0, 4)),  # wrong index width
+        _order_edit(lambda raw: raw.__delitem__(slice(-2, None))),  # truncated
+        _swap_shared,
+        lambda obj, secs: obj["stages"].pop(0),  # section without its stage
+        lambda obj, secs: secs.pop(next(i for i, s in enumerate(secs) if s[0] == "cluster-order")),
+    ],
+    ids=["duplicate", "range", "width", "truncated", "shared-flag", "no-stage", "no-section"],
+)
 def test_damaged_cluster_orders_raise(clustered_blob, forgery):
     with pytest.raises(CorruptStreamError):
         errbound.decompress(_forge(clustered_blob[1], forgery))
 
 
 # ------------------------------------------------------------------------------ tensor view
+
 
 def mesh_kernel(side: int = 24) -> np.ndarray:
     """exp(-|p_i - p_j|) over a side x side mesh in row-major order: smooth along the mesh's
@@ -374,7 +420,9 @@ def tensor_view_blob():
 def test_candidate_views_are_common_divisors():
     from errbound.stages.transforms.tensor_view import candidate_views
 
-    assert candidate_views((576, 576)) == [(576 // p, p, 576 // p, p) for p in (8, 9, 12, 16, 18, 24, 32, 36, 48, 64, 72)]
+    assert candidate_views((576, 576)) == [
+        (576 // p, p, 576 // p, p) for p in (8, 9, 12, 16, 18, 24, 32, 36, 48, 64, 72)
+    ]
     assert candidate_views((438, 450)) == []  # gcd 6: no period long enough
 
 
@@ -389,19 +437,28 @@ def test_mesh_kernel_is_coded_as_its_4d_view(tensor_view_blob):
 def _view(value):
     def fn(obj, secs):
         obj["stages"][0]["params"]["view"] = value
+
     return fn
 
 
-@pytest.mark.parametrize("forgery", [
-    _view([24, 24, 24, 25]), _view([576, 576, 1, 1, 1]), _view("24x24"), _view([24, 24, -24, -24]),
-    lambda obj, secs: next(s for s in obj["stages"] if s["name"] == "lowrank")["params"].update(blocks=3),
-], ids=["size", "rank5", "type", "negative", "low-rank-plan"])
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        _view([24, 24, 24, 25]),
+        _view([576, 576, 1, 1, 1]),
+        _view("24x24"),
+        _view([24, 24, -24, -24]),
+        lambda obj, secs: next(s for s in obj["stages"] if s["name"] == "lowrank")["params"].update(blocks=3),
+    ],
+    ids=["size", "rank5", "type", "negative", "low-rank-plan"],
+)
 def test_damaged_tensor_views_raise(tensor_view_blob, forgery):
     with pytest.raises(CorruptStreamError):
         errbound.decompress(_forge(tensor_view_blob[1], forgery))
 
 
 # ------------------------------------------------------------------------------ property test of both orderings
+
 
 def mesh_matrix(side: int, scrambled: bool, dtype, seed: int) -> np.ndarray:
     g = (np.arange(side) + 0.5) / side
@@ -422,8 +479,9 @@ def test_bound_holds_on_mesh_matrices_in_any_order(data):
     x = mesh_matrix(side, scrambled, dtype, data.draw(st.integers(0, 2**16), label="seed"))
     if data.draw(st.booleans(), label="specials"):
         flat = x.reshape(-1)
-        for pos, value in zip(np.random.default_rng(side).choice(x.size, 4, replace=False),
-                              (np.nan, np.inf, -np.inf, -0.0), strict=True):
+        for pos, value in zip(
+            np.random.default_rng(side).choice(x.size, 4, replace=False), (np.nan, np.inf, -np.inf, -0.0), strict=True
+        ):
             flat[pos] = value
     if data.draw(st.booleans(), label="ulps"):
         mode, value = "abs", data.draw(st.integers(1, 16), label="k") * float(np.spacing(dtype(1.0)))

@@ -39,6 +39,7 @@ def lengths_kraft(lens):
 
 # ----------------------------------------------------------------------------- round trips
 
+
 def test_empty():
     blob = roundtrip(np.empty(0, np.int32), 65536)
     assert len(blob) == 2
@@ -132,6 +133,7 @@ def test_runs_of_a_one_bit_symbol_roundtrip(seed, n):
 
 # ----------------------------------------------------------------------------- code lengths
 
+
 def test_length_limit_on_fibonacci_counts():
     fib = [1, 1]
     while len(fib) < 60:
@@ -189,10 +191,17 @@ def test_sparse_table_is_small():
 
 # ----------------------------------------------------------------------------- bad input
 
-@pytest.mark.parametrize("bad", [
-    np.array([0, 1, 16], np.int32), np.array([-1, 0], np.int32), np.array([0.0, 1.0]),
-    np.zeros((2, 2), np.int32), np.array([2**40], np.uint64),
-])
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.array([0, 1, 16], np.int32),
+        np.array([-1, 0], np.int32),
+        np.array([0.0, 1.0]),
+        np.zeros((2, 2), np.int32),
+        np.array([2**40], np.uint64),
+    ],
+)
 def test_rejects_bad_symbols(bad):
     with pytest.raises(UnsupportedInputError):
         huffman.encode(bad, 16)
@@ -216,6 +225,7 @@ def test_count_and_alphabet_are_checked():
 
 
 # ----------------------------------------------------------------------------- corruption
+
 
 def decode_or_raise(blob, n, alphabet):
     """Corrupt input may decode to garbage but must keep the contract; returns whether it raised."""

@@ -17,6 +17,7 @@ from numba.core.registry import CPUDispatcher
 PACKAGES = ["errbound"]
 try:
     import mpi_collectives  # noqa: F401  (needs mpi4py, an extra)
+
     PACKAGES.append("mpi_collectives")
 except ImportError:
     pass
@@ -51,6 +52,9 @@ def test_kernels_were_found():
 def test_cached_kernels_close_over_constants_only(name):
     kernel = KERNELS[name]
     closure = kernel.py_func.__closure__ or ()
-    bad = [cell.cell_contents for cell in closure
-           if not isinstance(cell.cell_contents, (bool, int, float, str, type(None)))]
+    bad = [
+        cell.cell_contents
+        for cell in closure
+        if not isinstance(cell.cell_contents, (bool, int, float, str, type(None)))
+    ]
     assert not bad, f"{name} closes over {bad}: numba would recompile it in every process"

@@ -43,10 +43,14 @@ needs_mpiexec = pytest.mark.skipif(not MPIEXEC.exists(), reason=f"no mpiexec bes
 def run(cmd: list[str], timeout: float = TIMEOUT, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run cmd in its own process group; on timeout kill the group (mpiexec and every rank)."""
     # one numba thread per rank: ranks already fill the cores, and idle OpenMP threads spin
-    env = {**os.environ, "NUMBA_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    env = {
+        **os.environ,
+        "NUMBA_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -68,20 +72,23 @@ def json_of(done: subprocess.CompletedProcess):
 @pytest.fixture(scope="session")
 def compiled() -> None:
     """Compile errbound's kernels once, in one process, before many ranks would all do it."""
-    warm = ("import numpy as np, errbound\nfrom errbound import quantized as qz\n"
-            "for dt in (np.float32, np.float64):\n"
-            "    x = np.linspace(0, 1, 5000, dtype=dt).reshape(50, 100)\n"
-            "    errbound.decompress(errbound.compress(x, codec='fz', abs=1e-3))\n"
-            "    for it in (np.int32, np.int64):\n"
-            "        q = qz.quantize(x.reshape(-1), 2.0**-10, it)\n"
-            "        for shape in ((5000,), (50, 100), (5, 10, 100)):\n"
-            "            qz.decode_codes(qz.encode_codes(q.codes, shape))\n"
-            "        qz.dequantize(q.codes, 2.0**-10, dt)\n")
+    warm = (
+        "import numpy as np, errbound\nfrom errbound import quantized as qz\n"
+        "for dt in (np.float32, np.float64):\n"
+        "    x = np.linspace(0, 1, 5000, dtype=dt).reshape(50, 100)\n"
+        "    errbound.decompress(errbound.compress(x, codec='fz', abs=1e-3))\n"
+        "    for it in (np.int32, np.int64):\n"
+        "        q = qz.quantize(x.reshape(-1), 2.0**-10, it)\n"
+        "        for shape in ((5000,), (50, 100), (5, 10, 100)):\n"
+        "            qz.decode_codes(qz.encode_codes(q.codes, shape))\n"
+        "        qz.dequantize(q.codes, 2.0**-10, dt)\n"
+    )
     done = run([sys.executable, "-c", warm], timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
 # ------------------------------------------------------------------ the contract, in-process
+
 
 def simulate_sum(inputs: list[np.ndarray], code: int, bound: float) -> np.ndarray | None:
     """What N ranks compute, without the transport: quantize, add codes exactly, decode once."""
@@ -154,8 +161,16 @@ def test_buffer_specs_that_compress_and_those_that_pass_through():
     assert buffers.parse(np.asfortranarray(a)).block_shape == (4, 3)  # memory order
     assert buffers.parse(array.array("d", [1.0, 2.0])).flat.dtype == np.float64
     assert buffers.parse([np.zeros(8, np.uint8), MPI.DOUBLE]).flat.size == 1  # bytes as MPI sees them
-    for spec in (np.arange(4), [a, MPI.INT], [a, (4, 2), MPI.FLOAT], [a, 4, 0, MPI.FLOAT], a[:, ::2],
-                 [a, 13, MPI.FLOAT], MPI.FLOAT.Create_vector(2, 1, 2), a.astype(">f4")):
+    for spec in (
+        np.arange(4),
+        [a, MPI.INT],
+        [a, (4, 2), MPI.FLOAT],
+        [a, 4, 0, MPI.FLOAT],
+        a[:, ::2],
+        [a, 13, MPI.FLOAT],
+        MPI.FLOAT.Create_vector(2, 1, 2),
+        a.astype(">f4"),
+    ):
         assert buffers.parse(spec) is None, spec
     assert buffers.parse(np.frombuffer(b"\0" * 8, np.float32), writable=True) is None  # read-only
 
@@ -179,13 +194,21 @@ def test_one_rank_passes_through_and_invalid_settings_raise():
     assert isinstance(dup, CompressedComm) and dup.settings == comm.settings
     dup.Free()
     comm.Free()
-    for bad in ({}, {"abs": 1, "rel": 1}, {"abs": -1.0}, {"rel": math.nan}, {"abs": 1, "codec": "x"},
-                {"abs": 1, "min_bytes": -1}, {"abs": 1, "algorithm": "tree"}):
+    for bad in (
+        {},
+        {"abs": 1, "rel": 1},
+        {"abs": -1.0},
+        {"rel": math.nan},
+        {"abs": 1, "codec": "x"},
+        {"abs": 1, "min_bytes": -1},
+        {"abs": 1, "algorithm": "tree"},
+    ):
         with pytest.raises(SettingsError):
             CompressedComm(MPI.COMM_SELF, **bad)
 
 
 # ------------------------------------------------------------------ real MPI runs
+
 
 @pytest.fixture(scope="module", params=[2, 3, 4])
 def collective_results(request, compiled) -> list[dict]:
@@ -225,12 +248,18 @@ def test_each_case_took_the_expected_path(collective_results):
 def test_bad_input_raises_the_same_clear_error_on_every_rank(nranks, compiled):
     results = json_of(mpirun(nranks, str(SCRIPTS / "bad_input.py"), timeout=90))
     expected = {
-        "settings differ": "SettingsMismatchError", "invalid settings on one rank": "SettingsError",
-        "both abs and rel": "SettingsError", "unknown codec": "SettingsError",
-        "bitwise op on float data": "UnsupportedOperationError", "ops differ": "MismatchError",
-        "Allreduce sizes differ": "MismatchError", "Reduce roots differ": "MismatchError",
-        "Bcast sizes differ": "MismatchError", "Allgather sizes differ": "MismatchError",
-        "Iallreduce sizes differ": "MismatchError", "communicator still works": "ok",
+        "settings differ": "SettingsMismatchError",
+        "invalid settings on one rank": "SettingsError",
+        "both abs and rel": "SettingsError",
+        "unknown codec": "SettingsError",
+        "bitwise op on float data": "UnsupportedOperationError",
+        "ops differ": "MismatchError",
+        "Allreduce sizes differ": "MismatchError",
+        "Reduce roots differ": "MismatchError",
+        "Bcast sizes differ": "MismatchError",
+        "Allgather sizes differ": "MismatchError",
+        "Iallreduce sizes differ": "MismatchError",
+        "communicator still works": "ok",
     }
     assert set(results) == set(expected)
     for case, error in expected.items():
@@ -246,8 +275,21 @@ def mpi4py_tests(tmp_path_factory) -> Path:
     import mpi4py
 
     where = tmp_path_factory.mktemp("mpi4py-sdist")
-    done = run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-                f"mpi4py=={mpi4py.__version__}", "-d", str(where)], timeout=300)
+    done = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            f"mpi4py=={mpi4py.__version__}",
+            "-d",
+            str(where),
+        ],
+        timeout=300,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot download the mpi4py sdist: {done.stderr[-500:]}")
     (sdist,) = where.glob("mpi4py-*.tar.gz")
@@ -262,8 +304,9 @@ def mpi4py_tests(tmp_path_factory) -> Path:
 @needs_mpiexec
 @pytest.mark.parametrize("nranks", [2, 3])
 def test_mpi4py_own_collective_tests_pass_on_a_compressed_comm(nranks, mpi4py_tests, compiled):
-    summary = json_of(mpirun(nranks, str(SCRIPTS / "mpi4py_suite.py"), str(mpi4py_tests),
-                             "test_cco_buf", "test_cco_nb_buf"))
+    summary = json_of(
+        mpirun(nranks, str(SCRIPTS / "mpi4py_suite.py"), str(mpi4py_tests), "test_cco_buf", "test_cco_nb_buf")
+    )
     for rank in summary:
         assert rank["failures"] == 0 and rank["errors"] == 0, rank["problems"]
         assert rank["run"] >= 140 and rank["skipped"] == 0
@@ -274,8 +317,24 @@ def test_mpi4py_own_collective_tests_pass_on_a_compressed_comm(nranks, mpi4py_te
 @needs_mpiexec
 def test_dropin_runner_replaces_comm_world_of_an_unmodified_program(compiled):
     app = SCRIPTS / "plain_app.py"
-    result = json_of(run([str(MPIEXEC), "-n", "2", sys.executable, "-m", "mpi_collectives", "--rel", "1e-3",
-                          "--no-adapt", str(app), "label", "--flag"]))
+    result = json_of(
+        run(
+            [
+                str(MPIEXEC),
+                "-n",
+                "2",
+                sys.executable,
+                "-m",
+                "mpi_collectives",
+                "--rel",
+                "1e-3",
+                "--no-adapt",
+                str(app),
+                "label",
+                "--flag",
+            ]
+        )
+    )
     assert result["type"] == "CompressedComm" and result["same_object"] and result["name"] == "__main__"
     assert result["argv"] == [str(app), "label", "--flag"]
     assert 0 < result["err"] <= 1e-3 * result["range"]
@@ -284,8 +343,21 @@ def test_dropin_runner_replaces_comm_world_of_an_unmodified_program(compiled):
 @pytest.mark.mpi
 @needs_mpiexec
 def test_dropin_runner_aborts_the_job_when_one_rank_fails(compiled):
-    done = run([str(MPIEXEC), "-n", "2", sys.executable, "-m", "mpi_collectives", "--abs", "1e-3",
-                str(SCRIPTS / "plain_app.py"), "fail"], timeout=60)
+    done = run(
+        [
+            str(MPIEXEC),
+            "-n",
+            "2",
+            sys.executable,
+            "-m",
+            "mpi_collectives",
+            "--abs",
+            "1e-3",
+            str(SCRIPTS / "plain_app.py"),
+            "fail",
+        ],
+        timeout=60,
+    )
     assert done.returncode != 0 and "deliberate failure" in done.stderr
 
 
@@ -294,8 +366,9 @@ def test_dropin_runner_aborts_the_job_when_one_rank_fails(compiled):
 @pytest.mark.parametrize("nranks", [2, 3, 4])
 def test_real_fields_meet_the_bound_with_identical_results(nranks, shared_data, compiled):
     fields = "echam5_temperature_17x96x192.f32,mpas_surface-pressure_163842.f64,icon-r2b4_precip_20480.f32"
-    rows = json_of(mpirun(nranks, str(SCRIPTS / "real_fields.py"), str(shared_data), "--fields", fields,
-                          "--rel", "1e-3,1e-5"))
+    rows = json_of(
+        mpirun(nranks, str(SCRIPTS / "real_fields.py"), str(shared_data), "--fields", fields, "--rel", "1e-3,1e-5")
+    )
     assert len(rows) == 3 * 2 * 4
     for row in rows:
         assert row["err"] <= 1.0 and row["identical"], row

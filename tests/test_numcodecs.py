@@ -66,10 +66,12 @@ def test_zarr_stores_arrays_with_the_codec(tmp_path):
     x = smooth((30, 50))
     codec = ErrboundSZ(abs=1e-3)
     if int(zarr.__version__.split(".")[0]) >= 3:
-        z = zarr.create_array(str(tmp_path / "z.zarr"), shape=x.shape, dtype=x.dtype, chunks=(10, 50),
-                              zarr_format=2, compressors=codec)
+        z = zarr.create_array(
+            str(tmp_path / "z.zarr"), shape=x.shape, dtype=x.dtype, chunks=(10, 50), zarr_format=2, compressors=codec
+        )
     else:
-        z = zarr.open(str(tmp_path / "z.zarr"), mode="w", shape=x.shape, dtype=x.dtype, chunks=(10, 50),
-                      compressor=codec)
+        z = zarr.open(
+            str(tmp_path / "z.zarr"), mode="w", shape=x.shape, dtype=x.dtype, chunks=(10, 50), compressor=codec
+        )
     z[...] = x
     assert np.abs(zarr.open(str(tmp_path / "z.zarr"), mode="r")[...] - x).max() <= 1e-3

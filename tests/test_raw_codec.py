@@ -48,11 +48,16 @@ def test_raw_pw_rel_through_the_command_line(tmp_path):
     x = _specials(np.float32)
     np.save(tmp_path / "x.npy", x)
     cli = [sys.executable, "-m", "errbound.cli"]
-    res = subprocess.run([*cli, "compress", tmp_path / "x.npy", "-o", tmp_path / "x.eb", "--codec", "raw",
-                          "--pw-rel", "0.01"], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [*cli, "compress", tmp_path / "x.npy", "-o", tmp_path / "x.eb", "--codec", "raw", "--pw-rel", "0.01"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
-    res = subprocess.run([*cli, "decompress", tmp_path / "x.eb", "-o", tmp_path / "y.npy"],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [*cli, "decompress", tmp_path / "x.eb", "-o", tmp_path / "y.npy"], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     np.testing.assert_array_equal(bits(x), bits(np.load(tmp_path / "y.npy")))
 

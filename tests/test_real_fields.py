@@ -14,9 +14,9 @@ FIELDS = field_names()
 # ids stay stable without the data: one parameter that skips
 FIELD_PARAMS = FIELDS or [pytest.param("<no shared data>", id="no-shared-data")]
 PW_REL_FIELDS = [
-    "icon-r2b4_precip_20480.f32",          # 14 decades of dynamic range
+    "icon-r2b4_precip_20480.f32",  # 14 decades of dynamic range
     "ligo-gw150914_h1-strain_131072.f64",  # signed float64, magnitudes ~1e-19
-    "rcm-eur011_hsurf_438x450.f32",        # 43 % exact zeros, negative heights
+    "rcm-eur011_hsurf_438x450.f32",  # 43 % exact zeros, negative heights
 ]
 
 

@@ -22,6 +22,7 @@ SPLITS = (wavelet.SPLIT_NONE, wavelet.SPLIT_SLOWEST, wavelet.SPLIT_ALL)
 
 # --------------------------------------------------------------------------- transform
 
+
 @pytest.mark.parametrize("axis", range(4))
 def test_one_level_matches_pywavelets_bior44(axis):
     pywt = pytest.importorskip("pywt")
@@ -33,13 +34,15 @@ def test_one_level_matches_pywavelets_bior44(axis):
     ne = n - n // 2
     approx, detail = pywt.dwt(x, "bior4.4", mode="reflect", axis=axis)  # whole-sample symmetric
     # pywavelets pads its output by two coefficients and has the opposite high-pass sign
-    expected = np.concatenate([np.take(approx, range(2, 2 + ne), axis=axis),
-                               -np.take(detail, range(2, 2 + n - ne), axis=axis)], axis=axis)
+    expected = np.concatenate(
+        [np.take(approx, range(2, 2 + ne), axis=axis), -np.take(detail, range(2, 2 + n - ne), axis=axis)], axis=axis
+    )
     np.testing.assert_allclose(buf, expected, atol=1e-8)  # pywavelets' taps have ~10 digits
 
 
-@pytest.mark.parametrize("shape", [(1,), (2,), (3,), (9,), (4097,), (5, 8), (33, 17), (999, 64), (3, 9, 16),
-                                   (17, 96, 33), (5, 9, 8, 11)])
+@pytest.mark.parametrize(
+    "shape", [(1,), (2,), (3,), (9,), (4097,), (5, 8), (33, 17), (999, 64), (3, 9, 16), (17, 96, 33), (5, 9, 8, 11)]
+)
 @pytest.mark.parametrize("split", SPLITS)
 def test_multilevel_transform_inverts(shape, split):
     x = RNG.standard_normal(shape) * 100
@@ -55,10 +58,22 @@ def test_multilevel_transform_inverts(shape, split):
 
 
 def test_level_counts_follow_the_length():
-    assert [wavelet.level_count(n) for n in (1, 7, 8, 15, 16, 31, 32, 255, 256, 10**6)] == [0, 0, 1, 1, 2, 2, 3, 5, 6, 6]
+    assert [wavelet.level_count(n) for n in (1, 7, 8, 15, 16, 31, 32, 255, 256, 10**6)] == [
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+        3,
+        5,
+        6,
+        6,
+    ]
 
 
 # --------------------------------------------------------------------------- SPECK
+
 
 @pytest.mark.parametrize("shape", [(1,), (2,), (45,), (9, 13), (5, 6, 7), (3, 4, 5, 6), (64, 70, 3), (600, 500)])
 @pytest.mark.parametrize("split", SPLITS)
@@ -93,6 +108,7 @@ def test_quantize_is_midtread_and_dequantize_restores_the_grid():
 
 # --------------------------------------------------------------------------- outliers
 
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_outlier_stage_meets_the_bound_after_the_cast(dtype):
     x = (RNG.standard_normal(5000) * 1e3).astype(dtype)
@@ -116,6 +132,7 @@ def test_outlier_stage_meets_the_bound_after_the_cast(dtype):
 
 
 # --------------------------------------------------------------------------- the codec
+
 
 def _smooth(shape, dtype=np.float32):
     grids = np.meshgrid(*[np.linspace(0, 3, n) for n in shape], indexing="ij")

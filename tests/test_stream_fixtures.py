@@ -46,5 +46,5 @@ def test_stored_stream_decodes_byte_identically(folder: Path, name: str, case: d
     assert hashlib.sha256(y.tobytes(order=order)).hexdigest() == want["sha256"], "decoded bytes changed"
     if case["original_stored"]:
         x = np.load(folder / f"{name}.npy", allow_pickle=False)
-        (mode, value), = case["bound"].items()
+        ((mode, value),) = case["bound"].items()
         check_roundtrip(x, y, mode, value, blob)

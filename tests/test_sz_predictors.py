@@ -32,8 +32,9 @@ def fields(draw, dtype):
     x = (smooth * 10.0 ** draw(st.integers(-6, 6))).astype(dtype)
     if draw(st.booleans()) and x.size:
         flat = x.reshape(-1)
-        for pos, value in zip(rng.choice(x.size, min(x.size, 4), replace=False),
-                              (np.nan, np.inf, -np.inf, -0.0), strict=False):
+        for pos, value in zip(
+            rng.choice(x.size, min(x.size, 4), replace=False), (np.nan, np.inf, -np.inf, -0.0), strict=False
+        ):
             flat[pos] = value
     return x
 
@@ -53,8 +54,9 @@ def test_forced_predictor_holds_the_bound(name, dtype, data):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("name", list(PREDICTORS))
-@pytest.mark.parametrize("shape", [(2,), (3, 2), (2, 3), (5, 9), (2, 2, 2), (3, 2, 5), (4, 3, 6),
-                                   (5, 4, 9), (2, 3, 2, 3)])
+@pytest.mark.parametrize(
+    "shape", [(2,), (3, 2), (2, 3), (5, 9), (2, 2, 2), (3, 2, 5), (4, 3, 6), (5, 4, 9), (2, 3, 2, 3)]
+)
 def test_decoder_rebuilds_the_encoders_reconstruction(name, dtype, shape):
     rng = np.random.default_rng(sum(shape))
     x = np.cumsum(rng.standard_normal(shape), axis=-1).astype(dtype)

@@ -76,7 +76,9 @@ def test_constant_arrays_and_bad_input():
         errbound.tune(np.arange(10), "psnr=40")
 
 
-REAL = [n for n in field_names() if n.startswith(("echam5", "rcm-eur011", "mpas"))] or ["echam5_temperature_17x96x192.f32"]
+REAL = [n for n in field_names() if n.startswith(("echam5", "rcm-eur011", "mpas"))] or [
+    "echam5_temperature_17x96x192.f32"
+]
 
 
 @pytest.mark.parametrize("name", REAL)
@@ -100,17 +102,48 @@ def test_cli_tune_writes_a_bounds_file_h5_compress_takes_and_meets_the_psnr_targ
         for name, value in data.items():
             f.create_dataset(name, data=value)
     env = {**os.environ, "ERRBOUND_PROGRESS": "0"}
-    res = subprocess.run([sys.executable, "-m", "errbound.cli", "tune", str(tmp_path / "in.h5"), "--target", "psnr=55",
-                          "-o", str(tmp_path / "bounds.toml"), "--verify", "--codecs", "sz,zfp"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "errbound.cli",
+            "tune",
+            str(tmp_path / "in.h5"),
+            "--target",
+            "psnr=55",
+            "-o",
+            str(tmp_path / "bounds.toml"),
+            "--verify",
+            "--codecs",
+            "sz,zfp",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert "/a/T" in res.stdout and "/b/P" in res.stdout and "/c/i" not in res.stdout
     assert "pred ratio" in res.stdout and "verified" in res.stdout
     text = (tmp_path / "bounds.toml").read_text()
     assert 'match = "/a/T"' in text and "psnr = 55.0" in text and "start_abs" in text
-    res = subprocess.run([sys.executable, "-m", "errbound.cli", "h5", "compress", str(tmp_path / "in.h5"),
-                          str(tmp_path / "out.h5"), "--config", str(tmp_path / "bounds.toml")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "errbound.cli",
+            "h5",
+            "compress",
+            str(tmp_path / "in.h5"),
+            str(tmp_path / "out.h5"),
+            "--config",
+            str(tmp_path / "bounds.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     with h5py.File(tmp_path / "out.h5") as f:
         for name in ("a/T", "b/P"):

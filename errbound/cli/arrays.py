@@ -26,8 +26,11 @@ from .common import (
 
 
 def add_parsers(sub, codecs: list[str]) -> None:
-    p = sub.add_parser("compress", help="compress a .npy or raw .f32/.f64 array",
-                       description="Compress an array so every value comes back within the bound.")
+    p = sub.add_parser(
+        "compress",
+        help="compress a .npy or raw .f32/.f64 array",
+        description="Compress an array so every value comes back within the bound.",
+    )
     p.add_argument("input", metavar="IN", help=".npy, or raw little-endian C-order .f32/.f64")
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="the compressed stream")
     p.add_argument("--codec", default="sz", choices=codecs)
@@ -65,10 +68,14 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if mode in ("rel", "psnr") and meta["abs_bound"]:
         given += f" (abs {meta['abs_bound']:.6g})"
     stored = meta["codec"] if meta["codec"] == args.codec else f"{meta['codec']} (fallback from {args.codec})"
-    print(f"{inp} -> {out}: {mb(array.nbytes)} -> {mb(len(blob))}, ratio {meta['ratio']:.2f}, "
-          f"{8 * len(blob) / max(array.size, 1):.3f} bits/value")
-    print(f"codec {stored}, bound {given}, "
-          f"{seconds:.3f} s ({array.nbytes / 1e6 / seconds if seconds > 0 else math.inf:.1f} MB/s)")
+    print(
+        f"{inp} -> {out}: {mb(array.nbytes)} -> {mb(len(blob))}, ratio {meta['ratio']:.2f}, "
+        f"{8 * len(blob) / max(array.size, 1):.3f} bits/value"
+    )
+    print(
+        f"codec {stored}, bound {given}, "
+        f"{seconds:.3f} s ({array.nbytes / 1e6 / seconds if seconds > 0 else math.inf:.1f} MB/s)"
+    )
     return 0
 
 
@@ -92,8 +99,10 @@ def cmd_decompress(args: argparse.Namespace) -> int:
         atomic_write(out, lambda f: f.write(np.ascontiguousarray(array, dtype=want).tobytes()))
     else:
         raise CLIError(f"{out}: unknown output type; use .npy, .f32 or .f64")
-    print(f"{inp} -> {out}: {array.dtype} {'x'.join(map(str, array.shape)) or 'scalar'}, "
-          f"{mb(array.nbytes)}, {seconds:.3f} s")
+    print(
+        f"{inp} -> {out}: {array.dtype} {'x'.join(map(str, array.shape)) or 'scalar'}, "
+        f"{mb(array.nbytes)}, {seconds:.3f} s"
+    )
     return 0
 
 

@@ -17,21 +17,38 @@ from .common import add_input_format, atomic_write, bound_list, load_array, mb, 
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="measure our codecs beside SZ3, ZFP and SPERR",
-                       description="Ratio, PSNR, max error / bound, violations and single-thread speed of "
-                                   "errbound's codecs beside the peers, on the same absolute bounds.")
+    p = sub.add_parser(
+        "bench",
+        help="measure our codecs beside SZ3, ZFP and SPERR",
+        description="Ratio, PSNR, max error / bound, violations and single-thread speed of "
+        "errbound's codecs beside the peers, on the same absolute bounds.",
+    )
     p.add_argument("input", metavar="IN", help=".npy, or raw little-endian C-order .f32/.f64")
     add_input_format(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--rel", type=bound_list, metavar="LIST", help="relative bounds (default 1e-2,1e-3,1e-4)")
     group.add_argument("--abs", type=bound_list, metavar="LIST", help="absolute bounds")
     lossy = measure.lossy_codecs()
-    p.add_argument("--codecs", type=names_arg(lossy), metavar="LIST", default=None,
-                   help=f"our codecs (default: every lossy one: {','.join(lossy)})")
-    p.add_argument("--peers", type=names_arg(list(measure.PEER_NAMES)), metavar="LIST", default=list(measure.PEER_NAMES),
-                   help="peers among sz3,zfp,sperr, or none (default all three)")
-    p.add_argument("--repeat", type=positive_int, default=3, metavar="N", help="timed runs; the median is shown (default 3)")
-    p.add_argument("--min-time", type=float, default=0.05, metavar="S", help="each timed run loops until this many seconds")
+    p.add_argument(
+        "--codecs",
+        type=names_arg(lossy),
+        metavar="LIST",
+        default=None,
+        help=f"our codecs (default: every lossy one: {','.join(lossy)})",
+    )
+    p.add_argument(
+        "--peers",
+        type=names_arg(list(measure.PEER_NAMES)),
+        metavar="LIST",
+        default=list(measure.PEER_NAMES),
+        help="peers among sz3,zfp,sperr, or none (default all three)",
+    )
+    p.add_argument(
+        "--repeat", type=positive_int, default=3, metavar="N", help="timed runs; the median is shown (default 3)"
+    )
+    p.add_argument(
+        "--min-time", type=float, default=0.05, metavar="S", help="each timed run loops until this many seconds"
+    )
     p.add_argument("--threads", type=positive_int, default=1, metavar="N", help="numba/OpenMP threads (default 1)")
     p.add_argument("--json", metavar="FILE", help="also save every row as JSON")
     p.set_defaults(run=cmd_bench)
@@ -44,21 +61,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
     mode, bounds = ("abs", args.abs) if args.abs is not None else ("rel", args.rel or [1e-2, 1e-3, 1e-4])
     cands = measure.candidates(args.codecs, args.peers)
     load0 = os.getloadavg()
-    print(f"# {inp.name}: {data.dtype} {data.shape}, {mb(data.nbytes)}, range {finite_range(data):.6g}; "
-          f"{mode} bounds {', '.join(f'{b:g}' for b in bounds)}; repeat {args.repeat}, median; "
-          f"{threads} thread(s); load average {load0[0]:.2f}")
+    print(
+        f"# {inp.name}: {data.dtype} {data.shape}, {mb(data.nbytes)}, range {finite_range(data):.6g}; "
+        f"{mode} bounds {', '.join(f'{b:g}' for b in bounds)}; repeat {args.repeat}, median; "
+        f"{threads} thread(s); load average {load0[0]:.2f}"
+    )
     with Progress(len(cands) * len(bounds), "bench") as bar:
-        rows, skipped = measure.run_cases(cands, data, bounds, mode, args.repeat, args.min_time,
-                                          field=inp.name, bar=bar)
+        rows, skipped = measure.run_cases(
+            cands, data, bounds, mode, args.repeat, args.min_time, field=inp.name, bar=bar
+        )
     print(measure.format_table(rows))
-    print(f"# MB/s = 1e6 bytes of uncompressed data per second (wall; cpuMB/s from CPU time); "
-          f"viol = values with |x-x'| > eb_abs; load average at end {os.getloadavg()[0]:.2f}")
+    print(
+        f"# MB/s = 1e6 bytes of uncompressed data per second (wall; cpuMB/s from CPU time); "
+        f"viol = values with |x-x'| > eb_abs; load average at end {os.getloadavg()[0]:.2f}"
+    )
     for label, version in measure.versions(cands).items():
         note = f"NOT RUN: {skipped[label]}" if label in skipped else ""
         print(f"#   {label:16s} {version or '-':10s} {note}".rstrip())
     if args.json:
-        doc = measure.jsonable({"file": str(inp), "shape": list(data.shape), "dtype": str(data.dtype), "mode": mode,
-                                "bounds": bounds, "threads": threads, "skipped": skipped, "rows": rows})
+        doc = measure.jsonable(
+            {
+                "file": str(inp),
+                "shape": list(data.shape),
+                "dtype": str(data.dtype),
+                "mode": mode,
+                "bounds": bounds,
+                "threads": threads,
+                "skipped": skipped,
+                "rows": rows,
+            }
+        )
         atomic_write(Path(args.json), lambda f: f.write(json.dumps(doc, indent=1, default=str).encode()))
     failed = sorted({r["codec"] for r in rows if r.get("error") and r["kind"] == "ours"})
     if failed:

@@ -30,6 +30,7 @@ class CLIError(Exception):
 # ---------------------------------------------------------------------------------------------
 # argument types (raise ArgumentTypeError, so argparse exits 2 with its usual message)
 
+
 def shape_arg(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(n) for n in text.replace("x", ",").split(","))
@@ -47,6 +48,7 @@ def bound_arg(mode: str) -> Callable[[str], float]:
         except ValueError as exc:  # float() or BoundError: both mean the argument is bad
             msg = str(exc) if isinstance(exc, BoundError) else f"not a number: {text!r}"
             raise argparse.ArgumentTypeError(msg) from None
+
     parse.__name__ = f"{mode} bound"
     return parse
 
@@ -71,6 +73,7 @@ def names_arg(known: list[str]) -> Callable[[str], list[str]]:
         if unknown:
             raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {','.join(known)}")
         return names
+
     parse.__name__ = "list"
     return parse
 
@@ -86,13 +89,17 @@ def positive_int(text: str) -> int:
 
 
 def add_input_format(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--shape", type=shape_arg, help="shape of a raw input, C order, e.g. 100,500,500 "
-                   "(default: from a name ending in _AxBxC.f32)")
+    p.add_argument(
+        "--shape",
+        type=shape_arg,
+        help="shape of a raw input, C order, e.g. 100,500,500 (default: from a name ending in _AxBxC.f32)",
+    )
     p.add_argument("--dtype", choices=sorted(RAW_DTYPES), help="dtype of a raw input (default: its extension)")
 
 
 # ---------------------------------------------------------------------------------------------
 # files
+
 
 def load_array(path: Path, shape: tuple[int, ...] | None = None, dtype: str | None = None) -> np.ndarray:
     """Read ``.npy`` or raw little-endian C-order ``.f32``/``.f64`` (shape from ``shape`` or the name)."""
@@ -155,6 +162,8 @@ def table(rows: list[list[str]], head: list[str]) -> str:
     """Fixed-width columns: the first left-aligned, the rest right-aligned."""
     lines = [head] + rows
     widths = [max(len(line[j]) for line in lines) for j in range(len(head))]
-    text = ["  ".join(c.ljust(widths[j]) if j == 0 else c.rjust(widths[j]) for j, c in enumerate(line)).rstrip()
-            for line in lines]
+    text = [
+        "  ".join(c.ljust(widths[j]) if j == 0 else c.rjust(widths[j]) for j, c in enumerate(line)).rstrip()
+        for line in lines
+    ]
     return "\n".join([text[0], "-" * max(len(t) for t in text)] + text[1:])

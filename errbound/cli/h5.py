@@ -14,12 +14,18 @@ from .common import BOUND_FLAGS, CLIError, bound_arg, mb, table
 
 def add_parser(sub, codecs: list[str]) -> None:
     """The ``h5`` subcommand and its actions, on the ``errbound`` parser's subparsers."""
-    p = sub.add_parser("h5", help="compress, decompress or inspect whole HDF5 files",
-                       description="Every float dataset of an HDF5 file through the errbound filter.")
+    p = sub.add_parser(
+        "h5",
+        help="compress, decompress or inspect whole HDF5 files",
+        description="Every float dataset of an HDF5 file through the errbound filter.",
+    )
     h5 = p.add_subparsers(dest="h5_command", metavar="ACTION", required=True)
-    p = h5.add_parser("compress", help="rewrite an HDF5 file with its float datasets compressed",
-                      description="Bounds per dataset from --config (see errbound.h5config), or one bound for all. "
-                                  "Under mpiexec, ranks share the chunks and rank 0 writes the file.")
+    p = h5.add_parser(
+        "compress",
+        help="rewrite an HDF5 file with its float datasets compressed",
+        description="Bounds per dataset from --config (see errbound.h5config), or one bound for all. "
+        "Under mpiexec, ranks share the chunks and rank 0 writes the file.",
+    )
     p.add_argument("input", metavar="IN.h5")
     p.add_argument("output", metavar="OUT.h5")
     p.add_argument("--config", metavar="TOML", help="bounds file (errbound tune writes one)")
@@ -43,7 +49,9 @@ def add_parser(sub, codecs: list[str]) -> None:
 
 def _mpi_comm():
     """COMM_WORLD when started by mpiexec with more than one rank (mpi4py is imported only then)."""
-    size = next((os.environ[v] for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS") if v in os.environ), "1")
+    size = next(
+        (os.environ[v] for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS") if v in os.environ), "1"
+    )
     if int(size or 1) <= 1:
         return None
     try:
@@ -83,15 +91,27 @@ def cmd_h5_compress(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     if comm is not None and comm.rank != 0:
         return 0
-    rows = [[r.path, r.action, r.rule or "-", "-" if r.abs_bound is None else f"{r.abs_bound:.4g}",
-             mb(r.original_bytes), mb(r.stored_bytes), f"{r.ratio:.2f}",
-             "-" if r.psnr is None else f"{r.psnr:.2f}"] for r in reports]
+    rows = [
+        [
+            r.path,
+            r.action,
+            r.rule or "-",
+            "-" if r.abs_bound is None else f"{r.abs_bound:.4g}",
+            mb(r.original_bytes),
+            mb(r.stored_bytes),
+            f"{r.ratio:.2f}",
+            "-" if r.psnr is None else f"{r.psnr:.2f}",
+        ]
+        for r in reports
+    ]
     print(table(rows, ["dataset", "action", "rule", "abs bound", "original", "stored", "ratio", "PSNR"]))
     size_in, size_out = os.path.getsize(args.input), os.path.getsize(args.output)
     floats = sum(r.original_bytes for r in reports if r.action == "compressed")
-    print(f"{args.input} -> {args.output}: {mb(size_in)} -> {mb(size_out)}, file ratio {size_in / size_out:.2f}; "
-          f"{seconds:.2f} s, {floats / 1e6 / seconds:.1f} MB/s of compressed datasets, "
-          f"{size_in / 1e6 / seconds:.1f} MB/s of file, {comm.size if comm else 1} process(es)")
+    print(
+        f"{args.input} -> {args.output}: {mb(size_in)} -> {mb(size_out)}, file ratio {size_in / size_out:.2f}; "
+        f"{seconds:.2f} s, {floats / 1e6 / seconds:.1f} MB/s of compressed datasets, "
+        f"{size_in / 1e6 / seconds:.1f} MB/s of file, {comm.size if comm else 1} process(es)"
+    )
     return 0
 
 
@@ -101,8 +121,10 @@ def cmd_h5_decompress(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     reports = files.decompress_file(args.input, args.output)
     done = [r for r in reports if r.action == "decompressed"]
-    print(f"{args.input} -> {args.output}: {len(done)} dataset(s) decompressed, {len(reports) - len(done)} copied, "
-          f"{time.perf_counter() - t0:.2f} s")
+    print(
+        f"{args.input} -> {args.output}: {len(done)} dataset(s) decompressed, {len(reports) - len(done)} copied, "
+        f"{time.perf_counter() - t0:.2f} s"
+    )
     return 0
 
 
@@ -122,8 +144,15 @@ def cmd_h5_info(args: argparse.Namespace) -> int:
 
     lines = []
     for r in rows:
-        line = [r["path"], "x".join(map(str, r["shape"])) or "scalar", r["dtype"], r["codec"], r["bound"],
-                mb(r["stored_bytes"]), f"{r['ratio']:.2f}"]
+        line = [
+            r["path"],
+            "x".join(map(str, r["shape"])) or "scalar",
+            r["dtype"],
+            r["codec"],
+            r["bound"],
+            mb(r["stored_bytes"]),
+            f"{r['ratio']:.2f}",
+        ]
         if args.check:
             line += [cell(r, "max_err", "{:.4g}"), cell(r, "err_over_bound", "{:.4f}"), cell(r, "psnr", "{:.2f}")]
         lines.append(line)

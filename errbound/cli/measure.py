@@ -44,8 +44,15 @@ from ..bounds import finite_range
 from ..bounds import psnr as _psnr
 from ..codec import codec_names, get_codec
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-               "BLOSC_NTHREADS", "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS")
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "BLOSC_NTHREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
 PEER_NAMES = ("sz3", "zfp", "sperr", "sperr-wasm")
 LOSSLESS_CODECS = frozenset({"raw"})
 
@@ -73,6 +80,7 @@ def pin_threads(threads: int = 1) -> int:
     env.pop("NUMBA_NUM_THREADS")
     os.environ.update(env)
     import numba
+
     n = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
     return n
@@ -88,12 +96,13 @@ def _version(dist: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # candidates
 
+
 class Candidate:
     """Something to measure: ``compress(data, eb_abs) -> blob``, ``nbytes(blob)``, ``decompress(blob, like)``."""
 
-    name = "?"       # what --codecs / --peers select
-    label = "?"      # what the tables show (unique across ours and peers)
-    kind = "peer"    # "ours" or "peer"
+    name = "?"  # what --codecs / --peers select
+    label = "?"  # what the tables show (unique across ours and peers)
+    kind = "peer"  # "ours" or "peer"
     note = ""
     dist: str | None = None  # the package whose version the tables show
 
@@ -157,6 +166,7 @@ class SZ3(Candidate):
 
     def setup(self, eb_abs):
         from pysz import szAlgorithm, szConfig, szErrorBoundMode
+
         cfg = szConfig()
         cfg.errorBoundMode = szErrorBoundMode.ABS
         cfg.absErrorBound = float(eb_abs)
@@ -166,6 +176,7 @@ class SZ3(Candidate):
 
     def compress(self, data, eb_abs):
         from pysz import sz
+
         return sz.compress(data, self.cfg)[0]
 
     def nbytes(self, blob):
@@ -173,6 +184,7 @@ class SZ3(Candidate):
 
     def decompress(self, blob, like):
         from pysz import sz
+
         return sz.decompress(blob, like.dtype, like.shape)[0]
 
 
@@ -186,10 +198,12 @@ class ZFP(Candidate):
 
     def compress(self, data, eb_abs):
         import zfpy
+
         return zfpy.compress_numpy(data, tolerance=float(eb_abs))
 
     def decompress(self, blob, like):
         import zfpy
+
         return zfpy.decompress_numpy(blob)
 
 
@@ -201,17 +215,20 @@ class SPERR(Candidate):
     def unsupported(self, data):
         if data.ndim < 2:
             return "SPERR (H5Z-SPERR) needs >= 2 dimensions"
-        if data.nbytes >= 2 ** 32:
+        if data.nbytes >= 2**32:
             return "an HDF5 chunk must be < 4 GiB"
         return _missing("h5py", "hdf5plugin")
 
     def compress(self, data, eb_abs):
         import h5py
         import hdf5plugin
-        f = h5py.File(f"mem-{uuid.uuid4().hex}.h5", "w", driver="core", backing_store=False,
-                      rdcc_nbytes=0)  # no chunk cache, so every read really decompresses
-        ds = f.create_dataset("d", data=data, chunks=data.shape,
-                              compression=hdf5plugin.Sperr(absolute=float(eb_abs), swap=True))
+
+        f = h5py.File(
+            f"mem-{uuid.uuid4().hex}.h5", "w", driver="core", backing_store=False, rdcc_nbytes=0
+        )  # no chunk cache, so every read really decompresses
+        ds = f.create_dataset(
+            "d", data=data, chunks=data.shape, compression=hdf5plugin.Sperr(absolute=float(eb_abs), swap=True)
+        )
         f.flush()
         return f, ds
 
@@ -237,6 +254,7 @@ class SPERRWasm(Candidate):
 
     def setup(self, eb_abs):
         from numcodecs_wasm_sperr import Sperr
+
         self.codec = Sperr(mode="pwe", pwe=float(eb_abs))
 
     def compress(self, data, eb_abs):
@@ -271,12 +289,13 @@ def candidates(ours: Sequence[str] | None = None, peers: Sequence[str] | None = 
 # ---------------------------------------------------------------------------------------------
 # measuring
 
+
 def error_stats(orig: np.ndarray, rec: np.ndarray, eb_abs: float, block: int = 1 << 22) -> dict:
     """max_err, err/eb, violations (strict and beyond one ulp) and PSNR, in float64 in blocks."""
     of, rf = orig.reshape(-1), rec.reshape(-1)
     max_err, viol, viol_ulp = 0.0, 0, 0
     for i in range(0, of.size, block):
-        ob, rb = of[i:i + block], rf[i:i + block]
+        ob, rb = of[i : i + block], rf[i : i + block]
         o, r = ob.astype(np.float64), rb.astype(np.float64)
         d = np.abs(o - r)
         finite = np.isfinite(d)
@@ -292,16 +311,20 @@ def error_stats(orig: np.ndarray, rec: np.ndarray, eb_abs: float, block: int = 1
             viol += int(np.count_nonzero(over))
             ulp = np.spacing(np.abs(ob[over])).astype(np.float64)
             viol_ulp += int(np.count_nonzero(d[over] > eb_abs + ulp))
-    return {"max_err": max_err, "err_over_eb": max_err / eb_abs if eb_abs > 0 else math.nan,
-            "viol": viol, "viol_ulp": viol_ulp, "psnr": _psnr(orig, rec)}
+    return {
+        "max_err": max_err,
+        "err_over_eb": max_err / eb_abs if eb_abs > 0 else math.nan,
+        "viol": viol,
+        "viol_ulp": viol_ulp,
+        "psnr": _psnr(orig, rec),
+    }
 
 
 def _loops(seconds: float, min_time: float) -> int:
     return 1 if seconds >= min_time else min(1000, max(1, math.ceil(min_time / max(seconds, 1e-6))))
 
 
-def measure(candidate: Candidate, data: np.ndarray, eb_abs: float, repeat: int = 3,
-            min_time: float = 0.05) -> dict:
+def measure(candidate: Candidate, data: np.ndarray, eb_abs: float, repeat: int = 3, min_time: float = 0.05) -> dict:
     """Size, error and speed of one candidate at one absolute bound (see the module docstring)."""
     candidate.setup(eb_abs)
     # two untimed round trips: the first loads JIT code and warms caches, the second sizes the
@@ -339,17 +362,32 @@ def measure(candidate: Candidate, data: np.ndarray, eb_abs: float, repeat: int =
     mb = data.nbytes / 1e6
     ct, dt = statistics.median(ctimes), statistics.median(dtimes)
     cc, dc = statistics.median(ccpu), statistics.median(dcpu)
-    out = {"comp_bytes": size, "ratio": data.nbytes / size if size else math.inf,
-           "bits_per_value": 8.0 * size / data.size,
-           "comp_MBps": mb / ct if ct > 0 else math.inf, "decomp_MBps": mb / dt if dt > 0 else math.inf,
-           "comp_cpu_MBps": mb / cc if cc > 0 else None, "decomp_cpu_MBps": mb / dc if dc > 0 else None,
-           "comp_times": ctimes, "decomp_times": dtimes, "inner_loops": [kc, kd]}
+    out = {
+        "comp_bytes": size,
+        "ratio": data.nbytes / size if size else math.inf,
+        "bits_per_value": 8.0 * size / data.size,
+        "comp_MBps": mb / ct if ct > 0 else math.inf,
+        "decomp_MBps": mb / dt if dt > 0 else math.inf,
+        "comp_cpu_MBps": mb / cc if cc > 0 else None,
+        "decomp_cpu_MBps": mb / dc if dc > 0 else None,
+        "comp_times": ctimes,
+        "decomp_times": dtimes,
+        "inner_loops": [kc, kd],
+    }
     out.update(error_stats(data, rec, eb_abs))
     return out
 
 
-def run_cases(cands: Sequence[Candidate], data: np.ndarray, bounds: Sequence[float], mode: str = "rel",
-              repeat: int = 3, min_time: float = 0.05, field: str = "", bar=None) -> tuple[list[dict], dict]:
+def run_cases(
+    cands: Sequence[Candidate],
+    data: np.ndarray,
+    bounds: Sequence[float],
+    mode: str = "rel",
+    repeat: int = 3,
+    min_time: float = 0.05,
+    field: str = "",
+    bar=None,
+) -> tuple[list[dict], dict]:
     """Measure every candidate at every bound; a failure becomes a row with ``error``.
 
     ``mode="rel"``: each bound times the finite value range is the absolute bound all get.
@@ -369,8 +407,7 @@ def run_cases(cands: Sequence[Candidate], data: np.ndarray, bounds: Sequence[flo
             if bar is not None:  # name the case while it runs, not after
                 bar.update(0, note=f"{field} {cand.label} {eb:g}".strip())
             eb_abs = eb * vrange if mode == "rel" else eb
-            row = {"field": field, "codec": cand.label, "kind": cand.kind, "mode": mode, "eb": eb,
-                   "eb_abs": eb_abs}
+            row = {"field": field, "codec": cand.label, "kind": cand.kind, "mode": mode, "eb": eb, "eb_abs": eb_abs}
             try:
                 if not eb_abs > 0:
                     raise ValueError("absolute bound is 0 (constant data?)")
@@ -391,12 +428,22 @@ def versions(cands: Sequence[Candidate]) -> dict[str, str | None]:
 # ---------------------------------------------------------------------------------------------
 # tables
 
-COLUMNS = [("codec", "codec", "{}"), ("eb", "eb", "{:.0e}"), ("eb_abs", "eb_abs", "{:.3e}"),
-           ("ratio", "ratio", "{:.2f}"), ("bits/val", "bits_per_value", "{:.3f}"), ("PSNR", "psnr", "{:.2f}"),
-           ("max_err", "max_err", "{:.3e}"), ("err/eb", "err_over_eb", "{:.4f}"), ("viol", "viol", "{:d}"),
-           ("viol>ulp", "viol_ulp", "{:d}"), ("comp MB/s", "comp_MBps", "{:.1f}"),
-           ("dec MB/s", "decomp_MBps", "{:.1f}"), ("comp cpuMB/s", "comp_cpu_MBps", "{:.1f}"),
-           ("dec cpuMB/s", "decomp_cpu_MBps", "{:.1f}")]
+COLUMNS = [
+    ("codec", "codec", "{}"),
+    ("eb", "eb", "{:.0e}"),
+    ("eb_abs", "eb_abs", "{:.3e}"),
+    ("ratio", "ratio", "{:.2f}"),
+    ("bits/val", "bits_per_value", "{:.3f}"),
+    ("PSNR", "psnr", "{:.2f}"),
+    ("max_err", "max_err", "{:.3e}"),
+    ("err/eb", "err_over_eb", "{:.4f}"),
+    ("viol", "viol", "{:d}"),
+    ("viol>ulp", "viol_ulp", "{:d}"),
+    ("comp MB/s", "comp_MBps", "{:.1f}"),
+    ("dec MB/s", "decomp_MBps", "{:.1f}"),
+    ("comp cpuMB/s", "comp_cpu_MBps", "{:.1f}"),
+    ("dec cpuMB/s", "decomp_cpu_MBps", "{:.1f}"),
+]
 
 
 def _cell(value, fmt: str) -> str:

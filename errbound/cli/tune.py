@@ -11,15 +11,24 @@ from .common import atomic_write, load_array, mb, names_arg, positive_int, table
 
 def add_parser(sub) -> None:
     lossy = measure.lossy_codecs()
-    p = sub.add_parser("tune", help="pick codec and bound per variable for a target",
-                       description="For every float dataset of an HDF5 file (or one .npy/.f32/.f64 array), the codec "
-                                   "and bound that meet the target with the highest ratio, from a sample.")
+    p = sub.add_parser(
+        "tune",
+        help="pick codec and bound per variable for a target",
+        description="For every float dataset of an HDF5 file (or one .npy/.f32/.f64 array), the codec "
+        "and bound that meet the target with the highest ratio, from a sample.",
+    )
     p.add_argument("input", metavar="IN", help="an HDF5 file, or .npy / raw .f32/.f64")
     p.add_argument("--target", required=True, metavar="T", help="psnr=DB, ratio=R or max-rel=E")
     p.add_argument("-o", "--output", metavar="TOML", help="write the bounds file for errbound h5 compress")
-    p.add_argument("--verify", action="store_true", help="compress the file with the chosen bounds and show the real results")
-    p.add_argument("--codecs", type=names_arg(lossy), metavar="LIST", default=None, help="candidates (default every lossy codec)")
-    p.add_argument("--sample", type=positive_int, default=1 << 16, metavar="N", help="sample values per variable (default 65536)")
+    p.add_argument(
+        "--verify", action="store_true", help="compress the file with the chosen bounds and show the real results"
+    )
+    p.add_argument(
+        "--codecs", type=names_arg(lossy), metavar="LIST", default=None, help="candidates (default every lossy codec)"
+    )
+    p.add_argument(
+        "--sample", type=positive_int, default=1 << 16, metavar="N", help="sample values per variable (default 65536)"
+    )
     p.set_defaults(run=cmd_tune)
 
 
@@ -30,8 +39,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     inp = Path(args.input)
     if inp.suffix in (".npy", ".f32", ".f64"):
         r = tune(load_array(inp), args.target, args.codecs, args.sample)
-        print(f"{inp}: codec {r.codec}, {r.mode} = {r.value:g} (abs {r.abs_bound:.6g}); predicted ratio "
-              f"{r.predicted_ratio:.2f}, PSNR {r.predicted_psnr:.2f} dB; sample {r.sample_values} of {r.total_values} values")
+        print(
+            f"{inp}: codec {r.codec}, {r.mode} = {r.value:g} (abs {r.abs_bound:.6g}); predicted ratio "
+            f"{r.predicted_ratio:.2f}, PSNR {r.predicted_psnr:.2f} dB; sample {r.sample_values} of {r.total_values} values"
+        )
         return 0
     choices = tune_file(inp, args.target, args.codecs, args.sample)
     text = bounds_toml(choices, args.target, str(inp))
@@ -45,8 +56,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for c in choices:
         r = c.result
         bound = f"{r.mode}={r.value:.4g}" + (f" (abs {r.abs_bound:.4g})" if r.mode == "psnr" else "")
-        line = [c.path, r.codec, bound + ("" if r.met else " !"), f"{100 * r.sample_values / r.total_values:.0f}%",
-                f"{r.predicted_ratio:.2f}", f"{r.predicted_psnr:.2f}", f"{r.predicted_max_rel:.2e}"]
+        line = [
+            c.path,
+            r.codec,
+            bound + ("" if r.met else " !"),
+            f"{100 * r.sample_values / r.total_values:.0f}%",
+            f"{r.predicted_ratio:.2f}",
+            f"{r.predicted_psnr:.2f}",
+            f"{r.predicted_max_rel:.2e}",
+        ]
         if totals:
             line += [f"{c.actual['ratio']:.2f}", f"{c.actual['psnr']:.2f}", f"{c.actual['max_rel']:.2e}"]
         rows.append(line)
@@ -54,11 +72,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     failures = {c["codec"]: c["error"] for ch in choices for c in ch.result.candidates if "error" in c}
     for codec, error in failures.items():
         print(f"# codec {codec} skipped: it failed on a sample ({error[:120]})")
-    print(f"# target {args.target}; sample: up to {args.sample} values per variable (2 blocks); '!' = target not met "
-          f"on the sample" + (f"; bounds written to {args.output}" if args.output else ""))
+    print(
+        f"# target {args.target}; sample: up to {args.sample} values per variable (2 blocks); '!' = target not met "
+        f"on the sample" + (f"; bounds written to {args.output}" if args.output else "")
+    )
     if totals:
         errors = [abs(c.result.predicted_ratio / c.actual["ratio"] - 1) for c in choices if c.actual.get("ratio")]
-        print(f"# verified: file {mb(totals['original_bytes'])} -> {mb(totals['compressed_bytes'])}, ratio "
-              f"{totals['original_bytes'] / totals['compressed_bytes']:.2f}; predicted ratio off by "
-              f"{100 * sum(errors) / max(len(errors), 1):.1f}% on average, {100 * max(errors, default=0):.1f}% at most")
+        print(
+            f"# verified: file {mb(totals['original_bytes'])} -> {mb(totals['compressed_bytes'])}, ratio "
+            f"{totals['original_bytes'] / totals['compressed_bytes']:.2f}; predicted ratio off by "
+            f"{100 * sum(errors) / max(len(errors), 1):.1f}% on average, {100 * max(errors, default=0):.1f}% at most"
+        )
     return 0

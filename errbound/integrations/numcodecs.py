@@ -43,7 +43,8 @@ class Errbound(Codec):
         if array.dtype.kind != "f" or array.dtype.itemsize not in (4, 8):
             raise UnsupportedInputError(
                 f"{self.codec_id} compresses float32/float64 arrays, got {array.dtype} "
-                "(store other arrays with a lossless codec)")
+                "(store other arrays with a lossless codec)"
+            )
         return compress(array, self.codec, **{self.mode: self.value})
 
     def decode(self, buf, out=None):
@@ -67,8 +68,11 @@ def _fixed(name: str) -> type[Errbound]:
         Errbound.__init__(self, name, abs=abs, rel=rel, pw_rel=pw_rel, psnr=psnr)
 
     doc = f"errbound's ``{name}`` codec with one error bound ({', '.join(MODES)}), as a numcodecs codec."
-    return type(f"Errbound{name.upper()}", (Errbound,), {"codec_id": f"errbound_{name}", "__init__": __init__,
-                                                         "__doc__": doc, "__module__": __name__})
+    return type(
+        f"Errbound{name.upper()}",
+        (Errbound,),
+        {"codec_id": f"errbound_{name}", "__init__": __init__, "__doc__": doc, "__module__": __name__},
+    )
 
 
 ErrboundSZ = _fixed("sz")

@@ -25,7 +25,7 @@ from typing import TextIO, TypeVar
 T = TypeVar("T")
 
 ENV = "ERRBOUND_PROGRESS"
-_REDRAW_S = 0.1      # redraw at most 10 times a second: stderr writes are not free on slow terminals
+_REDRAW_S = 0.1  # redraw at most 10 times a second: stderr writes are not free on slow terminals
 _FIRST_LOOK_S = 0.25  # below this the projection from the first steps is too noisy to trust
 
 
@@ -38,8 +38,16 @@ def _fmt_time(seconds: float) -> str:
 class Progress:
     """A progress bar for ``total`` steps; a context manager. ``update`` advances it."""
 
-    def __init__(self, total: int | None, label: str = "", *, stream: TextIO | None = None,
-                 force: bool | None = None, min_seconds: float = 2.0, width: int = 24):
+    def __init__(
+        self,
+        total: int | None,
+        label: str = "",
+        *,
+        stream: TextIO | None = None,
+        force: bool | None = None,
+        min_seconds: float = 2.0,
+        width: int = 24,
+    ):
         self.total = total if total is None else max(int(total), 0)
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
@@ -99,14 +107,15 @@ class Progress:
             filled = int(frac * self.width)
             bar = "#" * filled + "." * (self.width - filled)
             eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
-            text = (f"{self.label} [{bar}] {self.done}/{self.total} {frac:4.0%} "
-                    f"{_fmt_time(elapsed)} left {_fmt_time(eta)}")
+            text = (
+                f"{self.label} [{bar}] {self.done}/{self.total} {frac:4.0%} {_fmt_time(elapsed)} left {_fmt_time(eta)}"
+            )
         else:
             text = f"{self.label} {self.done} done {_fmt_time(elapsed)}"
         if self.note:
             text += f"  {self.note}"
         columns = self._columns()
-        text = text[:columns - 1].ljust(columns - 1)
+        text = text[: columns - 1].ljust(columns - 1)
         self.stream.write("\r" + text)
         self.stream.flush()
         self._shown = True

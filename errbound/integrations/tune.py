@@ -76,8 +76,13 @@ def parse_target(text: str) -> tuple[str, float]:
         value = float(number)
     except ValueError:
         value = math.nan
-    if not sep or name not in TARGETS or not (value > 0 and math.isfinite(value)) or (
-            name == "ratio" and value <= 1) or (name == "max-rel" and value >= 1):
+    if (
+        not sep
+        or name not in TARGETS
+        or not (value > 0 and math.isfinite(value))
+        or (name == "ratio" and value <= 1)
+        or (name == "max-rel" and value >= 1)
+    ):
         raise BoundError(f"target must be psnr=DB, ratio=R (> 1) or max-rel=E (0 < E < 1), got {text!r}")
     return name, value
 
@@ -125,10 +130,16 @@ class _Sample:
                 sse, count, max_err = sse + float(np.dot(d, d)), count + d.size, max(max_err, float(np.abs(d).max()))
         size = payload * self.total / self.values + head * self.streams
         mse = sse / count if count else 0.0
-        psnr = math.inf if mse == 0 else (20 * math.log10(self.range) - 10 * math.log10(mse) if self.range > 0
-                                          else -math.inf)
-        return {"ratio": self.total * self.itemsize / max(size, 1.0), "psnr": psnr,
-                "max_rel": max_err / self.range if self.range > 0 else 0.0}
+        psnr = (
+            math.inf
+            if mse == 0
+            else (20 * math.log10(self.range) - 10 * math.log10(mse) if self.range > 0 else -math.inf)
+        )
+        return {
+            "ratio": self.total * self.itemsize / max(size, 1.0),
+            "psnr": psnr,
+            "max_rel": max_err / self.range if self.range > 0 else 0.0,
+        }
 
 
 def bracket(passes: Callable[[float], bool], start: float, steps: int = 4) -> tuple[float | None, float | None]:
@@ -189,12 +200,24 @@ def choose(sample: _Sample, target: str, codecs: Sequence[str] | None = None) ->
         raise BoundError(f"no candidate codec could compress the sample: {failed}")
     key = (lambda r: (r["met"], r["psnr"], r["ratio"])) if kind == "ratio" else (lambda r: (r["met"], r["ratio"]))
     best = max(rows, key=key)
-    return TuneResult(best["codec"], best["mode"], best["value"], best["abs_bound"], best["ratio"], best["psnr"],
-                      best["max_rel"], sample.values, sample.total, best["met"], rows + failed)
+    return TuneResult(
+        best["codec"],
+        best["mode"],
+        best["value"],
+        best["abs_bound"],
+        best["ratio"],
+        best["psnr"],
+        best["max_rel"],
+        sample.values,
+        sample.total,
+        best["met"],
+        rows + failed,
+    )
 
 
-def tune(array: np.ndarray, target: str = "psnr=60", codecs: Sequence[str] | None = None,
-         sample_values: int = DEFAULT_SAMPLE) -> TuneResult:
+def tune(
+    array: np.ndarray, target: str = "psnr=60", codecs: Sequence[str] | None = None, sample_values: int = DEFAULT_SAMPLE
+) -> TuneResult:
     """Choose the codec and bound for ``array`` that meet ``target`` with the highest ratio.
 
     ``target``: ``"psnr=60"``, ``"ratio=20"`` or ``"max-rel=1e-3"``; ``codecs``: the candidates
@@ -213,6 +236,7 @@ def tune(array: np.ndarray, target: str = "psnr=60", codecs: Sequence[str] | Non
 # ---------------------------------------------------------------------------------------------
 # whole HDF5 files
 
+
 @dataclass
 class VariableChoice:
     """The tuner's choice for one dataset of a file (``actual`` is filled by :func:`verify_file`)."""
@@ -224,8 +248,14 @@ class VariableChoice:
     actual: dict = field(default_factory=dict)
 
 
-def tune_file(path, target: str, codecs: Sequence[str] | None = None, sample_values: int = DEFAULT_SAMPLE,
-              min_bytes: int | None = None, progress: bool | None = None) -> list[VariableChoice]:
+def tune_file(
+    path,
+    target: str,
+    codecs: Sequence[str] | None = None,
+    sample_values: int = DEFAULT_SAMPLE,
+    min_bytes: int | None = None,
+    progress: bool | None = None,
+) -> list[VariableChoice]:
     """Tune every float dataset of an HDF5 file (those ``errbound h5 compress`` would compress)."""
     from .hdf5 import files as h5files
     from .hdf5.config import DEFAULT_MIN_BYTES
@@ -235,8 +265,11 @@ def tune_file(path, target: str, codecs: Sequence[str] | None = None, sample_val
     min_bytes = DEFAULT_MIN_BYTES if min_bytes is None else min_bytes
     choices = []
     with h5files.open_input(path) as f:
-        datasets = [(p, d) for p, d in h5files.entries(f) if isinstance(d, h5files.h5py.Dataset)
-                    and h5files.is_float_dataset(d) and d.nbytes >= min_bytes]
+        datasets = [
+            (p, d)
+            for p, d in h5files.entries(f)
+            if isinstance(d, h5files.h5py.Dataset) and h5files.is_float_dataset(d) and d.nbytes >= min_bytes
+        ]
         with Progress(len(datasets), "tune", force=progress) as bar:
             for name, ds in datasets:
                 bar.update(0, note=name)
@@ -254,14 +287,23 @@ def bounds_toml(choices: Sequence[VariableChoice], target: str, source: str = ""
     """A bounds file for ``errbound h5 compress`` with one rule per tuned dataset."""
     from .hdf5.config import glob_escape, toml_string
 
-    lines = [f"# errbound tune {source} --target {target}".replace("  ", " "),
-             "# one rule per dataset; datasets without a rule are copied unchanged", ""]
+    lines = [
+        f"# errbound tune {source} --target {target}".replace("  ", " "),
+        "# one rule per dataset; datasets without a rule are copied unchanged",
+        "",
+    ]
     for c in choices:
         r = c.result
-        note = (f"predicted ratio {r.predicted_ratio:.2f}, PSNR {r.predicted_psnr:.2f} dB, from {r.sample_values} "
-                f"of {r.total_values} values" + ("" if r.met else "; TARGET NOT MET on the sample"))
-        lines += ["[[rule]]", f"match = {toml_string(glob_escape(c.path))}", f"codec = {toml_string(r.codec)}",
-                  f"{r.mode} = {r.value!r}"]
+        note = (
+            f"predicted ratio {r.predicted_ratio:.2f}, PSNR {r.predicted_psnr:.2f} dB, from {r.sample_values} "
+            f"of {r.total_values} values" + ("" if r.met else "; TARGET NOT MET on the sample")
+        )
+        lines += [
+            "[[rule]]",
+            f"match = {toml_string(glob_escape(c.path))}",
+            f"codec = {toml_string(r.codec)}",
+            f"{r.mode} = {r.value!r}",
+        ]
         if r.mode == "psnr" and r.abs_bound > 0:
             lines.append(f"start_abs = {r.abs_bound!r}")
         lines += [f"# {note}", ""]
@@ -284,11 +326,13 @@ def verify_file(path, config, choices: Sequence[VariableChoice], comm=None) -> d
         for c in choices:
             row = rows.get(c.path, {})
             value_range = row.get("range") or 0.0
-            c.actual = {"ratio": row.get("ratio"), "psnr": row.get("psnr"),
-                        "max_rel": row["max_err"] / value_range if value_range else row.get("max_err")}
+            c.actual = {
+                "ratio": row.get("ratio"),
+                "psnr": row.get("psnr"),
+                "max_rel": row["max_err"] / value_range if value_range else row.get("max_err"),
+            }
         return {"original_bytes": os.path.getsize(path), "compressed_bytes": os.path.getsize(out)}
     finally:
         for name in os.listdir(folder):
             os.unlink(os.path.join(folder, name))
         os.rmdir(folder)
-

@@ -34,8 +34,9 @@ _STREAM, _CODES = 0, 1
 _WIDE_SHARE = 1 / 64
 
 
-def encode(values: np.ndarray, shape: tuple[int, ...], bound: float, codec: str,
-           reconstruct: np.ndarray | None = None) -> bytes:
+def encode(
+    values: np.ndarray, shape: tuple[int, ...], bound: float, codec: str, reconstruct: np.ndarray | None = None
+) -> bytes:
     """values (a contiguous 1-D block) compressed within `bound`; with `reconstruct`, also
     write there exactly what a receiver will decode."""
     if codec != "fz":
@@ -69,18 +70,19 @@ def decode(payload, target: np.ndarray) -> None:
     if len(view) < _HEAD.size:
         raise MismatchError("received a truncated block")
     magic, kind, bound, outliers, length = _HEAD.unpack_from(view, 0)
-    body = view[_HEAD.size:_HEAD.size + length]
+    body = view[_HEAD.size : _HEAD.size + length]
     if magic != _MAGIC or kind not in (_STREAM, _CODES) or len(body) != length:
         raise MismatchError("received a block that is not a compressed collective block")
     if kind == _STREAM:
         with compute():
             values = errbound.decompress(body)
         if values.size != target.size or values.dtype != target.dtype:
-            raise MismatchError(f"received {values.size} {values.dtype} values for a block of "
-                                f"{target.size} {target.dtype}")
+            raise MismatchError(
+                f"received {values.size} {values.dtype} values for a block of {target.size} {target.dtype}"
+            )
         target[...] = np.ravel(values, order="K")
         return
-    tail = view[_HEAD.size + length:]
+    tail = view[_HEAD.size + length :]
     if len(tail) != outliers * (8 + target.dtype.itemsize):
         raise MismatchError("received a block whose outlier list is truncated")
     with compute():
@@ -89,7 +91,7 @@ def decode(payload, target: np.ndarray) -> None:
             raise MismatchError(f"received {codes.size} values for a block of {target.size}")
         qz.dequantize(codes.reshape(-1), bound, out=target.reshape(-1))
     if outliers:
-        index = np.frombuffer(tail[:8 * outliers], np.int64)
+        index = np.frombuffer(tail[: 8 * outliers], np.int64)
         if index.min() < 0 or index.max() >= target.size:
             raise MismatchError("received a block whose outlier list points outside it")
-        target[index] = np.frombuffer(tail[8 * outliers:], target.dtype)
+        target[index] = np.frombuffer(tail[8 * outliers :], target.dtype)

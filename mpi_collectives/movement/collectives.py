@@ -35,14 +35,14 @@ from . import blockcodec
 _TAG_BCAST = 1
 
 
-def _compress(values: np.ndarray, shape: tuple[int, ...], bound: float, codec: str,
-              reconstruct: np.ndarray | None = None) -> bytes:
+def _compress(
+    values: np.ndarray, shape: tuple[int, ...], bound: float, codec: str, reconstruct: np.ndarray | None = None
+) -> bytes:
     return blockcodec.encode(values, shape, bound, codec, reconstruct)
 
 
 def _decompress_into(payload, target: np.ndarray) -> None:
     blockcodec.decode(payload, target)
-
 
 
 def _range(settings: Settings, *arrays: np.ndarray) -> list[float]:
@@ -55,10 +55,13 @@ def _range(settings: Settings, *arrays: np.ndarray) -> list[float]:
     return [hi, -lo]
 
 
-def _bound(comm, what: str, settings: Settings, count: int, dtype: np.dtype, root: int,
-           *local: np.ndarray) -> float:
-    hi, neg_lo = agreement.agree(comm, what, {"count": count, "datatype size": agreement.dtype_code(dtype),
-                                           "root": root}, _range(settings, *local))
+def _bound(comm, what: str, settings: Settings, count: int, dtype: np.dtype, root: int, *local: np.ndarray) -> float:
+    hi, neg_lo = agreement.agree(
+        comm,
+        what,
+        {"count": count, "datatype size": agreement.dtype_code(dtype), "root": root},
+        _range(settings, *local),
+    )
     return agreement.resolve_bound(settings, -neg_lo, hi)
 
 
@@ -72,20 +75,27 @@ def bcast_algorithm(settings: Settings, nranks: int, nchunks: int) -> str:
     return costmodel.bcast_tree(nranks, nchunks)
 
 
-def bcast(comm: MPI.Intracomm, buf: Buffer, root: int, settings: Settings, consistent: bool,
-          stats: Stats) -> bool:
+def bcast(comm: MPI.Intracomm, buf: Buffer, root: int, settings: Settings, consistent: bool, stats: Stats) -> bool:
     """False: the bound is zero (rel on constant data) and the caller uses plain MPI."""
     rank = comm.Get_rank()
     mine = (buf.flat,) if rank == root else ()
     row_size, trailing = row_layout(buf.block_shape) if rank == root else (0, ())
     hi, neg_lo, root_row = agreement.agree(
-        comm, "Bcast", {"count": buf.count, "datatype size": agreement.dtype_code(buf.flat.dtype), "root": root},
-        [*_range(settings, *mine), row_size])  # only the root's row size counts: the others give 0
+        comm,
+        "Bcast",
+        {"count": buf.count, "datatype size": agreement.dtype_code(buf.flat.dtype), "root": root},
+        [*_range(settings, *mine), row_size],
+    )  # only the root's row size counts: the others give 0
     bound = agreement.resolve_bound(settings, -neg_lo, hi)
     if not bound > 0:
         return False
-    parts = chunks.split(0, buf.count, int(root_row), trailing,
-                         chunks.target_values(settings.segment_bytes, buf.flat.dtype.itemsize, buf.count))
+    parts = chunks.split(
+        0,
+        buf.count,
+        int(root_row),
+        trailing,
+        chunks.target_values(settings.segment_bytes, buf.flat.dtype.itemsize, buf.count),
+    )
     algorithm = bcast_algorithm(settings, comm.Get_size(), len(parts))
     stats.add(calls=1)
     if algorithm == "binomial":
@@ -99,15 +109,15 @@ def bcast(comm: MPI.Intracomm, buf: Buffer, root: int, settings: Settings, consi
             _decompress_into(payload, buf.flat)
         return True
     _PipelinedBcast(comm, buf.flat, root, parts, 1 if algorithm == "chain" else 2, stats).run(
-        bound, settings.codec, consistent)
+        bound, settings.codec, consistent
+    )
     return True
 
 
 class _PipelinedBcast:
     """Chunks down a tree of fan-out k over ranks relative to the root (k=1: a chain)."""
 
-    def __init__(self, comm: MPI.Intracomm, flat: np.ndarray, root: int, parts: list[Chunk], fanout: int,
-                 stats: Stats):
+    def __init__(self, comm: MPI.Intracomm, flat: np.ndarray, root: int, parts: list[Chunk], fanout: int, stats: Stats):
         self.comm, self.flat, self.root, self.parts, self.stats = comm, flat, root, parts, stats
         rank, size = comm.Get_rank(), comm.Get_size()
         relative = (rank - root) % size
@@ -141,8 +151,9 @@ class _PipelinedBcast:
             drive(self.mailbox, iter(()), len(self.parts), self._handle)
 
 
-def gather(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer | None, root: int,
-           settings: Settings, stats: Stats) -> bool:
+def gather(
+    comm: MPI.Intracomm, send: Buffer | None, recv: Buffer | None, root: int, settings: Settings, stats: Stats
+) -> bool:
     """send is None at a root that gathers in place; recv is None except at the root."""
     rank = comm.Get_rank()
     own = send.flat if send is not None else recv.block(root)
@@ -165,8 +176,9 @@ def gather(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer | None, root: 
     return True
 
 
-def scatter(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer | None, root: int,
-            settings: Settings, stats: Stats) -> bool:
+def scatter(
+    comm: MPI.Intracomm, send: Buffer | None, recv: Buffer | None, root: int, settings: Settings, stats: Stats
+) -> bool:
     """send is None except at the root; recv is None at a root that scatters in place."""
     rank = comm.Get_rank()
     template = send if rank == root else recv
@@ -176,8 +188,10 @@ def scatter(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer | None, root:
         return False
     payloads = None
     if rank == root:
-        payloads = [b"" if i == root else _compress(send.block(i), send.block_shape, bound, settings.codec)
-                    for i in range(comm.Get_size())]
+        payloads = [
+            b"" if i == root else _compress(send.block(i), send.block_shape, bound, settings.codec)
+            for i in range(comm.Get_size())
+        ]
         stats.add(sent=sum(map(len, payloads)), raw=send.flat.nbytes - send.block(root).nbytes)
     stats.add(calls=1)
     data = exchange.scatter_bytes(comm, payloads, root)
@@ -188,8 +202,7 @@ def scatter(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer | None, root:
     return True
 
 
-def allgather(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer, settings: Settings,
-              stats: Stats) -> bool:
+def allgather(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer, settings: Settings, stats: Stats) -> bool:
     """Every rank writes every block as the receivers decode it, its own included: the result
     is the same bytes everywhere."""
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -197,15 +210,19 @@ def allgather(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer, settings: 
     shape = send.block_shape if send is not None else recv.block_shape
     row_size, trailing = row_layout(shape)
     hi, neg_lo, max_row, neg_min_row = agreement.agree(
-        comm, "Allgather", {"count": recv.count, "datatype size": agreement.dtype_code(recv.flat.dtype), "root": 0},
-        [*_range(settings, own), row_size, -row_size])
+        comm,
+        "Allgather",
+        {"count": recv.count, "datatype size": agreement.dtype_code(recv.flat.dtype), "root": 0},
+        [*_range(settings, own), row_size, -row_size],
+    )
     bound = agreement.resolve_bound(settings, -neg_lo, hi)
     if not bound > 0:
         return False
     if max_row != -neg_min_row:
         row_size, trailing = 1, ()
-    parts = chunks.split(0, recv.count, row_size, trailing,
-                         chunks.target_values(settings.segment_bytes, own.dtype.itemsize, recv.count))
+    parts = chunks.split(
+        0, recv.count, row_size, trailing, chunks.target_values(settings.segment_bytes, own.dtype.itemsize, recv.count)
+    )
     stats.add(calls=1)
     if len(parts) < chunks.MIN_PIPELINE_CHUNKS:
         payload = _compress(own, shape, bound, settings.codec, recv.block(rank))
@@ -250,16 +267,16 @@ class _RingAllgather:
         drive(self.mailbox, self._compress_own(bound, codec), (self.size - 1) * len(self.parts), self._handle)
 
 
-def alltoall(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer, settings: Settings,
-             stats: Stats) -> bool:
+def alltoall(comm: MPI.Intracomm, send: Buffer | None, recv: Buffer, settings: Settings, stats: Stats) -> bool:
     """Block i of every rank to rank i; a rank's block to itself is copied exactly."""
     rank, size = comm.Get_rank(), comm.Get_size()
     source = send if send is not None else recv
     bound = _bound(comm, "Alltoall", settings, recv.count, recv.flat.dtype, 0, source.flat)
     if not bound > 0:
         return False
-    payloads = [b"" if i == rank else _compress(source.block(i), source.block_shape, bound, settings.codec)
-                for i in range(size)]
+    payloads = [
+        b"" if i == rank else _compress(source.block(i), source.block_shape, bound, settings.codec) for i in range(size)
+    ]
     stats.add(sent=sum(map(len, payloads)), raw=source.flat.nbytes - source.block(rank).nbytes, calls=1)
     received = exchange.alltoall_bytes(comm, payloads)
     if send is not None:

@@ -107,8 +107,14 @@ class Exact:
         codes[self.inside(start, start + codes.size)[0]] = 0
 
 
-def write(out: np.ndarray, codes: np.ndarray, grid: Grid, exact: Exact | None, start: int = 0,
-          residuals_of: tuple[int, ...] | None = None) -> None:
+def write(
+    out: np.ndarray,
+    codes: np.ndarray,
+    grid: Grid,
+    exact: Exact | None,
+    start: int = 0,
+    residuals_of: tuple[int, ...] | None = None,
+) -> None:
     """out = codes * step in out's dtype, with the exactly reduced non-finite points; start is
     out's offset in the whole message. With ``residuals_of`` (a chunk's shape), `codes` holds
     the chunk's Lorenzo residuals: restored (in place) and written in one pass."""

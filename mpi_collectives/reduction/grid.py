@@ -39,9 +39,9 @@ from ..settings import SUM
 class Grid:
     """The common quantization grid of a reduction: codes are round(x / step)."""
 
-    step: float            # the step; for a reciprocal grid, the nearest float to 1 / divisor
-    int_dtype: np.dtype    # int32 or int64, wide enough for the reduced codes
-    divisor: int = 0       # M > 0: a reciprocal grid, step exactly 1 / M, decoded as codes / M
+    step: float  # the step; for a reciprocal grid, the nearest float to 1 / divisor
+    int_dtype: np.dtype  # int32 or int64, wide enough for the reduced codes
+    divisor: int = 0  # M > 0: a reciprocal grid, step exactly 1 / M, decoded as codes / M
 
     def decode(self, codes: np.ndarray, dtype: np.dtype) -> np.ndarray:
         """codes * step in dtype: correctly rounded (reciprocal grid) or exact, then one cast."""
@@ -91,8 +91,8 @@ def reduction_grid(code: int, nranks: int, bound: float, gmax: float, dtype: np.
             divisor += 1
         step, product_bits = 1.0 / divisor, 53
     else:
-        exponent = math.frexp(target)[1] - 8          # target = m * 2**(exponent + 8), 0.5 <= m < 1
-        multiple = math.floor(math.ldexp(target, -exponent))   # 128 <= multiple < 256
+        exponent = math.frexp(target)[1] - 8  # target = m * 2**(exponent + 8), 0.5 <= m < 1
+        multiple = math.floor(math.ldexp(target, -exponent))  # 128 <= multiple < 256
         step, divisor, product_bits = math.ldexp(multiple, exponent), 0, 45  # |codes * multiple| < 2**53
     if step < 2.0**-1000:  # keep steps and products clear of subnormals
         return None

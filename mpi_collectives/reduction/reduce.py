@@ -37,24 +37,33 @@ class Plan:
     nonfinite: bool
     dtype: np.dtype
     shape: tuple[int, ...]  # how to see the array for segmenting: the same rows on every rank
-    row_size: int = 1       # values per row of `shape`, the same on every rank (1: flat)
+    row_size: int = 1  # values per row of `shape`, the same on every rank (1: flat)
 
 
-def plan(comm: MPI.Intracomm, what: str, x: np.ndarray, code: int, settings: Settings,
-         block_shape: tuple[int, ...], root: int = 0) -> Plan | None:
+def plan(
+    comm: MPI.Intracomm,
+    what: str,
+    x: np.ndarray,
+    code: int,
+    settings: Settings,
+    block_shape: tuple[int, ...],
+    root: int = 0,
+) -> Plan | None:
     """Agree with the other ranks; None means: use plain MPI (every rank returns None together)."""
     compressible = code in (SUM, MAX, MIN)
     lo, hi, nonfinite = agreement.finite_stats(x) if compressible else (0.0, 0.0, False)
     gmax_local = max(-lo, hi, 0.0) if hi >= lo else 0.0
     row_size, _ = row_layout(block_shape)
     gmax, ghi, neg_glo, any_nonfinite, max_row, neg_min_row = agreement.agree(
-        comm, what,
+        comm,
+        what,
         {"count": x.size, "datatype size": agreement.dtype_code(x.dtype), "op": code, "root": root},
         [gmax_local, hi, -lo, float(nonfinite), row_size, -row_size],
     )
     if code == agreement.INVALID:
         raise UnsupportedOperationError(
-            f"{what}: this reduction op is not defined for float data (use SUM, MAX, MIN, PROD or a user op)")
+            f"{what}: this reduction op is not defined for float data (use SUM, MAX, MIN, PROD or a user op)"
+        )
     if not compressible:
         return None
     bound = agreement.resolve_bound(settings, -neg_glo, ghi)
@@ -118,15 +127,15 @@ def _exact(comm, x: np.ndarray, p: Plan) -> Exact | None:
     return Exact.gather(comm, x, p.code) if p.nonfinite else None
 
 
-def _ring(comm, x: np.ndarray, p: Plan, settings: Settings, starts: list[int], block_shape: tuple[int, ...],
-          stats: Stats) -> RingReduction:
+def _ring(
+    comm, x: np.ndarray, p: Plan, settings: Settings, starts: list[int], block_shape: tuple[int, ...], stats: Stats
+) -> RingReduction:
     """A ring over blocks [starts[b], starts[b+1]), cut into chunks of whole rows of block_shape
     where every rank has the same row size."""
     row_size, trailing = row_layout(block_shape)
     if row_size != p.row_size:
         row_size, trailing = 1, ()
-    target = chunks.target_values(settings.segment_bytes, x.dtype.itemsize, x.size // comm.Get_size(),
-                                  chunks.REDUCTION)
+    target = chunks.target_values(settings.segment_bytes, x.dtype.itemsize, x.size // comm.Get_size(), chunks.REDUCTION)
     return RingReduction(comm, x, p.grid, p.code, starts, row_size, trailing, target, _exact(comm, x, p), stats)
 
 
@@ -144,15 +153,22 @@ def allreduce(comm, x: np.ndarray, out: np.ndarray, p: Plan, settings: Settings,
     _ring(comm, x, p, settings, segs.starts, p.shape, stats).run(ALLREDUCE, out)
 
 
-def reduce(comm, x: np.ndarray, out: np.ndarray | None, p: Plan, root: int, settings: Settings,
-           stats: Stats) -> None:
+def reduce(comm, x: np.ndarray, out: np.ndarray | None, p: Plan, root: int, settings: Settings, stats: Stats) -> None:
     """out (at root) = the reduction: a ring reduce-scatter, each final chunk then to the root."""
     segs = even_segments(x.size, comm.Get_size(), p.shape)
     _ring(comm, x, p, settings, segs.starts, p.shape, stats).run(REDUCE, out, root=root)
 
 
-def reduce_scatter_block(comm, x: np.ndarray, out: np.ndarray, p: Plan, count: int,
-                         block_shape: tuple[int, ...], settings: Settings, stats: Stats) -> None:
+def reduce_scatter_block(
+    comm,
+    x: np.ndarray,
+    out: np.ndarray,
+    p: Plan,
+    count: int,
+    block_shape: tuple[int, ...],
+    settings: Settings,
+    stats: Stats,
+) -> None:
     """out (on rank r) = block r of the reduction."""
     segs = block_segments(count, comm.Get_size(), block_shape)
     ring = _ring(comm, x, p, settings, segs.starts, block_shape, stats)

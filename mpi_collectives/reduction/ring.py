@@ -44,11 +44,22 @@ class RingReduction:
     """One pipelined ring reduction of the flat array x over `starts` (block b is
     [starts[b], starts[b+1])), run by run()."""
 
-    def __init__(self, comm: MPI.Intracomm, x: np.ndarray, grid: Grid, code: int, starts: list[int],
-                 row_size: int, trailing: tuple[int, ...], target: int, exact: Exact | None, stats: Stats):
+    def __init__(
+        self,
+        comm: MPI.Intracomm,
+        x: np.ndarray,
+        grid: Grid,
+        code: int,
+        starts: list[int],
+        row_size: int,
+        trailing: tuple[int, ...],
+        target: int,
+        exact: Exact | None,
+        stats: Stats,
+    ):
         self.comm, self.x, self.grid, self.code, self.exact, self.stats = comm, x, grid, code, exact, stats
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        self.linear = code == SUM     # chunks hold Lorenzo residuals, not codes
+        self.linear = code == SUM  # chunks hold Lorenzo residuals, not codes
         self.fresh: np.ndarray | None = None  # one chunk's codes before their prediction
         self.right, self.left = (self.rank + 1) % self.size, (self.rank - 1) % self.size
         self.parts = [chunks.split(starts[b], starts[b + 1], row_size, trailing, target) for b in range(self.size)]
@@ -81,15 +92,22 @@ class RingReduction:
             if part.size == 0:
                 found = np.empty(0, self.grid.int_dtype)
             elif self.linear and (self.exact is None or not self.exact.inside(part.start, part.stop)[0].size):
-                found = codes.quantize_residuals(part.of(self.x), self.grid, part.shape, spare if spare is not None
-                                                 else np.empty(part.size, self.grid.int_dtype))
+                found = codes.quantize_residuals(
+                    part.of(self.x),
+                    self.grid,
+                    part.shape,
+                    spare if spare is not None else np.empty(part.size, self.grid.int_dtype),
+                )
             else:
-                found = codes.quantize_codes(part.of(self.x), self.grid, self._fresh(part.size) if self.linear else spare)
+                found = codes.quantize_codes(
+                    part.of(self.x), self.grid, self._fresh(part.size) if self.linear else spare
+                )
                 if self.exact is not None:
                     self.exact.zero(found, part.start)
                 if self.linear:
-                    found = codes.predict(found, part.shape, spare if spare is not None
-                                          else np.empty(part.size, self.grid.int_dtype))
+                    found = codes.predict(
+                        found, part.shape, spare if spare is not None else np.empty(part.size, self.grid.int_dtype)
+                    )
             self.codes[key] = found
             self.quantized.add(key)
         return found
@@ -120,8 +138,14 @@ class RingReduction:
     def _write(self, values: np.ndarray, part: Chunk) -> None:
         """Write a final chunk (residuals of a SUM: restored in place as they are written)."""
         start = part.start - self.out_start
-        codes.write(self.out[start:start + part.size], values, self.grid, self.exact, part.start,
-                    residuals_of=part.shape if self.linear else None)
+        codes.write(
+            self.out[start : start + part.size],
+            values,
+            self.grid,
+            self.exact,
+            part.start,
+            residuals_of=part.shape if self.linear else None,
+        )
 
     def _final(self, index: int, values: np.ndarray) -> None:
         """Chunk `index` of this rank's block holds the reduction of all ranks."""
@@ -142,7 +166,7 @@ class RingReduction:
 
     def _handle(self, source: int, tag: int, payload: np.ndarray) -> None:
         size, rank = self.size, self.rank
-        if tag < size:                                  # reduce-scatter step `tag`
+        if tag < size:  # reduce-scatter step `tag`
             index = self._next(tag)
             block = (rank - tag - 2) % size
             mine = self._quantized(block, index)
@@ -155,17 +179,16 @@ class RingReduction:
                 self._retire((block, index))
             else:
                 self._final(index, mine)
-        elif tag < 2 * size:                            # allgather step `tag - size`
+        elif tag < 2 * size:  # allgather step `tag - size`
             index = self._next(tag)
             step = tag - size
             block = (rank - step - 1) % size
             if step < size - 2:
                 self.mailbox.send(payload, self.right, tag + 1)  # forwarded as received: no re-encode
-                self.stats.add(sent=len(payload), raw=self.parts[block][index].size * self.x.dtype.itemsize,
-                               messages=1)
+                self.stats.add(sent=len(payload), raw=self.parts[block][index].size * self.x.dtype.itemsize, messages=1)
             part = self.parts[block][index]
             self._write(codes.decode(payload, part.size, self.grid.int_dtype), part)
-        else:                                           # a final chunk of block `source`, at the root
+        else:  # a final chunk of block `source`, at the root
             index = self._next(tag, source)
             part = self.parts[source][index]
             self._write(codes.decode(payload, part.size, self.grid.int_dtype), part)

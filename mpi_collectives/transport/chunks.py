@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_SEGMENT_BYTES = 256 << 10
-REDUCTION = (4, 4 << 20)   # (chunks per block, largest chunk in bytes)
+REDUCTION = (4, 4 << 20)  # (chunks per block, largest chunk in bytes)
 MOVEMENT = (8, 2 << 20)
 # a pipeline needs a few chunks per block to overlap anything; below this many bytes per
 # block the unpipelined algorithms (one message per step) are used
@@ -41,7 +41,7 @@ class Chunk:
         return self.stop - self.start
 
     def of(self, flat: np.ndarray) -> np.ndarray:
-        return flat[self.start:self.stop]
+        return flat[self.start : self.stop]
 
 
 def row_layout(shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
@@ -61,8 +61,10 @@ def split(start: int, stop: int, row_size: int, trailing: tuple[int, ...], targe
     rows = count // row_size
     pieces = max(1, min(rows, round(count / max(target, 1))))
     cuts = [start + (rows * i // pieces) * row_size for i in range(pieces + 1)]
-    return [Chunk(a, b, ((b - a) // row_size, *trailing) if trailing else (b - a,))
-            for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    return [
+        Chunk(a, b, ((b - a) // row_size, *trailing) if trailing else (b - a,))
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+    ]
 
 
 def target_values(segment_bytes: int, itemsize: int, block_values: int, rule: tuple[int, int] = MOVEMENT) -> int:

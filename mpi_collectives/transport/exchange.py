@@ -55,7 +55,7 @@ def bcast_bytes(comm: MPI.Intracomm, payload: Payload | None, root: int) -> tupl
         mask <<= 1
     mask >>= 1
     requests = []
-    while mask > 0:     # then forward to the children below that bit
+    while mask > 0:  # then forward to the children below that bit
         if relative + mask < size:
             requests.append(comm.Isend(_as_bytes_buffer(payload), (rank + mask) % size, TAG_TREE))
         mask >>= 1
@@ -69,7 +69,7 @@ def _offsets(lengths: np.ndarray) -> np.ndarray:
 
 def _split(buf: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     ends = np.cumsum(lengths)
-    return [buf[end - n:end] for n, end in zip(lengths.tolist(), ends.tolist(), strict=True)]
+    return [buf[end - n : end] for n, end in zip(lengths.tolist(), ends.tolist(), strict=True)]
 
 
 def gather_bytes(comm: MPI.Intracomm, payload: Payload, root: int) -> list[np.ndarray] | None:
@@ -117,6 +117,8 @@ def alltoall_bytes(comm: MPI.Intracomm, payloads: Sequence[Payload]) -> list[np.
     comm.Alltoall(send_lengths, recv_lengths)
     send = np.frombuffer(b"".join(bytes(p) if isinstance(p, np.ndarray) else p for p in payloads), np.uint8)
     buf = np.empty(int(recv_lengths.sum()), np.uint8)
-    comm.Alltoallv([send, (send_lengths, _offsets(send_lengths)), MPI.BYTE],
-                   [buf, (recv_lengths, _offsets(recv_lengths)), MPI.BYTE])
+    comm.Alltoallv(
+        [send, (send_lengths, _offsets(send_lengths)), MPI.BYTE],
+        [buf, (recv_lengths, _offsets(recv_lengths)), MPI.BYTE],
+    )
     return _split(buf, recv_lengths)

@@ -21,7 +21,7 @@ class _Job:
         self.work = work
         self.error: BaseException | None = None
         self.done = threading.Event()
-        self.raise_in_query = True   # unless CompressedRequest.Wait reports the error itself
+        self.raise_in_query = True  # unless CompressedRequest.Wait reports the error itself
         self.greq = MPI.Grequest.Start(self._query, self._free, self._cancel)
 
     def run(self) -> None:

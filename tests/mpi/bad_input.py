@@ -40,7 +40,8 @@ def main() -> None:
     results: dict[str, list[str]] = {}
     results["settings differ"] = outcome(lambda: CompressedComm(WORLD, abs=1e-3 if RANK == 0 else 2e-3))
     results["invalid settings on one rank"] = outcome(
-        lambda: CompressedComm(WORLD, rel=-1.0 if RANK == SIZE - 1 else 1e-3))
+        lambda: CompressedComm(WORLD, rel=-1.0 if RANK == SIZE - 1 else 1e-3)
+    )
     results["both abs and rel"] = outcome(lambda: CompressedComm(WORLD, abs=1e-3, rel=1e-3))
     results["unknown codec"] = outcome(lambda: CompressedComm(WORLD, abs=1e-3, codec="nope"))
 
@@ -53,10 +54,8 @@ def main() -> None:
     results["Allreduce sizes differ"] = outcome(lambda: comm.Allreduce(longer, np.empty_like(longer), MPI.SUM))
     results["Reduce roots differ"] = outcome(lambda: comm.Reduce(x, out, MPI.SUM, root=0 if RANK == 0 else 1))
     results["Bcast sizes differ"] = outcome(lambda: comm.Bcast(longer.copy(), root=0))
-    results["Allgather sizes differ"] = outcome(
-        lambda: comm.Allgather(longer, np.empty((SIZE, longer.size))))
-    results["Iallreduce sizes differ"] = outcome(
-        lambda: comm.Iallreduce(longer, np.empty_like(longer), MPI.SUM).Wait())
+    results["Allgather sizes differ"] = outcome(lambda: comm.Allgather(longer, np.empty((SIZE, longer.size))))
+    results["Iallreduce sizes differ"] = outcome(lambda: comm.Iallreduce(longer, np.empty_like(longer), MPI.SUM).Wait())
     results["communicator still works"] = ["ok" if still_works(comm) else "broken", ""]
 
     everyone = WORLD.gather(results)

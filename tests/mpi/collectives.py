@@ -35,8 +35,10 @@ def max_ratio(result, exact, bound: float) -> float:
     result = np.asarray(result, np.longdouble).reshape(-1)
     exact = np.asarray(exact, np.longdouble).reshape(-1)
     finite = np.isfinite(exact)
-    same_nonfinite = bool(np.array_equal(np.isnan(result[~finite]), np.isnan(exact[~finite]))
-                          and np.array_equal(result[~finite & ~np.isnan(exact)], exact[~finite & ~np.isnan(exact)]))
+    same_nonfinite = bool(
+        np.array_equal(np.isnan(result[~finite]), np.isnan(exact[~finite]))
+        and np.array_equal(result[~finite & ~np.isnan(exact)], exact[~finite & ~np.isnan(exact)])
+    )
     if not same_nonfinite:
         return float("inf")
     if not finite.any():
@@ -44,17 +46,24 @@ def max_ratio(result, exact, bound: float) -> float:
     return float(np.max(np.abs(result[finite] - exact[finite])) / bound)
 
 
-def record(name: str, err: float = 0.0, identical: bool = True, exact: bool = True, compressed: bool = True,
-           **extra) -> None:
+def record(
+    name: str, err: float = 0.0, identical: bool = True, exact: bool = True, compressed: bool = True, **extra
+) -> None:
     """`compressed`: the expected path ran (the compressed one; for pass-through cases, plain MPI)."""
     """Combine every rank's view of a case and keep it at rank 0."""
     views = WORLD.gather((err, identical, exact, compressed))
     if RANK == 0:
-        RESULTS.append({
-            "case": name, "ranks": SIZE, "err": max(v[0] for v in views),
-            "identical": all(v[1] for v in views), "exact": all(v[2] for v in views),
-            "compressed": all(v[3] for v in views), **extra,
-        })
+        RESULTS.append(
+            {
+                "case": name,
+                "ranks": SIZE,
+                "err": max(v[0] for v in views),
+                "identical": all(v[1] for v in views),
+                "exact": all(v[2] for v in views),
+                "compressed": all(v[3] for v in views),
+                **extra,
+            }
+        )
 
 
 def same_everywhere(a: np.ndarray, ranks=None) -> bool:
@@ -85,6 +94,7 @@ def calls(comm: CompressedComm) -> int:
 
 # ---------------------------------------------------------------------------------------------
 
+
 def check_reductions(comm: CompressedComm, label: str, x: np.ndarray, bound_of, ops=("SUM", "MAX", "MIN")):
     everyone = np.stack(WORLD.allgather(x)).astype(np.longdouble)
     for name in ops:
@@ -94,12 +104,19 @@ def check_reductions(comm: CompressedComm, label: str, x: np.ndarray, bound_of, 
         before = calls(comm)
         out = np.empty_like(x)
         comm.Allreduce(x, out, op)
-        record(f"Allreduce {name} {label}", max_ratio(out, exact, bound), same_everywhere(out),
-               compressed=calls(comm) > before)
+        record(
+            f"Allreduce {name} {label}",
+            max_ratio(out, exact, bound),
+            same_everywhere(out),
+            compressed=calls(comm) > before,
+        )
         inplace = x.copy()
         comm.Allreduce(MPI.IN_PLACE, inplace, op)
-        record(f"Allreduce IN_PLACE {name} {label}", max_ratio(inplace, exact, bound),
-               same_everywhere(inplace) and bool(np.array_equal(inplace.view(np.uint8), out.view(np.uint8))))
+        record(
+            f"Allreduce IN_PLACE {name} {label}",
+            max_ratio(inplace, exact, bound),
+            same_everywhere(inplace) and bool(np.array_equal(inplace.view(np.uint8), out.view(np.uint8))),
+        )
         req = comm.Iallreduce(x, out2 := np.empty_like(x), op)
         req.Wait()
         record(f"Iallreduce {name} {label}", max_ratio(out2, exact, bound), same_everywhere(out2))
@@ -122,8 +139,11 @@ def check_rooted_reductions(comm: CompressedComm, label: str, x: np.ndarray, bou
     record(f"Reduce_scatter_block SUM {label}", max_ratio(mine, exact, bound))
     inplace = np.ascontiguousarray(blocks).reshape(-1).copy()
     comm.Reduce_scatter_block(MPI.IN_PLACE, inplace, MPI.SUM)
-    record(f"Reduce_scatter_block IN_PLACE SUM {label}",
-           max_ratio(inplace[: mine.size], exact, bound), exact=bool(np.array_equal(inplace[: mine.size], mine)))
+    record(
+        f"Reduce_scatter_block IN_PLACE SUM {label}",
+        max_ratio(inplace[: mine.size], exact, bound),
+        exact=bool(np.array_equal(inplace[: mine.size], mine)),
+    )
 
 
 def check_movement(comm: CompressedComm, label: str, x: np.ndarray, bound_of) -> None:
@@ -134,8 +154,12 @@ def check_movement(comm: CompressedComm, label: str, x: np.ndarray, bound_of) ->
     comm.Bcast(buf, root=root)
     bound = bound_of(original)
     receivers = [r for r in range(SIZE) if r != root]
-    record(f"Bcast {label}", max_ratio(buf, original, bound), same_everywhere(buf, receivers),
-           exact=RANK != root or bool(np.array_equal(buf, x)))
+    record(
+        f"Bcast {label}",
+        max_ratio(buf, original, bound),
+        same_everywhere(buf, receivers),
+        exact=RANK != root or bool(np.array_equal(buf, x)),
+    )
     buf = x.copy() if RANK == root else np.zeros_like(x)
     comm.Bcast(buf, root=root, consistent=True)
     record(f"Bcast consistent {label}", max_ratio(buf, original, bound), same_everywhere(buf))
@@ -168,8 +192,11 @@ def check_movement(comm: CompressedComm, label: str, x: np.ndarray, bound_of) ->
     bound = bound_of(source if RANK == root else np.zeros(0, x.dtype))  # rel: the root's data
     mine = np.zeros_like(x)
     comm.Scatter(source, mine, root=root)
-    record(f"Scatter {label}", max_ratio(mine, truth[RANK], bound),
-           exact=RANK != root or bool(np.array_equal(mine, truth[root])))
+    record(
+        f"Scatter {label}",
+        max_ratio(mine, truth[RANK], bound),
+        exact=RANK != root or bool(np.array_equal(mine, truth[root])),
+    )
 
     # Alltoall: block j of rank i goes to rank j
     send = np.stack([np.roll(x, 3 * k) for k in range(SIZE)])
@@ -191,8 +218,11 @@ def check_nonfinite(comm: CompressedComm, dtype) -> None:
         exact = everyone.sum(axis=0)
     out = np.empty_like(x)
     comm.Allreduce(x, out, MPI.SUM)
-    record(f"Allreduce SUM non-finite {np.dtype(dtype).name}", max_ratio(out, exact, comm.settings.abs),
-           same_everywhere(out))
+    record(
+        f"Allreduce SUM non-finite {np.dtype(dtype).name}",
+        max_ratio(out, exact, comm.settings.abs),
+        same_everywhere(out),
+    )
 
 
 def check_mixed_shapes(comm: CompressedComm) -> None:
@@ -202,8 +232,11 @@ def check_mixed_shapes(comm: CompressedComm) -> None:
     everyone = np.stack([a.reshape(-1) for a in WORLD.allgather(x)]).astype(np.longdouble)
     out = np.empty_like(x)
     comm.Allreduce(x, out, MPI.SUM)
-    record("Allreduce SUM shapes differ", max_ratio(out, everyone.sum(axis=0), comm.settings.abs),
-           same_everywhere(out.reshape(-1)))
+    record(
+        "Allreduce SUM shapes differ",
+        max_ratio(out, everyone.sum(axis=0), comm.settings.abs),
+        same_everywhere(out.reshape(-1)),
+    )
 
 
 def check_nonblocking(comm: CompressedComm) -> None:
@@ -216,11 +249,14 @@ def check_nonblocking(comm: CompressedComm) -> None:
     comm.Allreduce(x, blocking, MPI.SUM)  # runs while the worker handles the queue
     MPI.Request.Waitall(requests)
     bound = comm.settings.abs
-    record("Iallreduce+Ibcast Waitall SUM", max_ratio(summed, everyone.sum(axis=0), bound), same_everywhere(summed),
-           exact=bool(np.array_equal(summed, blocking)))
+    record(
+        "Iallreduce+Ibcast Waitall SUM",
+        max_ratio(summed, everyone.sum(axis=0), bound),
+        same_everywhere(summed),
+        exact=bool(np.array_equal(summed, blocking)),
+    )
     record("Iallreduce+Ibcast Waitall MAX", max_ratio(maxed, everyone.max(axis=0), bound), same_everywhere(maxed))
-    record("Iallreduce+Ibcast Waitall Bcast", max_ratio(buf, everyone[0], bound),
-           same_everywhere(buf, range(1, SIZE)))
+    record("Iallreduce+Ibcast Waitall Bcast", max_ratio(buf, everyone[0], bound), same_everywhere(buf, range(1, SIZE)))
     request = comm.Iallreduce(MPI.IN_PLACE, inplace := x.copy(), MPI.MIN)
     while not request.Test():
         pass
@@ -229,15 +265,18 @@ def check_nonblocking(comm: CompressedComm) -> None:
 
 def check_pass_through(comm: CompressedComm) -> None:
     """Results equal plain MPI bit for bit where nothing is compressed."""
+
     def compare(name, call, make):
         a, b = make(), make()
         before = calls(comm)
         call(comm, a)
         compressed = calls(comm) > before
         call(WORLD, b)
-        record(f"pass-through {name}", exact=bool(np.array_equal(np.asarray(a).view(np.uint8),
-                                                                 np.asarray(b).view(np.uint8))),
-               compressed=not compressed)  # True: plain MPI ran, as it should
+        record(
+            f"pass-through {name}",
+            exact=bool(np.array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))),
+            compressed=not compressed,
+        )  # True: plain MPI ran, as it should
 
     rng = np.random.default_rng(RANK)
     ints = rng.integers(-1000, 1000, 50_000).astype(np.int32)
@@ -246,8 +285,11 @@ def check_pass_through(comm: CompressedComm) -> None:
     compare("int32 SUM", lambda c, out: c.Allreduce(ints, out, MPI.SUM), lambda: np.empty_like(ints))
     compare("float32 below min_bytes", lambda c, out: c.Allreduce(small, out, MPI.SUM), lambda: np.empty_like(small))
     compare("float64 PROD", lambda c, out: c.Allreduce(big, out, MPI.PROD), lambda: np.empty_like(big))
-    compare("[buf, count, MPI.INT]", lambda c, out: c.Allreduce([ints, 1000, MPI.INT], [out, 1000, MPI.INT]),
-            lambda: np.zeros_like(ints))
+    compare(
+        "[buf, count, MPI.INT]",
+        lambda c, out: c.Allreduce([ints, 1000, MPI.INT], [out, 1000, MPI.INT]),
+        lambda: np.zeros_like(ints),
+    )
 
     def bcast_vector(c, buf):
         vector = MPI.DOUBLE.Create_vector(buf.size // 2, 1, 2).Commit()
@@ -255,6 +297,7 @@ def check_pass_through(comm: CompressedComm) -> None:
             buf[...] = big
         c.Bcast([buf, 1, vector], root=0)
         vector.Free()
+
     compare("Bcast derived datatype", bcast_vector, lambda: np.zeros_like(big))
     obj = comm.allreduce({"rank": RANK}, op=lambda a, b: {"rank": a["rank"] + b["rank"]})
     record("pass-through lowercase allreduce", exact=obj == {"rank": SIZE * (SIZE - 1) // 2})
@@ -275,8 +318,9 @@ def main() -> None:
         check_nonfinite(abs_comm, dtype)
     for algorithm in ("ring", "doubling"):
         comm = CompressedComm(WORLD, abs=1e-2, algorithm=algorithm, min_bytes=MIN_BYTES, adapt=False)
-        check_reductions(comm, f"{algorithm} float32 random", inputs("random", np.float32), lambda _: 1e-2,
-                         ops=("SUM",))
+        check_reductions(
+            comm, f"{algorithm} float32 random", inputs("random", np.float32), lambda _: 1e-2, ops=("SUM",)
+        )
         comm.Free()
     if data_dir is not None:
         field = inputs("real", np.float32, data_dir=data_dir)

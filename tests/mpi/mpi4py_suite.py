@@ -49,10 +49,15 @@ def main() -> int:
         suite.addTests(loader.loadTestsFromName(name))
     result = unittest.TextTestRunner(stream=sys.stderr, verbosity=1).run(suite)
     summary = {
-        "rank": world.Get_rank(), "run": result.testsRun, "failures": len(result.failures),
-        "errors": len(result.errors), "skipped": len(result.skipped),
+        "rank": world.Get_rank(),
+        "run": result.testsRun,
+        "failures": len(result.failures),
+        "errors": len(result.errors),
+        "skipped": len(result.skipped),
         "problems": [str(t) for t, _ in result.failures + result.errors],
-        "backends": backends, "compressed_calls": world.stats.calls, "sent_bytes": world.stats.sent,
+        "backends": backends,
+        "compressed_calls": world.stats.calls,
+        "sent_bytes": world.stats.sent,
     }
     everyone = world.gather(summary)
     if world.Get_rank() == 0:

@@ -42,7 +42,8 @@ def ratio(result, exact, bound: float) -> float:
     exact = np.asarray(exact, np.longdouble).reshape(-1)
     finite = np.isfinite(exact)
     if not np.array_equal(np.isnan(result), np.isnan(exact)) or not np.array_equal(
-            result[~finite & ~np.isnan(exact)], exact[~finite & ~np.isnan(exact)]):
+        result[~finite & ~np.isnan(exact)], exact[~finite & ~np.isnan(exact)]
+    ):
         return float("inf")
     return float(np.max(np.abs(result[finite] - exact[finite]), initial=0.0) / bound)
 
@@ -50,15 +51,24 @@ def ratio(result, exact, bound: float) -> float:
 def record(name: str, err: float, identical: bool, same: bool, chunks: bool = True) -> None:
     views = WORLD.gather((err, identical, same, chunks))
     if RANK == 0:
-        RESULTS.append({"case": name, "ranks": SIZE, "err": max(v[0] for v in views),
-                        "identical": all(v[1] for v in views), "same": all(v[2] for v in views),
-                        "chunks": any(v[3] for v in views)})
+        RESULTS.append(
+            {
+                "case": name,
+                "ranks": SIZE,
+                "err": max(v[0] for v in views),
+                "identical": all(v[1] for v in views),
+                "same": all(v[2] for v in views),
+                "chunks": any(v[3] for v in views),
+            }
+        )
 
 
 def comms(**settings) -> tuple[CompressedComm, CompressedComm]:
     """(pipelined with tiny chunks, unpipelined) communicators with the same bound."""
-    return (CompressedComm(WORLD, segment_bytes=TINY, min_bytes=0, **settings, adapt=False),
-            CompressedComm(WORLD, segment_bytes=OFF, min_bytes=0, **settings, adapt=False))
+    return (
+        CompressedComm(WORLD, segment_bytes=TINY, min_bytes=0, **settings, adapt=False),
+        CompressedComm(WORLD, segment_bytes=OFF, min_bytes=0, **settings, adapt=False),
+    )
 
 
 def both(fast: CompressedComm, slow: CompressedComm, call) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -91,35 +101,67 @@ def check_reductions(label: str, x: np.ndarray, fast: CompressedComm, slow: Comp
     reference = results["SUM"]
     inplace = x.copy()
     fast.Allreduce(MPI.IN_PLACE, inplace, MPI.SUM)
-    record(f"Allreduce IN_PLACE SUM {label}", ratio(inplace, everyone.sum(0), bound), same_everywhere(inplace),
-           digest(inplace) == digest(reference))
+    record(
+        f"Allreduce IN_PLACE SUM {label}",
+        ratio(inplace, everyone.sum(0), bound),
+        same_everywhere(inplace),
+        digest(inplace) == digest(reference),
+    )
     fast.Iallreduce(x, nb := np.empty_like(x), MPI.SUM).Wait()
-    record(f"Iallreduce SUM {label}", ratio(nb, everyone.sum(0), bound), same_everywhere(nb),
-           digest(nb) == digest(reference))
+    record(
+        f"Iallreduce SUM {label}",
+        ratio(nb, everyone.sum(0), bound),
+        same_everywhere(nb),
+        digest(nb) == digest(reference),
+    )
 
     root = SIZE - 1
     a, b, more = both(fast, slow, lambda c: (c.Reduce(x, out := np.full_like(x, -1), MPI.SUM, root=root), out)[1])
     err = ratio(a, everyone.sum(0), bound) if RANK == root else 0.0
     untouched = RANK == root or bool(np.all(a == -1))
-    record(f"Reduce SUM {label}", err, untouched,
-           digest(a) == digest(b) and (RANK != root or digest(a) == digest(reference)), more)
+    record(
+        f"Reduce SUM {label}",
+        err,
+        untouched,
+        digest(a) == digest(b) and (RANK != root or digest(a) == digest(reference)),
+        more,
+    )
 
     blocks = np.ascontiguousarray(np.resize(x, (SIZE, x.size // SIZE)))
     exact = np.stack(WORLD.allgather(blocks)).astype(np.longdouble).sum(0)[RANK]
-    a, b, more = both(fast, slow, lambda c: (c.Reduce_scatter_block(
-        blocks, out := np.empty(blocks.shape[1], x.dtype), MPI.SUM), out)[1])
+    a, b, more = both(
+        fast,
+        slow,
+        lambda c: (c.Reduce_scatter_block(blocks, out := np.empty(blocks.shape[1], x.dtype), MPI.SUM), out)[1],
+    )
     full = np.empty_like(blocks)
     slow.Allreduce(blocks, full, MPI.SUM)
-    record(f"Reduce_scatter_block SUM {label}", ratio(a, exact, bound), digest(a) == digest(full[RANK]),
-           digest(a) == digest(b), more)
+    record(
+        f"Reduce_scatter_block SUM {label}",
+        ratio(a, exact, bound),
+        digest(a) == digest(full[RANK]),
+        digest(a) == digest(b),
+        more,
+    )
     inplace = blocks.copy()
     fast.Reduce_scatter_block(MPI.IN_PLACE, inplace, MPI.SUM)
-    record(f"Reduce_scatter_block IN_PLACE SUM {label}", ratio(inplace[0], exact, bound),
-           digest(inplace[0]) == digest(full[RANK]), digest(inplace[0]) == digest(b))
+    record(
+        f"Reduce_scatter_block IN_PLACE SUM {label}",
+        ratio(inplace[0], exact, bound),
+        digest(inplace[0]) == digest(full[RANK]),
+        digest(inplace[0]) == digest(b),
+    )
 
 
-def check_movement(label: str, x: np.ndarray, fast: CompressedComm, slow: CompressedComm, bcast_bound: float,
-                   gather_bound: float, exact_codec: bool = True) -> None:
+def check_movement(
+    label: str,
+    x: np.ndarray,
+    fast: CompressedComm,
+    slow: CompressedComm,
+    bcast_bound: float,
+    gather_bound: float,
+    exact_codec: bool = True,
+) -> None:
     """exact_codec: fz, whose decoded values do not depend on the chunking."""
     root = SIZE - 1
     original = WORLD.bcast(x, root=root)
@@ -131,28 +173,49 @@ def check_movement(label: str, x: np.ndarray, fast: CompressedComm, slow: Compre
         buf = x.copy() if RANK == root else np.zeros_like(x)
         comm.Bcast(buf, root=root)
         pipelined = algorithm == "binomial" or WORLD.allreduce(comm.stats.messages, MPI.MAX) > 2
-        record(f"Bcast {algorithm} {label}", ratio(buf, original, bcast_bound) if RANK != root else 0.0,
-               same_everywhere(buf, receivers) and (RANK != root or np.array_equal(buf, x)),
-               RANK == root or not exact_codec or digest(buf) == digest(reference), pipelined)
+        record(
+            f"Bcast {algorithm} {label}",
+            ratio(buf, original, bcast_bound) if RANK != root else 0.0,
+            same_everywhere(buf, receivers) and (RANK != root or np.array_equal(buf, x)),
+            RANK == root or not exact_codec or digest(buf) == digest(reference),
+            pipelined,
+        )
         buf = x.copy() if RANK == root else np.zeros_like(x)
         comm.Bcast(buf, root=root, consistent=True)
-        record(f"Bcast {algorithm} consistent {label}", ratio(buf, original, bcast_bound), same_everywhere(buf),
-               RANK == root or not exact_codec or digest(buf) == digest(reference))
+        record(
+            f"Bcast {algorithm} consistent {label}",
+            ratio(buf, original, bcast_bound),
+            same_everywhere(buf),
+            RANK == root or not exact_codec or digest(buf) == digest(reference),
+        )
         buf = x.copy() if RANK == root else np.zeros_like(x)
         comm.Ibcast(buf, root=root).Wait()  # the same pipeline on the worker thread
-        record(f"Ibcast {algorithm} {label}", ratio(buf, original, bcast_bound) if RANK != root else 0.0,
-               same_everywhere(buf, receivers), RANK == root or not exact_codec or digest(buf) == digest(reference))
+        record(
+            f"Ibcast {algorithm} {label}",
+            ratio(buf, original, bcast_bound) if RANK != root else 0.0,
+            same_everywhere(buf, receivers),
+            RANK == root or not exact_codec or digest(buf) == digest(reference),
+        )
         comm.Free()
 
     everyone = np.stack(WORLD.allgather(x))
     a, b, more = both(fast, slow, lambda c: (c.Allgather(x, out := np.empty_like(everyone)), out)[1])
-    record(f"Allgather {label}", ratio(a, everyone, gather_bound), same_everywhere(a),
-           not exact_codec or digest(a) == digest(b), more)
+    record(
+        f"Allgather {label}",
+        ratio(a, everyone, gather_bound),
+        same_everywhere(a),
+        not exact_codec or digest(a) == digest(b),
+        more,
+    )
     inplace = np.zeros_like(everyone)
     inplace[RANK] = x
     fast.Allgather(MPI.IN_PLACE, inplace)
-    record(f"Allgather IN_PLACE {label}", ratio(inplace, everyone, gather_bound), same_everywhere(inplace),
-           not exact_codec or digest(inplace) == digest(a))
+    record(
+        f"Allgather IN_PLACE {label}",
+        ratio(inplace, everyone, gather_bound),
+        same_everywhere(inplace),
+        not exact_codec or digest(inplace) == digest(a),
+    )
 
 
 def settings_of(comm: CompressedComm) -> dict:
@@ -170,8 +233,9 @@ def check_nonfinite(fast: CompressedComm, slow: CompressedComm) -> None:
     with np.errstate(invalid="ignore"):
         exact = everyone.sum(0)
     a, b, more = both(fast, slow, lambda c: (c.Allreduce(x, out := np.empty_like(x), MPI.SUM), out)[1])
-    record("Allreduce SUM non-finite", ratio(a, exact, fast.settings.abs), same_everywhere(a),
-           digest(a) == digest(b), more)
+    record(
+        "Allreduce SUM non-finite", ratio(a, exact, fast.settings.abs), same_everywhere(a), digest(a) == digest(b), more
+    )
 
 
 def check_mixed_shapes(fast: CompressedComm, slow: CompressedComm) -> None:
@@ -180,12 +244,22 @@ def check_mixed_shapes(fast: CompressedComm, slow: CompressedComm) -> None:
     x = flat.reshape(300, 250) if RANK % 2 == 0 else flat.reshape(600, 125) if RANK % 3 else flat
     everyone = np.stack([v.reshape(-1) for v in WORLD.allgather(x)]).astype(np.longdouble)
     a, b, more = both(fast, slow, lambda c: (c.Allreduce(x, out := np.empty_like(x), MPI.SUM), out)[1])
-    record("Allreduce SUM shapes differ", ratio(a, everyone.sum(0), fast.settings.abs),
-           same_everywhere(a.reshape(-1)), digest(a) == digest(b), more)
+    record(
+        "Allreduce SUM shapes differ",
+        ratio(a, everyone.sum(0), fast.settings.abs),
+        same_everywhere(a.reshape(-1)),
+        digest(a) == digest(b),
+        more,
+    )
     everyone = np.stack([v.reshape(-1) for v in WORLD.allgather(x)])
     a, b, more = both(fast, slow, lambda c: (c.Allgather(x, out := np.empty((SIZE, x.size), x.dtype)), out)[1])
-    record("Allgather shapes differ", ratio(a, everyone, fast.settings.abs), same_everywhere(a),
-           digest(a) == digest(b), more)
+    record(
+        "Allgather shapes differ",
+        ratio(a, everyone, fast.settings.abs),
+        same_everywhere(a),
+        digest(a) == digest(b),
+        more,
+    )
 
 
 def check_adaptive() -> None:

@@ -23,5 +23,15 @@ exact = np.sin(np.linspace(0, 20, 100_000)) * (size * (size + 1) / 2)
 err = comm.allreduce(float(np.max(np.abs(total - exact))), op=MPI.MAX)
 value_range = comm.allreduce(float(x.max()), op=MPI.MAX) - comm.allreduce(float(x.min()), op=MPI.MIN)
 if rank == 0:
-    print(json.dumps({"type": type(comm).__name__, "same_object": comm is COMM_WORLD, "argv": sys.argv,
-                      "err": err, "range": value_range, "name": __name__}))
+    print(
+        json.dumps(
+            {
+                "type": type(comm).__name__,
+                "same_object": comm is COMM_WORLD,
+                "argv": sys.argv,
+                "err": err,
+                "range": value_range,
+                "name": __name__,
+            }
+        )
+    )

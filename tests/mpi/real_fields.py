@@ -62,8 +62,18 @@ def run_field(path: Path, rel: float) -> list[dict]:
     rows = []
 
     def row(collective: str, err: float, ratio: float, identical: bool) -> None:
-        rows.append({"field": path.name, "dtype": str(x.dtype), "ranks": SIZE, "rel": rel,
-                     "collective": collective, "err": err, "ratio": ratio, "identical": identical})
+        rows.append(
+            {
+                "field": path.name,
+                "dtype": str(x.dtype),
+                "ranks": SIZE,
+                "rel": rel,
+                "collective": collective,
+                "err": err,
+                "ratio": ratio,
+                "identical": identical,
+            }
+        )
 
     for name in ("SUM", "MAX"):
         out = np.empty_like(x)
@@ -84,11 +94,15 @@ def run_field(path: Path, rel: float) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| field | dtype | ranks | rel | collective | max err / bound | ratio | identical |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| field | dtype | ranks | rel | collective | max err / bound | ratio | identical |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['field']} | {r['dtype']} | {r['ranks']} | {r['rel']:g} | {r['collective']} | "
-                     f"{math.floor(r['err'] * 1e4) / 1e4:.4f} | {r['ratio']:.2f} | {'yes' if r['identical'] else 'NO'} |")
+        lines.append(
+            f"| {r['field']} | {r['dtype']} | {r['ranks']} | {r['rel']:g} | {r['collective']} | "
+            f"{math.floor(r['err'] * 1e4) / 1e4:.4f} | {r['ratio']:.2f} | {'yes' if r['identical'] else 'NO'} |"
+        )
     return "\n".join(lines)
 
 

@@ -37,7 +37,7 @@ def _assemble(stream, outlier_idx, outlier_val, code_dtype):
 
 def _load_stages(stages) -> tuple[Prequantize, ZstdLossless]:
     IntegerLorenzo.load(stages)  # no parameters, but its version must be one we read
-    BitShuffle.load(stages)      # refuses block sizes other than ours
+    BitShuffle.load(stages)  # refuses block sizes other than ours
     return Prequantize.load(stages), ZstdLossless.load(stages)
 
 

@@ -36,8 +36,11 @@ _PRELUDE_CUDA = """
 #define KERNEL extern "C" __global__
 """
 # each stage's CUDA source, in pipeline order (package, file)
-_SOURCES = (("errbound.stages.quantizers", "prequantize.cu"), ("errbound.stages.predictors", "integer_lorenzo.cu"),
-            ("errbound.stages.coders", "bitshuffle.cu"))
+_SOURCES = (
+    ("errbound.stages.quantizers", "prequantize.cu"),
+    ("errbound.stages.predictors", "integer_lorenzo.cu"),
+    ("errbound.stages.coders", "bitshuffle.cu"),
+)
 KERNEL_NAMES = ("fz_prequantize", "fz_dequantize", "fz_residual", "fz_block_masks", "fz_shuffle", "fz_unshuffle")
 
 
@@ -52,9 +55,11 @@ def kernel_source(real: str, code: str, prelude: str = _PRELUDE_CUDA) -> str:
     ``__dadd_rn`` are never contracted into FMAs, and the module is also built with
     ``--fmad=false``), the same modular integer arithmetic, the same stream layout."""
     c_real, c_code, c_ucode, bits = _TYPES[(real, code)]
-    types = (f"typedef {c_real} real_t;\ntypedef {c_code} code_t;\ntypedef {c_ucode} ucode_t;\n"
-             f"#define BITS {bits}\n#define BLOCK_VALUES {bitshuffle.BLOCK}\n"
-             f"#define WORDS_PER_PLANE {bitshuffle.WORDS}\n")
+    types = (
+        f"typedef {c_real} real_t;\ntypedef {c_code} code_t;\ntypedef {c_ucode} ucode_t;\n"
+        f"#define BITS {bits}\n#define BLOCK_VALUES {bitshuffle.BLOCK}\n"
+        f"#define WORDS_PER_PLANE {bitshuffle.WORDS}\n"
+    )
     bodies = [resources.files(package).joinpath(name).read_text() for package, name in _SOURCES]
     return prelude + types + "\n".join(bodies)
 
@@ -87,8 +92,11 @@ def fz_encode(x, eb: float):
     k = _kernels(real, str(code_dtype))
     q = cp.empty(n, code_dtype)
     bad = cp.empty(n, cp.uint8)
-    launch(k["fz_prequantize"], n, (flat, np.int64(n), np.float64(step), np.float64(1.0 / step),
-                                      np.float64(eb), np.float64(limit), q, bad))
+    launch(
+        k["fz_prequantize"],
+        n,
+        (flat, np.int64(n), np.float64(step), np.float64(1.0 / step), np.float64(eb), np.float64(limit), q, bad),
+    )
     outlier_idx = cp.flatnonzero(bad)
     outlier_val = flat[outlier_idx]
     n0, n1, n2 = as_3d(x.shape)
@@ -103,15 +111,38 @@ def fz_encode(x, eb: float):
     dense_planes = cp.empty(int(dense_off[-1]), cp.uint32)
     sparse_planes = cp.empty(int(sparse_off[-1]), cp.uint32)
     bits = code_dtype.itemsize * 8
-    launch(k["fz_shuffle"], nblocks * bits * bitshuffle.WORDS,
-            (r, np.int64(n), masks, cp.asarray(dense_off), cp.asarray(sparse_off), np.int32(dense),
-             dense_planes, sparse_planes, np.int64(nblocks)))
-    parts = CodeStreamParts(tuple(x.shape), code_dtype, bits, dense,
-                            masks_host.astype(np.uint32 if bits == 32 else np.uint64),
-                            cp.asnumpy(dense_planes), cp.asnumpy(sparse_planes),
-                            np.zeros(0, np.int64), np.zeros(0, code_dtype))
-    return (pack_code_stream(parts, checksum=False), cp.asnumpy(outlier_idx).astype(np.int64),
-            cp.asnumpy(outlier_val), code_dtype)
+    launch(
+        k["fz_shuffle"],
+        nblocks * bits * bitshuffle.WORDS,
+        (
+            r,
+            np.int64(n),
+            masks,
+            cp.asarray(dense_off),
+            cp.asarray(sparse_off),
+            np.int32(dense),
+            dense_planes,
+            sparse_planes,
+            np.int64(nblocks),
+        ),
+    )
+    parts = CodeStreamParts(
+        tuple(x.shape),
+        code_dtype,
+        bits,
+        dense,
+        masks_host.astype(np.uint32 if bits == 32 else np.uint64),
+        cp.asnumpy(dense_planes),
+        cp.asnumpy(sparse_planes),
+        np.zeros(0, np.int64),
+        np.zeros(0, code_dtype),
+    )
+    return (
+        pack_code_stream(parts, checksum=False),
+        cp.asnumpy(outlier_idx).astype(np.int64),
+        cp.asnumpy(outlier_val),
+        code_dtype,
+    )
 
 
 def _dense_plane_count(r, nblocks: int) -> int:
@@ -134,9 +165,20 @@ def fz_decode(code_stream, eb: float, dtype: np.dtype):
     masks = parts.masks.astype(np.uint64)
     dense_off, sparse_off = bitshuffle.plane_offsets(masks, parts.dense)
     r = cp.empty(n, parts.dtype)
-    launch(k["fz_unshuffle"], n, (cp.asarray(masks), cp.asarray(dense_off), cp.asarray(sparse_off),
-                                    np.int32(parts.dense), cp.asarray(parts.dense_planes),
-                                    cp.asarray(parts.sparse_planes), np.int64(n), r))
+    launch(
+        k["fz_unshuffle"],
+        n,
+        (
+            cp.asarray(masks),
+            cp.asarray(dense_off),
+            cp.asarray(sparse_off),
+            np.int32(parts.dense),
+            cp.asarray(parts.dense_planes),
+            cp.asarray(parts.sparse_planes),
+            np.int64(n),
+            r,
+        ),
+    )
     if parts.wide_index.size:
         r[cp.asarray(parts.wide_index)] = cp.asarray(parts.wide_value)
     # the inverse of the mixed difference is a running sum along each axis; int64 sums cast
@@ -148,5 +190,3 @@ def fz_decode(code_stream, eb: float, dtype: np.dtype):
     out = cp.empty(n, dtype)
     launch(k["fz_dequantize"], n, (q, np.int64(n), np.float64(2.0 * eb), out))
     return out
-
-

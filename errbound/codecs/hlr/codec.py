@@ -65,7 +65,15 @@ class HLRCodec(Codec):
 
     name = "hlr"
     version = 1
-    stage_names = ("cluster-order?", "tensor-view?", "lowrank", "interpolation|lorenzo", "huffman", "zstd", "hlr-corrections")
+    stage_names = (
+        "cluster-order?",
+        "tensor-view?",
+        "lowrank",
+        "interpolation|lorenzo",
+        "huffman",
+        "zstd",
+        "hlr-corrections",
+    )
     checks_bound = True
 
     def __init__(self, leaf: int | None = None, tolerance: float | None = None):
@@ -76,7 +84,9 @@ class HLRCodec(Codec):
             self.policy.leaf = leaf
         if tolerance is not None:
             if not (isinstance(tolerance, (int, float)) and 0 < tolerance < 1e6):
-                raise CodecOptionError(f"hlr tolerance must be a positive number (in units of the bound), got {tolerance!r}")
+                raise CodecOptionError(
+                    f"hlr tolerance must be a positive number (in units of the bound), got {tolerance!r}"
+                )
             self.policy.tolerance = float(tolerance)
 
     # ----------------------------------------------------------------------------- encoding
@@ -96,7 +106,7 @@ class HLRCodec(Codec):
             if best.view is not None:
                 records.insert(0, TensorView(best.view).record())
             return records, sections
-        rows = math.prod(data.shape[:best.split])
+        rows = math.prod(data.shape[: best.split])
         resid = None if best.coded else (data.reshape(rows, -1).astype(np.float64) - best.low).reshape(data.shape)
         stages, sections, decoded_resid = best.coded or encode_stages(resid, eb, names=SECTIONS)
         decoded = combine(best.low, decoded_resid, data.dtype)
@@ -122,8 +132,9 @@ class HLRCodec(Codec):
             return out
         if len(shape) != 2:
             raise CorruptStreamError(f"hlr cluster order for a {len(shape)}-D array")
-        rows, cols = cluster_order.decode_orders(ClusterOrder.load(stages), section(sections, "cluster-order"),
-                                                 shape, ZstdLossless())
+        rows, cols = cluster_order.decode_orders(
+            ClusterOrder.load(stages), section(sections, "cluster-order"), shape, ZstdLossless()
+        )
         natural = np.empty_like(out)
         natural[np.ix_(rows, cols)] = out
         return natural
@@ -147,9 +158,11 @@ class HLRCodec(Codec):
             return out
         if not 1 <= stage.split < len(shape):
             raise CorruptStreamError(f"hlr matricization split {stage.split} for a {len(shape)}-D array")
-        rows, cols = math.prod(shape[:stage.split]), math.prod(shape[stage.split:])
-        table = ZstdLossless().decompress(lowrank.without_crc(section(sections, "lowrank-table"), "low-rank table"),
-                                          lowrank.table_limit(rows, cols, stage.leaf))
+        rows, cols = math.prod(shape[: stage.split]), math.prod(shape[stage.split :])
+        table = ZstdLossless().decompress(
+            lowrank.without_crc(section(sections, "lowrank-table"), "low-rank table"),
+            lowrank.table_limit(rows, cols, stage.leaf),
+        )
         blocks, x = lowrank.parse_table(table, (rows, cols), stage.leaf)
         if blocks.shape[0] != stage.blocks:
             raise CorruptStreamError("low-rank block count disagrees with the stage record")

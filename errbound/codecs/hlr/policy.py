@@ -63,8 +63,12 @@ class Search:
         # most sampled leaf tiles low-rank, and lowers their typical rank
         permuted_ranks = lr.Planner(permuted.astype(np.float64), eb, None, self.policy).tile_ranks()
         natural_ranks = lr.Planner(data.astype(np.float64), eb, None, self.policy).tile_ranks()
-        if not (permuted_ranks and natural_ranks and np.median(permuted_ranks) <= leaf // 4
-                and np.median(permuted_ranks) < np.median(natural_ranks)):
+        if not (
+            permuted_ranks
+            and natural_ranks
+            and np.median(permuted_ranks) <= leaf // 4
+            and np.median(permuted_ranks) < np.median(natural_ranks)
+        ):
             return best, data, None
         trial = self.search(permuted, eb, natural_order=False)
         stage, blob = cluster_order.encode_orders(rows, cols, ZstdLossless())
@@ -115,7 +119,7 @@ class Search:
         if not exact and best.low is not None:
             # estimates misjudged kernel matrices by up to 1.5x (measured): code the winner
             # and the dense plan for real and keep the smaller
-            rows = math.prod(data.shape[:best.split])
+            rows = math.prod(data.shape[: best.split])
             best.coded = _sz_encode((data.reshape(rows, -1).astype(np.float64) - best.low).reshape(data.shape), eb)
             best.cost = len(best.blob) + len(best.table) + sum(len(b) for _, b in best.coded[1])
             best = min(self.dense_trial(data, eb, True), best, key=_cost)
@@ -166,12 +170,12 @@ class Trial:
 
     cost: float
     split: int = 0
-    low: np.ndarray | None = None     # L on the matrix view; None: the dense plan
+    low: np.ndarray | None = None  # L on the matrix view; None: the dense plan
     table: bytes = b""
     blob: bytes = b""
     blocks: int = 0
-    coded: tuple | None = None        # the `sz` stages' output on the residual, when already run
-    view: tuple | None = None         # the dense plan's tensor view (tensor_view), if any
+    coded: tuple | None = None  # the `sz` stages' output on the residual, when already run
+    view: tuple | None = None  # the dense plan's tensor view (tensor_view), if any
 
 
 def _cost(trial: Trial) -> float:
@@ -237,8 +241,9 @@ def single_threaded_blas() -> Iterator[None]:
 def _openblas_libraries() -> list[ctypes.CDLL]:
     try:
         with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()
-                            and line.split()[-1].startswith("/")})
+            paths = sorted(
+                {line.split()[-1] for line in maps if "openblas" in line.lower() and line.split()[-1].startswith("/")}
+            )
         return [ctypes.CDLL(p) for p in paths]
     except OSError:
         return []

@@ -42,8 +42,21 @@ _MAGIC = b"SPR1"
 # magic, version, header bound, correction step, chunk count, CRC of the other sections,
 # largest chunk extent per axis
 _HEAD = struct.Struct("<4sB3xddII4I")
-_CHUNK = np.dtype([("kind", "u1"), ("split", "u1"), ("e", "<i2"), ("mean", "<f8"), ("q", "<f8"), ("nc", "<u4"), ("ne", "<u4"),
-                   ("bc", "u1"), ("be", "u1"), ("unit", "u1"), ("obytes", "<u4")])
+_CHUNK = np.dtype(
+    [
+        ("kind", "u1"),
+        ("split", "u1"),
+        ("e", "<i2"),
+        ("mean", "<f8"),
+        ("q", "<f8"),
+        ("nc", "<u4"),
+        ("ne", "<u4"),
+        ("bc", "u1"),
+        ("be", "u1"),
+        ("unit", "u1"),
+        ("obytes", "<u4"),
+    ]
+)
 _STREAM = np.dtype([("top", "i1"), ("nbytes", "<u4")])
 _CODED, _CONSTANT = 0, 1
 
@@ -81,8 +94,9 @@ class SperrCodec(Codec):
     def __init__(self, step_factor: float | None = None, chunk: int | None = None):
         """step_factor: quantization step / bound (default: chosen per chunk, see
         step_factor_for); chunk: chunk side (default: 256 in 3-D, see CHUNK_SIDE)."""
-        if step_factor is not None and (isinstance(step_factor, bool) or not (
-                isinstance(step_factor, (int, float)) and 0.25 <= step_factor <= 64)):
+        if step_factor is not None and (
+            isinstance(step_factor, bool) or not (isinstance(step_factor, (int, float)) and 0.25 <= step_factor <= 64)
+        ):
             raise ValueError(f"sperr step_factor must be a number in [0.25, 64], got {step_factor!r}")
         if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or not 8 <= chunk <= 1 << 24):
             raise ValueError(f"sperr chunk must be an int in [8, 2^24], got {chunk!r}")
@@ -114,7 +128,7 @@ class SperrCodec(Codec):
         scale = math.frexp(value_range)[1]
         unit_range = math.ldexp(value_range, -scale)
         aim = policy.PSNR_MARGIN_DB / 2  # aim mid-window: the prediction is good to a few tenths of a dB
-        target_mse = unit_range ** 2 * 10.0 ** (-(target + aim) / 10.0)
+        target_mse = unit_range**2 * 10.0 ** (-(target + aim) / 10.0)
         q = math.sqrt(12.0 * target_mse)  # uniform quantization: MSE = q^2 / 12
         chunks = list(_prepare(data, q, scale, self.chunk))
         q = policy.solve_step(chunks, q, scale, target_mse * count)
@@ -137,8 +151,16 @@ class SperrCodec(Codec):
             return None
         return best[1], best[2], best[3]
 
-    def _code(self, data: np.ndarray, chunks: Iterable[_Chunk], eb: float, header_eb: float, q_data: float,
-              scale: int, keep: bool):
+    def _code(
+        self,
+        data: np.ndarray,
+        chunks: Iterable[_Chunk],
+        eb: float,
+        header_eb: float,
+        q_data: float,
+        scale: int,
+        keep: bool,
+    ):
         """Quantize and SPECK-code prepared chunks with step q_data * 2^scale * (the chunk's
         factor), and check every point against eb in the output dtype. keep: leave the
         coefficients intact and return the reconstruction (for another try at another step);
@@ -165,8 +187,9 @@ class SperrCodec(Codec):
                 v = np.empty(ch.x.size, np.int64)
                 speck.quantize(ch.coef, q, v)
                 roots = speck.stream_roots(ch.dims, ch.levels, ch.groups)
-                coded = pmap(lambda root, ch=ch, v=v: speck.encode_stream(v, ch.dims, ch.levels, ch.groups, root),
-                             list(roots))
+                coded = pmap(
+                    lambda root, ch=ch, v=v: speck.encode_stream(v, ch.dims, ch.levels, ch.groups, root), list(roots)
+                )
                 for top, part in coded:
                     streams.append((top, len(part)))
                     speck_parts.append(part)
@@ -182,12 +205,18 @@ class SperrCodec(Codec):
                 out[ei] = ch.x[ei]
                 decoded[ch.sl] = out.reshape(decoded[ch.sl].shape)
             part, bc, be, unit = sperr_outliers.encode(ci, ck, ei)
-            rec["nc"], rec["ne"], rec["bc"], rec["be"], rec["unit"], rec["obytes"] = ci.size, ei.size, bc, be, unit, len(part)
+            rec["nc"], rec["ne"], rec["bc"], rec["be"], rec["unit"], rec["obytes"] = (
+                ci.size,
+                ei.size,
+                bc,
+                be,
+                unit,
+                len(part),
+            )
             outlier_parts.append(part)
             exact_parts.append(ch.x[ei].tobytes())
             table.append(rec)
-        payload = {"speck": b"".join(speck_parts), "outliers": b"".join(outlier_parts),
-                   "exact": b"".join(exact_parts)}
+        payload = {"speck": b"".join(speck_parts), "outliers": b"".join(outlier_parts), "exact": b"".join(exact_parts)}
         crc = 0
         for key in ("speck", "outliers", "exact"):
             payload[key] = lossless.compress(payload[key]) if payload[key] else b""
@@ -211,8 +240,11 @@ class SperrCodec(Codec):
         count = math.prod(shape4)
         # the most each section can hold: per value a sign and a bit per plane, and as many
         # set tests; an outlier (two codes of at most 2 x 64 bits and a sign); an exact value
-        limits = {"speck": count * (4 * speck.MAX_PLANES + 8) // 8 + 1024, "outliers": count * 33 + 1024,
-                  "exact": count * dtype.itemsize}
+        limits = {
+            "speck": count * (4 * speck.MAX_PLANES + 8) // 8 + 1024,
+            "outliers": count * 33 + 1024,
+            "exact": count * dtype.itemsize,
+        }
         payload = {}
         crc = 0
         for key in ("speck", "outliers", "exact"):
@@ -237,27 +269,38 @@ class SperrCodec(Codec):
                 levels = transform.levels(dims)
                 groups = wavelet.axis_groups(dims, int(rec["split"]))
                 roots = speck.stream_roots(dims, levels, groups)
-                parts = streams[st_off:st_off + len(roots)]
+                parts = streams[st_off : st_off + len(roots)]
                 st_off += len(roots)
                 if len(parts) != len(roots):
                     raise CorruptStreamError("sperr stream table is too short")
                 jobs = []
                 for root, (top, nbytes) in zip(roots, parts, strict=True):
-                    jobs.append((root, int(top), speck_bytes[sp_off:sp_off + int(nbytes)]))
+                    jobs.append((root, int(top), speck_bytes[sp_off : sp_off + int(nbytes)]))
                     sp_off += int(nbytes)
                 if sp_off > len(speck_bytes):
                     raise CorruptStreamError("sperr speck section is too short")
                 v = np.zeros(size, np.int64)
-                ok = pmap(lambda job, v=v, dims=dims, levels=levels, groups=groups:
-                          speck.decode_stream(job[2], job[1], v, dims, levels, groups, job[0]), jobs)
+                ok = pmap(
+                    lambda job, v=v, dims=dims, levels=levels, groups=groups: speck.decode_stream(
+                        job[2], job[1], v, dims, levels, groups, job[0]
+                    ),
+                    jobs,
+                )
                 if not all(ok):
                     raise CorruptStreamError("sperr speck stream cannot be decoded")
                 speck.dequantize(v, float(rec["q"]), buf)
                 wavelet.inverse(buf.reshape(cshape), levels, groups, pmap, threads)
                 restore(buf, float(rec["mean"]), int(rec["e"]))
             nob = int(rec["obytes"])
-            found = sperr_outliers.decode(outlier_bytes[ol_off:ol_off + nob], int(rec["nc"]), int(rec["ne"]),
-                                          int(rec["bc"]), int(rec["be"]), int(rec["unit"]), size)
+            found = sperr_outliers.decode(
+                outlier_bytes[ol_off : ol_off + nob],
+                int(rec["nc"]),
+                int(rec["ne"]),
+                int(rec["bc"]),
+                int(rec["be"]),
+                int(rec["unit"]),
+                size,
+            )
             ol_off += nob
             if found is None or ol_off > len(outlier_bytes):
                 raise CorruptStreamError("sperr outlier list cannot be decoded")
@@ -268,7 +311,7 @@ class SperrCodec(Codec):
             nex = ei.size * dtype.itemsize
             if ex_off + nex > len(exact_bytes):
                 raise CorruptStreamError("sperr exact-value section is too short")
-            values[ei] = np.frombuffer(exact_bytes[ex_off:ex_off + nex], dtype)
+            values[ei] = np.frombuffer(exact_bytes[ex_off : ex_off + nex], dtype)
             ex_off += nex
             out[sl] = values.reshape(cshape)
         if (sp_off, ol_off, ex_off, st_off) != (len(speck_bytes), len(outlier_bytes), len(exact_bytes), len(streams)):
@@ -339,9 +382,16 @@ def _read_meta(sections: dict, eb: float, shape4: tuple[int, ...]):
     table = np.frombuffer(meta, _CHUNK, count, _HEAD.size)
     streams = np.frombuffer(meta, _STREAM, offset=end)
     coded = table["kind"] == _CODED
-    bad = ((table["kind"] > _CONSTANT) | (table["split"] > wavelet.SPLIT_ALL) | ~np.isfinite(table["mean"])
-           | (coded & ~((table["q"] > 0) & (table["q"] < np.inf)))
-           | (coded & (np.abs(table["e"].astype(np.int64)) > 1100)) | (table["bc"] >= 62) | (table["be"] >= 62) | (table["unit"] > 1))
+    bad = (
+        (table["kind"] > _CONSTANT)
+        | (table["split"] > wavelet.SPLIT_ALL)
+        | ~np.isfinite(table["mean"])
+        | (coded & ~((table["q"] > 0) & (table["q"] < np.inf)))
+        | (coded & (np.abs(table["e"].astype(np.int64)) > 1100))
+        | (table["bc"] >= 62)
+        | (table["be"] >= 62)
+        | (table["unit"] > 1)
+    )
     if bad.any() or (streams["top"] < -1).any() or (streams["top"] >= speck.MAX_PLANES).any():
         raise CorruptStreamError("sperr table holds impossible values")
     return chunks, table, crc, [(int(t), int(n)) for t, n in streams], step

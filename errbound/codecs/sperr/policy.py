@@ -54,12 +54,13 @@ def chunk_step(q: float, shift: int) -> float:
     """The quantization step q * 2^shift in a chunk's scaled domain (|values| < 1 there), kept
     where the arithmetic works: a step far beyond the values codes nothing, and below 2^-56
     the magnitudes would leave the 62 bit planes (the outlier stage then fixes those points)."""
-    return min(max(ldexp(q, shift), 2.0 ** -56), 2.0 ** 40)
+    return min(max(ldexp(q, shift), 2.0**-56), 2.0**40)
 
 
 def solve_step(chunks: list, q: float, scale: int, target_sse: float) -> float:
     """The step (units of 2^scale) whose quantization error, summed over the coefficients in
     those units, is target_sse: secant steps on log(error) against log(step)."""
+
     def sse(step: float) -> float:
         total = 0.0
         for ch in chunks:

@@ -44,8 +44,9 @@ def encode_stages(data: np.ndarray, eb: float, predictor=None, names: dict[str, 
     return [predictor.record(), entropy.record(), lossless.record()], sections, recon
 
 
-def decode_stages(stages: list, sections: dict, shape: tuple[int, ...], dtype: np.dtype, eb: float,
-                  names: dict[str, str] = SECTIONS) -> np.ndarray:
+def decode_stages(
+    stages: list, sections: dict, shape: tuple[int, ...], dtype: np.dtype, eb: float, names: dict[str, str] = SECTIONS
+) -> np.ndarray:
     """Inverse of :func:`encode_stages`."""
     predictor = which(stages, *PREDICTORS.values()).load(stages)
     entropy = huffman.Huffman.load(stages)
@@ -91,6 +92,7 @@ def _check_predictor(predictor, stages, shape) -> None:
     """Refuse predictor parameters the encoder never writes: the kernels index with them
     unchecked (an axis number beyond 3 in ``order`` crashed the interpreter), and a
     coerced value (``cubic: null``) would silently decode different numbers."""
+
     def bad(what):
         return CorruptStreamError(f"{predictor.name} stage has an invalid {what}")
 
@@ -107,8 +109,12 @@ def _check_predictor(predictor, stages, shape) -> None:
         raise bad(f"cubic flag {params.get('cubic')!r}")
     order = params.get("order")
     live = {a for a, n in enumerate(as_4d_shape(shape)) if n > 1}
-    if (not isinstance(order, list) or not all(is_int(a) and 0 <= a <= 3 for a in order)
-            or len(set(order)) != len(order) or not live <= set(order)):
+    if (
+        not isinstance(order, list)
+        or not all(is_int(a) and 0 <= a <= 3 for a in order)
+        or len(set(order)) != len(order)
+        or not live <= set(order)
+    ):
         raise bad(f"axis order {order!r} for shape {tuple(shape)}")
     anchor = params.get("anchor")
     if not is_int(anchor) or anchor < 0 or (anchor and (anchor < 2 or anchor > 1 << 30 or anchor & (anchor - 1))):

@@ -18,10 +18,10 @@ from ...layout import as_4d_shape
 from ...stages.predictors.interpolation import InterpolationPredictor, choose_anchor
 from ...stages.predictors.lorenzo import LorenzoPredictor
 
-SAMPLE_POINTS = 8192            # at least this many points are tried per candidate ...
-SAMPLE_FRACTION = 0.01          # ... or this share of the array, whichever is larger,
-TUNING_SHARE = 1 / 16           # ... but all candidates together touch at most ~this much more
-                                # than the array itself (about 10 candidates are tried)
+SAMPLE_POINTS = 8192  # at least this many points are tried per candidate ...
+SAMPLE_FRACTION = 0.01  # ... or this share of the array, whichever is larger,
+TUNING_SHARE = 1 / 16  # ... but all candidates together touch at most ~this much more
+# than the array itself (about 10 candidates are tried)
 BLOCK_EDGE = {1: 4096, 2: 64, 3: 16, 4: 8}
 # SZ3 tries alpha/beta up to (2, 3); on our fields larger pairs never won (measured), so
 # the sweep stops at (1.5, 2.5)
@@ -112,8 +112,9 @@ def choose_predictor(data: np.ndarray, eb: float):
     lorenzo = LorenzoPredictor()
     if estimated_size(lorenzo, blocks, eb) < best_size:
         return lorenzo
-    return InterpolationPredictor(best_cubic, None if best_order is None else list(best_order),
-                                  best_ab[0], best_ab[1], anchor=anchor)
+    return InterpolationPredictor(
+        best_cubic, None if best_order is None else list(best_order), best_ab[0], best_ab[1], anchor=anchor
+    )
 
 
 def estimated_bytes(data: np.ndarray, eb: float) -> float:

@@ -62,8 +62,19 @@ from .chunks import (
 )
 from .inprocess import is_registered, register
 
-__all__ = ["FILTER_ID", "FILTER_NAME", "LAYOUT_VERSION", "FilterParams", "filter", "parse_cd_values",
-           "chunk_abs_bound", "encode_chunk", "decode_chunk", "register", "is_registered"]
+__all__ = [
+    "FILTER_ID",
+    "FILTER_NAME",
+    "LAYOUT_VERSION",
+    "FilterParams",
+    "filter",
+    "parse_cd_values",
+    "chunk_abs_bound",
+    "encode_chunk",
+    "decode_chunk",
+    "register",
+    "is_registered",
+]
 
 
 def __getattr__(name: str):

@@ -1,6 +1,5 @@
 """The errbound HDF5 filter's parameters (cd_values) and how it codes one chunk (see ``errbound.hdf5``)."""
 
-
 from __future__ import annotations
 
 import math
@@ -50,8 +49,16 @@ def words_float(lo: int, hi: int) -> float:
     return struct.unpack("<d", struct.pack("<II", lo, hi))[0]
 
 
-def filter(codec: str = "sz", *, abs=None, rel=None, pw_rel=None, psnr=None,  # noqa: A001, A002
-           data: np.ndarray | None = None, abs_bound: float | None = None) -> dict:
+def filter(  # noqa: A001 - the public name, as hdf5plugin names its helpers
+    codec: str = "sz",
+    *,
+    abs=None,  # noqa: A002 - the public keyword
+    rel=None,
+    pw_rel=None,
+    psnr=None,
+    data: np.ndarray | None = None,
+    abs_bound: float | None = None,
+) -> dict:
     """``create_dataset`` keyword arguments that compress the dataset with errbound.
 
     Exactly one bound, as in :func:`errbound.compress`. With ``data`` (the whole dataset), a
@@ -72,8 +79,13 @@ def filter(codec: str = "sz", *, abs=None, rel=None, pw_rel=None, psnr=None,  # 
     if abs_bound is not None and not (abs_bound >= 0 and math.isfinite(abs_bound)):
         raise UnsupportedInputError(f"abs_bound must be a finite number >= 0, got {abs_bound!r}")
     name = name.ljust(8, b"\0")
-    words = (LAYOUT_VERSION, *struct.unpack("<II", name), MODES.index(bound.mode) + 1,
-             *float_words(bound.value), *float_words(float(abs_bound or 0.0)))
+    words = (
+        LAYOUT_VERSION,
+        *struct.unpack("<II", name),
+        MODES.index(bound.mode) + 1,
+        *float_words(bound.value),
+        *float_words(float(abs_bound or 0.0)),
+    )
     return {"compression": FILTER_ID, "compression_opts": words}
 
 
@@ -83,19 +95,24 @@ def parse_cd_values(values) -> FilterParams:
     if len(values) < USER_WORDS or values[0] != LAYOUT_VERSION or not 1 <= values[3] <= len(MODES):
         raise CorruptStreamError(f"not errbound filter parameters (layout {values[:1]}, {len(values)} words)")
     codec = struct.pack("<II", values[1], values[2]).rstrip(b"\0").decode("ascii", "replace")
-    params = dict(codec=codec, mode=MODES[values[3] - 1], value=words_float(values[4], values[5]),
-                  abs_bound=words_float(values[6], values[7]))
+    params = dict(
+        codec=codec,
+        mode=MODES[values[3] - 1],
+        value=words_float(values[4], values[5]),
+        abs_bound=words_float(values[6], values[7]),
+    )
     if len(values) > USER_WORDS:
         kind, rank = values[8], values[9]
         if kind & 0xFF not in (4, 8) or len(values) != USER_WORDS + 4 + rank:
             raise CorruptStreamError(f"errbound filter parameters are inconsistent: {values}")
         dtype = np.dtype(f"{'>' if kind & 256 else '<'}f{kind & 0xFF}")
-        params.update(dtype=dtype, chunks=tuple(values[10:10 + rank]), pad=words_float(*values[10 + rank:]))
+        params.update(dtype=dtype, chunks=tuple(values[10 : 10 + rank]), pad=words_float(*values[10 + rank :]))
     return FilterParams(**params)
 
 
 # ---------------------------------------------------------------------------------------------
 # the codec work, shared by the filter callbacks and the file tools' direct chunk writes
+
 
 def _kernel_view(chunk: np.ndarray) -> np.ndarray:
     """Drop length-1 axes (predictors see real neighbours) and fold leading axes past 4-D."""
@@ -132,7 +149,8 @@ def decode_chunk(blob, dtype: np.dtype, count: int) -> np.ndarray:
     values = decompress(blob)
     if values.dtype != dtype or values.size != count:
         raise CorruptStreamError(
-            f"chunk decodes to {values.size} {values.dtype} values, the dataset expects {count} {dtype}")
+            f"chunk decodes to {values.size} {values.dtype} values, the dataset expects {count} {dtype}"
+        )
     return np.ascontiguousarray(values).reshape(-1)
 
 

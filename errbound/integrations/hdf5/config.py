@@ -149,8 +149,11 @@ def _rule(table: dict, section, lines, fail) -> Rule:
             fail(section, key, f"unknown key {key!r}; a rule takes {', '.join(sorted(_RULE_KEYS))}")
     patterns = table.get("match", [])
     patterns = [patterns] if isinstance(patterns, str) else patterns
-    if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns) or (
-            section != "default" and not patterns):
+    if (
+        not isinstance(patterns, list)
+        or not all(isinstance(p, str) and p for p in patterns)
+        or (section != "default" and not patterns)
+    ):
         fail(section, "match", "match must be a glob pattern or a list of them")
     line = lines.get((section, None), 1)
     copy = table.get("copy", False)
@@ -162,8 +165,11 @@ def _rule(table: dict, section, lines, fail) -> Rule:
             fail(section, "copy", "a rule with copy = true takes no codec or bound")
         return Rule(tuple(patterns), line=line)
     if len(given) != 1:
-        fail(section, given[1] if len(given) > 1 else None,
-             f"a rule needs exactly one bound of {', '.join(MODES)} (or copy = true), got {len(given)}")
+        fail(
+            section,
+            given[1] if len(given) > 1 else None,
+            f"a rule needs exactly one bound of {', '.join(MODES)} (or copy = true), got {len(given)}",
+        )
     mode = given[0]
     raw = table[mode]
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
@@ -186,11 +192,21 @@ def _rule(table: dict, section, lines, fail) -> Rule:
         if isinstance(start, bool) or not isinstance(start, (int, float)) or not (start > 0 and math.isfinite(start)):
             fail(section, "start_abs", f"start_abs must be a number > 0, got {start!r}")
     chunks = table.get("chunks")
-    if chunks is not None and (not isinstance(chunks, list) or not chunks or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in chunks)):
+    if chunks is not None and (
+        not isinstance(chunks, list)
+        or not chunks
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in chunks)
+    ):
         fail(section, "chunks", f"chunks must be a list of integers > 0, got {chunks!r}")
-    return Rule(tuple(patterns), codec, mode, bound.value, None if start is None else float(start),
-                None if chunks is None else tuple(chunks), line)
+    return Rule(
+        tuple(patterns),
+        codec,
+        mode,
+        bound.value,
+        None if start is None else float(start),
+        None if chunks is None else tuple(chunks),
+        line,
+    )
 
 
 def _key_lines(text: str) -> dict:

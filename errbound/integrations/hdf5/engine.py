@@ -119,7 +119,7 @@ def _set_bounds(jobs: list[_Job], comm) -> None:
     ranged = [j for j in jobs if j.rule.mode in ("rel", "psnr")]
     items = [(k, offset) for k, job in enumerate(ranged) for offset in job.grid]
     local = {}
-    for k, offset in items[comm.rank::comm.size]:
+    for k, offset in items[comm.rank :: comm.size]:
         lo, hi = finite_minmax(ranged[k].src, ranged[k].chunks, [offset])
         old = local.get(k, (math.inf, -math.inf))
         local[k] = (min(old[0], lo), max(old[1], hi))
@@ -151,12 +151,20 @@ def _prepare(job: _Job, parent) -> None:
     fill = dataset_options(job.src)
     pad = float(fill["fillvalue"]) if "fillvalue" in fill and fill.get("fill_time") != "never" else 0.0
     base = chunk_codec.parse_cd_values(options["compression_opts"])
-    job.params = chunk_codec.FilterParams(base.codec, base.mode, base.value, base.abs_bound, job.src.dtype, job.chunks, pad)
+    job.params = chunk_codec.FilterParams(
+        base.codec, base.mode, base.value, base.abs_bound, job.src.dtype, job.chunks, pad
+    )
     if job.dst is not None:  # what the filter itself would use on a plain write
         stored = chunk_codec.parse_cd_values(job.dst.id.get_create_plist().get_filter_by_id(chunk_codec.FILTER_ID)[1])
         same_pad = stored.pad == pad or (math.isnan(stored.pad) and math.isnan(pad))
         if (stored.codec, stored.mode, stored.value, stored.abs_bound, stored.dtype, stored.chunks) != (
-                base.codec, base.mode, base.value, base.abs_bound, job.src.dtype, job.chunks) or not same_pad:
+            base.codec,
+            base.mode,
+            base.value,
+            base.abs_bound,
+            job.src.dtype,
+            job.chunks,
+        ) or not same_pad:
             raise H5ToolError(f"{job.path}: stored filter parameters {stored} differ from {job.params}")
 
 
@@ -266,19 +274,23 @@ def compress_file(src, dst, config: Config, *, comm=None, progress: bool | None 
         for job in jobs:
             _prepare(job, None)
         by_path = {job.path: job for job in jobs}
-        with Progress(sum(len(job.grid) for job in jobs), "h5 compress",
-                      force=progress if comm.rank == 0 else False) as bar:
+        with Progress(
+            sum(len(job.grid) for job in jobs), "h5 compress", force=progress if comm.rank == 0 else False
+        ) as bar:
             kept, outcome = _settle_psnr(jobs, comm, bar)
             kept_jobs = set(comm.bcast(sorted(kept)))
             with atomic_h5(dst, comm) as fout:
+
                 def handle(ds, parent, path):
                     job = by_path.get(path)
                     if job is None or job.src.id != ds.id:
                         return None
                     _prepare(job, parent)
-                    job.report = DatasetReport(path, ds.shape, str(ds.dtype), "compressed", job.rule.describe(),
-                                               original_bytes=ds.nbytes)
+                    job.report = DatasetReport(
+                        path, ds.shape, str(ds.dtype), "compressed", job.rule.describe(), original_bytes=ds.nbytes
+                    )
                     return job.report
+
                 reports = rebuild_tree(fin, fout, handle, scales=False)
                 if fout is not None:
                     for k in sorted(kept_jobs):

@@ -78,6 +78,7 @@ class DatasetReport:
 # ---------------------------------------------------------------------------------------------
 # files
 
+
 def open_input(path) -> h5py.File:
     path = Path(path)
     if not path.is_file():
@@ -130,6 +131,7 @@ def check_paths(src, dst) -> None:
 # ---------------------------------------------------------------------------------------------
 # walking and copying
 
+
 def entries(group: h5py.Group, prefix: str = "") -> Iterator[tuple[str, object]]:
     """(path, link or object) for everything below ``group``, parents before children, in
     HDF5's link order: every rank walks the same list."""
@@ -151,15 +153,22 @@ def copy_attrs(src, dst, skip=()) -> None:
         if name in skip:
             continue
         dtype = src.attrs.get_id(name).dtype
-        if h5py.check_dtype(ref=dtype) or (dtype.names and any(
-                h5py.check_dtype(ref=dtype.fields[n][0]) for n in dtype.names)):
+        if h5py.check_dtype(ref=dtype) or (
+            dtype.names and any(h5py.check_dtype(ref=dtype.fields[n][0]) for n in dtype.names)
+        ):
             continue  # a reference into the input file means nothing in the output
         dst.attrs.create(name, src.attrs[name], dtype=dtype)
 
 
 def is_float_dataset(ds: h5py.Dataset) -> bool:
-    return (ds.dtype.kind == "f" and ds.dtype.itemsize in (4, 8) and ds.shape is not None and len(ds.shape) > 0
-            and not ds.is_virtual and ds.external is None)
+    return (
+        ds.dtype.kind == "f"
+        and ds.dtype.itemsize in (4, 8)
+        and ds.shape is not None
+        and len(ds.shape) > 0
+        and not ds.is_virtual
+        and ds.external is None
+    )
 
 
 def rebuild_tree(src: h5py.File, dst: h5py.File | None, handle, scales: bool = True) -> list[DatasetReport]:
@@ -191,8 +200,14 @@ def rebuild_tree(src: h5py.File, dst: h5py.File | None, handle, scales: bool = T
                 for name in _DS_ATTRS:
                     if name in dst[path].attrs:
                         del dst[path].attrs[name]
-            report = DatasetReport(path, obj.shape or (), str(obj.dtype), "copied",
-                                   original_bytes=obj.nbytes, stored_bytes=max(obj.id.get_storage_size(), 1))
+            report = DatasetReport(
+                path,
+                obj.shape or (),
+                str(obj.dtype),
+                "copied",
+                original_bytes=obj.nbytes,
+                stored_bytes=max(obj.id.get_storage_size(), 1),
+            )
         reports.append(report)
     if dst is not None and scales:
         reattach_scales(src, dst)
@@ -232,8 +247,9 @@ def dataset_options(src: h5py.Dataset) -> dict:
 def create_like(src: h5py.Dataset, parent: h5py.Group, name: str, chunks, options: dict) -> h5py.Dataset:
     """A dataset shaped like ``src`` (fill value, fill time, max shape, attributes) with new
     chunks and filter ``options``."""
-    dst = parent.create_dataset(name, shape=src.shape, dtype=src.dtype, chunks=chunks,
-                                **dataset_options(src), **options)
+    dst = parent.create_dataset(
+        name, shape=src.shape, dtype=src.dtype, chunks=chunks, **dataset_options(src), **options
+    )
     copy_attrs(src, dst, skip=_DS_ATTRS + ("CLASS", "NAME"))  # a scale's own attributes come back with make_scale
     return dst
 
@@ -245,7 +261,9 @@ def choose_chunks(src: h5py.Dataset, wanted: tuple[int, ...] | None = None) -> t
     if wanted is not None:
         if len(wanted) != len(shape):
             raise H5ToolError(f"{src.name}: chunks {list(wanted)} do not match its {len(shape)} dimensions")
-        return tuple(min(c, max(n, 1)) if src.maxshape[i] == n else c for i, (c, n) in enumerate(zip(wanted, shape, strict=True)))
+        return tuple(
+            min(c, max(n, 1)) if src.maxshape[i] == n else c for i, (c, n) in enumerate(zip(wanted, shape, strict=True))
+        )
     if src.chunks and math.prod(src.chunks) * item >= MIN_CHUNK_BYTES:
         return src.chunks
     chunks = [max(n, 1) for n in shape]
@@ -296,6 +314,7 @@ def finite_minmax(src: h5py.Dataset, chunks, offsets) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------------
 # decompress and inspect
 
+
 def errbound_params(ds: h5py.Dataset) -> chunk_codec.FilterParams | None:
     """The errbound filter parameters of a dataset, or None when it does not use the filter."""
     if not isinstance(ds, h5py.Dataset) or ds.chunks is None:
@@ -317,6 +336,7 @@ def decompress_file(src, dst, *, progress: bool | None = None) -> list[DatasetRe
         targets = [obj for _, obj in entries(fin) if errbound_params(obj) is not None]
         total = sum(len(chunk_grid(ds.shape, ds.chunks)) for ds in targets)
         with Progress(total, "h5 decompress", force=progress) as bar, atomic_h5(dst) as fout:
+
             def handle(ds, parent, path):
                 params = errbound_params(ds)
                 if params is None:
@@ -327,9 +347,17 @@ def decompress_file(src, dst, *, progress: bool | None = None) -> list[DatasetRe
                     region = chunk_region(offset, ds.chunks, ds.shape)
                     out[region] = ds[region]
                     bar.update(note=path)
-                return DatasetReport(path, ds.shape, str(ds.dtype), "decompressed", f"{params.codec} {params.describe()}",
-                                     original_bytes=ds.nbytes, stored_bytes=max(out.id.get_storage_size(), 1),
-                                     seconds=time.perf_counter() - t0)
+                return DatasetReport(
+                    path,
+                    ds.shape,
+                    str(ds.dtype),
+                    "decompressed",
+                    f"{params.codec} {params.describe()}",
+                    original_bytes=ds.nbytes,
+                    stored_bytes=max(out.id.get_storage_size(), 1),
+                    seconds=time.perf_counter() - t0,
+                )
+
             return rebuild_tree(fin, fout, handle)
 
 
@@ -338,15 +366,22 @@ def file_info(path, check=None) -> list[dict]:
     original file) also max error, the absolute bound it is held to, their ratio and PSNR."""
     inprocess.register()
     rows = []
-    with open_input(path) as f, (open_input(check) if check else contextlib.nullcontext()) as orig:
+    with open_input(path) as f, open_input(check) if check else contextlib.nullcontext() as orig:
         for name, ds in entries(f):
             if not isinstance(ds, h5py.Dataset):
                 continue
             params = errbound_params(ds)
             stored = ds.id.get_storage_size()
-            row = {"path": name, "shape": ds.shape, "dtype": str(ds.dtype), "codec": params.codec if params else "-",
-                   "bound": params.describe() if params else "-", "original_bytes": ds.nbytes,
-                   "stored_bytes": stored, "ratio": ds.nbytes / stored if stored else math.inf}
+            row = {
+                "path": name,
+                "shape": ds.shape,
+                "dtype": str(ds.dtype),
+                "codec": params.codec if params else "-",
+                "bound": params.describe() if params else "-",
+                "original_bytes": ds.nbytes,
+                "stored_bytes": stored,
+                "ratio": ds.nbytes / stored if stored else math.inf,
+            }
             if orig is not None and params is not None:
                 if name not in orig or orig[name].shape != ds.shape:
                     row["check"] = "not in the original (or another shape)"
@@ -363,8 +398,10 @@ def _check_dataset(orig: h5py.Dataset, ds: h5py.Dataset, params: chunk_codec.Fil
         region = chunk_region(offset, ds.chunks, ds.shape)
         a, b = orig[region].astype(np.float64), ds[region].astype(np.float64)
         finite = np.isfinite(a)
-        exact &= bool(np.array_equal(np.isnan(a), np.isnan(b)) and np.array_equal(a[~finite & ~np.isnan(a)],
-                                                                                   b[~finite & ~np.isnan(a)]))
+        exact &= bool(
+            np.array_equal(np.isnan(a), np.isnan(b))
+            and np.array_equal(a[~finite & ~np.isnan(a)], b[~finite & ~np.isnan(a)])
+        )
         d = np.abs(a - b)[finite]
         if d.size:
             lo, hi = min(lo, float(a[finite].min())), max(hi, float(a[finite].max()))
@@ -375,13 +412,23 @@ def _check_dataset(orig: h5py.Dataset, ds: h5py.Dataset, params: chunk_codec.Fil
             if nz.any():
                 max_rel = max(max_rel, float((d[nz] / np.abs(a[finite][nz])).max()))
     value_range = hi - lo if hi >= lo else 0.0
-    bound = {"abs": params.value, "rel": params.value * value_range, "pw_rel": None,
-             "psnr": params.abs_bound or value_range * 10 ** (-params.value / 20)}[params.mode]
+    bound = {
+        "abs": params.value,
+        "rel": params.value * value_range,
+        "pw_rel": None,
+        "psnr": params.abs_bound or value_range * 10 ** (-params.value / 20),
+    }[params.mode]
     if params.mode == "abs" and params.abs_bound:
         bound = params.abs_bound
-    psnr = math.inf if sse == 0 else (20 * math.log10(value_range) - 10 * math.log10(sse / count)
-                                      if value_range > 0 else -math.inf)
+    psnr = (
+        math.inf
+        if sse == 0
+        else (20 * math.log10(value_range) - 10 * math.log10(sse / count) if value_range > 0 else -math.inf)
+    )
     out = {"max_err": max_err, "abs_bound": bound, "psnr": psnr, "range": value_range, "nonfinite_exact": exact}
-    out["err_over_bound"] = (max_rel / params.value) if params.mode == "pw_rel" else (
-        max_err / bound if bound else (0.0 if max_err == 0 else math.inf))
+    out["err_over_bound"] = (
+        (max_rel / params.value)
+        if params.mode == "pw_rel"
+        else (max_err / bound if bound else (0.0 if max_err == 0 else math.inf))
+    )
     return out

@@ -30,14 +30,28 @@ last_error: BaseException | None = None
 _hid_t = ctypes.c_int64
 _CAN_APPLY = ctypes.CFUNCTYPE(ctypes.c_int, _hid_t, _hid_t, _hid_t)
 _SET_LOCAL = ctypes.CFUNCTYPE(ctypes.c_int, _hid_t, _hid_t, _hid_t)
-_FILTER = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_uint, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint),
-                           ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_void_p))
+_FILTER = ctypes.CFUNCTYPE(
+    ctypes.c_size_t,
+    ctypes.c_uint,
+    ctypes.c_size_t,
+    ctypes.POINTER(ctypes.c_uint),
+    ctypes.c_size_t,
+    ctypes.POINTER(ctypes.c_size_t),
+    ctypes.POINTER(ctypes.c_void_p),
+)
 
 
 class _H5ZClass2(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_int), ("id", ctypes.c_int), ("encoder_present", ctypes.c_uint),
-                ("decoder_present", ctypes.c_uint), ("name", ctypes.c_char_p), ("can_apply", _CAN_APPLY),
-                ("set_local", _SET_LOCAL), ("filter", _FILTER)]
+    _fields_ = [
+        ("version", ctypes.c_int),
+        ("id", ctypes.c_int),
+        ("encoder_present", ctypes.c_uint),
+        ("decoder_present", ctypes.c_uint),
+        ("name", ctypes.c_char_p),
+        ("can_apply", _CAN_APPLY),
+        ("set_local", _SET_LOCAL),
+        ("filter", _FILTER),
+    ]
 
 
 _lib = None
@@ -55,8 +69,13 @@ def _load_libhdf5():
         lib = ctypes.CDLL(str(found[0]))
     else:  # an h5py built against a system HDF5: its symbols are global in the process
         from h5py import defs
+
         lib = ctypes.CDLL(defs.__file__)
-    size_p, uint_p, hsize_p = ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_uint64)
+    size_p, uint_p, hsize_p = (
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.POINTER(ctypes.c_uint64),
+    )
     protos = {
         "H5allocate_memory": (ctypes.c_void_p, [ctypes.c_size_t, ctypes.c_bool]),
         "H5free_memory": (ctypes.c_int, [ctypes.c_void_p]),
@@ -68,8 +87,10 @@ def _load_libhdf5():
         "H5Pfill_value_defined": (ctypes.c_int, [_hid_t, ctypes.POINTER(ctypes.c_int)]),
         "H5Pget_fill_time": (ctypes.c_int, [_hid_t, ctypes.POINTER(ctypes.c_int)]),
         "H5Pget_fill_value": (ctypes.c_int, [_hid_t, _hid_t, ctypes.c_void_p]),
-        "H5Pget_filter_by_id2": (ctypes.c_int, [_hid_t, ctypes.c_int, uint_p, size_p, uint_p, ctypes.c_size_t,
-                                                ctypes.c_char_p, uint_p]),
+        "H5Pget_filter_by_id2": (
+            ctypes.c_int,
+            [_hid_t, ctypes.c_int, uint_p, size_p, uint_p, ctypes.c_size_t, ctypes.c_char_p, uint_p],
+        ),
         "H5Pmodify_filter": (ctypes.c_int, [_hid_t, ctypes.c_int, ctypes.c_uint, ctypes.c_size_t, uint_p]),
     }
     for name, (restype, argtypes) in protos.items():
@@ -105,8 +126,13 @@ def _set_local(dcpl: int, type_id: int, space: int) -> int:
             return -1
         flags, count, values = ctypes.c_uint(), ctypes.c_size_t(64), (ctypes.c_uint * 64)()
         config = ctypes.c_uint()
-        if _lib.H5Pget_filter_by_id2(dcpl, FILTER_ID, ctypes.byref(flags), ctypes.byref(count), values, 0, None,
-                                     ctypes.byref(config)) < 0 or count.value < USER_WORDS:
+        if (
+            _lib.H5Pget_filter_by_id2(
+                dcpl, FILTER_ID, ctypes.byref(flags), ctypes.byref(count), values, 0, None, ctypes.byref(config)
+            )
+            < 0
+            or count.value < USER_WORDS
+        ):
             return -1
         words = list(values[:USER_WORDS]) + [kind, rank] + list(chunks) + list(float_words(_padding_value(dcpl)))
         if any(w >= 1 << 32 for w in words):
@@ -124,7 +150,10 @@ def _padding_value(dcpl: int) -> float:
     import h5py
 
     defined, fill_time = ctypes.c_int(), ctypes.c_int()
-    if _lib.H5Pfill_value_defined(dcpl, ctypes.byref(defined)) < 0 or _lib.H5Pget_fill_time(dcpl, ctypes.byref(fill_time)) < 0:
+    if (
+        _lib.H5Pfill_value_defined(dcpl, ctypes.byref(defined)) < 0
+        or _lib.H5Pget_fill_time(dcpl, ctypes.byref(fill_time)) < 0
+    ):
         raise RuntimeError("cannot read the dataset's fill value settings")
     if defined.value != _FILL_USER_DEFINED or fill_time.value == _FILL_TIME_NEVER:
         return 0.0
@@ -169,8 +198,9 @@ def register() -> bool:
     with _lock:
         if _class is None:
             _lib = _load_libhdf5()
-            _class = _H5ZClass2(1, FILTER_ID, 1, 1, FILTER_NAME, _CAN_APPLY(_can_apply),
-                                _SET_LOCAL(_set_local), _FILTER(_filter))
+            _class = _H5ZClass2(
+                1, FILTER_ID, 1, 1, FILTER_NAME, _CAN_APPLY(_can_apply), _SET_LOCAL(_set_local), _FILTER(_filter)
+            )
         if not h5py.h5z.filter_avail(FILTER_ID):
             h5py.h5z.register_filter(ctypes.addressof(_class))
     return bool(h5py.h5z.filter_avail(FILTER_ID))

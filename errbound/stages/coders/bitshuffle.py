@@ -24,8 +24,8 @@ from numba import prange
 from ...scratch import scratch
 from ...stage import Stage
 
-BLOCK = 128                 # values per block
-WORDS = BLOCK // 32         # 32-bit words per bit plane of one block
+BLOCK = 128  # values per block
+WORDS = BLOCK // 32  # 32-bit words per bit plane of one block
 
 
 @dataclass
@@ -124,8 +124,8 @@ def plane_offsets(masks, dense):
     return dense_off, sparse_off
 
 
-BLOCKS_PER_TASK = 64        # blocks per parallel task: scratch is allocated per task, not per block
-_GROUPS = BLOCK // 8         # groups of 8 values: one 8x8 bit transpose per group and byte
+BLOCKS_PER_TASK = 64  # blocks per parallel task: scratch is allocated per task, not per block
+_GROUPS = BLOCK // 8  # groups of 8 values: one 8x8 bit transpose per group and byte
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -159,7 +159,7 @@ def _shuffle(r, bits, lane, limit, masks, dense, dense_off, sparse_off, wide, de
                 continue
             lo = b * BLOCK
             count = min(n, lo + BLOCK) - lo
-            block = r[lo:lo + count]
+            block = r[lo : lo + count]
             for i in range(count):
                 vals[i] = _zigzag(block[i], bits)  # stored modulo the lane width
             if limit != 0:
@@ -210,7 +210,7 @@ def _unshuffle(masks, dense, dense_off, sparse_off, dense_planes, sparse_planes,
             lo = b * BLOCK
             count = min(n, lo + BLOCK) - lo
             m = masks[b]
-            dst = out[lo:lo + count]
+            dst = out[lo : lo + count]
             if m == 0:
                 if not add:
                     for i in range(count):
@@ -233,10 +233,10 @@ def _unshuffle(masks, dense, dense_off, sparse_off, dense_planes, sparse_planes,
                     if (group_mask >> np.uint64(p)) & np.uint64(1):
                         sh = np.uint64(8 * p)
                         if plane < dense:
-                            src = dense_bytes[src_dense:src_dense + _GROUPS]
+                            src = dense_bytes[src_dense : src_dense + _GROUPS]
                             src_dense += _GROUPS
                         else:
-                            src = sparse_bytes[src_sparse:src_sparse + _GROUPS]
+                            src = sparse_bytes[src_sparse : src_sparse + _GROUPS]
                             src_sparse += _GROUPS
                         for g in range(_GROUPS):
                             xs[g] |= np.uint64(src[g]) << sh
@@ -330,8 +330,16 @@ def planes_needed(masks: np.ndarray, dense: int) -> tuple[int, int]:
     return int(dense_off[-1]), int(sparse_off[-1])
 
 
-def unshuffle(masks: np.ndarray, dense_planes: np.ndarray, sparse_planes: np.ndarray, dense: int,
-              count: int, dtype, out: np.ndarray | None = None, add: bool = False) -> np.ndarray:
+def unshuffle(
+    masks: np.ndarray,
+    dense_planes: np.ndarray,
+    sparse_planes: np.ndarray,
+    dense: int,
+    count: int,
+    dtype,
+    out: np.ndarray | None = None,
+    add: bool = False,
+) -> np.ndarray:
     """Inverse of shuffle (before re-inserting wide residuals), into ``out`` (flat, `count`
     elements of `dtype`) when given; ``add`` adds the values to out's (wrapping) instead,
     which saves a pass where the caller would add them anyway. The caller has checked that
@@ -342,6 +350,16 @@ def unshuffle(masks: np.ndarray, dense_planes: np.ndarray, sparse_planes: np.nda
     if add and out is None:
         raise ValueError("add=True needs out=")
     out = np.empty(count, dtype) if out is None else out
-    _unshuffle(masks64, int(dense), dense_off, sparse_off, np.ascontiguousarray(dense_planes, np.uint32),
-               np.ascontiguousarray(sparse_planes, np.uint32), bits, _lane(bits), out, bool(add))
+    _unshuffle(
+        masks64,
+        int(dense),
+        dense_off,
+        sparse_off,
+        np.ascontiguousarray(dense_planes, np.uint32),
+        np.ascontiguousarray(sparse_planes, np.uint32),
+        bits,
+        _lane(bits),
+        out,
+        bool(add),
+    )
     return out

@@ -44,7 +44,6 @@ _ERRORS = {
 }
 
 
-
 @dataclass
 class Huffman(Stage):
     """Stage: canonical Huffman coding of symbols below ``alphabet``."""
@@ -62,6 +61,7 @@ _U32 = np.uint64(32)
 
 
 # ----------------------------------------------------------------------------- kernels
+
 
 @_jit
 def _histogram(symbols, alphabet_size, ways):
@@ -332,6 +332,7 @@ def _unpack(data, pos, nbits, table, table_bits, first, cnt, offs, ordered, maxl
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def _varint(v: int) -> bytes:
     out = bytearray()
     while v >= 0x80:
@@ -374,6 +375,7 @@ def _histogram_checked(symbols, alphabet_size: int) -> tuple[np.ndarray, np.ndar
 
 
 # ----------------------------------------------------------------------------- public API
+
 
 def encode(symbols: np.ndarray, alphabet_size: int) -> bytes:
     """Huffman-code ``symbols`` (1-D integer array, values in ``[0, alphabet_size)``).
@@ -422,8 +424,9 @@ def _as_bytes(blob) -> np.ndarray:
     return np.frombuffer(blob, np.uint8)
 
 
-def decode(blob: bytes | memoryview | np.ndarray, count: int | None = None,
-           alphabet_size: int | None = None) -> np.ndarray:
+def decode(
+    blob: bytes | memoryview | np.ndarray, count: int | None = None, alphabet_size: int | None = None
+) -> np.ndarray:
     """Decode a blob produced by :func:`encode` into an int32 array.
 
     ``count`` and ``alphabet_size``, when given, are checked against the blob: the symbol
@@ -463,8 +466,7 @@ def decode(blob: bytes | memoryview | np.ndarray, count: int | None = None,
         raise CorruptStreamError(f"huffman table holds symbol {syms[-1]} outside [0, {limit})")
     nbits, pos = _read_varint(data, pos, "bit count")
     if (nbits + 7) // 8 != data.size - pos:
-        raise CorruptStreamError(
-            f"huffman block: bit stream needs {(nbits + 7) // 8} bytes, {data.size - pos} present")
+        raise CorruptStreamError(f"huffman block: bit stream needs {(nbits + 7) // 8} bytes, {data.size - pos} present")
     if not n <= nbits <= MAX_CODE_LENGTH * n:
         raise CorruptStreamError(f"huffman block: {nbits} bits cannot hold {n} symbols")
     table_bits = _TABLE_BITS

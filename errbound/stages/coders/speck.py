@@ -108,13 +108,18 @@ def dequantize(v, q, out):
 # Sets live as rows of int64 tables and are always addressed as (table, row): a row view
 # would cost two atomic reference-count updates per use, more than the work on the row.
 
+
 @numba.njit(cache=True, nogil=True)
 def _parts(d0, d1, d2, d3, l0, l1, l2, l3, v0, v1, v2, v3):
     """The axes a set is cut along (4-bit mask) from its depths d, lengths l and the axes'
     level counts v; +16 when the cut halves the box instead of following the subbands.
     Scalars only: helpers that take arrays make numba count references on every call."""
-    mask = ((1 if 0 <= d0 < v0 else 0) | (2 if 0 <= d1 < v1 else 0) | (4 if 0 <= d2 < v2 else 0)
-            | (8 if 0 <= d3 < v3 else 0))
+    mask = (
+        (1 if 0 <= d0 < v0 else 0)
+        | (2 if 0 <= d1 < v1 else 0)
+        | (4 if 0 <= d2 < v2 else 0)
+        | (8 if 0 <= d3 < v3 else 0)
+    )
     if mask:
         return mask
     return (1 if l0 >= 2 else 0) | (2 if l1 >= 2 else 0) | (4 if l2 >= 2 else 0) | (8 if l3 >= 2 else 0) | 16
@@ -239,20 +244,21 @@ def _copy(dst, di, src, si):
 def stream_roots(dims: np.ndarray, levels: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """The sets coded as independent streams (rows of set records), from the shape only."""
     root = np.zeros((1, _FIELDS), np.int64)
-    root[0, _L0:_L0 + 4] = dims
+    root[0, _L0 : _L0 + 4] = dims
     done, todo = [], [root]
     out = np.zeros((16, _FIELDS), np.int64)
     while todo:
         rec = todo.pop(0)
-        if np.prod(rec[0, _L0:_L0 + 4]) > STREAM_MAX:
+        if np.prod(rec[0, _L0 : _L0 + 4]) > STREAM_MAX:
             k = split_set(rec, 0, dims, levels, groups, out, np.zeros(1, np.int64), False)
-            todo.extend(out[i:i + 1].copy() for i in range(k))
+            todo.extend(out[i : i + 1].copy() for i in range(k))
         else:
             done.append(rec)
     return np.concatenate(done)
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 @numba.njit(cache=True, nogil=True)
 def _msb(v):
@@ -274,15 +280,20 @@ def _scratch(root: np.ndarray, top: int, encode: bool):
     the newly appended sets of one pass); the output holds at most, per value, a sign and one
     bit per plane, and per set (fewer than the values) one test per plane. Each thread keeps
     its lists for the next stream: fresh pages cost a third of the coding time."""
-    volume = int(np.prod(root[_L0:_L0 + 4])) + 16
+    volume = int(np.prod(root[_L0 : _L0 + 4])) + 16
     nwords = (volume * (2 * top + 5)) // 64 + 4 if encode else 1
     kept = getattr(_LOCAL, "lists", None)
     if kept is None or kept[1].shape[0] < volume or kept[0].size < nwords:
         size = max(volume, kept[1].shape[0] if kept is not None else 0)
         words = max(nwords, kept[0].size if kept is not None else 0)
-        kept = (np.empty(words, np.uint64), np.empty((size, _FIELDS), np.int64),
-                np.empty((2, size), np.int64), np.empty((2, size), np.int64),
-                np.empty((16 * 128, _FIELDS), np.int64), np.empty((16, _FIELDS), np.int64))
+        kept = (
+            np.empty(words, np.uint64),
+            np.empty((size, _FIELDS), np.int64),
+            np.empty((2, size), np.int64),
+            np.empty((2, size), np.int64),
+            np.empty((16 * 128, _FIELDS), np.int64),
+            np.empty((16, _FIELDS), np.int64),
+        )
         _LOCAL.lists = kept
     return kept
 
@@ -413,8 +424,9 @@ def _code(v, dims, levels, groups, root, top, encode, words, nbits, sets, pixels
     return words, pos
 
 
-def encode_stream(v: np.ndarray, dims: np.ndarray, levels: np.ndarray, groups: np.ndarray,
-                  root: np.ndarray) -> tuple[int, bytes]:
+def encode_stream(
+    v: np.ndarray, dims: np.ndarray, levels: np.ndarray, groups: np.ndarray, root: np.ndarray
+) -> tuple[int, bytes]:
     """(top plane or -1, bytes) for one stream root; v is the chunk's flat value array."""
     top = int(_msb(box_or(v, root[None], 0, dims) & _MAG))
     if top < 0:
@@ -424,8 +436,9 @@ def encode_stream(v: np.ndarray, dims: np.ndarray, levels: np.ndarray, groups: n
     return top, words[: (nbits + 63) // 64].astype("<u8").tobytes()[: (nbits + 7) // 8]
 
 
-def decode_stream(data, top: int, v: np.ndarray, dims: np.ndarray, levels: np.ndarray, groups: np.ndarray,
-                  root: np.ndarray) -> bool:
+def decode_stream(
+    data, top: int, v: np.ndarray, dims: np.ndarray, levels: np.ndarray, groups: np.ndarray, root: np.ndarray
+) -> bool:
     """Fill v inside the root box; False when the bytes do not hold exactly one stream."""
     if top < 0:
         return len(data) == 0

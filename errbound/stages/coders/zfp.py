@@ -49,7 +49,7 @@ def decode(section, shape: tuple[int, ...], dtype: np.dtype, what: str = "zfp se
     section = bytes(section)
     count = math.prod(shape)
     padded = bytearray(len(section) + 2 * count * np.dtype(dtype).itemsize + 4096)
-    padded[:len(section)] = section
+    padded[: len(section)] = section
     try:
         out = zfpy.decompress_numpy(bytes(padded))
     except Exception as exc:  # zfpy raises bare Exceptions on bad headers

@@ -40,8 +40,7 @@ def _combine(low, resid, out, chunk):
 def combine(low: np.ndarray, resid: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """The decoded values: flat ``L + R'`` in ``dtype`` (``R'`` alone where ``L`` is zero)."""
     out = np.empty(resid.size, dtype)
-    _combine(np.ascontiguousarray(low, np.float64).reshape(-1), np.ascontiguousarray(resid).reshape(-1), out,
-             1 << 16)
+    _combine(np.ascontiguousarray(low, np.float64).reshape(-1), np.ascontiguousarray(resid).reshape(-1), out, 1 << 16)
     return out
 
 

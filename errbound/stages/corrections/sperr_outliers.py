@@ -24,7 +24,7 @@ from ...stage import Stage
 from ..coders.bits import get_bit, put_bit
 
 STEP_FACTOR = 1.9
-_K_LIMIT = float(2 ** 52)
+_K_LIMIT = float(2**52)
 
 
 class OutlierCorrection(Stage):
@@ -105,6 +105,7 @@ def apply_corrections(r, idx, k, step):
 
 
 # --------------------------------------------------------------------------- position/value codes
+
 
 @numba.njit(cache=True, nogil=True)
 def _grow_words(a):
@@ -206,7 +207,7 @@ def _best_order(positions: np.ndarray) -> int:
     gaps = np.diff(positions, prepend=-1) - 1
     best, best_cost = 0, None
     for b in range(0, 40):
-        cost = int(np.sum(2 * np.floor(np.log2(gaps + float(2 ** b)))) - positions.size * (b - 1))
+        cost = int(np.sum(2 * np.floor(np.log2(gaps + float(2**b)))) - positions.size * (b - 1))
         if best_cost is None or cost < best_cost:
             best, best_cost = b, cost
         elif cost > best_cost:

@@ -33,9 +33,9 @@ from ...errors import CorruptStreamError
 from ...stage import Stage
 from ..coders import zfp
 
-SPLIT, ZERO, LOWRANK = 0, 1, 2          # node codes of the serialized quadtree, in preorder
-MAX_EXPONENT = 2000                     # |x_k| beyond this is never written (doubles span +-1074)
-_TABLE_HEAD = struct.Struct("<QQQQQ")   # rows, cols, leaf, node count, column count
+SPLIT, ZERO, LOWRANK = 0, 1, 2  # node codes of the serialized quadtree, in preorder
+MAX_EXPONENT = 2000  # |x_k| beyond this is never written (doubles span +-1074)
+_TABLE_HEAD = struct.Struct("<QQQQQ")  # rows, cols, leaf, node count, column count
 _CRC = struct.Struct("<I")
 
 
@@ -52,14 +52,14 @@ class Policy:
     """
 
     leaf: int = 128
-    tolerance: float = 2.0        # zfp absolute tolerance on the factors, in units of eb
-    kappas: tuple[float, ...] = (0.2, 0.4, 0.8)   # candidate RMS truncation errors, in units of eb
+    tolerance: float = 2.0  # zfp absolute tolerance on the factors, in units of eb
+    kappas: tuple[float, ...] = (0.2, 0.4, 0.8)  # candidate RMS truncation errors, in units of eb
     #: ranks of single-block plans: low rank as a *predictor* (the residual is far above eb
     #: and the `sz` stages code it), which is where matricized climate stacks gain
     global_ranks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    fine: float = 0.1             # RMS error of the factors kept for merging, in units of eb
+    fine: float = 0.1  # RMS error of the factors kept for merging, in units of eb
     max_rank_share: float = 0.75  # fine factors above this share of min(rows, cols) are dropped
-    sample: int = 1 << 16         # entries used to estimate a large node's residual cost
+    sample: int = 1 << 16  # entries used to estimate a large node's residual cost
 
 
 @dataclass
@@ -85,13 +85,18 @@ class LowRankTiles(Stage):
                 raise TypeError(f"{key} must be an integer")
             setattr(self, key, int(value))
         self.tolerance = float(self.tolerance)
-        if (self.leaf < 4 or self.blocks < 0 or self.split < 0
-                or not (self.tolerance >= 0 and math.isfinite(self.tolerance))):
+        if (
+            self.leaf < 4
+            or self.blocks < 0
+            or self.split < 0
+            or not (self.tolerance >= 0 and math.isfinite(self.tolerance))
+        ):
             raise ValueError("low-rank stage parameters out of range")
 
 
 # ---------------------------------------------------------------------------------------------
 # kernels
+
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _accumulate_products(out, items, blocks, factors):
@@ -127,7 +132,7 @@ def _columns(block: np.ndarray, n: int) -> np.ndarray:
     r = block.shape[1]
     out = np.empty((r, padded(n)), np.float64)
     out[:, :n] = block.T
-    out[:, n:] = block.T[:, n - 1:n]
+    out[:, n:] = block.T[:, n - 1 : n]
     return out.reshape(-1)
 
 
@@ -145,6 +150,7 @@ def zfp_decode(blob, count: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # the quadtree
 
+
 @dataclass
 class Node:
     """A quadtree node: its rectangle, its fine factors while merging, and its decision."""
@@ -154,13 +160,13 @@ class Node:
     nr: int
     nc: int
     children: list[Node] = field(default_factory=list)
-    U: np.ndarray | None = None      # fine factors (None: this node cannot be low-rank)
+    U: np.ndarray | None = None  # fine factors (None: this node cannot be low-rank)
     s: np.ndarray | None = None
     V: np.ndarray | None = None
-    err2: float = 0.0                # squared Frobenius error of the fine factors
-    kind: int = ZERO                 # the decision: SPLIT, ZERO (dense) or LOWRANK
-    cost: float = 0.0                # bits of the decision
-    F: np.ndarray | None = None      # chosen stored factors (columns, padded) and exponents
+    err2: float = 0.0  # squared Frobenius error of the fine factors
+    kind: int = ZERO  # the decision: SPLIT, ZERO (dense) or LOWRANK
+    cost: float = 0.0  # bits of the decision
+    F: np.ndarray | None = None  # chosen stored factors (columns, padded) and exponents
     G: np.ndarray | None = None
     x: np.ndarray | None = None
 
@@ -184,6 +190,7 @@ def children_of(r0: int, c0: int, nr: int, nc: int, leaf: int) -> list[tuple[int
 
 # ---------------------------------------------------------------------------------------------
 # encoding
+
 
 class Planner:
     """Builds the quadtree bottom up and decides every node (see the module docstring)."""
@@ -210,11 +217,11 @@ class Planner:
         ranks = []
         for r in np.linspace(0, max(0, nr - leaf), grid).astype(int):
             for c in np.linspace(0, max(0, nc - leaf), grid).astype(int):
-                tile = self.a[r:r + leaf, c:c + leaf]
+                tile = self.a[r : r + leaf, c : c + leaf]
                 if not np.isfinite(tile).all():
                     continue
                 s = np.linalg.svd(tile, compute_uv=False)
-                tail = np.cumsum((s ** 2)[::-1])[::-1]
+                tail = np.cumsum((s**2)[::-1])[::-1]
                 ranks.append(int(np.count_nonzero(tail > (self.policy.fine * self.eb) ** 2 * tile.size)))
         return ranks
 
@@ -222,7 +229,7 @@ class Planner:
         node = Node(r0, c0, nr, nc)
         leaf = self.policy.leaf
         if nr <= leaf and nc <= leaf:
-            tile = self.a[r0:r0 + nr, c0:c0 + nc]
+            tile = self.a[r0 : r0 + nr, c0 : c0 + nc]
             node.kind, node.cost = ZERO, self.dense_bits(tile)
             if np.isfinite(tile).all():
                 u, s, vt = np.linalg.svd(tile, full_matrices=False)
@@ -250,7 +257,7 @@ class Planner:
         add up in ``err2``: charging merges against what the children already spent left
         them no room, and the merged ranks grew to the sum of the children's."""
         budget = (self.policy.fine * self.eb) ** 2 * node.count
-        tail = np.concatenate([np.cumsum((s ** 2)[::-1])[::-1], [0.0]])
+        tail = np.concatenate([np.cumsum((s**2)[::-1])[::-1], [0.0]])
         rank = int(np.argmax(tail <= budget))
         if rank > self.policy.max_rank_share * min(node.nr, node.nc) or not np.isfinite(s).all():
             return
@@ -265,8 +272,8 @@ class Planner:
         k = 0
         for c in kids:
             r = c.s.size
-            W[c.r0 - node.r0:c.r0 - node.r0 + c.nr, k:k + r] = c.U * c.s
-            Z[c.c0 - node.c0:c.c0 - node.c0 + c.nc, k:k + r] = c.V
+            W[c.r0 - node.r0 : c.r0 - node.r0 + c.nr, k : k + r] = c.U * c.s
+            Z[c.c0 - node.c0 : c.c0 - node.c0 + c.nc, k : k + r] = c.V
             k += r
         err2 = sum(c.err2 for c in kids)
         if total == 0:
@@ -280,7 +287,7 @@ class Planner:
     def _try_lowrank(self, node: Node) -> None:
         """Cost the candidate ranks; keep the cheapest if it beats the node's current cost."""
         s, count = node.s, node.count
-        tail = np.concatenate([np.cumsum((s ** 2)[::-1])[::-1], [0.0]]) + node.err2
+        tail = np.concatenate([np.cumsum((s**2)[::-1])[::-1], [0.0]]) + node.err2
         ranks = set()
         for kappa in self.policy.kappas:
             ok = np.flatnonzero(tail <= (kappa * self.eb) ** 2 * count)
@@ -311,11 +318,11 @@ class Planner:
     def _residual_bits(self, node: Node, rank: int, factors: np.ndarray, x: np.ndarray) -> float:
         """Entropy of round((data - L) / 2eb) over the node (sampled when large)."""
         pr, pc = padded(node.nr), padded(node.nc)
-        F = factors[:rank * pr].reshape(rank, pr)[:, :node.nr]
-        G = np.ldexp(factors[rank * pr:].reshape(rank, pc)[:, :node.nc], x[:, None])
+        F = factors[: rank * pr].reshape(rank, pr)[:, : node.nr]
+        G = np.ldexp(factors[rank * pr :].reshape(rank, pc)[:, : node.nc], x[:, None])
         # the residual is coded by the same predictor as dense tiles, so it is costed the same
         # way: on the whole node, or on leaf-sized windows of a large one
-        area = self.policy.leaf ** 2
+        area = self.policy.leaf**2
         if node.count <= self.policy.sample:
             windows = [(0, 0, node.nr, node.nc)]
         else:
@@ -327,8 +334,8 @@ class Planner:
             windows = [(int(r), int(c), wr, wc) for r, c in zip(rows, cols, strict=True)]
         bits = 0.0
         for r, c, nr, nc in windows:
-            data = self.a[node.r0 + r:node.r0 + r + nr, node.c0 + c:node.c0 + c + nc]
-            bits += self.dense_bits(data - F[:, r:r + nr].T @ G[:, c:c + nc])
+            data = self.a[node.r0 + r : node.r0 + r + nr, node.c0 + c : node.c0 + c + nc]
+            bits += self.dense_bits(data - F[:, r : r + nr].T @ G[:, c : c + nc])
         return bits * node.count / sum(w[2] * w[3] for w in windows)
 
 
@@ -397,8 +404,12 @@ def serialize(root: Node, leaf: int) -> tuple[bytes, np.ndarray, np.ndarray, np.
     x = np.concatenate(exps).astype(np.int16) if exps else np.zeros(0, np.int16)
     # the geometry is repeated inside the table (under its CRC): a forged header that changes
     # the shape or the leaf size then cannot walk the tree into a different tiling
-    table = (_TABLE_HEAD.pack(root.nr, root.nc, leaf, len(codes), x.size) + np.array(codes, np.uint8).tobytes()
-             + np.array(ranks, np.uint32).tobytes() + x.tobytes())
+    table = (
+        _TABLE_HEAD.pack(root.nr, root.nc, leaf, len(codes), x.size)
+        + np.array(codes, np.uint8).tobytes()
+        + np.array(ranks, np.uint32).tobytes()
+        + x.tobytes()
+    )
     return table, values, np.array(blocks, np.int64).reshape(-1, 6), x.astype(np.int64)
 
 
@@ -417,13 +428,14 @@ def with_crc(body: bytes) -> bytes:
 def without_crc(section, what: str) -> bytes:
     """The body of a :func:`with_crc` section; CorruptStreamError if it does not match."""
     raw = bytes(section)
-    if len(raw) < _CRC.size or zlib.crc32(raw[_CRC.size:]) != _CRC.unpack_from(raw, 0)[0]:
+    if len(raw) < _CRC.size or zlib.crc32(raw[_CRC.size :]) != _CRC.unpack_from(raw, 0)[0]:
         raise CorruptStreamError(f"{what} section is truncated or damaged")
-    return raw[_CRC.size:]
+    return raw[_CRC.size :]
 
 
 # ---------------------------------------------------------------------------------------------
 # decoding
+
 
 def parse_table(table: bytes, shape: tuple[int, int], leaf: int) -> tuple[np.ndarray, np.ndarray]:
     """Walk the serialized quadtree over ``shape``; return (blocks, exponents), every count
@@ -483,8 +495,8 @@ def scale_factors(factors: np.ndarray, blocks: np.ndarray, x: np.ndarray) -> np.
     k = 0
     for r0, c0, nr, nc, rank, off in blocks:  # noqa: B007 - rectangle unpacked for clarity
         pr, pc = padded(int(nr)), padded(int(nc))
-        g = out[off + rank * pr: off + rank * (pr + pc)].reshape(rank, pc)
-        g *= np.ldexp(1.0, x[k:k + rank])[:, None]
+        g = out[off + rank * pr : off + rank * (pr + pc)].reshape(rank, pc)
+        g *= np.ldexp(1.0, x[k : k + rank])[:, None]
         k += rank
     return out
 
@@ -493,7 +505,8 @@ def reconstruct(shape: tuple[int, int], blocks: np.ndarray, factors: np.ndarray)
     """L: the sum of the low-rank blocks (zero outside them), computed deterministically."""
     out = np.zeros(shape, np.float64)
     if blocks.shape[0]:
-        items = np.concatenate([np.stack([np.full(nr, b), np.arange(nr)], 1)
-                                for b, nr in enumerate(blocks[:, 2])]).astype(np.int64)
+        items = np.concatenate(
+            [np.stack([np.full(nr, b), np.arange(nr)], 1) for b, nr in enumerate(blocks[:, 2])]
+        ).astype(np.int64)
         _accumulate_products(out, items, blocks, factors)
     return out

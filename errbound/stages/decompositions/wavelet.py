@@ -120,6 +120,7 @@ class CDF97(Stage):
 # x[n] = x[n-2], i.e. D[-1] = D[0], S[ne] = S[ne-1] (n even) and D[no] = D[no-1] (n odd).
 # The order of the four steps and of each sum is fixed, so any build gives the same numbers.
 
+
 @numba.njit(cache=True, nogil=True)
 def _predict(s, d, ne, no, c):
     """d[i] += c (s[i] + s[i+1]) over one line (separate arrays, unsigned indices: no
@@ -164,9 +165,9 @@ def _predict_rows(t, ne, no, w, c):
     slices let the inner loops vectorise (their cost is spread over a whole row)."""
     for i in range(no):
         j = i + 1 if i + 1 < ne else ne - 1
-        x = t[(ne + i) * w:(ne + i + 1) * w]
-        a = t[i * w:(i + 1) * w]
-        b = t[j * w:(j + 1) * w]
+        x = t[(ne + i) * w : (ne + i + 1) * w]
+        a = t[i * w : (i + 1) * w]
+        b = t[j * w : (j + 1) * w]
         for k in range(w):
             x[k] += c * (a[k] + b[k])
 
@@ -178,9 +179,9 @@ def _update_rows(t, ne, no, w, c):
     for i in range(ne):
         h = i - 1 if i > 0 else 0
         j = i if i < no else no - 1
-        x = t[i * w:(i + 1) * w]
-        a = t[(ne + h) * w:(ne + h + 1) * w]
-        b = t[(ne + j) * w:(ne + j + 1) * w]
+        x = t[i * w : (i + 1) * w]
+        a = t[(ne + h) * w : (ne + h + 1) * w]
+        b = t[(ne + j) * w : (ne + j + 1) * w]
         for k in range(w):
             x[k] += c * (a[k] + b[k])
 
@@ -281,8 +282,7 @@ def _axis_slow(flat, axis, n1, n2, n3, m0, m1, m2, m3, lo, hi, inverse):
                     flat[row + k] = t[src + k] * scale
 
 
-def _transform_axis(buf: np.ndarray, axis: int, box: tuple[int, ...], inverse: bool, pmap: Pmap,
-                    threads: int) -> None:
+def _transform_axis(buf: np.ndarray, axis: int, box: tuple[int, ...], inverse: bool, pmap: Pmap, threads: int) -> None:
     m0, m1, m2, m3 = box
     if axis == 3:
         count = m0 * m1 * m2
@@ -294,11 +294,19 @@ def _transform_axis(buf: np.ndarray, axis: int, box: tuple[int, ...], inverse: b
     flat = buf.reshape(-1)
     _, n1, n2, n3 = buf.shape
     if axis == 3:
-        tasks = [(lambda lo, hi: lambda _: _axis_last(flat, n1, n2, n3, m1, m2, m3, lo, hi, inverse))(
-            bounds[i], bounds[i + 1]) for i in range(parts)]
+        tasks = [
+            (lambda lo, hi: lambda _: _axis_last(flat, n1, n2, n3, m1, m2, m3, lo, hi, inverse))(
+                bounds[i], bounds[i + 1]
+            )
+            for i in range(parts)
+        ]
     else:
-        tasks = [(lambda lo, hi: lambda _: _axis_slow(flat, axis, n1, n2, n3, m0, m1, m2, m3, lo, hi, inverse))(
-            bounds[i], bounds[i + 1]) for i in range(parts)]
+        tasks = [
+            (lambda lo, hi: lambda _: _axis_slow(flat, axis, n1, n2, n3, m0, m1, m2, m3, lo, hi, inverse))(
+                bounds[i], bounds[i + 1]
+            )
+            for i in range(parts)
+        ]
     if parts == 1:
         tasks[0](None)
     else:
@@ -312,23 +320,34 @@ def _plan(shape: Sequence[int], levels: Sequence[int], groups: Sequence[int]) ->
     for g in sorted(set(groups)):
         members = [a for a in range(4) if groups[a] == g]
         for depth in range(max((int(levels[a]) for a in members), default=0)):
-            box = tuple(approx_shape([shape[a]], [levels[a]], depth)[0] if groups[a] == g else shape[a]
-                        for a in range(4))
+            box = tuple(
+                approx_shape([shape[a]], [levels[a]], depth)[0] if groups[a] == g else shape[a] for a in range(4)
+            )
             for axis in (3, 2, 1, 0):
                 if groups[axis] == g and levels[axis] > depth:
                     steps.append((axis, box))
     return steps
 
 
-def forward(buf: np.ndarray, levels: Sequence[int], groups: Sequence[int] = (0, 0, 0, 0), pmap: Pmap = serial_map,
-            threads: int = 1) -> None:
+def forward(
+    buf: np.ndarray,
+    levels: Sequence[int],
+    groups: Sequence[int] = (0, 0, 0, 0),
+    pmap: Pmap = serial_map,
+    threads: int = 1,
+) -> None:
     """In-place multi-level forward transform of a C-contiguous 4-D float64 array."""
     for axis, box in _plan(buf.shape, levels, groups):
         _transform_axis(buf, axis, box, False, pmap, threads)
 
 
-def inverse(buf: np.ndarray, levels: Sequence[int], groups: Sequence[int] = (0, 0, 0, 0), pmap: Pmap = serial_map,
-            threads: int = 1) -> None:
+def inverse(
+    buf: np.ndarray,
+    levels: Sequence[int],
+    groups: Sequence[int] = (0, 0, 0, 0),
+    pmap: Pmap = serial_map,
+    threads: int = 1,
+) -> None:
     """In-place inverse of :func:`forward` (exact up to float64 rounding)."""
     for axis, box in reversed(_plan(buf.shape, levels, groups)):
         _transform_axis(buf, axis, box, True, pmap, threads)

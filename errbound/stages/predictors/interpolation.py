@@ -102,10 +102,9 @@ def _encode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, n
 # keys a closure by its pickled cells, and a cell holding a jitted function pickles
 # differently in every process, so closures recompiled on every start.
 
+
 @numba.njit(cache=True, nogil=True, inline="always")
-def _traverse(
-    w, shape4, encode, cubic, order, level_eb, eb, anchor, radius, codes, unpred
-):
+def _traverse(w, shape4, encode, cubic, order, level_eb, eb, anchor, radius, codes, unpred):
     """Run the full traversal. Encode: w holds the data and ends as the reconstruction,
     codes/unpred are written. Decode: w is filled from codes/unpred.
     Returns (number of codes, number of unpredictable values)."""
@@ -266,8 +265,9 @@ class InterpolationPredictor(Stage):
         work = np.array(data, copy=True).reshape(-1)
         codes = np.empty(work.size, np.int32)
         unpred = np.empty(work.size, data.dtype)
-        nc, nu = encode_kernel(work, np.array(shape4, np.int64), self.cubic, order,
-                                unit * eb, eb, anchor, self.radius, codes, unpred)
+        nc, nu = encode_kernel(
+            work, np.array(shape4, np.int64), self.cubic, order, unit * eb, eb, anchor, self.radius, codes, unpred
+        )
         return codes[:nc], unpred[:nu], work.reshape(data.shape)
 
     def expected_codes(self, shape) -> int:
@@ -285,6 +285,7 @@ class InterpolationPredictor(Stage):
         work = np.empty(math.prod(shape4), dtype)
         codes = kernel_array(codes, np.int32)
         unpred = kernel_array(unpred, dtype)
-        decode_kernel(work, np.array(shape4, np.int64), self.cubic, order,
-                       unit * eb, eb, anchor, self.radius, codes, unpred)
+        decode_kernel(
+            work, np.array(shape4, np.int64), self.cubic, order, unit * eb, eb, anchor, self.radius, codes, unpred
+        )
         return work.reshape(shape)

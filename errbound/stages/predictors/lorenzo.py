@@ -61,11 +61,16 @@ def _decode_point(row, j, pred, step, inv_step, eb, radius, codes, nc):
 # prediction is part of the format: the point just reconstructed enters last, so the
 # other terms overlap with the previous point.
 
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _pred_3d(row, up, back, corner, j, prev):
-    return (((np.float64(up[j]) + np.float64(back[j]))
-             - (np.float64(up[j - 1]) + np.float64(back[j - 1]) + np.float64(corner[j])))
-            + np.float64(corner[j - 1])) + prev
+    return (
+        (
+            (np.float64(up[j]) + np.float64(back[j]))
+            - (np.float64(up[j - 1]) + np.float64(back[j - 1]) + np.float64(corner[j]))
+        )
+        + np.float64(corner[j - 1])
+    ) + prev
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -94,14 +99,25 @@ def _kernel_4d(p, encode, eb, radius, codes):
                     i = base + i3
                     # inclusion-exclusion over the 15 corners behind the point, in a fixed order
                     a = np.float64(w[i - s2]) + np.float64(w[i - s1]) + np.float64(w[i - s0])
-                    b = (np.float64(w[i - 1 - s2]) + np.float64(w[i - 1 - s1]) + np.float64(w[i - 1 - s0])
-                         + np.float64(w[i - s2 - s1]) + np.float64(w[i - s2 - s0]) + np.float64(w[i - s1 - s0]))
-                    c = (np.float64(w[i - 1 - s2 - s1]) + np.float64(w[i - 1 - s2 - s0])
-                         + np.float64(w[i - 1 - s1 - s0]) + np.float64(w[i - s2 - s1 - s0]))
+                    b = (
+                        np.float64(w[i - 1 - s2])
+                        + np.float64(w[i - 1 - s1])
+                        + np.float64(w[i - 1 - s0])
+                        + np.float64(w[i - s2 - s1])
+                        + np.float64(w[i - s2 - s0])
+                        + np.float64(w[i - s1 - s0])
+                    )
+                    c = (
+                        np.float64(w[i - 1 - s2 - s1])
+                        + np.float64(w[i - 1 - s2 - s0])
+                        + np.float64(w[i - 1 - s1 - s0])
+                        + np.float64(w[i - s2 - s1 - s0])
+                    )
                     d = np.float64(w[i - 1 - s2 - s1 - s0])
                     pred = ((a - b) + (c - d)) + prev
                     prev = _point(encode, w, i, pred, step, inv_step, eb, radius, codes, nc)
                     nc += 1
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _row_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
@@ -110,8 +126,10 @@ def _row_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
     nc = ((i0 - 1) * (m1 - 1) + (i1 - 1)) * (m2 - 1) - 1
     prev = np.float64(row[0])
     for j in range(1, m2):
-        prev = _point(encode, row, j, _pred_3d(row, up, back, corner, j, prev), step, inv_step,
-                     eb, radius, codes, nc + j)
+        prev = _point(
+            encode, row, j, _pred_3d(row, up, back, corner, j, prev), step, inv_step, eb, radius, codes, nc + j
+        )
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _row_pair_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
@@ -128,6 +146,7 @@ def _row_pair_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
         predb = _pred_3d(rb, ub, bb, cb, j, pb)
         pa = _point(encode, ra, j, preda, step, inv_step, eb, radius, codes, na + j)
         pb = _point(encode, rb, j, predb, step, inv_step, eb, radius, codes, nb + j)
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _kernel_3d(p, encode, eb, radius, codes):
@@ -147,6 +166,7 @@ def _kernel_3d(p, encode, eb, radius, codes):
         for t in range(1, m1):
             _row_3d(p, i0, t, encode, step, inv_step, eb, radius, codes)
 
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _kernel_2d(p, encode, eb, radius, codes):
     """Rows in pairs: the second row's point j needs the first row's point j, computed
@@ -164,16 +184,47 @@ def _kernel_2d(p, encode, eb, radius, codes):
             nb = na + (m1 - 1)
             pb = np.float64(b[0])
             for j in range(1, m1):
-                pa = _point(encode, a, j, (np.float64(ua[j]) - np.float64(ua[j - 1])) + pa, step,
-                           inv_step, eb, radius, codes, na + j)
-                pb = _point(encode, b, j, (np.float64(a[j]) - np.float64(a[j - 1])) + pb, step,
-                           inv_step, eb, radius, codes, nb + j)
+                pa = _point(
+                    encode,
+                    a,
+                    j,
+                    (np.float64(ua[j]) - np.float64(ua[j - 1])) + pa,
+                    step,
+                    inv_step,
+                    eb,
+                    radius,
+                    codes,
+                    na + j,
+                )
+                pb = _point(
+                    encode,
+                    b,
+                    j,
+                    (np.float64(a[j]) - np.float64(a[j - 1])) + pb,
+                    step,
+                    inv_step,
+                    eb,
+                    radius,
+                    codes,
+                    nb + j,
+                )
             i0 += 2
         else:
             for j in range(1, m1):
-                pa = _point(encode, a, j, (np.float64(ua[j]) - np.float64(ua[j - 1])) + pa, step,
-                           inv_step, eb, radius, codes, na + j)
+                pa = _point(
+                    encode,
+                    a,
+                    j,
+                    (np.float64(ua[j]) - np.float64(ua[j - 1])) + pa,
+                    step,
+                    inv_step,
+                    eb,
+                    radius,
+                    codes,
+                    na + j,
+                )
             i0 += 1
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _kernel_1d(p, encode, eb, radius, codes):
@@ -193,6 +244,7 @@ def _kernel_1d(p, encode, eb, radius, codes):
 
 # The ndim branches repeat in both entry points on purpose: numba turns ``p.ndim`` into a
 # constant only in the function it is typed in, so a shared inlined dispatcher fails to type.
+
 
 @numba.njit(cache=True, nogil=True)
 def encode_kernel(p, eb, radius, codes):
@@ -216,7 +268,6 @@ def decode_kernel(p, eb, radius, codes):
         _kernel_3d(p, False, eb, radius, codes)
     else:
         _kernel_4d(p, False, eb, radius, codes)
-
 
 
 def _live_shape(shape):

@@ -32,6 +32,7 @@ class Prequantize(Stage):
         if self.int_bits not in (32, 64) or isinstance(self.int_bits, bool):
             raise ValueError(f"integer width {self.int_bits!r} (32 or 64)")
 
+
 # the largest |q| kept per integer type: room for Lorenzo sums of up to 16 neighbours
 INT32_LIMIT = 2**26
 INT64_LIMIT = 2**58
@@ -100,8 +101,7 @@ def _finite_abs_max(x: np.ndarray) -> float:
     if x.dtype.itemsize == 4:
         m = _finite_abs_max_bits(x.view(np.uint32), np.uint32(0x7FFFFFFF), np.uint32(0x7F800000))
         return float(np.array(m, np.uint32).view(np.float32))
-    m = _finite_abs_max_bits(x.view(np.uint64), np.uint64(0x7FFFFFFFFFFFFFFF),
-                             np.uint64(0x7FF0000000000000))
+    m = _finite_abs_max_bits(x.view(np.uint64), np.uint64(0x7FFFFFFFFFFFFFFF), np.uint64(0x7FF0000000000000))
     return float(np.array(m, np.uint64).view(np.float64))
 
 

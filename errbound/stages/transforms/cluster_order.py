@@ -26,8 +26,8 @@ from ...stage import Stage
 from ..coders.zstd import ZstdLossless
 from ..decompositions.lowrank import halves
 
-SAMPLE_COLUMNS = 64     # entries per row that describe it (evenly spaced columns)
-SPLIT_STEPS = 6         # 2-means refinements of a segment's split
+SAMPLE_COLUMNS = 64  # entries per row that describe it (evenly spaced columns)
+SPLIT_STEPS = 6  # 2-means refinements of a segment's split
 
 
 @dataclass
@@ -61,11 +61,11 @@ def cluster_permutation(a: np.ndarray, leaf: int) -> np.ndarray:
         parts = halves(length, leaf)
         if len(parts) == 1:
             continue
-        segment = order[start:start + length]
+        segment = order[start : start + length]
         x = features[segment]
         x = x - x.mean(axis=0)
         projection = x @ _split_direction(x)
-        order[start:start + length] = segment[np.argsort(projection, kind="stable")]
+        order[start : start + length] = segment[np.argsort(projection, kind="stable")]
         pending.extend((start + offset, size) for offset, size in parts)
     return order
 
@@ -91,13 +91,13 @@ def encode_orders(rows: np.ndarray, cols: np.ndarray, lossless: ZstdLossless) ->
     shared = rows.shape == cols.shape and bool(np.array_equal(rows, cols))
     arrays = [rows] if shared else [rows, cols]
     # each array: one byte with its index width, then the indices (little-endian)
-    body = b"".join(bytes((_index_dtype(a.size).itemsize,)) + a.astype(_index_dtype(a.size)).tobytes()
-                    for a in arrays)
+    body = b"".join(bytes((_index_dtype(a.size).itemsize,)) + a.astype(_index_dtype(a.size)).tobytes() for a in arrays)
     return ClusterOrder(shared), lossless.compress(body)
 
 
-def decode_orders(stage: ClusterOrder, section, shape: tuple[int, int],
-                  lossless: ZstdLossless) -> tuple[np.ndarray, np.ndarray]:
+def decode_orders(
+    stage: ClusterOrder, section, shape: tuple[int, int], lossless: ZstdLossless
+) -> tuple[np.ndarray, np.ndarray]:
     nr, nc = shape
     if stage.shared and nr != nc:
         raise CorruptStreamError("a shared cluster order needs a square matrix")
@@ -111,10 +111,11 @@ def decode_orders(stage: ClusterOrder, section, shape: tuple[int, int],
         dtype = _index_dtype(n)
         if body[pos] != dtype.itemsize:
             raise CorruptStreamError("cluster-order section has an unknown index type")
-        order = np.frombuffer(body[pos + 1:pos + 1 + n * dtype.itemsize], dtype).astype(np.int64)
+        order = np.frombuffer(body[pos + 1 : pos + 1 + n * dtype.itemsize], dtype).astype(np.int64)
         pos += 1 + n * dtype.itemsize
-        if order.size != n or (n and (order.min() < 0 or order.max() >= n
-                                      or np.count_nonzero(np.bincount(order, minlength=n) != 1))):
+        if order.size != n or (
+            n and (order.min() < 0 or order.max() >= n or np.count_nonzero(np.bincount(order, minlength=n) != 1))
+        ):
             raise CorruptStreamError("cluster order is not a permutation")
         orders.append(order)
     return orders[0], orders[-1]

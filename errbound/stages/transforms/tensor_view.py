@@ -20,7 +20,7 @@ import numpy as np
 from ...errors import CorruptStreamError
 from ...stage import Stage
 
-MIN_PERIOD = 8          # shorter periods leave too little smoothness along the fast axes
+MIN_PERIOD = 8  # shorter periods leave too little smoothness along the fast axes
 
 
 @dataclass
@@ -33,8 +33,11 @@ class TensorView(Stage):
 
     def __post_init__(self):
         view = self.view
-        if not (isinstance(view, (list, tuple)) and 2 <= len(view) <= 4
-                and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in view)):
+        if not (
+            isinstance(view, (list, tuple))
+            and 2 <= len(view) <= 4
+            and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in view)
+        ):
             raise ValueError(f"view {view!r}")
         self.view = [int(n) for n in view]
 
@@ -47,5 +50,8 @@ def candidate_views(shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
     """(R/p, p, C/p, p) for every common divisor p of the sides with MIN_PERIOD <= p and
     both R/p, C/p >= MIN_PERIOD."""
     rows, cols = shape
-    return [(rows // p, p, cols // p, p) for p in range(MIN_PERIOD, min(rows, cols) // MIN_PERIOD + 1)
-            if rows % p == 0 and cols % p == 0]
+    return [
+        (rows // p, p, cols // p, p)
+        for p in range(MIN_PERIOD, min(rows, cols) // MIN_PERIOD + 1)
+        if rows % p == 0 and cols % p == 0
+    ]
