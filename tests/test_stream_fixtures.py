@@ -16,6 +16,7 @@ import pytest
 from conftest import check_roundtrip
 
 import errbound
+from errbound.stage import stages
 
 SETS = Path(__file__).resolve().parent / "fixtures" / "streams"
 
@@ -30,9 +31,12 @@ def all_cases():
 CASES = list(all_cases())
 
 
-def test_there_are_fixtures_for_every_codec():
+def test_there_are_fixtures_for_every_codec_and_stage():
     codecs = {case.values[2]["codec"] for case in CASES}
-    assert set(errbound.codecs()) <= codecs
+    assert set(errbound.codecs()) <= codecs  # codecs() also imports every codec, hence every stage
+    covered = {name for case in CASES for name in case.values[2]["stages"]}
+    missing = set(stages()) - covered
+    assert not missing, f"stages without a stored stream fixture (write a new set): {sorted(missing)}"
 
 
 @pytest.mark.parametrize("folder,name,case", CASES)

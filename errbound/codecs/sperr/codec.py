@@ -36,6 +36,7 @@ from ...stages.coders.zstd import ZstdLossless
 from ...stages.corrections import sperr_outliers
 from ...stages.decompositions import wavelet
 from ...stages.transforms.sperr_conditioning import Conditioning, condition, restore
+from ...stream import section
 from . import policy
 
 _MAGIC = b"SPR1"
@@ -362,10 +363,7 @@ def _prepare(data: np.ndarray, q_data: float, scale: int, side: int | None) -> I
 
 def _read_meta(sections: dict, eb: float, shape4: tuple[int, ...]):
     """(chunk slices, chunk table, crc, stream table, correction step), every number checked."""
-    meta = sections.get("sperr")
-    if meta is None:
-        raise CorruptStreamError("stream lacks the 'sperr' section")
-    meta = bytes(meta)
+    meta = bytes(section(sections, "sperr"))
     if len(meta) < _HEAD.size:
         raise CorruptStreamError("sperr table is truncated")
     magic, version, meta_eb, step, count, crc, *extent = _HEAD.unpack_from(meta, 0)
