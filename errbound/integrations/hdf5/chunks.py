@@ -15,7 +15,9 @@ from ...errors import CorruptStreamError, UnsupportedInputError
 from ...layout import MAX_DIMS
 
 FILTER_ID = 0xEB00
-FILTER_NAME = b"errbound error-bounded lossy compression (errbound.hdf5)"
+# stored in every file's filter pipeline, so that a reader without errbound learns what it needs
+# (h5dump -p, h5ls -v, HDF5's error stack); the plugin (plugin/h5errbound.c) stores the same
+FILTER_NAME = b"errbound (pip install errbound; HDF5_PLUGIN_PATH=$(errbound h5 plugin-path))"
 LAYOUT_VERSION = 1
 USER_WORDS = 8  # cd_values the user's filter() call sets; set_local appends the rest
 MODES = ("abs", "rel", "pw_rel", "psnr")
@@ -145,8 +147,9 @@ def encode_chunk(chunk: np.ndarray, params: FilterParams) -> bytes:
 
 
 def decode_chunk(blob, dtype: np.dtype, count: int) -> np.ndarray:
-    """Decode one chunk's stream and check that it is what the dataset expects."""
-    values = decompress(blob)
+    """Decode one chunk's stream and check that it is what the dataset expects (a stream that
+    declares a larger array than the chunk is refused before it is decoded)."""
+    values = decompress(blob, max_bytes=count * np.dtype(dtype).itemsize)
     if values.dtype != dtype or values.size != count:
         raise CorruptStreamError(
             f"chunk decodes to {values.size} {values.dtype} values, the dataset expects {count} {dtype}"

@@ -1,0 +1,62 @@
+"""errbound's HDF5 filter as an HDF5 plugin library, for every HDF5 program.
+
+    export HDF5_PLUGIN_PATH=$(errbound h5 plugin-path)
+    h5dump -d /atm/T out.h5                      # or netCDF4-python, xarray, h5py, ParaView, ...
+
+``pip install errbound`` compiles ``h5errbound.c`` into ``libh5errbound.so`` in this folder
+(``setup.py``; an editable install puts it in the source tree). HDF5 loads it from
+``HDF5_PLUGIN_PATH`` the first time it meets filter 60160. The library holds no codec: each
+callback runs :mod:`.host`, i.e. :func:`errbound.integrations.hdf5.chunks.run_filter`, in the
+process's own Python (under the GIL), or, in a program without Python (h5dump, h5repack), in an
+interpreter it starts on first use with the environment errbound was installed into (the
+venv around its site-packages, else the python that built it; ``ERRBOUND_PYTHON`` overrides).
+It writes exactly what the in-process filter (``errbound.hdf5``) writes, and each reads the
+other's files.
+
+With the plugin, ``h5repack -f UD=60160,0,8,<8 words>`` compresses too: ``errbound h5 ud``
+prints the words for a codec and bound (see :func:`repack_filter`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ....errors import ErrboundError
+from .. import chunks
+
+LIBRARY_NAME = "libh5errbound.so"
+
+
+class PluginNotBuiltError(ErrboundError, FileNotFoundError):
+    """The plugin library was not compiled when errbound was installed (no C compiler?)."""
+
+
+def directory() -> Path:
+    """The folder to put in ``HDF5_PLUGIN_PATH`` (it holds the plugin library and no other)."""
+    return Path(__file__).resolve().parent
+
+
+def library() -> Path:
+    """The plugin library's file; PluginNotBuiltError says how to get it when it is missing."""
+    path = directory() / LIBRARY_NAME
+    if not path.is_file():
+        raise PluginNotBuiltError(
+            f"errbound's HDF5 plugin library {path} is missing: it is compiled when errbound is installed "
+            "(needs a C compiler and the Python headers); reinstall with `pip install --force-reinstall "
+            "--no-binary errbound errbound` or `pip install -e .` from a checkout. Until then, only Python "
+            "processes that `import errbound` read errbound-compressed HDF5 data (through h5py)"
+        )
+    return path
+
+
+def repack_filter(codec: str = "sz", **bound) -> str:
+    """``h5repack``'s ``-f`` argument for a codec and one bound: ``UD=60160,0,8,w0,...,w7``.
+
+    The 8 words are the user part of the filter parameters (``errbound.hdf5``'s docstring):
+    layout version, codec name (2 words of ASCII), bound mode, bound (float64, 2 words), the
+    absolute bound (float64, 2 words; 0 = derived per chunk for rel and psnr, since h5repack
+    shows the filter one chunk at a time). The plugin's set_local adds the rest.
+    """
+    words = chunks.filter(codec, **bound)["compression_opts"]
+    assert len(words) == chunks.USER_WORDS
+    return f"UD={chunks.FILTER_ID},0,{chunks.USER_WORDS}," + ",".join(str(w) for w in words)
