@@ -51,6 +51,11 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--threads", type=positive_int, default=1, metavar="N", help="numba/OpenMP threads (default 1)")
     p.add_argument("--json", metavar="FILE", help="also save every row as JSON")
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="also draw rate-distortion curves (bits/value against PSNR and max error / range), peers beside ours",
+    )
     p.set_defaults(run=cmd_bench)
 
 
@@ -92,6 +97,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             }
         )
         atomic_write(Path(args.json), lambda f: f.write(json.dumps(doc, indent=1, default=str).encode()))
+    if args.plot:
+        from . import plots
+
+        title = f"{inp.name}: {data.dtype} {'x'.join(map(str, data.shape))}, {mode} bounds"
+        print(f"# rate-distortion curves: {plots.rate_distortion(rows, finite_range(data), Path(args.plot), title)}")
     failed = sorted({r["codec"] for r in rows if r.get("error") and r["kind"] == "ours"})
     if failed:
         print(f"errbound: error: {', '.join(failed)} failed on {inp} (see the table)", file=sys.stderr)

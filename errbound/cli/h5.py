@@ -44,7 +44,31 @@ def add_parser(sub, codecs: list[str]) -> None:
     p.add_argument("input", metavar="FILE.h5")
     p.add_argument("--check", metavar="ORIGINAL.h5", help="also max error / bound and PSNR against the original")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="with --check: per dataset, a PNG of a slice of the original, the reconstruction and the error map",
+    )
     p.set_defaults(run=cmd_h5_info)
+    p = h5.add_parser(
+        "plugin-path",
+        help="print the folder to put in HDF5_PLUGIN_PATH (h5dump, netCDF4, xarray, ... read errbound data)",
+        description="The folder holding errbound's HDF5 plugin library: export HDF5_PLUGIN_PATH=$(errbound h5 "
+        "plugin-path) and every HDF5 program reads (and h5repack writes) errbound-compressed datasets.",
+    )
+    p.set_defaults(run=cmd_h5_plugin_path)
+    p = h5.add_parser(
+        "ud",
+        help="print h5repack's -f UD=... argument for a codec and bound",
+        description='h5repack -f "$(errbound h5 ud --codec sz --abs 0.01)" -l CHUNK=16x96x192 in.h5 out.h5 '
+        "(with HDF5_PLUGIN_PATH set). rel and psnr take each chunk's range (h5repack shows the filter one "
+        "chunk at a time); errbound h5 compress takes the dataset's.",
+    )
+    p.add_argument("--codec", default="sz", choices=codecs, help="codec (default sz)")
+    group = p.add_mutually_exclusive_group(required=True)
+    for mode, flag in BOUND_FLAGS:
+        group.add_argument(flag, dest=mode, type=bound_arg(mode), metavar="X")
+    p.set_defaults(run=cmd_h5_ud)
 
 
 def _mpi_comm():
@@ -112,6 +136,37 @@ def cmd_h5_compress(args: argparse.Namespace) -> int:
         f"{seconds:.2f} s, {floats / 1e6 / seconds:.1f} MB/s of compressed datasets, "
         f"{size_in / 1e6 / seconds:.1f} MB/s of file, {comm.size if comm else 1} process(es)"
     )
+    if floats:
+        print(_readers_note())
+    return 0
+
+
+def _readers_note() -> str:
+    """Where the readers of an errbound-compressed file find the filter."""
+    from ..integrations.hdf5 import plugin
+
+    try:
+        folder = plugin.library().parent
+    except plugin.PluginNotBuiltError as exc:
+        return f"# only Python with `import errbound` reads these datasets: {exc}"
+    return (
+        f"# to read it with h5dump, netCDF4, xarray, ParaView or any HDF5 program: export HDF5_PLUGIN_PATH={folder}"
+        " (Python that imports errbound needs nothing)"
+    )
+
+
+def cmd_h5_plugin_path(args: argparse.Namespace) -> int:
+    from ..integrations.hdf5 import plugin
+
+    print(plugin.library().parent)
+    return 0
+
+
+def cmd_h5_ud(args: argparse.Namespace) -> int:
+    from ..integrations.hdf5 import plugin
+
+    bound = {mode: getattr(args, mode) for mode, _ in BOUND_FLAGS if getattr(args, mode) is not None}
+    print(plugin.repack_filter(args.codec, **bound))
     return 0
 
 
@@ -131,7 +186,13 @@ def cmd_h5_decompress(args: argparse.Namespace) -> int:
 def cmd_h5_info(args: argparse.Namespace) -> int:
     from ..integrations.hdf5 import files
 
+    if args.plot and not args.check:
+        raise CLIError("--plot draws the error against the original: give it with --check ORIGINAL.h5")
     rows = files.file_info(args.input, check=args.check)
+    if args.plot:
+        from . import plots
+
+        pictures = plots.h5_error_maps(args.input, args.check, rows, args.plot)
     if args.json:
         print(json.dumps(measure.jsonable(rows), indent=1, default=str))
         return 0
@@ -157,6 +218,10 @@ def cmd_h5_info(args: argparse.Namespace) -> int:
             line += [cell(r, "max_err", "{:.4g}"), cell(r, "err_over_bound", "{:.4f}"), cell(r, "psnr", "{:.2f}")]
         lines.append(line)
     print(table(lines, head))
+    if any(r["codec"] != "-" for r in rows):
+        print(_readers_note())
+    if args.plot:
+        print(f"# {len(pictures)} picture(s) in {args.plot}: original, reconstruction and error map per dataset")
     bad = [r["path"] for r in rows if r.get("err_over_bound", 0) > 1 or r.get("nonfinite_exact") is False]
     if bad:
         print(f"errbound: error: bound exceeded in {', '.join(bad)}", file=sys.stderr)
