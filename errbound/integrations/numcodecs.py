@@ -1,8 +1,13 @@
-"""errbound codecs as numcodecs ``Codec`` classes, for zarr, xarray and anything numcodecs-aware.
+"""errbound codecs as numcodecs ``Codec`` classes, for zarr format 2, xarray and anything numcodecs-aware.
 
     import numcodecs, zarr
     codec = numcodecs.get_codec({"id": "errbound_sz", "rel": 1e-3})   # found by entry point
-    z = zarr.array(x, chunks=(16, 96, 192), compressor=codec)          # zarr format 2
+    z = zarr.create_array("out.zarr", shape=x.shape, dtype=x.dtype, chunks=(16, 96, 192),
+                          zarr_format=2, compressors=codec)          # zarr-python 3, format 2
+    z[:] = x                            # zarr-python 2: zarr.array(x, chunks=..., compressor=codec)
+
+zarr's default format 3 takes lossy codecs as array-to-bytes codecs, not numcodecs codecs: use
+:mod:`errbound.zarr` there (``serializer=errbound.zarr.SZ(rel=1e-3)``).
 
 One class per built-in codec (``errbound_sz``, ``errbound_fz``, ``errbound_zfp``, ...), each
 registered through the ``numcodecs.codecs`` entry point, plus ``errbound`` whose ``codec``
