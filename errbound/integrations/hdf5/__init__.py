@@ -10,15 +10,20 @@ Registration: ``import errbound`` registers the filter in this process's h5py at
 is already imported, and otherwise the moment h5py is first imported (a one-shot import hook),
 so a process that never touches HDF5 pays nothing. :func:`register` does it explicitly.
 
+Every other HDF5 program (h5dump, h5repack, netCDF4-python, xarray, h5py without errbound)
+loads the same filter from ``HDF5_PLUGIN_PATH=$(errbound h5 plugin-path)``: see ``plugin``.
+
 Modules: ``chunks`` (the filter parameters and the chunk codec), ``inprocess`` (the registration
-through h5py), ``files`` and ``engine`` (``errbound h5``: whole files, with MPI), ``config``
-(the bounds file).
+through h5py), ``plugin`` (the HDF5 plugin library and what it calls), ``h5lib`` (the HDF5 C
+functions the callbacks use, for whichever libhdf5 calls), ``files`` and ``engine``
+(``errbound h5``: whole files, with MPI), ``config`` (the bounds file).
 
 Filter id 60160 (0xEB00, "EB" for errbound): The HDF Group assigns ids below 32768 (its
 registered list runs from 305 to ~32033, hdf5plugin's filters among them) and leaves 32768-65535
 to unregistered uses; 0xEB00 sits in that free range, far from the 32768 that test filters tend
-to take. A process without errbound sees the id in the file and fails to read the data with
-HDF5's usual missing-filter error; shape, dtype and attributes stay readable.
+to take. A process without the filter sees the id in the file and fails to read the data with
+HDF5's usual missing-filter error, which names the filter by the name stored with it
+(``FILTER_NAME``: what to install); shape, dtype and attributes stay readable.
 
 Parameters (``cd_values``, 32-bit words), like H5Z-SZ3/H5Z-ZFP keep theirs::
 
