@@ -18,6 +18,7 @@ from .errors import (
     CodecOptionError,
     CorruptStreamError,
     ErrboundError,
+    OutputLimitError,
     UnknownCodecError,
     UnsupportedInputError,
     UnsupportedStreamError,
@@ -40,6 +41,7 @@ __all__ = [
     "CodecOptionError",
     "CorruptStreamError",
     "UnsupportedStreamError",
+    "OutputLimitError",
     "__version__",
 ]
 

@@ -22,6 +22,7 @@ from .errors import (
     BoundError,
     CodecOptionError,
     CorruptStreamError,
+    OutputLimitError,
     UnknownCodecError,
     UnsupportedInputError,
     UnsupportedStreamError,
@@ -86,11 +87,18 @@ def compress(
     return blob
 
 
-def decompress(blob, out: np.ndarray | None = None, device: str | None = None) -> np.ndarray:
+def decompress(
+    blob, out: np.ndarray | None = None, device: str | None = None, *, max_bytes: int | None = None
+) -> np.ndarray:
     """Decode a stream made by :func:`compress` into an array of the original dtype and shape.
 
-    ``device="gpu"`` (or a CuPy ``out=``) decodes on the GPU and returns a CuPy array; codecs
-    without GPU kernels decode on the host and are copied over.
+    ``max_bytes`` refuses (with :class:`~errbound.errors.OutputLimitError`) a stream whose
+    declared array is larger, before anything is allocated: use it for streams from
+    untrusted sources, where a few bytes may legitimately describe gigabytes (a constant
+    array compresses to nothing). ``out=`` (an array of the stream's shape and dtype)
+    receives the values and caps the size the same way. ``device="gpu"`` (or a CuPy ``out=``)
+    decodes on the GPU and returns a CuPy array; codecs without GPU kernels decode on the
+    host and are copied over.
     """
     if device not in (None, "cpu", "gpu"):
         raise UnsupportedInputError(f"device must be 'cpu' or 'gpu', got {device!r}")
@@ -99,33 +107,61 @@ def decompress(blob, out: np.ndarray | None = None, device: str | None = None) -
     header, sections = stream.unpack(blob)
     dtype = _header_dtype(header)
     shape = header.shape
-    count = math.prod(shape)
-    kernel_shape = (shape or (1,))[::-1] if header.order == "F" else (shape or (1,))
     if header.order not in ("C", "F"):
         raise CorruptStreamError(f"unknown memory order {header.order!r} in stream header")
+    count = math.prod(shape)
+    _check_output(out, shape, dtype)
+    _check_size(count * dtype.itemsize, shape, dtype, max_bytes)
     codec = _codec_for(header)
-    native = dtype.newbyteorder("=")
     if count == 0 and header.codec != "raw":  # compress stores every empty array with "raw"
         raise CorruptStreamError(f"stream header has an empty shape {shape} for a {header.codec!r} stream")
-    flat = _decode_values(header, codec, sections, kernel_shape, native)
-    if "patches" in sections:
-        idx, values = decode_patches(sections["patches"], native, flat.size)
-        flat[idx] = values
-    result = from_kernel_layout(flat.reshape(kernel_shape), header.order).reshape(shape)
-    result = result.astype(dtype, copy=False)
+    try:
+        result = _decode(header, codec, sections, shape, dtype)
+    except MemoryError:
+        raise OutputLimitError(
+            f"not enough memory to decode the declared {shape} {dtype} array ({count * dtype.itemsize} bytes)"
+        ) from None
     if out is not None:
-        if isinstance(out, np.ndarray) and not out.flags.writeable:
-            raise UnsupportedInputError("out= is a read-only array")
-        if not isinstance(out, np.ndarray) or out.shape != result.shape or out.dtype != result.dtype:
-            raise UnsupportedInputError(
-                f"out= must be a numpy array of shape {result.shape} and dtype {result.dtype}, got "
-                f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', type(out).__name__)}"
-            )
         np.copyto(out, result)
         return out
     if header.order == "F" and result.ndim >= 2:
         return np.asfortranarray(result)
     return np.ascontiguousarray(result).reshape(shape)  # ascontiguousarray makes 0-d 1-d
+
+
+def _decode(header, codec, sections, shape, dtype) -> np.ndarray:
+    kernel_shape = (shape or (1,))[::-1] if header.order == "F" else (shape or (1,))
+    native = dtype.newbyteorder("=")
+    flat = _decode_values(header, codec, sections, kernel_shape, native)
+    if "patches" in sections:
+        idx, values = decode_patches(sections["patches"], native, flat.size)
+        flat[idx] = values
+    result = from_kernel_layout(flat.reshape(kernel_shape), header.order).reshape(shape)
+    return result.astype(dtype, copy=False)
+
+
+def _check_output(out, shape, dtype) -> None:
+    """out= must be a writable numpy array of the stream's shape and dtype (checked before decoding)."""
+    if out is None:
+        return
+    if not isinstance(out, np.ndarray) or out.shape != tuple(shape) or out.dtype != dtype:
+        raise UnsupportedInputError(
+            f"out= must be a numpy array of shape {tuple(shape)} and dtype {dtype}, got "
+            f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', type(out).__name__)}"
+        )
+    if not out.flags.writeable:
+        raise UnsupportedInputError("out= is a read-only array")
+
+
+def _check_size(nbytes: int, shape, dtype, max_bytes: int | None) -> None:
+    if max_bytes is None:
+        return
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0:
+        raise UnsupportedInputError(f"max_bytes must be an integer >= 0, got {max_bytes!r}")
+    if nbytes > max_bytes:
+        raise OutputLimitError(
+            f"stream declares a {tuple(shape)} {dtype} array of {nbytes} bytes, above max_bytes={int(max_bytes)}"
+        )
 
 
 def info(blob) -> dict:
@@ -180,7 +216,7 @@ def _check_input(data) -> np.ndarray:
 def _header_dtype(header: stream.Header) -> np.dtype:
     try:
         dtype = np.dtype(header.dtype)
-    except (TypeError, ValueError):
+    except Exception:  # numpy parses some strings as Python (",f4": SyntaxError)
         raise CorruptStreamError(f"unknown dtype {header.dtype!r} in stream header") from None
     if dtype.kind != "f" or dtype.itemsize not in (4, 8):
         raise CorruptStreamError(f"stream header names dtype {dtype}, which errbound never writes")
@@ -267,8 +303,10 @@ def _smallest_useful_bound(work: np.ndarray) -> float:
 def _compress_pw_rel(header, codec: Codec, work: np.ndarray, bound: Bound) -> bytes:
     transform = PointwiseRelative(bound.value)
     lossless = ZstdLossless()
-    y, signs, zeros, nonfinite = transform.forward(work)
     eb = transform.log_bound()
+    if not eb > 0:  # 1 + p rounds to 1: no relative error is allowed in float64, store exactly
+        return _pack_raw(header, work)
+    y, signs, zeros, nonfinite = transform.forward(work)
     stages, sections = codec.encode(y, eb)
     decoded_y = codec.decode(stages, dict(sections), y.shape, y.dtype, eb)
     decoded = transform.inverse(decoded_y, signs, zeros, work.dtype)

@@ -32,5 +32,10 @@ class CorruptStreamError(ErrboundError, ValueError):
     """A compressed stream is truncated, damaged, or not an errbound stream at all."""
 
 
+class OutputLimitError(ErrboundError, ValueError):
+    """A stream declares a larger array than the caller allows (``max_bytes``, ``out=``) or than
+    memory holds: refused before it is decoded."""
+
+
 class UnsupportedStreamError(CorruptStreamError):
     """A valid-looking stream written by a newer format or an unknown codec/stage version."""

@@ -320,14 +320,22 @@ def pack_code_stream(parts: CodeStreamParts, checksum: bool = True) -> bytes:
     return body + (_CRC.pack(zlib.crc32(body)) if checksum else b"")
 
 
-def unpack_code_stream(blob) -> CodeStreamParts:
-    """Check and split a code stream; every length is validated before anything is decoded."""
+def unpack_code_stream(blob, count: int | None = None, check=None) -> CodeStreamParts:
+    """Check and split a code stream; every length is validated before anything is decoded.
+    ``count``: the number of codes the caller expects (a container's shape, a message's
+    size); a stream declaring another number is refused before anything is allocated.
+    ``check(count, dtype)`` sees the declared count and code type at the same point."""
     view = memoryview(blob).cast("B")
     if len(view) < _HEAD.size:
         raise CorruptStreamError("code stream is truncated")
-    magic, itemsize, ndim, width, dense, flags, *lengths, count = _HEAD.unpack_from(view, 0)
+    magic, itemsize, ndim, width, dense, flags, *lengths, declared = _HEAD.unpack_from(view, 0)
     if magic != _MAGIC or itemsize not in (4, 8) or ndim > MAX_DIMS or dense > 8 * itemsize or flags > 3:
         raise CorruptStreamError("not an errbound code stream")
+    if count is not None and declared != count:
+        raise CorruptStreamError(f"code stream holds {declared} codes where {count} were expected")
+    count = declared
+    if check is not None:
+        check(count, np.dtype(np.int32 if itemsize == 4 else np.int64))
     end = len(view)
     if flags & _CHECKSUM:
         if end < _HEAD.size + _CRC.size:
@@ -370,7 +378,12 @@ def unpack_code_stream(blob) -> CodeStreamParts:
 
 
 def decode_codes(
-    blob, *, scratch_slot: str | None = None, add_to: np.ndarray | None = None, predicted: bool | None = None
+    blob,
+    *,
+    scratch_slot: str | None = None,
+    add_to: np.ndarray | None = None,
+    predicted: bool | None = None,
+    count: int | None = None,
 ) -> np.ndarray:
     """Inverse of encode_codes: the integer array that was encoded, reshaped to its shape.
 
@@ -380,8 +393,23 @@ def decode_codes(
     size and integer type) receives add_to + the decoded values, wrapping, and is returned;
     for a stream of predict=False this is one pass over the data. ``predicted`` (True or
     False) requires the stream to have been written with that predict= setting, as a
-    container whose stage chain names the Lorenzo step does."""
-    parts = unpack_code_stream(blob)
+    container whose stage chain names the Lorenzo step does. ``count`` (or ``add_to``'s size)
+    is the number of codes expected: for streams from elsewhere, it keeps a forged stream
+    from declaring a huge array (checked before anything is allocated)."""
+
+    def check_add_to(declared: int, dtype: np.dtype) -> None:
+        if not (
+            isinstance(add_to, np.ndarray)
+            and add_to.dtype == dtype
+            and add_to.size == declared
+            and add_to.flags.c_contiguous
+            and add_to.flags.writeable
+        ):
+            raise UnsupportedInputError(
+                f"add_to= must be a writable C-contiguous {dtype} array of {declared} values, as the stream holds"
+            )
+
+    parts = unpack_code_stream(blob, count, None if add_to is None else check_add_to)
     if predicted is not None and parts.predicted != predicted:
         raise CorruptStreamError(
             "code stream was written "
@@ -389,17 +417,7 @@ def decode_codes(
             + " the Lorenzo step, unlike what its container says"
         )
     count = math.prod(parts.shape)
-    if add_to is not None:
-        if not (
-            isinstance(add_to, np.ndarray)
-            and add_to.dtype == parts.dtype
-            and add_to.size == count
-            and add_to.flags.c_contiguous
-            and add_to.flags.writeable
-        ):
-            raise UnsupportedInputError(
-                f"add_to= must be a writable C-contiguous {parts.dtype} array of {count} values, as the stream holds"
-            )
+    if add_to is not None:  # checked against the stream's declaration before it was unpacked
         if not parts.predicted:
             flat = add_to.reshape(-1)
             bitshuffle.unshuffle(

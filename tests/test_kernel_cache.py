@@ -36,6 +36,7 @@ def _kernels():
             for name, value in vars(module).items():
                 # kernels kept in tables (e.g. one per dimensionality) count too
                 items = value.items() if isinstance(value, dict) else [(None, value)]
+                items = [(key, getattr(item, "dispatcher", item)) for key, item in items]  # guarded parallel kernels
                 for key, item in items:
                     if isinstance(item, CPUDispatcher) and item.__module__ == module.__name__:
                         yield f"{module.__name__}.{name}" + ("" if key is None else f"[{key!r}]"), item

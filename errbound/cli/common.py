@@ -4,11 +4,9 @@ table formatting, and the one error type they report."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 
 from ..bounds import parse_bound
 from ..errors import BoundError
+from ..integrations.atomic import atomic_write  # noqa: F401 - the subcommands write through it
 
 RAW_DTYPES = {"f32": np.dtype("<f4"), "f64": np.dtype("<f8")}
 BOUND_FLAGS = (("abs", "--abs"), ("rel", "--rel"), ("pw_rel", "--pw-rel"), ("psnr", "--psnr"))
@@ -104,6 +103,7 @@ def add_input_format(p: argparse.ArgumentParser) -> None:
 def load_array(path: Path, shape: tuple[int, ...] | None = None, dtype: str | None = None) -> np.ndarray:
     """Read ``.npy`` or raw little-endian C-order ``.f32``/``.f64`` (shape from ``shape`` or the name)."""
     if path.suffix == ".npy":
+        _check_npy_size(path)
         try:
             array = np.load(path, allow_pickle=False)
         except ValueError as exc:
@@ -128,30 +128,33 @@ def load_array(path: Path, shape: tuple[int, ...] | None = None, dtype: str | No
     return np.fromfile(path, dtype=item).reshape(shape)
 
 
+def _check_npy_size(path: Path) -> None:
+    """A .npy header's shape must match the bytes after it: a forged header must not make
+    numpy allocate terabytes before it finds the file short."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"format version {version[0]}.{version[1]} is not read here")
+            data_bytes = path.stat().st_size - f.tell()
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, SyntaxError, TypeError) as exc:
+        raise CLIError(f"{path}: not a readable .npy file ({exc})") from None
+    if dtype.hasobject:
+        raise CLIError(f"{path}: holds Python objects, not numbers")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != data_bytes:
+        raise CLIError(f"{path}: its header declares {shape} {dtype} ({declared} bytes), the file holds {data_bytes}")
+
+
 def check_not_input(inp: Path, out: Path) -> None:
     if out.resolve() == inp.resolve() or (out.exists() and os.path.samefile(inp, out)):
         raise CLIError(f"refusing to overwrite the input file {inp}")
-
-
-def atomic_write(path: Path, write: Callable) -> None:
-    """Write through ``write(fileobj)`` to a temporary file beside ``path``, then rename it over.
-
-    A crash or error leaves either the old file or none, never a half-written one.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def mb(n: float) -> str:

@@ -13,6 +13,7 @@ Each subcommand lives in a module of its own; ``common`` holds what they share.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from .. import __version__
@@ -20,6 +21,10 @@ from ..codec import codec_names
 from ..errors import ErrboundError
 from . import arrays, bench, h5, tune
 from .common import CLIError
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``errbound`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    # SIGTERM (a job scheduler's kill, timeout) unwinds like Ctrl-C, so that temporary outputs
+    # are removed; SIGKILL cannot be caught: the next write beside the output cleans up
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.run(args)
     except (CLIError, ErrboundError) as exc:
@@ -46,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         msg = f"{exc.filename}: no such file or directory"
     except OSError as exc:
         msg = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+    except MemoryError:
+        msg = "not enough memory for this input"
     except KeyboardInterrupt:
         return 130
     print(f"errbound: error: {msg}", file=sys.stderr)

@@ -59,7 +59,9 @@ class FZCodec(Codec):
     def decode(self, stages, sections, shape, dtype, eb):
         pre, lossless = _load_stages(stages)
         # dequantized at once: scratch
-        codes = decode_codes(section(sections, "codes"), scratch_slot="fz-codes", predicted=True)
+        codes = decode_codes(
+            section(sections, "codes"), scratch_slot="fz-codes", predicted=True, count=math.prod(shape)
+        )
         if codes.size != math.prod(shape) or codes.dtype.itemsize * 8 != pre.int_bits:
             raise CorruptStreamError("fz code stream does not match the stream header")
         out = dequantize(codes, eb, dtype)
@@ -82,7 +84,7 @@ class FZCodec(Codec):
 
         cp = device.require_cupy()
         pre, lossless = _load_stages(stages)
-        out = gpu.fz_decode(section(sections, "codes"), eb, dtype)
+        out = gpu.fz_decode(section(sections, "codes"), eb, dtype, math.prod(shape))
         if out.size != math.prod(shape):
             raise CorruptStreamError("fz code stream does not match the stream header")
         if "outliers" in sections:

@@ -154,10 +154,11 @@ def _dense_plane_count(r, nblocks: int) -> int:
     return bitshuffle.dense_plane_count(sample)
 
 
-def fz_decode(code_stream, eb: float, dtype: np.dtype):
-    """Decode a code stream to a flat device array of `dtype` (outliers not yet applied)."""
+def fz_decode(code_stream, eb: float, dtype: np.dtype, count: int):
+    """Decode a code stream of ``count`` codes to a flat device array of `dtype` (outliers not
+    yet applied)."""
     cp = cupy_module()
-    parts = unpack_code_stream(code_stream)
+    parts = unpack_code_stream(code_stream, count)
     if not parts.predicted:
         raise CorruptStreamError("fz code stream was written without the Lorenzo step its stages name")
     n = math.prod(parts.shape)

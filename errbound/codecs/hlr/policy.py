@@ -78,7 +78,8 @@ class Search:
 
     @staticmethod
     def eligible(data: np.ndarray, eb: float) -> bool:
-        if data.size < MIN_POINTS or sum(n > 1 for n in data.shape) < 2 or not eb >= MIN_BOUND:
+        # squares of the bound appear in the plans' error sums: keep them inside float64 too
+        if data.size < MIN_POINTS or sum(n > 1 for n in data.shape) < 2 or not MIN_BOUND <= eb <= MAX_MAGNITUDE:
             return False
         finite = data[np.isfinite(data)]
         top = float(np.abs(finite).max()) if finite.size else 0.0

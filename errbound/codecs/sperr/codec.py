@@ -131,6 +131,8 @@ class SperrCodec(Codec):
         aim = policy.PSNR_MARGIN_DB / 2  # aim mid-window: the prediction is good to a few tenths of a dB
         target_mse = unit_range**2 * 10.0 ** (-(target + aim) / 10.0)
         q = math.sqrt(12.0 * target_mse)  # uniform quantization: MSE = q^2 / 12
+        if not (target_mse * count > 0 and q >= unit_range * float(np.finfo(data.dtype).eps)):
+            return None  # a step below the data's precision: only exact storage meets the target
         chunks = list(_prepare(data, q, scale, self.chunk))
         q = policy.solve_step(chunks, q, scale, target_mse * count)
         best = None

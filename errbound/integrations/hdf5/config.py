@@ -113,6 +113,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: arrays or tables nested too deeply for a bounds file") from None
     lines = _key_lines(text)
 
     def fail(section, key, message):

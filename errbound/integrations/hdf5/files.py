@@ -29,7 +29,6 @@ import contextlib
 import itertools
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import h5py
 import numpy as np
 
 from ...errors import ErrboundError
+from ..atomic import atomic_output
 from ..progress import Progress
 from . import chunks as chunk_codec
 from . import inprocess
@@ -91,31 +91,16 @@ def open_input(path) -> h5py.File:
 
 @contextlib.contextmanager
 def atomic_h5(path, comm=None) -> Iterator[h5py.File | None]:
-    """An HDF5 file written under a temporary name beside ``path`` and renamed over it at the end.
-
-    Like :func:`errbound.cli.atomic_write` (which writes through a Python file object, too slow
-    for HDF5): on any error the temporary file goes and ``path`` is untouched. With a
+    """An HDF5 file written under a temporary name beside ``path`` and renamed over it at the
+    end (:func:`errbound.integrations.atomic.atomic_output`: on any error the temporary file
+    goes and ``path`` is untouched; an existing file keeps its permissions). With a
     communicator only rank 0 writes; the others get None.
     """
-    path = Path(path)
     if comm is not None and comm.rank != 0:
         yield None
         return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            yield f
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        yield f
 
 
 def check_paths(src, dst) -> None:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from numba import prange
 
+from ...jit import kernel
 from ...scratch import scratch
 from ...stage import Stage
 
@@ -41,12 +41,12 @@ class BitShuffle(Stage):
             raise ValueError(f"unsupported bit-shuffle block size {self.block!r}")
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _zigzag(v, bits):
     return (v << 1) ^ (v >> (bits - 1))
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@kernel(parallel=True)
 def _block_masks(r, bits, allbits, limit, masks, wide):
     """masks[b] = OR of the zigzagged values in block b (values >= limit count as 0 and are
     flagged in `wide`; limit 0 means no limit, the common case, kept branch-free)."""
@@ -69,7 +69,7 @@ def _block_masks(r, bits, allbits, limit, masks, wide):
         masks[b] = acc
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _plane_densities(r, bits, allbits, blocks):
     """Share of ones per bit plane over the given blocks, counted only in blocks where the
     plane is present (where it would be stored)."""
@@ -100,7 +100,7 @@ def _plane_densities(r, bits, allbits, blocks):
     return ones, present
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _popcount(x):
     c = 0
     while x:
@@ -109,7 +109,7 @@ def _popcount(x):
     return c
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def plane_offsets(masks, dense):
     """Word offsets of every block in the dense stream (planes below `dense`) and in the
     sparse stream (the others): prefix sums of the masks' popcounts."""
@@ -128,7 +128,7 @@ BLOCKS_PER_TASK = 64  # blocks per parallel task: scratch is allocated per task,
 _GROUPS = BLOCK // 8  # groups of 8 values: one 8x8 bit transpose per group and byte
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _transpose8(x):
     """Transpose an 8x8 bit matrix held in a uint64 (byte k = row k): afterwards byte p,
     bit k holds what was bit p of byte k (Hacker's Delight, transpose8)."""
@@ -140,7 +140,7 @@ def _transpose8(x):
     return x ^ t ^ (t << np.uint64(28))
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@kernel(parallel=True)
 def _shuffle(r, bits, lane, limit, masks, dense, dense_off, sparse_off, wide, dense_planes, sparse_planes):
     """`lane` (an empty uint32 or uint64 array) sets the type the values are handled in: as
     wide as the codes and no wider (uint32 lanes for int32 codes: 1.25x faster)."""
@@ -193,7 +193,7 @@ def _shuffle(r, bits, lane, limit, masks, dense, dense_off, sparse_off, wide, de
                     dst += _GROUPS
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@kernel(parallel=True)
 def _unshuffle(masks, dense, dense_off, sparse_off, dense_planes, sparse_planes, bits, lane, out, add):
     """out = the decoded values, or out += them (wrapping) when `add`; `lane` as in _shuffle
     (uint32 lanes for int32 codes: 1.8x faster)."""

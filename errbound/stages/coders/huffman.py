@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from ...errors import CorruptStreamError, UnsupportedInputError
+from ...jit import kernel
 from ...stage import Stage
 
 __all__ = ["Huffman", "encode", "decode", "encoded_size_estimate", "MAX_ALPHABET", "MAX_CODE_LENGTH"]
@@ -56,7 +56,7 @@ class Huffman(Stage):
         self.alphabet = int(self.alphabet)
 
 
-_jit = numba.njit(cache=True, nogil=True)
+_jit = kernel
 _U32 = np.uint64(32)
 
 

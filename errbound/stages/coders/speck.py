@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import threading
 
-import numba
 import numpy as np
 
+from ...jit import kernel
 from ...stage import Stage
 from .bits import get_bit, put_bit_if
 
@@ -57,7 +57,7 @@ _SIGN = np.int64(1) << 62  # magnitudes stay below 2^MAX_PLANES, so the sign fit
 _MAG = _SIGN - 1
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def quantize(coef, q, v):
     """v = round(|c| / q) (clamped below 2^MAX_PLANES), with the sign in bit 62 where the
     magnitude is nonzero. Returns the OR of the magnitudes."""
@@ -72,7 +72,7 @@ def quantize(coef, q, v):
     return acc
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def count_nonzero(coef, q):
     """How many coefficients quantize to a nonzero value."""
     half = 0.5 * q
@@ -82,7 +82,7 @@ def count_nonzero(coef, q):
     return n
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def quantization_error(coef, q):
     """Sum of squared errors of midtread quantization with step q (as :func:`quantize`)."""
     inv = 1.0 / q
@@ -95,7 +95,7 @@ def quantization_error(coef, q):
     return total
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def dequantize(v, q, out):
     """out = ±u q: the same function on both sides, so encoder and decoder agree bit for bit."""
     for i in range(v.size):
@@ -109,7 +109,7 @@ def dequantize(v, q, out):
 # would cost two atomic reference-count updates per use, more than the work on the row.
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _parts(d0, d1, d2, d3, l0, l1, l2, l3, v0, v1, v2, v3):
     """The axes a set is cut along (4-bit mask) from its depths d, lengths l and the axes'
     level counts v; +16 when the cut halves the box instead of following the subbands.
@@ -125,14 +125,14 @@ def _parts(d0, d1, d2, d3, l0, l1, l2, l3, v0, v1, v2, v3):
     return (1 if l0 >= 2 else 0) | (2 if l1 >= 2 else 0) | (4 if l2 >= 2 else 0) | (8 if l3 >= 2 else 0) | 16
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _child_depth(d, group_cut, high):
     if d < 0 or group_cut == 0:
         return d
     return d + 1 if (high & group_cut) == 0 else -1
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def split_set(t, r, dims, levels, groups, out, v, with_or):
     """Children of set r of table t written to out[0:count] (low part first along each cut
     axis, C order over the axes), with their bit-OR of ``v`` if ``with_or``; returns count.
@@ -186,7 +186,7 @@ def split_set(t, r, dims, levels, groups, out, v, with_or):
     return c
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _children_or(v, start, l0, l1, l2, l3, mask, s0, s1, s2, kids):
     """Bit-OR of the values of every child (ordered as split_set orders them), from one scan
     of the parent box, into kids[:, _OR]."""
@@ -216,7 +216,7 @@ def _children_or(v, start, l0, l1, l2, l3, mask, s0, s1, s2, kids):
                     kids[c2 + 1, _OR] |= acc
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def box_or(u, t, r, dims):
     """Bit-OR of ``u`` over the box of set r of table t."""
     s2 = dims[3]
@@ -234,7 +234,7 @@ def box_or(u, t, r, dims):
     return acc
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _copy(dst, di, src, si):
     """Set record si of src -> record di of dst."""
     for f in range(_FIELDS):
@@ -260,7 +260,7 @@ def stream_roots(dims: np.ndarray, levels: np.ndarray, groups: np.ndarray) -> np
 # --------------------------------------------------------------------------- helpers
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _msb(v):
     t = -1
     while v != 0:
@@ -298,7 +298,7 @@ def _scratch(root: np.ndarray, top: int, encode: bool):
     return kept
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _code(v, dims, levels, groups, root, top, encode, words, nbits, sets, pixels, lsp, stack, kids):
     """One stream. encode: write bits, return (words, bit count). decode: read them from
     ``words`` into v (zero on entry inside the root box), return (words, bits read).

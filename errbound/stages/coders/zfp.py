@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -40,15 +41,66 @@ def encode(values: np.ndarray, tolerance: float) -> bytes:
     return zfpy.compress_numpy(np.ascontiguousarray(values), tolerance=tolerance, write_header=True)
 
 
-def decode(section, shape: tuple[int, ...], dtype: np.dtype, what: str = "zfp section") -> np.ndarray:
-    """The array of ``shape`` and ``dtype`` a stream of :func:`encode` holds."""
+# zfp's header (zfp_write_header): 32 bits of magic ("zfp" + codec version), 52 bits of field
+# metadata (scalar type, dimensionality, sizes), then the mode: 12 bits, or 64 where the short
+# form cannot hold it. Bits are read from little-endian 64-bit words, least significant first.
+_TYPES = {np.dtype(np.float32): 3, np.dtype(np.float64): 4}  # zfp_type_float, zfp_type_double
+_SIZE_BITS = {1: 48, 2: 24, 3: 16, 4: 12}
+_MODE_SHORT_MAX = 4094
+_ACCURACY_SHORT = range(2177, _MODE_SHORT_MAX + 1)  # fixed-accuracy modes in the short form
+_MAX_BITS = 16658  # ZFP_MAX_BITS: the most bits one block may take in fixed-accuracy mode
+
+
+@cache
+def _codec_version() -> int:
     import zfpy
 
-    # zfp's bit stream reader does not know where its buffer ends: a forged short section
-    # would make it read past the end, so it reads zeros from padding instead
+    return zfpy.compress_numpy(np.zeros(4), tolerance=1.0, write_header=True)[3]
+
+
+def check_header(section, shape: tuple[int, ...], dtype: np.dtype, what: str) -> None:
+    """Refuse a zfp stream whose own header disagrees with the container (scalar type, number
+    and sizes of the dimensions) or whose mode is not fixed accuracy: zfp trusts its header
+    for every size it allocates and reads, and only fixed accuracy bounds what one block may
+    read (so that the padding in :func:`decode` is always enough)."""
+    head = bytes(section[:24])
+    if len(head) < 12 or head[:3] != b"zfp" or head[3] != _codec_version():
+        raise CorruptStreamError(f"{what} has no zfp header this zfpy reads")
+    bits = int.from_bytes(head.ljust(24, b"\0"), "little")
+    meta = (bits >> 32) & ((1 << 52) - 1)
+    scalar, dims = (meta & 3) + 1, ((meta >> 2) & 3) + 1
+    width = _SIZE_BITS[dims]
+    sizes = tuple(((meta >> (4 + width * k)) & ((1 << width) - 1)) + 1 for k in range(dims))  # nx first
+    if scalar != _TYPES.get(np.dtype(dtype)) or sizes[::-1] != tuple(shape):
+        raise CorruptStreamError(
+            f"{what}'s zfp header describes a {sizes[::-1]} array of zfp type {scalar}, "
+            f"the stream a {tuple(shape)} {np.dtype(dtype)} one"
+        )
+    mode = (bits >> 84) & 0xFFF
+    if mode > _MODE_SHORT_MAX:  # long form: minbits, maxbits, maxprec, minexp
+        if len(section) < 19:
+            raise CorruptStreamError(f"{what}'s zfp header is truncated")
+        mode = (bits >> 84) & ((1 << 64) - 1)
+        minbits, maxbits, maxprec = (mode >> 12 & 0x7FFF) + 1, (mode >> 27 & 0x7FFF) + 1, (mode >> 42 & 0x7F) + 1
+        if (minbits, maxbits, maxprec) != (1, _MAX_BITS, 64):
+            raise CorruptStreamError(f"{what}'s zfp header names a mode errbound never writes")
+    elif mode not in _ACCURACY_SHORT:
+        raise CorruptStreamError(f"{what}'s zfp header names a mode errbound never writes")
+
+
+def decode(section, shape: tuple[int, ...], dtype: np.dtype, what: str = "zfp section") -> np.ndarray:
+    """The array of ``shape`` and ``dtype`` a stream of :func:`encode` holds.
+
+    zfp's bit stream reader does not know where its buffer ends, so the section is padded
+    with zeros: once the header is checked, a block reads at most ``_MAX_BITS`` bits and a
+    block that starts in the zeros reads one, so the padding covers any forged section."""
+    import zfpy
+
+    shape = tuple(int(n) for n in shape)
+    check_header(section, shape, dtype, what)
     section = bytes(section)
     count = math.prod(shape)
-    padded = bytearray(len(section) + 2 * count * np.dtype(dtype).itemsize + 4096)
+    padded = bytearray(len(section) + count // 4 + _MAX_BITS // 8 + 4096)
     padded[: len(section)] = section
     try:
         out = zfpy.decompress_numpy(bytes(padded))

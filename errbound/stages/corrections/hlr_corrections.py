@@ -10,9 +10,10 @@ as an exact correction. Hence the bound holds whatever the factor coding did.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+from numba import prange
 
+from ...jit import kernel
 from ...stage import Stage
 from ..coders.zstd import ZstdLossless
 from .patches import decode_patches, encode_patches, violations
@@ -24,12 +25,12 @@ class HlrCorrections(Stage):
     name = "hlr-corrections"
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@kernel(parallel=True)
 def _combine(low, resid, out, chunk):
     # one rounding to the output dtype per point; the chunks are independent, so the result
     # does not depend on the thread count
     n = out.shape[0]
-    for c in numba.prange((n + chunk - 1) // chunk):
+    for c in prange((n + chunk - 1) // chunk):
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
             if low[i] == 0.0:
                 out[i] = resid[i]

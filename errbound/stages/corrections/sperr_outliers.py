@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from ...jit import kernel
 from ...stage import Stage
 from ..coders.bits import get_bit, put_bit
 
@@ -38,7 +38,7 @@ class OutlierCorrection(Stage):
 _FIXED, _EXACT = 1, 2
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _classify(x, r, eb, step, single, flags):
     """flags[i] = 0 (within the bound), _FIXED (a correction fixes it) or _EXACT; returns
     the two counts. Written out without helper calls or growing arrays: this pass runs over
@@ -69,7 +69,7 @@ def _classify(x, r, eb, step, single, flags):
     return nc, ne
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _collect(x, r, step, flags, nc, ne):
     ci = np.empty(nc, np.int64)
     ck = np.empty(nc, np.int64)
@@ -98,7 +98,7 @@ def find(x: np.ndarray, r: np.ndarray, eb: float, step: float, single: bool):
     return _collect(x, r, step, flags, nc, ne)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def apply_corrections(r, idx, k, step):
     for j in range(idx.size):
         r[idx[j]] = r[idx[j]] + np.float64(k[j]) * step
@@ -107,14 +107,14 @@ def apply_corrections(r, idx, k, step):
 # --------------------------------------------------------------------------- position/value codes
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _grow_words(a):
     b = np.zeros(2 * a.size, a.dtype)
     b[: a.size] = a
     return b
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _put_eg(words, pos, v, b):
     """Order-b exponential-Golomb code of v >= 0."""
     w = v + (np.int64(1) << b)
@@ -130,7 +130,7 @@ def _put_eg(words, pos, v, b):
     return pos
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _get_eg(words, pos, b, nbits):
     """Returns (value, pos); value -1 when the code runs past the end or beyond 2^62."""
     zeros = 0
@@ -146,7 +146,7 @@ def _get_eg(words, pos, b, nbits):
     return w - (np.int64(1) << b), pos
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _encode(ci, ck, ei, bc, be, unit):
     words = np.zeros(64 + (ci.size * 4 + ei.size * 2) // 64, np.uint64)
     pos = 0
@@ -168,7 +168,7 @@ def _encode(ci, ck, ei, bc, be, unit):
     return words, pos
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _decode(words, nbits, nc, ne, bc, be, unit, size):
     """Returns (ci, ck, ei, ok)."""
     ci = np.empty(nc, np.int64)

@@ -26,10 +26,11 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
+from numba import prange
 
 from ...errors import CorruptStreamError
+from ...jit import kernel
 from ...stage import Stage
 from ..coders import zfp
 
@@ -98,7 +99,7 @@ class LowRankTiles(Stage):
 # kernels
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@kernel(parallel=True)
 def _accumulate_products(out, items, blocks, factors):
     """out[r0 + i, c0 + j] += sum_k F[i, k] G[j, k] for every (block, row i) work item.
 
@@ -106,7 +107,7 @@ def _accumulate_products(out, items, blocks, factors):
     Per element the sum runs over k in increasing order and no FMA is formed, so the result
     is the same for any thread count; rows of the blocks are disjoint, so items run in parallel.
     """
-    for t in numba.prange(items.shape[0]):
+    for t in prange(items.shape[0]):
         b = items[t, 0]
         i = items[t, 1]
         r0, c0, nr, nc, rank, off = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3], blocks[b, 4], blocks[b, 5]

@@ -20,9 +20,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
+from ...jit import kernel
 from ...stage import Stage
 
 ALPHA = -1.586134342059924
@@ -121,7 +121,7 @@ class CDF97(Stage):
 # The order of the four steps and of each sum is fixed, so any build gives the same numbers.
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _predict(s, d, ne, no, c):
     """d[i] += c (s[i] + s[i+1]) over one line (separate arrays, unsigned indices: no
     negative-index fix-ups in the loop, so it vectorises)."""
@@ -132,7 +132,7 @@ def _predict(s, d, ne, no, c):
         d[no - 1] += c * (s[ne - 1] + s[ne - 1])
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _update(s, d, ne, no, c):
     """s[i] += c (d[i-1] + d[i]) over one line."""
     if no == 0:
@@ -145,7 +145,7 @@ def _update(s, d, ne, no, c):
         s[ne - 1] += c * (d[no - 1] + d[no - 1])
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _lift_line(s, d, ne, no, inverse):
     if inverse:
         _update(s, d, ne, no, -DELTA)
@@ -159,7 +159,7 @@ def _lift_line(s, d, ne, no, inverse):
         _update(s, d, ne, no, DELTA)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _predict_rows(t, ne, no, w, c):
     """The same on rows of width w: t holds the ne rows of S, then the no rows of D. Row
     slices let the inner loops vectorise (their cost is spread over a whole row)."""
@@ -172,7 +172,7 @@ def _predict_rows(t, ne, no, w, c):
             x[k] += c * (a[k] + b[k])
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _update_rows(t, ne, no, w, c):
     if no == 0:
         return
@@ -186,7 +186,7 @@ def _update_rows(t, ne, no, w, c):
             x[k] += c * (a[k] + b[k])
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _lift_rows(t, ne, no, w, inverse):
     if inverse:
         _update_rows(t, ne, no, w, -DELTA)
@@ -200,7 +200,7 @@ def _lift_rows(t, ne, no, w, inverse):
         _update_rows(t, ne, no, w, DELTA)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _axis_last(flat, n1, n2, n3, m1, m2, m3, lo, hi, inverse):
     """Transform along the contiguous axis, for lines lo..hi of the box's m0 x m1 x m2 grid.
     ``flat`` is the whole C-ordered array with extents (., n1, n2, n3)."""
@@ -235,7 +235,7 @@ def _axis_last(flat, n1, n2, n3, m1, m2, m3, lo, hi, inverse):
                 flat[base + np.uint64(ne) + j] = d[j] * INV_K
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _axis_slow(flat, axis, n1, n2, n3, m0, m1, m2, m3, lo, hi, inverse):
     """Transform along axis 0, 1 or 2: each slab (the samples along the axis x m3 contiguous
     columns) is split into its even and odd rows in a scratch block and lifted row-wise,

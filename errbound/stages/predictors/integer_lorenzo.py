@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
+from ...jit import kernel
 from ...stage import Stage
 from ..quantizers.prequantize import grid_code
 
@@ -37,7 +37,7 @@ class IntegerLorenzo(Stage):
 # (measured 8.4 GB/s against 0.6 GB/s with flat offset arithmetic).
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _diff(out, row, sign):
     """out[j] += sign * (row[j] - row[j-1]), out[0] += sign * row[0]."""
     out[0] += sign * row[0]
@@ -45,7 +45,7 @@ def _diff(out, row, sign):
         out[j] += sign * (row[j] - row[j - 1])
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@kernel(parallel=True)
 def _residuals_3d(q, out, n0, n1, n2):
     s1 = n2
     s0 = n1 * n2
@@ -69,7 +69,7 @@ def _residuals_3d(q, out, n0, n1, n2):
                 _diff(o, q[b - s0 - s1 : b - s0 - s1 + n2], 1)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _restore_row(a, row, n1, n2):
     """Restore row `row` in place (the rows before it are codes already); returns it."""
     s1 = n2
@@ -89,14 +89,14 @@ def _restore_row(a, row, n1, n2):
     return o
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _restore_3d(a, n0, n1, n2):
     """In place: residuals -> codes, in order (each row needs the rows before it)."""
     for row in range(n0 * n1):
         _restore_row(a, row, n1, n2)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _restore_3d_into(a, n0, n1, n2, out, factor, divide):
     """_restore_3d, and each restored row written to out as floats while it is in cache:
     codes * factor, or codes / factor (correctly rounded float64) with `divide`, then one
@@ -113,13 +113,13 @@ def _restore_3d_into(a, n0, n1, n2, out, factor, divide):
                 dst[j] = o[j] * factor
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _quantize_row(x, inv_step, limit, codes):
     for j in range(codes.shape[0]):
         codes[j] = grid_code(np.float64(x[j]) * inv_step, limit)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _check_row(x, codes, step, eb, recon, bad):
     """prequantize_kernel's check, on one row (two branch-free loops that vectorize)."""
     for j in range(codes.shape[0]):
@@ -130,7 +130,7 @@ def _check_row(x, codes, step, eb, recon, bad):
         bad[j] = not ok or (xf == 0.0 and math.copysign(1.0, xf) < 0.0)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@kernel(parallel=True)
 def _quantize_residuals_3d(x, step, eb, limit, out, bad, check, n0, n1, n2):
     """out = the residuals of x's codes (grid_code of x / step), without storing the codes:
     each task keeps the code rows it needs (this row, the one above, and both in the plane
@@ -182,7 +182,7 @@ SEGMENT = 1 << 14  # values per task of the 1-D kernel (its codes stay in L1/L2)
 LONG_ROW = 1 << 16  # rows longer than this leave the row ring: it would not fit in cache
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@kernel(parallel=True)
 def _quantize_residuals_1d(x, step, eb, limit, out, bad, check):
     """_quantize_residuals_3d for one long row: segments in parallel, each quantizing the
     value before it again (the 3-D kernel would run a single row as one serial task
@@ -245,7 +245,7 @@ def quantize_residuals(
     return out
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@kernel(parallel=True)
 def _codes(x, step, eb, limit, codes, bad, check):
     """The codes (and, with `check`, the outlier flags) alone, in segments."""
     inv_step = 1.0 / step

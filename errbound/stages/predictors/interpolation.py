@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
+from ...jit import kernel
 from ...layout import as_4d_shape, kernel_array
 from ...stage import Stage
 
@@ -28,7 +28,7 @@ from ...stage import Stage
 DEFAULT_ANCHOR_STRIDE = {1: 4096, 2: 128, 3: 32, 4: 16}
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _predict(w, idx, off, k, n, cubic):
     if cubic:
         if k >= 3 and k + 3 < n:
@@ -61,7 +61,7 @@ def _predict(w, idx, off, k, n, cubic):
     return np.float64(w[idx - off])
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _decode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, nu):
     c = codes[nc]
     if c == 0:
@@ -71,7 +71,7 @@ def _decode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, n
     return nu
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _encode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, nu):
     """Quantize w[idx] against pred; on return w[idx] holds the reconstruction. A NaN or
     infinite prediction fails the range test and stores the point exactly.
@@ -103,7 +103,7 @@ def _encode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, n
 # differently in every process, so closures recompiled on every start.
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _traverse(w, shape4, encode, cubic, order, level_eb, eb, anchor, radius, codes, unpred):
     """Run the full traversal. Encode: w holds the data and ends as the reconstruction,
     codes/unpred are written. Decode: w is filled from codes/unpred.
@@ -183,12 +183,12 @@ def _traverse(w, shape4, encode, cubic, order, level_eb, eb, anchor, radius, cod
     return nc, nu
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def encode_kernel(w, shape4, cubic, order, level_eb, eb, anchor, radius, codes, unpred):
     return _traverse(w, shape4, True, cubic, order, level_eb, eb, anchor, radius, codes, unpred)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def decode_kernel(w, shape4, cubic, order, level_eb, eb, anchor, radius, codes, unpred):
     return _traverse(w, shape4, False, cubic, order, level_eb, eb, anchor, radius, codes, unpred)
 

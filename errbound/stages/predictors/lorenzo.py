@@ -20,14 +20,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
+from ...jit import kernel
 from ...layout import kernel_array
 from ...stage import Stage
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _encode_point(row, j, pred, step, inv_step, eb, radius, codes, nc):
     """Quantize row[j] against pred; row[j] ends as the reconstruction, which is returned.
     Any integer q that passes the check is a valid code (the decoder only replays
@@ -47,7 +47,7 @@ def _encode_point(row, j, pred, step, inv_step, eb, radius, codes, nc):
     return v
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _decode_point(row, j, pred, step, inv_step, eb, radius, codes, nc):
     c = codes[nc]
     if c != 0:  # code 0: the exact value was scattered in before the kernel ran
@@ -62,7 +62,7 @@ def _decode_point(row, j, pred, step, inv_step, eb, radius, codes, nc):
 # other terms overlap with the previous point.
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _pred_3d(row, up, back, corner, j, prev):
     return (
         (
@@ -73,14 +73,14 @@ def _pred_3d(row, up, back, corner, j, prev):
     ) + prev
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _point(encode, row, j, pred, step, inv_step, eb, radius, codes, nc):
     if encode:
         return _encode_point(row, j, pred, step, inv_step, eb, radius, codes, nc)
     return _decode_point(row, j, pred, step, inv_step, eb, radius, codes, nc)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _kernel_4d(p, encode, eb, radius, codes):
     m0, m1, m2, m3 = p.shape
     w = p.reshape(-1)
@@ -119,7 +119,7 @@ def _kernel_4d(p, encode, eb, radius, codes):
                     nc += 1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _row_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
     m1, m2 = p.shape[1], p.shape[2]
     row, up, back, corner = p[i0, i1], p[i0, i1 - 1], p[i0 - 1, i1], p[i0 - 1, i1 - 1]
@@ -131,7 +131,7 @@ def _row_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
         )
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _row_pair_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
     """Rows (i0, i1) and (i0 + 1, i1 - 1): neither reads the other, so their chains interleave."""
     m1, m2 = p.shape[1], p.shape[2]
@@ -148,7 +148,7 @@ def _row_pair_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
         pb = _point(encode, rb, j, predb, step, inv_step, eb, radius, codes, nb + j)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _kernel_3d(p, encode, eb, radius, codes):
     """Planes are taken in pairs and walked along a diagonal: row t of the first plane
     beside row t - 1 of the second, whose inputs are all done by then."""
@@ -167,7 +167,7 @@ def _kernel_3d(p, encode, eb, radius, codes):
             _row_3d(p, i0, t, encode, step, inv_step, eb, radius, codes)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _kernel_2d(p, encode, eb, radius, codes):
     """Rows in pairs: the second row's point j needs the first row's point j, computed
     just before it, so the second chain trails the first by one point and both run."""
@@ -226,7 +226,7 @@ def _kernel_2d(p, encode, eb, radius, codes):
             i0 += 1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _kernel_1d(p, encode, eb, radius, codes):
     w = p.reshape(-1)
     step = 2.0 * eb
@@ -246,7 +246,7 @@ def _kernel_1d(p, encode, eb, radius, codes):
 # constant only in the function it is typed in, so a shared inlined dispatcher fails to type.
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def encode_kernel(p, eb, radius, codes):
     if p.ndim == 1:
         _kernel_1d(p, True, eb, radius, codes)
@@ -258,7 +258,7 @@ def encode_kernel(p, eb, radius, codes):
         _kernel_4d(p, True, eb, radius, codes)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def decode_kernel(p, eb, radius, codes):
     if p.ndim == 1:
         _kernel_1d(p, False, eb, radius, codes)

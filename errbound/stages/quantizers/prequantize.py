@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from numba import prange
 
+from ...jit import kernel
 from ...scratch import scratch
 from ...stage import Stage
 
@@ -38,7 +38,7 @@ INT32_LIMIT = 2**26
 INT64_LIMIT = 2**58
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def grid_code(qf, limit):
     """The code of a value already divided by the step: NaN, +-Inf and values beyond the grid
     get code 0 (they are outliers, and 0 keeps the conversion defined); everything else
@@ -47,7 +47,7 @@ def grid_code(qf, limit):
     return np.int64(math.floor((qf if inside else 0.0) + 0.5))
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@kernel(parallel=True)
 def prequantize_kernel(x, step, eb, limit, q, bad, recon, chunk):
     """Fill q, and bad with the outlier flags. recon is scratch (the reconstruction in the
     input dtype). Chunks run in parallel; results do not depend on the thread count because
@@ -71,7 +71,7 @@ def prequantize_kernel(x, step, eb, limit, q, bad, recon, chunk):
             bs[k] = not ok or (xf == 0.0 and math.copysign(1.0, xf) < 0.0)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@kernel(parallel=True)
 def dequantize_kernel(q, step, out, chunk):
     n = q.shape[0]
     nchunks = (n + chunk - 1) // chunk
@@ -84,7 +84,7 @@ def dequantize_kernel(q, step, out, chunk):
             dst[i] = src[i] * step
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _finite_abs_max_bits(bits, magnitude, exponent_mask):
     """max |x| over the finite values (0 if none) of floats given as their unsigned bits.
     For finite floats of one sign the bit patterns order like the values, so the maximum is

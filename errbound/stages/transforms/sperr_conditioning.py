@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from ...jit import kernel
 from ...stage import Stage
 
 
@@ -27,7 +27,7 @@ class Conditioning(Stage):
     name = "sperr-conditioning"
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _scan(x):
     """(count of regular values, min, max, max |x|) over the finite values that are not -0.0."""
     n = 0
@@ -44,7 +44,7 @@ def _scan(x):
     return n, lo, hi, top
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _fill(x, f1, f2, out):
     """out = x * f1 * f2 (an exact power of two in two factors); specials -> 0. Returns the sum."""
     acc = 0.0
@@ -59,7 +59,7 @@ def _fill(x, f1, f2, out):
     return acc
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _center(x, out, mean):
     for i in range(x.size):
         v = np.float64(x[i])
@@ -69,7 +69,7 @@ def _center(x, out, mean):
             out[i] -= mean
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def restore(buf, mean, e):
     """buf = (buf + mean) * 2^e in place, as two exact power-of-two factors."""
     e1 = e // 2

@@ -1,0 +1,193 @@
+"""Forged streams (valid CRC, hostile contents) and memory bombs: each case of the hardening
+campaign (issue 18, items 2, 3 and 6) as a regression test.
+
+Decodes that could crash the interpreter run in a worker process under a memory cap
+(``tools/fuzz/streams.run``): a crash, a hang, an allocation above the cap or an exception
+that is not an errbound error fails the test instead of killing the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import tracemalloc
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import errbound
+from errbound.errors import CorruptStreamError, OutputLimitError, UnsupportedInputError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "fuzz"))
+import streams as fuzz  # noqa: E402
+
+
+def smooth(shape, dtype=np.float32):
+    grids = np.meshgrid(*[np.linspace(0, 3, n) for n in shape], indexing="ij")
+    return sum(np.sin((k + 1) * g) for k, g in enumerate(grids)).astype(dtype)
+
+
+def with_section(blob: bytes, name: str, data: bytes) -> bytes:
+    parts = fuzz.split(blob)
+    parts.sections = [[n, data if n == name else d] for n, d in parts.sections]
+    return fuzz.join(parts)
+
+
+def section_of(blob: bytes, name: str) -> bytes:
+    return dict(map(tuple, fuzz.split(blob).sections))[name]
+
+
+def with_header(blob: bytes, **changes) -> bytes:
+    parts = fuzz.split(blob)
+    parts.header.update(changes)
+    return fuzz.join(parts)
+
+
+def assert_all_rejected(cases: list[bytes], cap: int = 256 << 20) -> None:
+    report = fuzz.run([("forged", "hand", blob) for blob in cases], cap=cap, hang_seconds=20)
+    assert report.counts.get("errbound", 0) == len(cases), fuzz.summary(report) + "\n" + fuzz.describe(report.findings)
+
+
+# --------------------------------------------------------------------------- zfp (item 2)
+
+
+def zfp_meta_bits(section: bytes, nx: int) -> bytes:
+    """The section with zfp's 1-D size field (48 bits after the type and dims) set to nx."""
+    head = int.from_bytes(section[:16], "little")
+    meta_start = 32 + 4
+    mask = ((1 << 48) - 1) << meta_start
+    head = (head & ~mask) | ((nx - 1) << meta_start)
+    return head.to_bytes(16, "little") + section[16:]
+
+
+def test_zfp_header_claiming_2_27_values_is_refused():
+    blob = errbound.compress(smooth((300,)), "zfp", abs=1e-3)
+    forged = with_section(blob, "zfp", zfp_meta_bits(section_of(blob, "zfp"), 1 << 27))
+    assert len(forged) < 2000
+    assert_all_rejected([forged])
+    with pytest.raises(CorruptStreamError, match="zfp header describes"):
+        errbound.decompress(forged)
+
+
+def test_zfp_section_with_bytes_deleted_near_its_start_is_refused_or_decoded_safely():
+    blob = errbound.compress(smooth((20, 24), np.float64), "zfp", abs=1e-3)
+    section = section_of(blob, "zfp")
+    cases = [with_section(blob, "zfp", section[:i] + section[i + 1 :]) for i in range(48)]
+    report = fuzz.run([("zfp", "delete", c) for c in cases], cap=256 << 20)
+    assert set(report.counts) <= {"errbound", "decoded"}, fuzz.describe(report.findings)
+
+
+def test_zfp_modes_errbound_never_writes_are_refused():
+    blob = errbound.compress(smooth((300,)), "zfp", abs=1e-3)
+    section = bytearray(section_of(blob, "zfp"))
+    head = int.from_bytes(section[:16], "little")
+    for mode in (0, 2047, 2100, 2176):  # fixed rate, fixed precision, reversible
+        forged = (head & ~(0xFFF << 84)) | (mode << 84)
+        with pytest.raises(CorruptStreamError, match="mode errbound never writes"):
+            errbound.decompress(with_section(blob, "zfp", forged.to_bytes(16, "little") + bytes(section[16:])))
+
+
+def test_hlr_factor_section_goes_through_the_same_checks():
+    x = np.sort(np.random.default_rng(7).uniform(0, 20, 128))
+    blob = errbound.compress(np.exp(-np.abs(x[:, None] - x[None, :])), "hlr", abs=1e-6, leaf=8)
+    assert "lowrank-factors" in errbound.info(blob)["sections"]
+    factors = section_of(blob, "lowrank-factors")  # CRC-32 of its own, then zfp's stream
+    body = factors[4:]
+
+    def resealed(b: bytes) -> bytes:
+        return with_section(blob, "lowrank-factors", struct.pack("<I", zlib.crc32(b)) + b)
+
+    cases = [resealed(zfp_meta_bits(body, 1 << 27)), resealed(body[:20]), resealed(body[:8] + body[9:])]
+    cases += [resealed(body[:i] + body[i + 1 :]) for i in range(0, 40, 3)]
+    report = fuzz.run([("hlr", "factors", c) for c in cases], cap=256 << 20)
+    assert set(report.counts) <= {"errbound", "decoded"}, fuzz.describe(report.findings)
+    assert report.counts["errbound"] >= 3
+
+
+# --------------------------------------------------------------------------- memory (item 3)
+
+
+def test_fz_code_stream_declaring_more_codes_than_the_container_is_refused_before_allocating():
+    blob = errbound.compress(smooth((64,)), "fz", abs=1e-3)
+    codes = bytearray(section_of(blob, "codes"))
+    head = struct.Struct("<4sBBBBB3xQQQQQ")
+    magic, itemsize, ndim, width, dense, flags, *lengths, count = head.unpack_from(codes, 0)
+    big = 1 << 27
+    forged = head.pack(magic, itemsize, ndim, width, dense, flags, *lengths, big) + struct.pack("<Q", big)
+    forged_blob = with_section(blob, "codes", forged + bytes(codes[head.size + 8 :]))
+    assert_all_rejected([forged_blob], cap=128 << 20)
+    tracemalloc.start()
+    with pytest.raises(CorruptStreamError, match="codes where 64 were expected"):
+        errbound.decompress(forged_blob)
+    assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    tracemalloc.stop()
+
+
+def test_max_bytes_refuses_a_declared_size_before_decoding():
+    blob = errbound.compress(np.full((512, 1024), 2.5, np.float32), "sz", abs=1e-3)  # 2 MiB -> a few hundred bytes
+    assert len(blob) < 1000
+    with pytest.raises(OutputLimitError, match=r"\(512, 1024\) float32 array of 2097152 bytes, above max_bytes=1000"):
+        errbound.decompress(blob, max_bytes=1000)
+    assert errbound.decompress(blob, max_bytes=2097152).shape == (512, 1024)
+    huge = with_header(blob, shape=[1 << 20, 1 << 20])  # a forged 4 TiB declaration
+    tracemalloc.start()
+    with pytest.raises(OutputLimitError, match="above max_bytes"):
+        errbound.decompress(huge, max_bytes=64 << 20)
+    assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    tracemalloc.stop()
+    for bad in (-1, 1.5, "10", True):
+        with pytest.raises(UnsupportedInputError, match="max_bytes"):
+            errbound.decompress(blob, max_bytes=bad)
+
+
+def test_out_is_checked_before_decoding_and_caps_the_size():
+    blob = errbound.compress(smooth((30, 40)), "sz", abs=1e-3)
+    for out in (np.empty((40, 30), np.float32), np.empty((30, 40), np.float64), np.empty(1200, np.float32)):
+        with pytest.raises(UnsupportedInputError, match="out= must be"):
+            errbound.decompress(blob, out=out)
+    readonly = np.empty((30, 40), np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(UnsupportedInputError, match="read-only"):
+        errbound.decompress(blob, out=readonly)
+
+
+def test_a_declaration_beyond_memory_is_an_errbound_error(tmp_path):
+    """Without max_bytes, a stream whose array does not fit in memory raises OutputLimitError
+    naming the declared size, not numpy's MemoryError."""
+    blob = errbound.compress(np.full((64, 64), 1.0, np.float64), "raw", abs=1.0)
+    forged = with_header(blob, shape=[1 << 26, 1 << 14])  # 8 TiB
+    with pytest.raises((OutputLimitError, CorruptStreamError)) as info:
+        errbound.decompress(forged)
+    if isinstance(info.value, OutputLimitError):
+        assert "bytes" in str(info.value)
+
+
+def test_hdf5_chunks_decode_only_what_the_dataset_expects():
+    from errbound.integrations.hdf5.chunks import decode_chunk
+
+    blob = errbound.compress(np.full((1024, 1024), 3.0, np.float32), "sz", abs=1e-3)
+    with pytest.raises(OutputLimitError):
+        decode_chunk(blob, np.dtype(np.float32), 100)
+
+
+# --------------------------------------------------------------------------- foreign exceptions (item 6)
+
+
+@pytest.mark.parametrize("dtype", [",f4", "(2,)f4", "f4,f4", "<f2", "O", "V8", "S4"])
+def test_header_dtypes_errbound_never_writes_are_corrupt_streams(dtype):
+    blob = with_header(errbound.compress(smooth((10,)), "sz", abs=1e-3), dtype=dtype)
+    with pytest.raises(CorruptStreamError):
+        errbound.decompress(blob)
+    with pytest.raises(CorruptStreamError):
+        errbound.info(blob)
+
+
+def test_header_json_nested_deeply_is_a_corrupt_stream():
+    blob = errbound.compress(smooth((10,)), "sz", abs=1e-3)
+    parts = fuzz.split(blob)
+    deep = json.dumps(parts.header)[:-1] + ',"x":' + "[" * 100000 + "]" * 100000 + "}"
+    with pytest.raises(CorruptStreamError):
+        errbound.decompress(fuzz.join(parts, lengths_follow=False, header_json=deep.encode()))
