@@ -175,3 +175,16 @@ def test_xarray_to_zarr_and_open_zarr_in_format_3(tmp_path):
         assert np.abs(back["T"].values.astype(np.float64) - t).max() <= 0.01
         assert np.abs(back["T64"].values - t).max() <= 1e-4 * np.ptp(t)
         assert np.abs(back["T"][2:4, 5:30].values - t[2:4, 5:30]).max() <= 0.01
+
+
+def test_damaged_or_foreign_chunks_raise_errbound_errors(tmp_path):
+    z = create(str(tmp_path / "d.zarr"), field(), errbound.zarr.SZ(abs=0.01))
+    chunk = tmp_path / "d.zarr" / "c" / "0" / "0" / "0"
+    assert chunk.is_file()
+    chunk.write_bytes(b"not an errbound stream")
+    with pytest.raises(errbound.CorruptStreamError):
+        z[:2, :2, :2]
+    chunk.write_bytes(errbound.compress(field((40, 40, 40)), "sz", abs=0.01))  # a stream of a larger array
+    with pytest.raises(errbound.ErrboundError, match="declares|decodes to"):
+        zarr.open_array(str(tmp_path / "d.zarr"))[:2, :2, :2]
+    np.testing.assert_allclose(z[6:, 20:, 20:], field()[6:, 20:, 20:], atol=0.01)  # the other chunks still read

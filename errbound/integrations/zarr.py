@@ -153,8 +153,9 @@ class Errbound(ArrayBytesCodec):
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         dtype = _float_dtype(chunk_spec.dtype)
-        values = decompress(chunk_bytes.as_numpy_array())
         count = math.prod(chunk_spec.shape)
+        # a stream that declares more than a chunk is refused before anything is allocated
+        values = decompress(chunk_bytes.as_numpy_array(), max_bytes=count * dtype.itemsize)
         if values.dtype.kind != "f" or values.dtype.itemsize != dtype.itemsize or values.size != count:
             raise CorruptStreamError(
                 f"zarr chunk decodes to {values.size} {values.dtype} values, the array expects {count} {dtype}"
