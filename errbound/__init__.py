@@ -23,6 +23,7 @@ from .errors import (
     UnsupportedInputError,
     UnsupportedStreamError,
 )
+from .precompile import warmup
 
 __version__ = "0.3.0.dev0"
 
@@ -31,6 +32,7 @@ __all__ = [
     "decompress",
     "info",
     "tune",
+    "warmup",
     "codecs",
     "get_codec",
     "Codec",

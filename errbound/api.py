@@ -8,6 +8,7 @@ fallback, and the container.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -74,12 +75,14 @@ def compress(
     )
     if work.size == 0 or codec_obj.name == "raw":  # raw is lossless: exact under every bound
         return _pack_raw(header, work)
-    if bound.mode == "pw_rel":
-        blob = _compress_pw_rel(header, codec_obj, work, bound)
-    elif bound.mode == "psnr":
-        blob = _compress_psnr(header, codec_obj, work, bound)
-    else:
-        blob = _compress_abs(header, codec_obj, work, absolute_bound(bound, work))
+    kernels = np.dtype(np.float64) if bound.mode == "pw_rel" else work.dtype  # pw_rel codes log2|x|
+    with _first_use("encode", codec_obj.name, kernels, work.ndim):
+        if bound.mode == "pw_rel":
+            blob = _compress_pw_rel(header, codec_obj, work, bound)
+        elif bound.mode == "psnr":
+            blob = _compress_psnr(header, codec_obj, work, bound)
+        else:
+            blob = _compress_abs(header, codec_obj, work, absolute_bound(bound, work))
     if len(blob) > work.nbytes + stream.OVERHEAD + 512:
         raw = _pack_raw(header, work)
         if len(raw) < len(blob):
@@ -116,7 +119,9 @@ def decompress(
     if count == 0 and header.codec != "raw":  # compress stores every empty array with "raw"
         raise CorruptStreamError(f"stream header has an empty shape {shape} for a {header.codec!r} stream")
     try:
-        result = _decode(header, codec, sections, shape, dtype)
+        kernels = np.dtype(np.float64) if PointwiseRelative.present(header.stages) else dtype.newbyteorder("=")
+        with _first_use("decode", header.codec, kernels, max(len(shape), 1)):
+            result = _decode(header, codec, sections, shape, dtype)
     except MemoryError:
         raise OutputLimitError(
             f"not enough memory to decode the declared {shape} {dtype} array ({count * dtype.itemsize} bytes)"
@@ -127,6 +132,22 @@ def decompress(
     if header.order == "F" and result.ndim >= 2:
         return np.asfortranarray(result)
     return np.ascontiguousarray(result).reshape(shape)  # ascontiguousarray makes 0-d 1-d
+
+
+_FIRST_USES_DONE: set[tuple] = set()
+
+
+def _first_use(direction: str, codec: str, dtype: np.dtype, ndim: int):
+    """The first encode or decode of a codec for a dtype and number of dimensions in this
+    process compiles (or loads) its kernels: errbound.jit coordinates that (a lock between
+    processes, a notice when it takes long). Later calls skip it for a set lookup."""
+    key = (direction, codec, dtype.char, ndim)
+    if key in _FIRST_USES_DONE or codec == "raw":
+        return contextlib.nullcontext()
+    _FIRST_USES_DONE.add(key)
+    from .jit import first_use  # numba: loaded with the first codec, never by `import errbound`
+
+    return first_use(key, f"{codec} {direction}r ({ndim}-D {dtype})")
 
 
 def _decode(header, codec, sections, shape, dtype) -> np.ndarray:

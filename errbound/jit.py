@@ -146,7 +146,7 @@ def _errbound_version() -> str:
 
 
 @contextlib.contextmanager
-def _compile_lock() -> Iterator[None]:
+def _compile_lock(what: str) -> Iterator[None]:
     try:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         handle = open(STATE_DIR / "compile.lock", "a+b")  # noqa: SIM115 - held for the block
@@ -154,7 +154,11 @@ def _compile_lock() -> Iterator[None]:
         yield
         return
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("errbound: waiting for another process that is compiling errbound's kernels (%s)", what)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         yield
     finally:
         with contextlib.suppress(OSError):
@@ -174,8 +178,8 @@ class _Notice:
     def _say(self) -> None:
         if self.compiled:
             log.warning(
-                "errbound: compiling the %s kernels (first use with this numba cache, %s); the next calls "
-                "are fast. `errbound warmup` compiles ahead of time.",
+                "errbound: compiling the kernels of the %s (first use with the numba cache %s); the next "
+                "calls are fast. `errbound warmup` compiles ahead of time.",
                 self.what,
                 cache_location(),
             )
@@ -206,7 +210,7 @@ def first_use(key: tuple, what: str) -> Iterator[None]:
     with _first_lock:
         stamp = _stamp(key)
         notice = _Notice(what)
-        lock = contextlib.nullcontext() if stamp.exists() else _compile_lock()
+        lock = contextlib.nullcontext() if stamp.exists() else _compile_lock(what)
         _active.on = True
         try:
             with lock, numba.core.event.install_listener("numba:compile", notice.listener()):

@@ -19,7 +19,7 @@ import sys
 from .. import __version__
 from ..codec import codec_names
 from ..errors import ErrboundError
-from . import arrays, bench, h5, tune
+from . import arrays, bench, h5, tune, warmup
 from .common import CLIError
 
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_parser(sub)
     h5.add_parser(sub, codecs)
     tune.add_parser(sub)
+    warmup.add_parser(sub)
     return parser
 
 

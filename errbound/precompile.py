@@ -1,0 +1,90 @@
+"""Compile errbound's kernels ahead of time (``errbound.warmup()``, ``errbound warmup``).
+
+Kernels compile on first use, per dtype and number of dimensions, and are cached on disk
+(``errbound.jit``). A job script, a container build or a CI step that calls ``warmup`` first
+makes every later process load them from the cache instead: the first call of a codec then
+takes a fraction of a second instead of tens of seconds. Each (codec, dtype, dimensions)
+case runs the codec's encoder and decoder on a small array shaped to take every path the
+codec has for it (both ``sz`` predictors, ``fz``'s long-row and 64-bit-code paths, ``sperr``'s
+PSNR search, ``hlr``'s low-rank tiles); ``tests/test_warmup.py`` checks that nothing compiles
+afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .api import compress, decompress
+from .codec import codec_names
+
+DTYPES = ("float32", "float64")
+NDIMS = (1, 2, 3, 4)
+# shapes that reach every kernel path: 1-D rows longer than fz's row ring (LONG_ROW = 65536)
+SHAPES = {1: (70_000,), 2: (96, 96), 3: (24, 24, 24), 4: (8, 8, 8, 8)}
+
+
+@dataclass
+class WarmupCase:
+    codec: str
+    dtype: str
+    ndim: int
+    seconds: float = 0.0
+
+
+def _field(shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    grids = np.meshgrid(*[np.linspace(0, 3, n) for n in shape], indexing="ij")
+    x = sum(np.sin((k + 1) * g) for k, g in enumerate(grids)) + 1e-3 * np.cos(np.arange(np.prod(shape))).reshape(shape)
+    x = x.astype(dtype)
+    x.reshape(-1)[:4] = [np.nan, np.inf, -0.0, 0.0]  # the specials' paths
+    return x
+
+
+def _low_rank(dtype: str) -> np.ndarray:
+    t = np.sort(np.random.default_rng(7).uniform(0, 20, 160))
+    return np.exp(-np.abs(t[:, None] - t[None, :])).astype(dtype)
+
+
+def _calls(codec: str, dtype: str, ndim: int) -> list[tuple[np.ndarray, dict]]:
+    x = _field(SHAPES[ndim], dtype)
+    calls = [(x, {"rel": 1e-3}), (x, {"pw_rel": 1e-3})]
+    if codec == "sz":
+        calls += [(x, {"rel": 1e-4, "predictor": "interpolation"}), (x, {"rel": 1e-4, "predictor": "lorenzo"})]
+    if codec == "fz":
+        calls.append((x * 1e12, {"abs": 1e-6}))  # codes beyond int32: the 64-bit path
+    if codec == "sperr":
+        calls.append((x, {"psnr": 60.0}))
+    if codec == "hlr" and ndim == 2:
+        calls.append((_low_rank(dtype), {"abs": 1e-5}))
+    return calls
+
+
+def cases(
+    codecs: Sequence[str] | None = None, dtypes: Sequence[str] = DTYPES, ndims: Sequence[int] = NDIMS
+) -> list[WarmupCase]:
+    names = [c for c in codec_names() if c != "raw"] if codecs is None else list(codecs)
+    return [WarmupCase(c, d, n) for c in names for d in dtypes for n in ndims]
+
+
+def warmup(
+    codecs: Sequence[str] | None = None,
+    dtypes: Sequence[str] = DTYPES,
+    ndims: Sequence[int] = NDIMS,
+    on_case: Callable[[WarmupCase], None] | None = None,
+) -> list[WarmupCase]:
+    """Compile (or load from the cache) the kernels of ``codecs`` (default: every codec) for
+    ``dtypes`` and numbers of dimensions ``ndims``. ``on_case`` is called after each case.
+    Returns the cases with the seconds each took."""
+    done = []
+    for case in cases(codecs, dtypes, ndims):
+        t0 = time.perf_counter()
+        for array, options in _calls(case.codec, case.dtype, case.ndim):
+            decompress(compress(array, case.codec, **options))
+        case.seconds = time.perf_counter() - t0
+        done.append(case)
+        if on_case is not None:
+            on_case(case)
+    return done
