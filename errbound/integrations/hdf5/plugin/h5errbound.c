@@ -152,10 +152,15 @@ static int executable(const char *path) { return access(path, X_OK) == 0; }
 
 /* The python executable of the environment errbound was installed into: ERRBOUND_PYTHON; the
  * venv around the site-packages this plugin is in; the installation's own python; the python
- * that built the plugin (editable installs, whose plugin sits in the source tree). */
-static int choose_python(char *python) {
+ * that built the plugin (editable installs, whose plugin sits in the source tree). 1 when found,
+ * 0 when not, -1 (with a message) when ERRBOUND_PYTHON names no executable. */
+static int choose_python(char *python, char *message) {
     const char *chosen = getenv("ERRBOUND_PYTHON");
     if (chosen && *chosen) {
+        if (!executable(chosen)) {
+            set_message(message, "ERRBOUND_PYTHON=%s is not an executable python", chosen);
+            return -1;
+        }
         snprintf(python, PATH_MAX, "%s", chosen);
         return 1;
     }
@@ -252,8 +257,13 @@ static int start_python(char *message) {
     config.install_signal_handlers = 0; /* Ctrl-C stays the program's */
     config.parse_argv = 0;
     config.configure_c_stdio = 0;
-    char python[PATH_MAX], home[PATH_MAX];
-    if (choose_python(python))
+    char python[PATH_MAX] = "", home[PATH_MAX];
+    int found = choose_python(python, message);
+    if (found < 0) {
+        PyConfig_Clear(&config);
+        return -1;
+    }
+    if (found)
         status = PyConfig_SetBytesString(&config, &config.program_name, python);
     else if (libpython[0] && python_home(libpython, home))
         status = PyConfig_SetBytesString(&config, &config.home, home);
