@@ -44,14 +44,45 @@ import numpy as np
 
 _PREFIX = struct.Struct("<4sBBI")
 _CRC = struct.Struct("<I")
-HOSTILE_NUMBERS = [0, -1, 1, 2, 3, 7, 8, 31, 32, 33, 63, 64, 255, 256, 65535, 2**31 - 1, 2**31, 2**32, 2**40,
-                   2**53 + 1, 2**62, 2**63 - 1, -(2**63), 10**18, 1e-300, 5e-324, 1e300, 1.5, -0.5, 0.1]
+HOSTILE_NUMBERS = [
+    0,
+    -1,
+    1,
+    2,
+    3,
+    7,
+    8,
+    31,
+    32,
+    33,
+    63,
+    64,
+    255,
+    256,
+    65535,
+    2**31 - 1,
+    2**31,
+    2**32,
+    2**40,
+    2**53 + 1,
+    2**62,
+    2**63 - 1,
+    -(2**63),
+    10**18,
+    1e-300,
+    5e-324,
+    1e300,
+    1.5,
+    -0.5,
+    0.1,
+]
 HOSTILE_VALUES = [*HOSTILE_NUMBERS, None, True, False, "", "x", "f4", [], [1], [2**40], {}, {"a": 1}]
 DTYPES = [",f4", "<f2", ">f8", "<f4", "<f8", "O", "V8", "f16", "<i4", "<u8", "S4", "<c8", "float32", "M8", "<f"]
 CODEC_NAMES = ["sz", "fz", "sperr", "hlr", "zfp", "raw", "SZ", "nope", ""]
 
 
 # --------------------------------------------------------------------------- seeds
+
 
 def seed_arrays() -> dict[str, tuple[np.ndarray, str, dict, dict]]:
     """(array, codec, bound, options) per seed name: every codec, 1-D to 4-D, both dtypes,
@@ -79,8 +110,12 @@ def seed_arrays() -> dict[str, tuple[np.ndarray, str, dict, dict]]:
     seeds["fz-int64"] = (field((20, 30), np.float64) * 1e9, "fz", {"abs": 1e-3}, {})
     seeds["sperr-chunked"] = (field((16, 16, 16), np.float32), "sperr", {"rel": 1e-4}, {"chunk": 8})
     x = np.sort(np.random.default_rng(7).uniform(0, 20, 128))
-    seeds["hlr-lowrank"] = (np.exp(-np.abs(x[:, None] - x[None, :])).astype(np.float64), "hlr", {"abs": 1e-6},
-                            {"leaf": 8})
+    seeds["hlr-lowrank"] = (
+        np.exp(-np.abs(x[:, None] - x[None, :])).astype(np.float64),
+        "hlr",
+        {"abs": 1e-6},
+        {"leaf": 8},
+    )
     seeds["zfp-fortran"] = (np.asfortranarray(field((12, 14), np.float32)), "zfp", {"abs": 1e-3}, {})
     seeds["empty"] = (np.zeros((3, 0), np.float32), "sz", {"abs": 1.0}, {})
     return seeds
@@ -89,10 +124,13 @@ def seed_arrays() -> dict[str, tuple[np.ndarray, str, dict, dict]]:
 def seed_streams() -> dict[str, bytes]:
     import errbound
 
-    return {name: errbound.compress(x, codec, **bound, **opts) for name, (x, codec, bound, opts) in seed_arrays().items()}
+    return {
+        name: errbound.compress(x, codec, **bound, **opts) for name, (x, codec, bound, opts) in seed_arrays().items()
+    }
 
 
 # --------------------------------------------------------------------------- stream surgery
+
 
 @dataclass
 class Parts:
@@ -106,11 +144,11 @@ class Parts:
 
 def split(blob: bytes) -> Parts:
     magic, major, minor, head_len = _PREFIX.unpack_from(blob, 0)
-    header = json.loads(blob[_PREFIX.size:_PREFIX.size + head_len])
+    header = json.loads(blob[_PREFIX.size : _PREFIX.size + head_len])
     pos = _PREFIX.size + head_len
     sections = []
     for name, length in header["sections"]:
-        sections.append([name, blob[pos:pos + length]])
+        sections.append([name, blob[pos : pos + length]])
         pos += length
     return Parts(major, minor, header, sections)
 
@@ -126,6 +164,7 @@ def join(parts: Parts, lengths_follow: bool = True, header_json: bytes | None = 
 
 
 # --------------------------------------------------------------------------- mutators
+
 
 def _flip(data: bytes, rng: random.Random, count: int) -> bytes:
     b = bytearray(data)
@@ -150,11 +189,11 @@ def raw_damage(blob: bytes, rng: random.Random, other: bytes) -> bytes:
     if kind == 0:
         return _flip(blob, rng, rng.choice((1, 1, 2, 8)))
     if kind == 1:
-        return blob[:rng.randrange(len(blob))]
+        return blob[: rng.randrange(len(blob))]
     if kind == 2:
         return blob + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))
     cut = rng.randrange(len(blob))
-    return blob[:cut] + other[rng.randrange(len(other)):]
+    return blob[:cut] + other[rng.randrange(len(other)) :]
 
 
 def section_mutation(blob: bytes, rng: random.Random, other: bytes) -> bytes:
@@ -168,15 +207,15 @@ def section_mutation(blob: bytes, rng: random.Random, other: bytes) -> bytes:
         data = _flip(data, rng, rng.choice((1, 1, 2, 4, 16)))
     elif kind == 1 and data:
         i = _position(data, rng)
-        data = data[:i] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 8))) + data[i + 8:]
+        data = data[:i] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 8))) + data[i + 8 :]
     elif kind == 2:
         i = _position(data, rng)
         data = data[:i] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 16))) + data[i:]
     elif kind == 3 and data:
         i = _position(data, rng)
-        data = data[:i] + data[i + rng.randint(1, 16):]
+        data = data[:i] + data[i + rng.randint(1, 16) :]
     elif kind == 4:
-        data = data[:rng.randrange(len(data) + 1)]
+        data = data[: rng.randrange(len(data) + 1)]
     elif kind == 5:
         data = bytes(rng.randrange(256) for _ in range(rng.choice((0, 1, 4, 16, 64, 1024))))
     elif kind == 6:
@@ -188,7 +227,7 @@ def section_mutation(blob: bytes, rng: random.Random, other: bytes) -> bytes:
         width = rng.choice((1, 2, 4, 8))
         value = rng.choice(HOSTILE_NUMBERS)
         value = int(value) if isinstance(value, int) or float(value).is_integer() else 0
-        data = data[:i] + (value % (1 << (8 * width))).to_bytes(width, "little") + data[i + width:]
+        data = data[:i] + (value % (1 << (8 * width))).to_bytes(width, "little") + data[i + width :]
     else:
         data = data * 2
     parts.sections[k][1] = data
@@ -262,8 +301,20 @@ def header_mutation(blob: bytes, rng: random.Random, other: bytes) -> bytes:
         elif choice == 1:
             rng.shuffle(stages)
         elif choice == 2:
-            rng.choice(stages)["name"] = rng.choice(["zstd", "huffman", "lorenzo", "interpolation", "pw_rel",
-                                                     "lowrank", "zfp-accuracy", "prequantize", "bitshuffle", "x"])
+            rng.choice(stages)["name"] = rng.choice(
+                [
+                    "zstd",
+                    "huffman",
+                    "lorenzo",
+                    "interpolation",
+                    "pw_rel",
+                    "lowrank",
+                    "zfp-accuracy",
+                    "prequantize",
+                    "bitshuffle",
+                    "x",
+                ]
+            )
         else:
             rng.choice(stages)["version"] = rng.choice((0, 2, -1, 2**40))
     elif kind == 8 and paths:  # a key removed from a dict
@@ -287,8 +338,9 @@ def header_mutation(blob: bytes, rng: random.Random, other: bytes) -> bytes:
 MUTATORS = {"raw": raw_damage, "section": section_mutation, "header": header_mutation}
 
 
-def cases(seeds: dict[str, bytes], count: int, seed: int, kinds=("raw", "section", "header"),
-          codec: str | None = None) -> list[tuple[str, str, bytes]]:
+def cases(
+    seeds: dict[str, bytes], count: int, seed: int, kinds=("raw", "section", "header"), codec: str | None = None
+) -> list[tuple[str, str, bytes]]:
     """(seed name, mutation kind, mutated stream) for ``count`` cases, deterministic in ``seed``."""
     rng = random.Random(seed)
     names = sorted(n for n in seeds if codec is None or n.startswith(codec + "-") or n == codec)
@@ -315,7 +367,7 @@ CATEGORIES = ("decoded", "errbound", "foreign", "memory", "crash", "hang")
 @dataclass
 class Report:
     counts: Counter = field(default_factory=Counter)
-    findings: list = field(default_factory=list)   # (category, seed, kind, detail, blob)
+    findings: list = field(default_factory=list)  # (category, seed, kind, detail, blob)
     seconds: float = 0.0
 
     def add(self, category: str, name: str, kind: str, detail: str, blob: bytes) -> None:
@@ -334,8 +386,10 @@ import os, pickle, resource, sys, time, traceback
 blobs = pickle.load(open(sys.argv[1], "rb"))
 cap, max_bytes, start = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 sys.path.insert(0, sys.argv[5])
-import errbound, numpy as np
+import errbound, inspect, numpy as np
 from streams import seed_streams
+# errbound before 0.3 has no max_bytes: the harness also measures older versions (PYTHONPATH)
+limit = {"max_bytes": max_bytes} if "max_bytes" in inspect.signature(errbound.decompress).parameters else {}
 for blob in seed_streams().values():      # compile everything and start numba's threads first
     errbound.decompress(blob)
 with open("/proc/self/statm") as f:
@@ -345,7 +399,7 @@ out = sys.stdout
 for i in range(start, len(blobs)):
     t = time.perf_counter()
     try:
-        errbound.decompress(blobs[i], max_bytes=max_bytes)
+        errbound.decompress(blobs[i], **limit)
         category, detail = "decoded", ""
     except errbound.ErrboundError as exc:
         category, detail = "errbound", type(exc).__name__
@@ -366,8 +420,9 @@ def _lines(stream, into: queue.Queue) -> None:
     into.put(None)
 
 
-def run(batch: list[tuple[str, str, bytes]], cap: int = 512 << 20, max_bytes: int = 64 << 20,
-        hang_seconds: float = 20.0) -> Report:
+def run(
+    batch: list[tuple[str, str, bytes]], cap: int = 512 << 20, max_bytes: int = 64 << 20, hang_seconds: float = 20.0
+) -> Report:
     """Decode every case of ``batch`` in a worker process (restarted after a crash or hang)."""
     report = Report()
     t0 = time.perf_counter()
@@ -380,8 +435,12 @@ def run(batch: list[tuple[str, str, bytes]], cap: int = 512 << 20, max_bytes: in
         Path(script).write_text(WORKER)
         start = 0
         while start < len(batch):
-            proc = subprocess.Popen([sys.executable, script, path, str(cap), str(max_bytes), str(start), here],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, script, path, str(cap), str(max_bytes), str(start), here],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             lines: queue.Queue = queue.Queue()
             threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
             done, hung = start, False

@@ -20,16 +20,16 @@ import struct
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from ...bounds import finite_range
 from ...bounds import psnr as measure_psnr
 from ...codec import Codec, register
 from ...errors import CorruptStreamError
+from ...jit import parallel_map
+from ...jit import threads as jit_threads
 from ...layout import as_4d_shape
 from ...stages.coders import speck
 from ...stages.coders.zstd import ZstdLossless
@@ -61,18 +61,11 @@ _CHUNK = np.dtype(
 _STREAM = np.dtype([("top", "i1"), ("nbytes", "<u4")])
 _CODED, _CONSTANT = 0, 1
 
-_POOL: ThreadPoolExecutor | None = None
-
 
 def _pmap(threads: int) -> wavelet.Pmap:
-    """A map over a shared thread pool (the kernels release the GIL); serial for one thread."""
-    global _POOL
-    if threads <= 1:
-        return wavelet.serial_map
-    if _POOL is None or _POOL._max_workers != threads:
-        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="errbound-sperr")
-    pool = _POOL
-    return lambda fn, items: list(pool.map(fn, items))
+    """The map the transform and SPECK run their independent pieces with: errbound's threads
+    (the kernels release the GIL), serial for one thread."""
+    return wavelet.serial_map if threads <= 1 else parallel_map
 
 
 def chunk_slices(shape4: tuple[int, ...], extent: tuple[int, ...]) -> list[tuple[slice, ...]]:
@@ -173,7 +166,7 @@ class SperrCodec(Codec):
         coder = speck.Speck()
         outliers = sperr_outliers.OutlierCorrection()
         lossless = ZstdLossless(level=1)
-        threads = numba.get_num_threads()
+        threads = jit_threads()
         pmap = _pmap(threads)
         step = sperr_outliers.correction_step(eb, outliers.step_factor)
         single = data.dtype == np.float32
@@ -256,7 +249,7 @@ class SperrCodec(Codec):
             payload[key] = lossless.decompress(raw, limits[key]) if len(raw) else b""
         if crc != crc_expected:
             raise CorruptStreamError("sperr sections do not match their checksum")
-        threads = numba.get_num_threads()
+        threads = jit_threads()
         pmap = _pmap(threads)
         out = np.empty(shape4, dtype)
         sp_off = ol_off = ex_off = st_off = 0
@@ -346,7 +339,7 @@ def _prepare(data: np.ndarray, q_data: float, scale: int, side: int | None) -> I
     shape4 = as_4d_shape(data.shape)
     work = data.reshape(shape4)
     transform = wavelet.CDF97()
-    threads = numba.get_num_threads()
+    threads = jit_threads()
     pmap = _pmap(threads)
     for sl in chunk_slices(shape4, policy.chunk_extent(shape4, side)):
         x = np.ascontiguousarray(work[sl]).reshape(-1)

@@ -18,9 +18,8 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from numba import prange
 
-from ...jit import kernel
+from ...jit import kernel, run_tasks
 from ...scratch import scratch
 from ...stage import Stage
 
@@ -46,12 +45,12 @@ def _zigzag(v, bits):
     return (v << 1) ^ (v >> (bits - 1))
 
 
-@kernel(parallel=True)
-def _block_masks(r, bits, allbits, limit, masks, wide):
+@kernel
+def _block_masks(first, stop, r, bits, allbits, limit, masks, wide):
     """masks[b] = OR of the zigzagged values in block b (values >= limit count as 0 and are
     flagged in `wide`; limit 0 means no limit, the common case, kept branch-free)."""
     n = r.shape[0]
-    for b in prange(masks.shape[0]):
+    for b in range(first, stop):
         acc = np.uint64(0)
         lo = b * BLOCK
         hi = min(n, lo + BLOCK)
@@ -140,8 +139,8 @@ def _transpose8(x):
     return x ^ t ^ (t << np.uint64(28))
 
 
-@kernel(parallel=True)
-def _shuffle(r, bits, lane, limit, masks, dense, dense_off, sparse_off, wide, dense_planes, sparse_planes):
+@kernel
+def _shuffle(first, stop, r, bits, lane, limit, masks, dense, dense_off, sparse_off, wide, dense_planes, sparse_planes):
     """`lane` (an empty uint32 or uint64 array) sets the type the values are handled in: as
     wide as the codes and no wider (uint32 lanes for int32 codes: 1.25x faster)."""
     n = r.shape[0]
@@ -149,10 +148,9 @@ def _shuffle(r, bits, lane, limit, masks, dense, dense_off, sparse_off, wide, de
     nbytes = bits // 8
     dense_bytes = dense_planes.view(np.uint8)
     sparse_bytes = sparse_planes.view(np.uint8)
-    ntasks = (nblocks + BLOCKS_PER_TASK - 1) // BLOCKS_PER_TASK
-    for task in prange(ntasks):
-        vals = np.zeros(BLOCK, lane.dtype)
-        plane_bytes = np.zeros((bits, _GROUPS), np.uint8)
+    vals = np.zeros(BLOCK, lane.dtype)
+    plane_bytes = np.zeros((bits, _GROUPS), np.uint8)
+    for task in range(first, stop):
         for b in range(task * BLOCKS_PER_TASK, min(nblocks, (task + 1) * BLOCKS_PER_TASK)):
             m = masks[b]
             if m == 0:
@@ -193,8 +191,8 @@ def _shuffle(r, bits, lane, limit, masks, dense, dense_off, sparse_off, wide, de
                     dst += _GROUPS
 
 
-@kernel(parallel=True)
-def _unshuffle(masks, dense, dense_off, sparse_off, dense_planes, sparse_planes, bits, lane, out, add):
+@kernel
+def _unshuffle(first, stop, masks, dense, dense_off, sparse_off, dense_planes, sparse_planes, bits, lane, out, add):
     """out = the decoded values, or out += them (wrapping) when `add`; `lane` as in _shuffle
     (uint32 lanes for int32 codes: 1.8x faster)."""
     n = out.shape[0]
@@ -202,10 +200,9 @@ def _unshuffle(masks, dense, dense_off, sparse_off, dense_planes, sparse_planes,
     nbytes = bits // 8
     dense_bytes = dense_planes.view(np.uint8)
     sparse_bytes = sparse_planes.view(np.uint8)
-    ntasks = (nblocks + BLOCKS_PER_TASK - 1) // BLOCKS_PER_TASK
-    for task in prange(ntasks):
-        vals = np.zeros(BLOCK, lane.dtype)
-        xs = np.zeros(_GROUPS, np.uint64)  # 8 planes' bytes of one group of 8 values each
+    vals = np.zeros(BLOCK, lane.dtype)
+    xs = np.zeros(_GROUPS, np.uint64)  # 8 planes' bytes of one group of 8 values each
+    for task in range(first, stop):
         for b in range(task * BLOCKS_PER_TASK, min(nblocks, (task + 1) * BLOCKS_PER_TASK)):
             lo = b * BLOCK
             count = min(n, lo + BLOCK) - lo
@@ -314,12 +311,16 @@ def shuffle(residuals: np.ndarray, width: int | None = None, dense: int | None =
     wide = np.zeros(r.size if width < bits else 1, np.bool_)
     allbits = np.uint64(2**bits - 1)
     limit = np.uint64(0 if width >= bits else 2**width)
-    _block_masks(r, bits, allbits, limit, masks, wide)
+    run_tasks(_block_masks, nblocks, r, bits, allbits, limit, masks, wide, min_tasks=BLOCKS_PER_TASK)
     dense_off, sparse_off = plane_offsets(masks, dense)
     # the planes only travel to the stream writer, which copies them: scratch, not fresh pages
     dense_planes = scratch("shuffle-dense", dense_off[-1], np.uint32)
     sparse_planes = scratch("shuffle-sparse", sparse_off[-1], np.uint32)
-    _shuffle(r, bits, _lane(bits), limit, masks, dense, dense_off, sparse_off, wide, dense_planes, sparse_planes)
+    ntasks = -(-nblocks // BLOCKS_PER_TASK)
+    lane = _lane(bits)
+    run_tasks(
+        _shuffle, ntasks, r, bits, lane, limit, masks, dense, dense_off, sparse_off, wide, dense_planes, sparse_planes
+    )
     wide_idx = np.flatnonzero(wide) if width < bits else np.zeros(0, np.int64)
     mask_dtype = np.uint32 if bits == 32 else np.uint64
     return masks.astype(mask_dtype), dense_planes, sparse_planes, wide_idx, r[wide_idx].copy(), dense
@@ -350,7 +351,9 @@ def unshuffle(
     if add and out is None:
         raise ValueError("add=True needs out=")
     out = np.empty(count, dtype) if out is None else out
-    _unshuffle(
+    run_tasks(
+        _unshuffle,
+        -(-masks64.size // BLOCKS_PER_TASK),
         masks64,
         int(dense),
         dense_off,

@@ -11,9 +11,8 @@ as an exact correction. Hence the bound holds whatever the factor coding did.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from ...jit import kernel
+from ...jit import kernel, run_tasks
 from ...stage import Stage
 from ..coders.zstd import ZstdLossless
 from .patches import decode_patches, encode_patches, violations
@@ -25,12 +24,12 @@ class HlrCorrections(Stage):
     name = "hlr-corrections"
 
 
-@kernel(parallel=True)
-def _combine(low, resid, out, chunk):
+@kernel
+def _combine(first, stop, low, resid, out, chunk):
     # one rounding to the output dtype per point; the chunks are independent, so the result
     # does not depend on the thread count
     n = out.shape[0]
-    for c in prange((n + chunk - 1) // chunk):
+    for c in range(first, stop):
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
             if low[i] == 0.0:
                 out[i] = resid[i]
@@ -41,7 +40,9 @@ def _combine(low, resid, out, chunk):
 def combine(low: np.ndarray, resid: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """The decoded values: flat ``L + R'`` in ``dtype`` (``R'`` alone where ``L`` is zero)."""
     out = np.empty(resid.size, dtype)
-    _combine(np.ascontiguousarray(low, np.float64).reshape(-1), np.ascontiguousarray(resid).reshape(-1), out, 1 << 16)
+    chunk = 1 << 16
+    low = np.ascontiguousarray(low, np.float64).reshape(-1)
+    run_tasks(_combine, -(-out.size // chunk), low, np.ascontiguousarray(resid).reshape(-1), out, chunk)
     return out
 
 

@@ -27,10 +27,9 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import prange
 
 from ...errors import CorruptStreamError
-from ...jit import kernel
+from ...jit import kernel, run_tasks
 from ...stage import Stage
 from ..coders import zfp
 
@@ -99,15 +98,15 @@ class LowRankTiles(Stage):
 # kernels
 
 
-@kernel(parallel=True)
-def _accumulate_products(out, items, blocks, factors):
+@kernel
+def _accumulate_products(first, stop, out, items, blocks, factors):
     """out[r0 + i, c0 + j] += sum_k F[i, k] G[j, k] for every (block, row i) work item.
 
     Columns are stored one after the other (F's, then G's, each padded to a multiple of 4).
     Per element the sum runs over k in increasing order and no FMA is formed, so the result
     is the same for any thread count; rows of the blocks are disjoint, so items run in parallel.
     """
-    for t in prange(items.shape[0]):
+    for t in range(first, stop):
         b = items[t, 0]
         i = items[t, 1]
         r0, c0, nr, nc, rank, off = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3], blocks[b, 4], blocks[b, 5]
@@ -509,5 +508,5 @@ def reconstruct(shape: tuple[int, int], blocks: np.ndarray, factors: np.ndarray)
         items = np.concatenate(
             [np.stack([np.full(nr, b), np.arange(nr)], 1) for b, nr in enumerate(blocks[:, 2])]
         ).astype(np.int64)
-        _accumulate_products(out, items, blocks, factors)
+        run_tasks(_accumulate_products, items.shape[0], out, items, blocks, factors, min_tasks=64)
     return out

@@ -18,9 +18,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 
-from ...jit import kernel
+from ...jit import kernel, run_tasks
 from ...stage import Stage
 from ..quantizers.prequantize import grid_code
 
@@ -45,13 +44,12 @@ def _diff(out, row, sign):
         out[j] += sign * (row[j] - row[j - 1])
 
 
-@kernel(parallel=True)
-def _residuals_3d(q, out, n0, n1, n2):
+@kernel
+def _residuals_3d(first, stop, q, out, n0, n1, n2):
     s1 = n2
     s0 = n1 * n2
     nrows = n0 * n1
-    ntasks = (nrows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(ntasks):
+    for task in range(first, stop):
         for row in range(task * ROWS_PER_TASK, min(nrows, (task + 1) * ROWS_PER_TASK)):
             i0 = row // n1
             i1 = row % n1
@@ -130,8 +128,8 @@ def _check_row(x, codes, step, eb, recon, bad):
         bad[j] = not ok or (xf == 0.0 and math.copysign(1.0, xf) < 0.0)
 
 
-@kernel(parallel=True)
-def _quantize_residuals_3d(x, step, eb, limit, out, bad, check, n0, n1, n2):
+@kernel
+def _quantize_residuals_3d(first_task, stop, x, step, eb, limit, out, bad, check, n0, n1, n2):
     """out = the residuals of x's codes (grid_code of x / step), without storing the codes:
     each task keeps the code rows it needs (this row, the one above, and both in the plane
     behind) in a small ring and quantizes each row of x at most twice, in cache, instead of
@@ -145,10 +143,9 @@ def _quantize_residuals_3d(x, step, eb, limit, out, bad, check, n0, n1, n2):
     s1 = n2
     s0 = n1 * n2
     nrows = n0 * n1
-    ntasks = (nrows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(ntasks):
-        rows = np.zeros((4, n2), out.dtype)  # [this row, row above] x [this plane, plane behind]
-        recon = np.zeros(n2, x.dtype)
+    rows = np.zeros((4, n2), out.dtype)  # [this row, row above] x [this plane, plane behind]
+    recon = np.zeros(n2, x.dtype)
+    for task in range(first_task, stop):
         first = task * ROWS_PER_TASK
         for row in range(first, min(nrows, first + ROWS_PER_TASK)):
             i0 = row // n1
@@ -182,22 +179,22 @@ SEGMENT = 1 << 14  # values per task of the 1-D kernel (its codes stay in L1/L2)
 LONG_ROW = 1 << 16  # rows longer than this leave the row ring: it would not fit in cache
 
 
-@kernel(parallel=True)
-def _quantize_residuals_1d(x, step, eb, limit, out, bad, check):
+@kernel
+def _quantize_residuals_1d(first, stop, x, step, eb, limit, out, bad, check):
     """_quantize_residuals_3d for one long row: segments in parallel, each quantizing the
     value before it again (the 3-D kernel would run a single row as one serial task
     through a ring of row-long buffers: 10x slower on 4 Mi values)."""
     inv_step = 1.0 / step
     n = x.shape[0]
-    nseg = (n + SEGMENT - 1) // SEGMENT
-    for seg in prange(nseg):
+    codes_buffer = np.empty(SEGMENT, out.dtype)
+    recon_buffer = np.empty(SEGMENT, x.dtype)
+    for seg in range(first, stop):
         lo = seg * SEGMENT
         hi = min(n, lo + SEGMENT)
-        codes = np.empty(hi - lo, out.dtype)
-        recon = np.empty(hi - lo, x.dtype)
+        codes = codes_buffer[: hi - lo]
         _quantize_row(x[lo:hi], inv_step, limit, codes)
         if check:
-            _check_row(x[lo:hi], codes, step, eb, recon, bad[lo:hi])
+            _check_row(x[lo:hi], codes, step, eb, recon_buffer[: hi - lo], bad[lo:hi])
         o = out[lo:hi]
         prev = grid_code(np.float64(x[lo - 1]) * inv_step, limit) if lo > 0 else 0
         o[0] = codes[0] - prev
@@ -218,7 +215,8 @@ def lorenzo_residuals(codes: np.ndarray, shape, out: np.ndarray | None = None) -
     src = np.ascontiguousarray(codes).reshape(-1)
     out = np.empty_like(src) if out is None else out
     if src.size:  # as_3d drops zero-length axes: an empty array must not reach the kernel
-        _residuals_3d(src, out, *as_3d(shape))
+        n0, n1, n2 = as_3d(shape)
+        run_tasks(_residuals_3d, -(-n0 * n1 // ROWS_PER_TASK), src, out, n0, n1, n2)
     return out
 
 
@@ -234,28 +232,30 @@ def quantize_residuals(
         return out
     n0, n1, n2 = as_3d(shape)
     step = 2.0 * float(eb)
+    args = (data, step, float(eb), float(limit))
     if n2 <= LONG_ROW:
-        _quantize_residuals_3d(data, step, float(eb), float(limit), out, flags, check, n0, n1, n2)
+        run_tasks(_quantize_residuals_3d, -(-n0 * n1 // ROWS_PER_TASK), *args, out, flags, check, n0, n1, n2)
     elif n0 * n1 == 1:
-        _quantize_residuals_1d(data, step, float(eb), float(limit), out, flags, check)
+        run_tasks(_quantize_residuals_1d, -(-data.size // SEGMENT), *args, out, flags, check)
     else:  # a few very long rows, which need the rows behind them: codes first, then residuals
         codes = np.empty(data.size, out.dtype)
-        _codes(data, step, float(eb), float(limit), codes, flags, check)
-        _residuals_3d(codes, out, n0, n1, n2)
+        run_tasks(_codes, -(-data.size // SEGMENT), *args, codes, flags, check)
+        run_tasks(_residuals_3d, -(-n0 * n1 // ROWS_PER_TASK), codes, out, n0, n1, n2)
     return out
 
 
-@kernel(parallel=True)
-def _codes(x, step, eb, limit, codes, bad, check):
+@kernel
+def _codes(first, stop, x, step, eb, limit, codes, bad, check):
     """The codes (and, with `check`, the outlier flags) alone, in segments."""
     inv_step = 1.0 / step
     n = x.shape[0]
-    for seg in prange((n + SEGMENT - 1) // SEGMENT):
+    recon = np.empty(SEGMENT, x.dtype)
+    for seg in range(first, stop):
         lo = seg * SEGMENT
         hi = min(n, lo + SEGMENT)
         _quantize_row(x[lo:hi], inv_step, limit, codes[lo:hi])
         if check:
-            _check_row(x[lo:hi], codes[lo:hi], step, eb, np.empty(hi - lo, x.dtype), bad[lo:hi])
+            _check_row(x[lo:hi], codes[lo:hi], step, eb, recon[: hi - lo], bad[lo:hi])
 
 
 def lorenzo_restore(

@@ -13,9 +13,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import prange
 
-from ...jit import kernel
+from ...jit import kernel, run_tasks
 from ...scratch import scratch
 from ...stage import Stage
 
@@ -47,16 +46,16 @@ def grid_code(qf, limit):
     return np.int64(math.floor((qf if inside else 0.0) + 0.5))
 
 
-@kernel(parallel=True)
-def prequantize_kernel(x, step, eb, limit, q, bad, recon, chunk):
-    """Fill q, and bad with the outlier flags. recon is scratch (the reconstruction in the
-    input dtype). Chunks run in parallel; results do not depend on the thread count because
-    every point is independent (the GPU kernel computes the same expression per point). The
-    two passes per chunk are branch-free so that they vectorize."""
+@kernel
+def prequantize_chunks(first, stop, x, step, eb, limit, q, bad, recon, chunk):
+    """Fill q, and bad with the outlier flags, for chunks [first, stop). recon is scratch (the
+    reconstruction in the input dtype). Chunks run in parallel (jit.run_tasks); results do
+    not depend on the thread count because every point is independent (the GPU kernel
+    computes the same expression per point). The two passes per chunk are branch-free so
+    that they vectorize."""
     n = x.shape[0]
     inv_step = 1.0 / step
-    nchunks = (n + chunk - 1) // chunk
-    for c in prange(nchunks):
+    for c in range(first, stop):
         lo = c * chunk
         hi = min(n, lo + chunk)
         # slices from 0 let numba drop the wraparound checks
@@ -71,11 +70,10 @@ def prequantize_kernel(x, step, eb, limit, q, bad, recon, chunk):
             bs[k] = not ok or (xf == 0.0 and math.copysign(1.0, xf) < 0.0)
 
 
-@kernel(parallel=True)
-def dequantize_kernel(q, step, out, chunk):
+@kernel
+def dequantize_chunks(first, stop, q, step, out, chunk):
     n = q.shape[0]
-    nchunks = (n + chunk - 1) // chunk
-    for c in prange(nchunks):
+    for c in range(first, stop):
         lo = c * chunk
         hi = min(n, lo + chunk)
         # slices from 0 let numba drop the wraparound check and vectorize (measured 4.5x)
@@ -133,7 +131,7 @@ def prequantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | N
     codes = np.empty(flat.size, int_dtype) if out is None else out
     bad = scratch("prequantize-bad", flat.size, np.bool_)
     recon = scratch("prequantize-recon", flat.size, flat.dtype)
-    prequantize_kernel(flat, step, eb, limit, codes, bad, recon, CHUNK)
+    run_tasks(prequantize_chunks, -(-flat.size // CHUNK), flat, step, eb, limit, codes, bad, recon, CHUNK)
     idx = np.flatnonzero(bad)
     return codes, idx, flat[idx].copy()
 
@@ -143,7 +141,7 @@ def dequantize(codes: np.ndarray, eb: float, dtype, outlier_idx=None, outlier_va
     (C-contiguous, `codes.size` elements of dtype) when given."""
     if out is None:
         out = np.empty(codes.size, dtype)
-    dequantize_kernel(codes.reshape(-1), 2.0 * eb, out.reshape(-1), CHUNK)
+    run_tasks(dequantize_chunks, -(-codes.size // CHUNK), codes.reshape(-1), 2.0 * eb, out.reshape(-1), CHUNK)
     if outlier_idx is not None and len(outlier_idx):
         out[outlier_idx] = outlier_val
     return out
