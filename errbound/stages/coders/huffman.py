@@ -64,20 +64,36 @@ _U32 = np.uint64(32)
 
 
 @_jit
-def _histogram(symbols, alphabet_size, ways):
-    """Symbol counts, or the index of the first out-of-range symbol.
-
-    Rotating over ``ways`` (a power of two) sub-histograms breaks the store-to-load chain on
-    the counter of a dominant symbol: 4 ways count typical quantization codes ~2x faster."""
-    c = np.zeros((ways, alphabet_size), np.int64)
-    for i in range(symbols.size):
+def _histogram(symbols, alphabet_size):
+    """(counts of the symbols lo..hi, lo, -1), or (_, _, index of the first symbol outside
+    the alphabet). Small inputs count only the range in use, so they do not pay for the
+    whole alphabet (65536 codes) in every table step; large ones count in one pass."""
+    n = symbols.size
+    if 4 * n >= alphabet_size:
+        c = np.zeros(alphabet_size, np.int64)
+        for i in range(n):
+            s = np.int64(symbols[i])
+            if s < 0 or s >= alphabet_size:
+                return c, 0, i
+            c[s] += 1
+        lo = 0
+        while lo < alphabet_size and c[lo] == 0:
+            lo += 1
+        hi = alphabet_size - 1
+        while hi > lo and c[hi] == 0:
+            hi -= 1
+        return c[lo : hi + 1], lo, -1
+    lo, hi = alphabet_size, -1
+    for i in range(n):
         s = np.int64(symbols[i])
         if s < 0 or s >= alphabet_size:
-            return c[0], i
-        c[i & (ways - 1), s] += 1
-    for w in range(1, ways):
-        c[0] += c[w]
-    return c[0], -1
+            return np.zeros(0, np.int64), 0, i
+        lo = min(lo, s)
+        hi = max(hi, s)
+    c = np.zeros(max(hi - lo + 1, 0), np.int64)
+    for i in range(n):
+        c[np.int64(symbols[i]) - lo] += 1
+    return c, lo, -1
 
 
 @_jit
@@ -123,17 +139,20 @@ def _minimum_redundancy_depths(w):
     return w
 
 
-@_jit
-def _code_lengths(counts, max_len):
+# The code tables concern only the used symbols (a few hundred, at most 2**20), so they are
+# built with numpy here; only the loops over every symbol (counting, packing, unpacking) and
+# the O(n) depth computation are kernels. Each kernel costs compile time on a cold start.
+
+
+def _code_lengths(counts: np.ndarray, max_len: int) -> np.ndarray:
     """Length-limited Huffman code lengths (uint8 per symbol, 0 = unused); >= 2 used symbols."""
+    counts = np.asarray(counts, np.int64)
     used = np.flatnonzero(counts)
     # Stable sort: ties keep symbol order, so the result never depends on the platform.
-    order = used[np.argsort(counts[used], kind="mergesort")]
+    order = used[np.argsort(counts[used], kind="stable")]
     depths = _minimum_redundancy_depths(counts[order].copy())
-    top = depths[0]
-    bl = np.zeros(max(top, max_len) + 1, np.int64)
-    for d in depths:
-        bl[d] += 1
+    top = int(depths[0])
+    bl = np.bincount(depths, minlength=max(top, max_len) + 1).tolist()
     # Length limiting (JPEG Annex K.3): move a sibling pair off the deepest level; one takes
     # the parent's place, the other pairs with the deepest shallower leaf. Kraft sum stays 1.
     for i in range(top, max_len, -1):
@@ -146,66 +165,67 @@ def _code_lengths(counts, max_len):
             bl[j + 1] += 2
             bl[j] -= 1
     lens = np.zeros(counts.size, np.uint8)
-    length = 1
-    for k in range(order.size - 1, -1, -1):  # most frequent first gets the shortest code
-        while bl[length] == 0:
-            length += 1
-        bl[length] -= 1
-        lens[order[k]] = length
+    # most frequent first gets the shortest code
+    lens[order[::-1]] = np.repeat(np.arange(len(bl), dtype=np.uint8), bl)[: order.size]
     return lens
 
 
-@_jit
-def _canonical_layout(bl):
+def _canonical_layout(bl) -> tuple[list[int], list[int]]:
     """First canonical code and first sorted position of each code length."""
-    first = np.zeros(MAX_CODE_LENGTH + 2, np.int64)
-    offs = np.zeros(MAX_CODE_LENGTH + 2, np.int64)
+    first = [0] * (MAX_CODE_LENGTH + 2)
+    offs = [0] * (MAX_CODE_LENGTH + 2)
     for n in range(1, MAX_CODE_LENGTH + 1):
-        first[n + 1] = (first[n] + bl[n]) << 1
-        offs[n + 1] = offs[n] + bl[n]
+        first[n + 1] = (first[n] + int(bl[n])) << 1
+        offs[n + 1] = offs[n] + int(bl[n])
     return first, offs
 
 
-@_jit
-def _canonical_codes(lens):
-    bl = np.zeros(MAX_CODE_LENGTH + 2, np.int64)
-    for s in range(lens.size):
-        bl[lens[s]] += 1
-    nxt, _ = _canonical_layout(bl)
+def _canonical_order(syms: np.ndarray, lens: np.ndarray):
+    """Symbols in canonical order (by length, then symbol) with their codes."""
+    order = np.lexsort((syms, lens))
+    sorted_lens = lens[order].astype(np.int64)
+    bl = np.bincount(sorted_lens, minlength=MAX_CODE_LENGTH + 2)
+    first, offs = _canonical_layout(bl)
+    rank = np.arange(order.size, dtype=np.int64) - np.asarray(offs, np.int64)[sorted_lens]
+    return order, sorted_lens, np.asarray(first, np.int64)[sorted_lens] + rank, bl
+
+
+def _canonical_codes(lens: np.ndarray) -> np.ndarray:
+    syms = np.flatnonzero(lens)
+    order, _, codes_sorted, _ = _canonical_order(syms, lens[syms])
     codes = np.zeros(lens.size, np.uint32)
-    for s in range(lens.size):
-        if lens[s]:
-            codes[s] = nxt[lens[s]]
-            nxt[lens[s]] += 1
+    codes[syms[order]] = codes_sorted.astype(np.uint32)
     return codes
 
 
-@_jit
-def _table_varints(lens, counts):
-    """Returns (table bytes, used symbol count, bit stream length)."""
-    out = np.empty(4 * lens.size + 4, np.uint8)  # gap < 2**20 -> value < 2**25 -> <= 4 bytes
-    pos, prev, m, nbits = 0, -1, 0, np.int64(0)
-    for s in range(lens.size):
-        if lens[s]:
-            nbits += counts[s] * np.int64(lens[s])
-            v = ((s - prev - 1) << 5) | (lens[s] - 1)
-            while v >= 0x80:
-                out[pos] = (v & 0x7F) | 0x80
-                v >>= 7
-                pos += 1
-            out[pos] = v
-            pos += 1
-            prev = s
-            m += 1
-    return out[:pos], m, nbits
+def _varints(values: np.ndarray) -> np.ndarray:
+    """LEB128 bytes of non-negative int64 values below 2**28, concatenated."""
+    values = values.astype(np.int64)
+    sizes = 1 + (values >= 1 << 7) + (values >= 1 << 14) + (values >= 1 << 21)
+    ends = np.cumsum(sizes)
+    which = np.repeat(np.arange(values.size), sizes)
+    k = np.arange(int(ends[-1]) if values.size else 0) - np.repeat(ends - sizes, sizes)
+    out = (values[which] >> (7 * k)) & 0x7F
+    out |= np.where(k + 1 < sizes[which], 0x80, 0)
+    return out.astype(np.uint8)
+
+
+def _table_varints(lens: np.ndarray, counts: np.ndarray, lo: int = 0):
+    """Returns (table bytes, used symbol count, bit stream length); the tables start at symbol ``lo``."""
+    syms = np.flatnonzero(lens)
+    used_lens = lens[syms].astype(np.int64)
+    gaps = np.diff(syms, prepend=-1 - lo) - 1
+    nbits = int(np.dot(np.asarray(counts, np.int64)[syms], used_lens))
+    return _varints((gaps << 5) | (used_lens - 1)), syms.size, nbits
 
 
 @_jit
-def _pack(symbols, codes, lens, out, pos):
-    """Write the codes of ``symbols`` into ``out`` from byte ``pos``; sized by the caller."""
+def _pack(symbols, lo, codes, lens, out, pos):
+    """Write the codes of ``symbols`` (tables indexed from symbol ``lo``) into ``out`` from
+    byte ``pos``; sized by the caller."""
     acc, nb = np.uint64(0), np.uint64(0)
     for i in range(symbols.size):
-        s = symbols[i]
+        s = np.int64(symbols[i]) - lo
         n = np.uint64(lens[s])
         acc = (acc << n) | np.uint64(codes[s])
         nb += n
@@ -221,61 +241,53 @@ def _pack(symbols, codes, lens, out, pos):
     return pos
 
 
-@_jit
-def _read_table(data, pos, m):
-    syms = np.empty(m, np.int32)
-    lens = np.empty(m, np.uint8)
-    end = data.size
-    prev = np.int64(-1)
-    for k in range(m):
-        v = np.int64(0)
-        shift = 0
-        while True:
-            if pos >= end:
-                return 1, pos, syms, lens
-            b = np.int64(data[pos])
-            pos += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
-            if shift >= 28:  # legal entries never need more than 4 bytes
-                return 2, pos, syms, lens
-        prev = prev + 1 + (v >> 5)
-        if prev >= MAX_ALPHABET:
-            return 2, pos, syms, lens
-        syms[k] = prev
-        lens[k] = (v & 31) + 1
-    return 0, pos, syms, lens
+def _read_table(data: np.ndarray, pos: int, m: int):
+    """The m table entries from byte ``pos``: (error, position after them, symbols, lengths)."""
+    window = data[pos : pos + 4 * m].astype(np.int64)  # a legal entry has at most 4 bytes
+    ends = np.flatnonzero(window < 0x80)[:m]
+    starts = np.concatenate(([0], ends[:-1] + 1)) if ends.size else ends
+    long_entries = np.flatnonzero(ends - starts >= 4)
+    if ends.size < m or long_entries.size:
+        k = int(long_entries[0]) if long_entries.size else ends.size
+        if k == ends.size and window.size - (int(ends[-1]) + 1 if ends.size else 0) < 4:
+            return 1, pos, None, None  # the data ends inside entry k
+        return 2, pos, None, None
+    used = int(ends[-1]) + 1
+    entry = np.repeat(np.arange(m), ends - starts + 1)
+    shift = 7 * (np.arange(used) - starts[entry])
+    v = np.add.reduceat((window[:used] & 0x7F) << shift, starts)
+    syms = np.cumsum(1 + (v >> 5)) - 1
+    if syms[-1] >= MAX_ALPHABET:
+        return 2, pos, None, None
+    return 0, pos + used, syms.astype(np.int32), ((v & 31) + 1).astype(np.uint8)
 
 
-@_jit
-def _build_decoder(syms, lens, table_bits):
+def _build_decoder(syms: np.ndarray, lens: np.ndarray, table_bits: int):
     """Fast table (symbol << 6 | length, 0 = longer than table_bits) + canonical walk data."""
-    bl = np.zeros(MAX_CODE_LENGTH + 2, np.int64)
-    kraft, maxlen = np.int64(0), 0
-    for k in range(lens.size):
-        bl[lens[k]] += 1
-        kraft += np.int64(1) << (MAX_CODE_LENGTH - lens[k])
-        maxlen = max(maxlen, np.int64(lens[k]))
-    table = np.zeros(np.int64(1) << table_bits, np.int32)
-    ordered = np.empty(lens.size, np.int32)
-    first, offs = _canonical_layout(bl)
+    lens64 = lens.astype(np.int64)
+    kraft = int(np.sum(np.int64(1) << (MAX_CODE_LENGTH - lens64)))
+    maxlen = int(lens64.max())
     # An incomplete or over-full code would leave undecodable bit patterns or ambiguities.
-    if kraft != np.int64(1) << MAX_CODE_LENGTH:
-        return 3, table, first, bl, offs, ordered, maxlen
-    fill = offs.copy()
-    for k in range(lens.size):  # symbols arrive ascending, so this is the canonical order
-        n = lens[k]
-        ordered[fill[n]] = syms[k]
-        if n <= table_bits:
-            code = first[n] + (fill[n] - offs[n])
-            lo = code << (table_bits - n)
-            entry = (np.int64(syms[k]) << 6) | n
-            for e in range(lo, lo + (np.int64(1) << (table_bits - n))):
-                table[e] = entry
-        fill[n] += 1
-    return 0, table, first, bl, offs, ordered, maxlen
+    if kraft != 1 << MAX_CODE_LENGTH:
+        return 3, None, None, None, None, None, maxlen
+    order, sorted_lens, codes, bl = _canonical_order(syms, lens64)
+    first, offs = _canonical_layout(bl)
+    ordered = syms[order].astype(np.int32)
+    # canonical codes in this order cover consecutive ranges of the table
+    short = sorted_lens <= table_bits
+    entries = (ordered[short].astype(np.int32) << 6) | sorted_lens[short].astype(np.int32)
+    table = np.zeros(1 << table_bits, np.int32)
+    filled = np.repeat(entries, np.int64(1) << (table_bits - sorted_lens[short]))
+    table[: filled.size] = filled
+    return (
+        0,
+        table,
+        np.asarray(first, np.int64),
+        bl.astype(np.int64),
+        np.asarray(offs, np.int64),
+        ordered,
+        maxlen,
+    )
 
 
 @_jit
@@ -357,7 +369,7 @@ def _read_varint(data: np.ndarray, pos: int, what: str) -> tuple[int, int]:
             raise CorruptStreamError(f"huffman block: varint for {what} is too long")
 
 
-def _histogram_checked(symbols, alphabet_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _histogram_checked(symbols, alphabet_size: int) -> tuple[np.ndarray, np.ndarray, int]:
     a = np.asarray(symbols)
     if a.ndim != 1 or a.dtype.kind not in "iu":
         raise UnsupportedInputError(f"symbols must be a 1-D integer array, got {a.dtype} with ndim={a.ndim}")
@@ -367,11 +379,10 @@ def _histogram_checked(symbols, alphabet_size: int) -> tuple[np.ndarray, np.ndar
     alphabet_size = int(alphabet_size)
     if not 1 <= alphabet_size <= MAX_ALPHABET:
         raise UnsupportedInputError(f"alphabet_size must be in [1, {MAX_ALPHABET}], got {alphabet_size}")
-    # Sub-histograms only pay off when zeroing them is cheap next to the counting.
-    counts, bad = _histogram(a, alphabet_size, 4 if 16 * alphabet_size <= a.size else 1)
+    counts, lo, bad = _histogram(a, alphabet_size)
     if bad >= 0:
         raise UnsupportedInputError(f"symbol {a[bad]} at index {bad} is outside [0, {alphabet_size})")
-    return a, counts
+    return a, counts, int(lo)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -396,24 +407,23 @@ def encoded_size_estimate(symbols: np.ndarray, alphabet_size: int) -> int:
 
 
 def _encode(symbols, alphabet_size: int, max_len: int, size_only: bool):
-    a, counts = _histogram_checked(symbols, alphabet_size)
+    a, counts, lo = _histogram_checked(symbols, alphabet_size)
     used = np.flatnonzero(counts)
     if used.size <= 1:
         blob = bytes([_SINGLE if used.size else _EMPTY]) + _varint(a.size)
-        blob += _varint(int(used[0])) if used.size else b""
+        blob += _varint(int(used[0]) + lo) if used.size else b""
         return len(blob) if size_only else blob
     if used.size > 1 << max_len:
         raise ValueError(f"{used.size} symbols cannot have codes of at most {max_len} bits")
     lens = _code_lengths(counts, max_len)
-    table, m, nbits = _table_varints(lens, counts)
-    nbits = int(nbits)
+    table, m, nbits = _table_varints(lens, counts, lo)
     head = bytes([_HUFFMAN]) + _varint(a.size) + _varint(m) + table.tobytes() + _varint(nbits)
     size = len(head) + (nbits + 7) // 8
     if size_only:
         return size
     out = np.empty(size, np.uint8)
     out[: len(head)] = np.frombuffer(head, np.uint8)
-    end = _pack(a, _canonical_codes(lens), lens, out, len(head))
+    end = _pack(a, lo, _canonical_codes(lens), lens, out, len(head))
     assert end == size
     return out.tobytes()
 
