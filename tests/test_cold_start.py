@@ -1,0 +1,152 @@
+"""The first call on a fresh machine (issue 14): what compiles, where the cache goes, what the
+user is told, and what many processes starting together do.
+
+Every test runs fresh processes against an empty numba cache of its own, and counts numba's
+compile events (``numba.core.event``) rather than timing anything."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import errbound
+
+PACKAGE = Path(errbound.__file__).resolve().parent
+
+# compress + decompress with fz (float32 3-D) in a fresh process; prints the number of kernel
+# compilations and where the cache went
+USE = r"""
+import json, sys, numpy as np
+from numba.core import event
+import errbound, errbound.jit as jit
+x = np.random.default_rng(0).standard_normal((24, 24, 24)).cumsum(0).astype(np.float32)
+with event.install_recorder("numba:compile") as rec:
+    for kwargs in (dict(rel=1e-3), dict(abs=1e-2)):
+        errbound.decompress(errbound.compress(x, "fz", **kwargs))
+print(json.dumps({"compiled": sum(1 for _, e in rec.buffer if e.is_start), "cache": jit.cache_location()}))
+"""
+
+
+def run(code: str, env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    # from the home folder: `python -c` puts the working directory first on sys.path, and the
+    # project root holds a package named errbound
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=env["HOME"])
+
+
+def fresh_env(tmp_path: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env.update(HOME=str(tmp_path / "home"), **extra)
+    (tmp_path / "home").mkdir(exist_ok=True)
+    return env
+
+
+def result(res: subprocess.CompletedProcess) -> dict:
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_second_process_loads_every_kernel_from_the_cache(tmp_path):
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    first = result(run(USE, env))
+    second = result(run(USE, env))
+    assert first["compiled"] > 0 and second["compiled"] == 0
+    assert first["cache"] == str(tmp_path / "cache")
+
+
+def test_the_first_use_says_it_compiles_once_and_can_be_silenced(tmp_path):
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    res = run(USE, env)
+    assert res.returncode == 0, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.startswith("errbound: compiling")]
+    assert any("fz encoder (3-D float32)" in line for line in lines), res.stderr
+    assert len(lines) == len(set(lines)), "a notice was repeated"
+    assert "errbound warmup" in lines[0]
+    quiet = "import logging; logging.getLogger('errbound').setLevel(logging.ERROR)\n" + USE
+    res = run(quiet, fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache2")))
+    assert res.returncode == 0 and "errbound: compiling" not in res.stderr
+    res = run(USE, env)  # warm: nothing to say
+    assert res.returncode == 0 and "errbound: compiling" not in res.stderr
+
+
+def test_cli_warmup_compiles_ahead_so_nothing_compiles_later(tmp_path):
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"), ERRBOUND_PROGRESS="0")
+    res = subprocess.run([sys.executable, "-m", "errbound.cli", "warmup", "--codec", "fz", "--dtype", "float32",
+                          "--ndim", "3"], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "compiling 1 codec/dtype/dimension cases" in res.stdout
+    assert result(run(USE, env))["compiled"] == 0
+
+
+def _read_only_copy(tmp_path: Path) -> Path | None:
+    """errbound's package in a read-only folder (a read-only bind mount as root, file modes
+    otherwise), or None where neither is possible."""
+    root = tmp_path / "site"
+    shutil.copytree(PACKAGE, root / "errbound", ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    if os.geteuid() != 0:
+        for path in [root, *root.rglob("*")]:
+            path.chmod(path.stat().st_mode & ~0o222)
+        return root
+    ok = subprocess.run(["mount", "--bind", str(root), str(root)], capture_output=True).returncode == 0
+    ok = ok and subprocess.run(["mount", "-o", "remount,ro,bind", str(root)], capture_output=True).returncode == 0
+    return root if ok else None
+
+
+def test_a_read_only_install_compiles_once_per_user(tmp_path):
+    root = _read_only_copy(tmp_path)
+    if root is None:
+        pytest.skip("cannot make a read-only copy here (not root with mount, nor a user that file modes bind)")
+    try:
+        assert not os.access(root / "errbound", os.W_OK) or os.geteuid() == 0
+        env = fresh_env(tmp_path, PYTHONPATH=str(root))
+        first = result(run(USE, env))
+        second = result(run(USE, env))
+        assert first["cache"] == str(tmp_path / "home" / ".cache" / "errbound" / "numba")
+        assert first["compiled"] > 0 and second["compiled"] == 0
+        env = fresh_env(tmp_path, PYTHONPATH=str(root), XDG_CACHE_HOME=str(tmp_path / "xdg"))
+        assert result(run(USE, env))["cache"] == str(tmp_path / "xdg" / "errbound" / "numba")
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(root)], capture_output=True)
+
+
+RANK = r"""
+import json, os, time, numpy as np
+from mpi4py import MPI
+from numba.core import event
+comm = MPI.COMM_WORLD
+comm.Barrier()
+t0 = time.perf_counter()
+import errbound
+x = np.random.default_rng(comm.rank).standard_normal((24, 24, 24)).cumsum(0).astype(np.float32)
+with event.install_recorder("numba:compile") as rec:
+    y = errbound.decompress(errbound.compress(x, "fz", rel=1e-3))
+ok = bool(np.max(np.abs(y - x)) <= 1e-3 * (x.max() - x.min()))
+mine = {"compiled": sum(1 for _, e in rec.buffer if e.is_start), "seconds": time.perf_counter() - t0, "ok": ok}
+every = comm.gather(mine)
+if comm.rank == 0:
+    print(json.dumps(every))
+"""
+
+
+def test_ranks_starting_together_on_a_cold_node_compile_once(tmp_path):
+    mpiexec = Path(sys.executable).with_name("mpiexec")
+    if not mpiexec.exists():
+        pytest.skip("mpiexec (the mpich wheel) is not installed")
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    script = tmp_path / "rank.py"
+    script.write_text(RANK)
+    res = subprocess.run([str(mpiexec), "-n", "4", sys.executable, str(script)], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ranks = json.loads(res.stdout.strip().splitlines()[-1])
+    assert all(r["ok"] for r in ranks)
+    compiled = sorted(r["compiled"] for r in ranks)
+    assert compiled[-1] > 0 and compiled[:-1] == [0, 0, 0], compiled  # one rank compiled, three loaded
+    assert "Traceback" not in res.stderr
