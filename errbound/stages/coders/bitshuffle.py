@@ -311,16 +311,15 @@ def shuffle(residuals: np.ndarray, width: int | None = None, dense: int | None =
     wide = np.zeros(r.size if width < bits else 1, np.bool_)
     allbits = np.uint64(2**bits - 1)
     limit = np.uint64(0 if width >= bits else 2**width)
-    run_tasks(_block_masks, nblocks, r, bits, allbits, limit, masks, wide, min_tasks=BLOCKS_PER_TASK)
+    run_tasks(_block_masks, nblocks, r, bits, allbits, limit, masks, wide, task_size=BLOCK)
     dense_off, sparse_off = plane_offsets(masks, dense)
     # the planes only travel to the stream writer, which copies them: scratch, not fresh pages
     dense_planes = scratch("shuffle-dense", dense_off[-1], np.uint32)
     sparse_planes = scratch("shuffle-sparse", sparse_off[-1], np.uint32)
     ntasks = -(-nblocks // BLOCKS_PER_TASK)
     lane = _lane(bits)
-    run_tasks(
-        _shuffle, ntasks, r, bits, lane, limit, masks, dense, dense_off, sparse_off, wide, dense_planes, sparse_planes
-    )
+    args = (r, bits, lane, limit, masks, dense, dense_off, sparse_off, wide, dense_planes, sparse_planes)
+    run_tasks(_shuffle, ntasks, *args, task_size=BLOCKS_PER_TASK * BLOCK)
     wide_idx = np.flatnonzero(wide) if width < bits else np.zeros(0, np.int64)
     mask_dtype = np.uint32 if bits == 32 else np.uint64
     return masks.astype(mask_dtype), dense_planes, sparse_planes, wide_idx, r[wide_idx].copy(), dense
@@ -364,5 +363,6 @@ def unshuffle(
         _lane(bits),
         out,
         bool(add),
+        task_size=BLOCKS_PER_TASK * BLOCK,
     )
     return out

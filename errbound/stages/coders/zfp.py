@@ -98,12 +98,10 @@ def decode(section, shape: tuple[int, ...], dtype: np.dtype, what: str = "zfp se
 
     shape = tuple(int(n) for n in shape)
     check_header(section, shape, dtype, what)
-    section = bytes(section)
     count = math.prod(shape)
-    padded = bytearray(len(section) + count // 4 + _MAX_BITS // 8 + 4096)
-    padded[: len(section)] = section
+    padded = b"".join((section, bytes(count // 4 + _MAX_BITS // 8 + 4096)))  # one copy of the section
     try:
-        out = zfpy.decompress_numpy(bytes(padded))
+        out = zfpy.decompress_numpy(padded)
     except Exception as exc:  # zfpy raises bare Exceptions on bad headers
         raise CorruptStreamError(f"{what} cannot be decoded: {exc}") from None
     if out.dtype != dtype or out.size != count:

@@ -42,7 +42,9 @@ def combine(low: np.ndarray, resid: np.ndarray, dtype: np.dtype) -> np.ndarray:
     out = np.empty(resid.size, dtype)
     chunk = 1 << 16
     low = np.ascontiguousarray(low, np.float64).reshape(-1)
-    run_tasks(_combine, -(-out.size // chunk), low, np.ascontiguousarray(resid).reshape(-1), out, chunk)
+    run_tasks(
+        _combine, -(-out.size // chunk), low, np.ascontiguousarray(resid).reshape(-1), out, chunk, task_size=chunk
+    )
     return out
 
 

@@ -508,5 +508,5 @@ def reconstruct(shape: tuple[int, int], blocks: np.ndarray, factors: np.ndarray)
         items = np.concatenate(
             [np.stack([np.full(nr, b), np.arange(nr)], 1) for b, nr in enumerate(blocks[:, 2])]
         ).astype(np.int64)
-        run_tasks(_accumulate_products, items.shape[0], out, items, blocks, factors, min_tasks=64)
+        run_tasks(_accumulate_products, items.shape[0], out, items, blocks, factors, task_size=int(blocks[:, 3].max()))
     return out

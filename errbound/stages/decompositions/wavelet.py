@@ -16,6 +16,7 @@ the reconstruction the outlier stage checks is bit for bit the one the decoder p
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -290,9 +291,15 @@ def _transform_axis(buf: np.ndarray, axis: int, box: tuple[int, ...], inverse: b
         m = (m0, m1, m2)
         count = math.prod(m) // m[axis]
     parts = 1 if threads <= 1 or count * box[axis] * (m3 if axis != 3 else 1) < PARALLEL_MIN else min(threads, count)
-    bounds = [count * i // parts for i in range(parts + 1)]
     flat = buf.reshape(-1)
     _, n1, n2, n3 = buf.shape
+    if parts == 1:  # small boxes (every one of a small chunk): no closures, no hand-off
+        if axis == 3:
+            _axis_last(flat, n1, n2, n3, m1, m2, m3, 0, count, inverse)
+        else:
+            _axis_slow(flat, axis, n1, n2, n3, m0, m1, m2, m3, 0, count, inverse)
+        return
+    bounds = [count * i // parts for i in range(parts + 1)]
     if axis == 3:
         tasks = [
             (lambda lo, hi: lambda _: _axis_last(flat, n1, n2, n3, m1, m2, m3, lo, hi, inverse))(
@@ -307,15 +314,17 @@ def _transform_axis(buf: np.ndarray, axis: int, box: tuple[int, ...], inverse: b
             )
             for i in range(parts)
         ]
-    if parts == 1:
-        tasks[0](None)
-    else:
-        pmap(lambda task: task(None), tasks)
+    pmap(lambda task: task(None), tasks)
 
 
 def _plan(shape: Sequence[int], levels: Sequence[int], groups: Sequence[int]) -> list[tuple[int, tuple[int, ...]]]:
     """(axis, box) transform steps: Mallat (coarse box only) inside a group of axes, tensor
     product across groups (a group's steps cover the full extent of the other groups' axes)."""
+    return _cached_plan(tuple(int(n) for n in shape), tuple(int(v) for v in levels), tuple(int(g) for g in groups))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_plan(shape: tuple[int, ...], levels: tuple[int, ...], groups: tuple[int, ...]):
     steps = []
     for g in sorted(set(groups)):
         members = [a for a in range(4) if groups[a] == g]

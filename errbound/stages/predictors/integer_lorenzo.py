@@ -216,7 +216,7 @@ def lorenzo_residuals(codes: np.ndarray, shape, out: np.ndarray | None = None) -
     out = np.empty_like(src) if out is None else out
     if src.size:  # as_3d drops zero-length axes: an empty array must not reach the kernel
         n0, n1, n2 = as_3d(shape)
-        run_tasks(_residuals_3d, -(-n0 * n1 // ROWS_PER_TASK), src, out, n0, n1, n2)
+        run_tasks(_residuals_3d, -(-n0 * n1 // ROWS_PER_TASK), src, out, n0, n1, n2, task_size=ROWS_PER_TASK * n2)
     return out
 
 
@@ -234,13 +234,14 @@ def quantize_residuals(
     step = 2.0 * float(eb)
     args = (data, step, float(eb), float(limit))
     if n2 <= LONG_ROW:
-        run_tasks(_quantize_residuals_3d, -(-n0 * n1 // ROWS_PER_TASK), *args, out, flags, check, n0, n1, n2)
+        rows = -(-n0 * n1 // ROWS_PER_TASK)
+        run_tasks(_quantize_residuals_3d, rows, *args, out, flags, check, n0, n1, n2, task_size=ROWS_PER_TASK * n2)
     elif n0 * n1 == 1:
-        run_tasks(_quantize_residuals_1d, -(-data.size // SEGMENT), *args, out, flags, check)
+        run_tasks(_quantize_residuals_1d, -(-data.size // SEGMENT), *args, out, flags, check, task_size=SEGMENT)
     else:  # a few very long rows, which need the rows behind them: codes first, then residuals
         codes = np.empty(data.size, out.dtype)
-        run_tasks(_codes, -(-data.size // SEGMENT), *args, codes, flags, check)
-        run_tasks(_residuals_3d, -(-n0 * n1 // ROWS_PER_TASK), codes, out, n0, n1, n2)
+        run_tasks(_codes, -(-data.size // SEGMENT), *args, codes, flags, check, task_size=SEGMENT)
+        run_tasks(_residuals_3d, -(-n0 * n1 // ROWS_PER_TASK), codes, out, n0, n1, n2, task_size=ROWS_PER_TASK * n2)
     return out
 
 

@@ -131,7 +131,9 @@ def prequantize(data: np.ndarray, eb: float, int_dtype=None, out: np.ndarray | N
     codes = np.empty(flat.size, int_dtype) if out is None else out
     bad = scratch("prequantize-bad", flat.size, np.bool_)
     recon = scratch("prequantize-recon", flat.size, flat.dtype)
-    run_tasks(prequantize_chunks, -(-flat.size // CHUNK), flat, step, eb, limit, codes, bad, recon, CHUNK)
+    run_tasks(
+        prequantize_chunks, -(-flat.size // CHUNK), flat, step, eb, limit, codes, bad, recon, CHUNK, task_size=CHUNK
+    )
     idx = np.flatnonzero(bad)
     return codes, idx, flat[idx].copy()
 
@@ -141,7 +143,9 @@ def dequantize(codes: np.ndarray, eb: float, dtype, outlier_idx=None, outlier_va
     (C-contiguous, `codes.size` elements of dtype) when given."""
     if out is None:
         out = np.empty(codes.size, dtype)
-    run_tasks(dequantize_chunks, -(-codes.size // CHUNK), codes.reshape(-1), 2.0 * eb, out.reshape(-1), CHUNK)
+    run_tasks(
+        dequantize_chunks, -(-codes.size // CHUNK), codes.reshape(-1), 2.0 * eb, out.reshape(-1), CHUNK, task_size=CHUNK
+    )
     if outlier_idx is not None and len(outlier_idx):
         out[outlier_idx] = outlier_val
     return out
