@@ -108,13 +108,6 @@ def apply_corrections(r, idx, k, step):
 
 
 @kernel
-def _grow_words(a):
-    b = np.zeros(2 * a.size, a.dtype)
-    b[: a.size] = a
-    return b
-
-
-@kernel
 def _put_eg(words, pos, v, b):
     """Order-b exponential-Golomb code of v >= 0."""
     w = v + (np.int64(1) << b)
@@ -147,25 +140,22 @@ def _get_eg(words, pos, b, nbits):
 
 
 @kernel
-def _encode(ci, ck, ei, bc, be, unit):
-    words = np.zeros(64 + (ci.size * 4 + ei.size * 2) // 64, np.uint64)
+def _encode(words, ci, ck, ei, bc, be, unit):
+    """Writes the codes into ``words`` (zeroed, large enough: see _code_bits); returns the
+    number of bits written."""
     pos = 0
     last = -1
     for j in range(ci.size):
-        if pos + 256 >= 64 * words.size:
-            words = _grow_words(words)
         pos = _put_eg(words, pos, ci[j] - last - 1, bc)
         last = ci[j]
         pos = put_bit(words, pos, 1 if ck[j] < 0 else 0)
         if not unit:
-            pos = _put_eg(words, pos, abs(ck[j]) - 1, 0)
+            pos = _put_eg(words, pos, abs(ck[j]) - 1, np.int64(0))
     last = -1
     for j in range(ei.size):
-        if pos + 128 >= 64 * words.size:
-            words = _grow_words(words)
         pos = _put_eg(words, pos, ei[j] - last - 1, be)
         last = ei[j]
-    return words, pos
+    return pos
 
 
 @kernel
@@ -186,7 +176,7 @@ def _decode(words, nbits, nc, ne, bc, be, unit, size):
         pos += 1
         m = 0
         if not unit:
-            m, pos = _get_eg(words, pos, 0, nbits)
+            m, pos = _get_eg(words, pos, np.int64(0), nbits)
             if m < 0:
                 return ci, ck, ei, False
         ck[j] = -(m + 1) if sign else m + 1
@@ -222,8 +212,22 @@ def encode(ci: np.ndarray, ck: np.ndarray, ei: np.ndarray) -> tuple[bytes, int, 
         return b"", 0, 0, True
     bc, be = _best_order(ci), _best_order(ei)
     unit = bool(np.all(np.abs(ck) == 1))
-    words, nbits = _encode(ci, ck, ei, bc, be, unit)
+    bits = _code_bits(np.diff(ci, prepend=-1) - 1, bc) + ci.size + _code_bits(np.diff(ei, prepend=-1) - 1, be)
+    if not unit:
+        bits += _code_bits(np.abs(ck) - 1, 0)
+    words = np.zeros(bits // 64 + 2, np.uint64)
+    nbits = _encode(words, ci, ck, ei, bc, be, unit)
     return words.astype("<u8").tobytes()[: (nbits + 7) // 8], bc, be, unit
+
+
+def _code_bits(values: np.ndarray, b: int) -> int:
+    """Bits of the order-b exp-Golomb codes of ``values`` (>= 0): 2 * bitlength(v + 2^b) - 1 - b
+    each. Gaps stay below the array size and corrections below 2^52, so v + 2^b is exact in
+    float64 and frexp gives its bit length."""
+    if values.size == 0:
+        return 0
+    lengths = np.frexp(values.astype(np.float64) + float(2**b))[1].astype(np.int64)
+    return int(np.sum(2 * lengths - 1 - b))
 
 
 def decode(data, nc: int, ne: int, bc: int, be: int, unit: bool, size: int):
