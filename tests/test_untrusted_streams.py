@@ -191,3 +191,17 @@ def test_header_json_nested_deeply_is_a_corrupt_stream():
     deep = json.dumps(parts.header)[:-1] + ',"x":' + "[" * 100000 + "]" * 100000 + "}"
     with pytest.raises(CorruptStreamError):
         errbound.decompress(fuzz.join(parts, lengths_follow=False, header_json=deep.encode()))
+
+
+def test_numcodecs_decode_refuses_a_chunk_larger_than_its_output_or_the_default_cap():
+    pytest.importorskip("numcodecs")
+    from errbound.integrations.numcodecs import ErrboundSZ
+
+    codec = ErrboundSZ(abs=1e-3)
+    blob = codec.encode(np.full((256, 256), 1.5, np.float32))
+    with pytest.raises(OutputLimitError):
+        codec.decode(blob, out=np.empty(100, np.float32))
+    huge = with_header(blob, shape=[1 << 20, 1 << 20])
+    with pytest.raises(OutputLimitError, match="above max_bytes=2147483648"):
+        codec.decode(huge)
+    np.testing.assert_array_equal(codec.decode(blob).reshape(256, 256), np.full((256, 256), 1.5, np.float32))

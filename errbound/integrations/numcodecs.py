@@ -52,9 +52,14 @@ class Errbound(Codec):
             )
         return compress(array, self.codec, **{self.mode: self.value})
 
+    #: the largest chunk ``decode`` accepts without ``out`` (streams come from files: a forged
+    #: few hundred bytes may declare terabytes); with ``out``, its size is the limit
+    max_decoded_bytes = 1 << 31
+
     def decode(self, buf, out=None):
         """Decode a stream; into ``out`` (any buffer of the right size) when given."""
-        array = decompress(ensure_contiguous_ndarray_like(buf))
+        limit = self.max_decoded_bytes if out is None else memoryview(out).nbytes
+        array = decompress(ensure_contiguous_ndarray_like(buf), max_bytes=limit)
         return array if out is None else ndarray_copy(array, out)
 
     def get_config(self) -> dict:
