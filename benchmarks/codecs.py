@@ -28,7 +28,8 @@ import sys
 from pathlib import Path
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-# the same list as errbound.cli.measure.THREAD_VARS, repeated because importing errbound loads numba
+# the same list as errbound.cli.measure.THREAD_VARS, repeated: importing errbound loads numpy, whose
+# OpenBLAS reads them once, before this script could set them
 _THREAD_VARS = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",

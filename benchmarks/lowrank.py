@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 TS_FIELD = "ccsm-b003_ts-monthly_100x64x128.f32"
 _FIELD = re.compile(r"^(?P<stem>.+)_(?P<shape>\d+(?:x\d+)*)\.(?P<kind>f32|f64)$")
-# errbound.cli.measure.THREAD_VARS, repeated: importing errbound loads numba, which reads them once
+# errbound.cli.measure.THREAD_VARS, repeated: importing errbound loads numpy (OpenBLAS reads them once)
 _THREAD_VARS = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
