@@ -27,6 +27,7 @@ BUILTIN = {
     "hlr": "errbound.codecs.hlr",
     "zfp": "errbound.codecs.zfp",
     "raw": "errbound.codecs.raw",
+    "auto": "errbound.codecs.auto",
 }
 
 

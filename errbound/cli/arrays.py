@@ -106,6 +106,21 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _auto_choice(stages: list, values: int) -> list[str]:
+    """What codec="auto" picked and why: the ratios each candidate reached on its sample."""
+    choice = next((s.get("params") or {} for s in stages if isinstance(s, dict) and s.get("name") == "auto"), None)
+    if not isinstance(choice, dict) or not isinstance(choice.get("sampled"), dict):
+        return []
+    sampled = ", ".join(f"{codec} {ratio:.4g}" for codec, ratio in choice["sampled"].items())
+    n = choice.get("sample_values")
+    where = "the whole array" if n == values else f"a sample of {n} of the {values} values"
+    line = f"picked          {choice.get('codec')}: the best ratio on {where} ({sampled})"
+    full = choice.get("full") or {}
+    if full:
+        line += "; on the whole array " + ", ".join(f"{codec} {ratio:.4g}" for codec, ratio in full.items())
+    return [line]
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     inp = Path(args.input)
     try:
@@ -131,6 +146,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     for stage in meta["stages"]:
         params = ", ".join(f"{k}={v}" for k, v in (stage.get("params") or {}).items())
         lines.append(f"  {stage.get('name')} v{stage.get('version')}" + (f": {params}" if params else ""))
+    lines += _auto_choice(meta["stages"], values)
     lines.append("sections")
     lines += [f"  {name:14s}{size:>12d} bytes" for name, size in meta["sections"].items()]
     print("\n".join(lines))

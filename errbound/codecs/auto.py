@@ -1,0 +1,249 @@
+"""The `auto` codec: per array, the codec (and its policy) with the highest ratio at the bound.
+
+The candidates (``sz``, ``sperr``, ``fz``, and ``hlr`` for large 2-D matrices) each code the
+same few blocks of the array, spread evenly over it (about 1/16 of the values; a small array
+is coded whole). The codec that needs the fewest bytes on them codes the array; when the whole
+array was the sample, its result is kept as it is. ``sz`` chooses its predictor once, on the
+whole array, and codes the blocks with it, so its sample costs one pass over them.
+
+The stream's first stage record (``auto``) names the chosen codec and its version and keeps
+the sampled ratios (``errbound info`` shows them); the rest of the stream is the chosen
+codec's own stages, and its sections under the codec's name (``sz.codes``), decoded by that
+codec. Decoding needs no guess and no sampling. The header names the codec ``auto``, so a
+version of errbound without it refuses the stream by name (``unknown codec 'auto'``).
+
+Not the default codec: when ``sperr`` wins (the climate fields at loose bounds) ``auto`` costs
+``sperr``'s time, 3-5x that of ``sz`` (see ``benchmarks/compare.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..codec import Codec, get_codec, register
+from ..errors import CorruptStreamError, UnsupportedStreamError
+from ..layout import as_4d_shape
+from ..stage import Stage
+
+#: tried in this order; on a tie the earlier (faster) one wins
+CANDIDATES = ("fz", "sz", "hlr", "sperr")
+#: a slower codec must beat the best faster one by this factor on the sample
+SLOWER_MARGIN = {"fz": 1.0, "sz": 1.0, "hlr": 1.03, "sperr": 1.01}
+SAMPLE_SHARE = 1 / 16  # of the values, coded by every candidate
+WHOLE_BELOW = 1 << 14  # arrays with fewer values (or sampled at half) are coded whole by every candidate
+# sample block edge by number of axes longer than 1: large enough for sz's coarse levels and
+# for sperr's wavelet levels
+BLOCK_EDGE = {1: 1 << 14, 2: 128, 3: 32, 4: 12}
+HLR_MIN_SIDE = 512  # hlr only for matrices: both sides at least this long ...
+HLR_BLOCK = 512  # ... sampled on blocks of this side (low-rank tiles need room)
+HLR_PROBE = 128  # the corner block whose singular values say whether hlr is worth a try (~3 ms)
+CLOSE = 1.03  # sampled ratios this close: the two best both code the whole array
+
+
+@dataclass
+class AutoChoice(Stage):
+    """Stage: which codec coded the array (and its version), and why: the ratio each
+    candidate reached on the sample of ``sample_values`` values (the whole array when
+    that equals its size), and where the best two were close there, their ratios on the
+    whole array (``full``)."""
+
+    name = "auto"
+
+    codec: str
+    codec_version: int
+    sampled: dict
+    sample_values: int
+    full: dict  # the ratios on the whole array of the two codecs that were close on the sample
+
+    def __post_init__(self):
+        if not isinstance(self.codec, str) or not isinstance(self.sampled, dict) or not isinstance(self.full, dict):
+            raise TypeError("auto: codec must be a name, sampled and full tables")
+        self.codec_version = int(self.codec_version)
+        self.sample_values = int(self.sample_values)
+
+
+def sample_blocks(data: np.ndarray, edge: dict[int, int] = BLOCK_EDGE, share: float = SAMPLE_SHARE):
+    """Blocks of ``data`` (same number of axes) spread evenly over it, about ``share`` of the values."""
+    shape4 = as_4d_shape(data.shape)
+    live = [a for a in range(4) if shape4[a] > 1]
+    if not live:
+        return [data]
+    extent = [min(edge[len(live)], shape4[a]) if a in live else 1 for a in range(4)]
+    per_block = math.prod(extent)
+    count = max(1, round(share * data.size / per_block))
+    per_axis = max(1, math.ceil(count ** (1 / len(live))))
+    starts = []
+    for a in range(4):
+        room = shape4[a] - extent[a]
+        k = min(per_axis, room + 1) if a in live and room > 0 else 1
+        starts.append(sorted({round(room * (i + 0.5) / k) for i in range(k)}) if k > 1 else [room // 2])
+    corners = list(itertools.product(*starts))
+    if len(corners) > count:
+        corners = [corners[i] for i in sorted(set(np.linspace(0, len(corners) - 1, count).round().astype(int)))]
+    view = data.reshape(shape4)
+    out = []
+    for corner in corners:
+        block = view[tuple(slice(c, c + e) for c, e in zip(corner, extent, strict=True))]
+        out.append(np.ascontiguousarray(block).reshape([extent[a] for a in range(4 - data.ndim, 4)]))
+    return out
+
+
+def _coded_bytes(sections) -> int:
+    return sum(len(body) for _, body in sections)
+
+
+class _Trial:
+    """One candidate on the sample: its coded bytes, and its result when the sample was the array."""
+
+    def __init__(self, codec: str, data: np.ndarray, eb: float, blocks, whole: bool, sz_predictor):
+        self.codec = codec
+        self.result = None
+        if codec == "sz":
+            from .sz import encode_stages
+
+            coded = 0
+            for block in blocks:
+                # the predictor chosen for the array, with the anchor grid of the block's size
+                predictor = dataclasses.replace(sz_predictor)
+                if not whole and hasattr(predictor, "anchor"):
+                    predictor.anchor = None
+                stages, sections, _ = encode_stages(block, eb, predictor)
+                coded += _coded_bytes(sections)
+                if whole:
+                    self.result = (stages, sections)
+        else:
+            instance = get_codec(codec)()
+            coded = 0
+            for block in blocks:
+                stages, sections = instance.encode(block, eb)
+                coded += _coded_bytes(sections)
+                if whole:
+                    self.result = (stages, sections)
+        self.values = sum(b.size for b in blocks)
+        self.ratio = self.values * data.itemsize / max(coded, 1)
+        self.full_bytes = None
+
+    def full(self, data: np.ndarray, eb: float, sz_predictor) -> None:
+        """Code the whole array (kept as the result)."""
+        if self.codec == "sz":
+            from .sz import encode_stages
+
+            stages, sections, _ = encode_stages(data, eb, dataclasses.replace(sz_predictor))
+        else:
+            stages, sections = get_codec(self.codec)().encode(data, eb)
+        self.result = (stages, sections)
+        self.full_bytes = _coded_bytes(sections)
+
+
+def _looks_low_rank(data: np.ndarray, eb: float) -> bool:
+    """hlr pays only on matrices with low-rank off-diagonal blocks (kernel and covariance
+    matrices): the singular values of the top-right corner block say whether this is one."""
+    side = HLR_PROBE
+    corner = np.asarray(data[:side, -side:], np.float64)
+    if not np.isfinite(corner).all():
+        return False
+    singular = np.linalg.svd(corner, compute_uv=False)
+    return int(np.count_nonzero(singular > eb)) <= side // 2
+
+
+def candidates_for(data: np.ndarray, eb: float, names=CANDIDATES) -> list[str]:
+    out = []
+    for name in names:
+        if name == "hlr" and not (data.ndim == 2 and min(data.shape) >= HLR_MIN_SIDE and _looks_low_rank(data, eb)):
+            continue
+        out.append(name)
+    return out
+
+
+def _sample(data: np.ndarray, with_hlr: bool) -> list[np.ndarray]:
+    if data.size < WHOLE_BELOW:
+        return [data]
+    # with hlr, every candidate codes hlr's blocks: the trials must see the same values
+    blocks = sample_blocks(data, {2: HLR_BLOCK}) if with_hlr else sample_blocks(data)
+    return [data] if 2 * sum(b.size for b in blocks) >= data.size else blocks
+
+
+def choose(data: np.ndarray, eb: float, names=CANDIDATES):
+    """(the chosen trial, every trial, sz's predictor): every candidate codes the same
+    sample; when the best two are within CLOSE of each other there, both code the array and
+    the smaller stream wins (samples of a few blocks misjudge by a few percent)."""
+    names = candidates_for(data, eb, names)
+    blocks = _sample(data, "hlr" in names)
+    whole = len(blocks) == 1 and blocks[0] is data
+    sz_predictor = None
+    trials = []
+    for name in names:
+        if name == "sz":
+            from .sz import choose_predictor
+
+            sz_predictor = choose_predictor(data, eb)
+        trials.append(_Trial(name, data, eb, blocks, whole, sz_predictor))
+    ranked = sorted(trials, key=lambda t: -t.ratio / SLOWER_MARGIN.get(t.codec, 1.0))
+    best = ranked[0]
+    if whole or len(ranked) < 2 or ranked[1].ratio * CLOSE < best.ratio:
+        return best, trials, sz_predictor
+    finals = []
+    for trial in ranked[:2]:
+        trial.full(data, eb, sz_predictor)
+        finals.append(trial)
+    best = min(finals, key=lambda t: (t.full_bytes * SLOWER_MARGIN.get(t.codec, 1.0), CANDIDATES.index(t.codec)))
+    return best, trials, sz_predictor
+
+
+@register
+class AutoCodec(Codec):
+    """Chooses per array (per chunk in HDF5 and zarr) the candidate codec with the highest
+    ratio on a sample (see the module docstring). Option ``candidates``: the codecs to choose
+    from (names, default all of :data:`CANDIDATES`)."""
+
+    name = "auto"
+    version = 1
+    stage_names = ("auto", "<the chosen codec's stages>")
+
+    def __init__(self, candidates=None):
+        if candidates is None:
+            self.candidates = CANDIDATES
+            return
+        if isinstance(candidates, str):
+            candidates = [c.strip() for c in candidates.split(",") if c.strip()]
+        unknown = [c for c in candidates if c not in CANDIDATES]
+        if unknown or not candidates:
+            raise ValueError(f"auto candidates must be some of {list(CANDIDATES)}, got {candidates!r}")
+        self.candidates = tuple(c for c in CANDIDATES if c in candidates)
+
+    def encode(self, data, eb):
+        best, trials, sz_predictor = choose(data, eb, self.candidates)
+        codec = get_codec(best.codec)
+        self.checks_bound = codec.checks_bound  # the shared verification pass follows the chosen codec
+        if best.result is None:
+            best.full(data, eb, sz_predictor)
+        stages, sections = best.result
+        choice = AutoChoice(
+            best.codec,
+            codec.version,
+            {t.codec: float(f"{t.ratio:.4g}") for t in trials},
+            best.values,
+            {t.codec: float(f"{data.nbytes / t.full_bytes:.4g}") for t in trials if t.full_bytes},
+        )
+        # the chosen codec's sections under its name: relabelled as that codec, the stream is
+        # refused (it lacks the codec's sections) rather than decoded past the auto record
+        return [choice.record()] + stages, [(f"{best.codec}.{name}", body) for name, body in sections]
+
+    def decode(self, stages, sections, shape, dtype, eb):
+        choice = AutoChoice.load(stages)
+        if choice.codec not in CANDIDATES:
+            raise CorruptStreamError(f"auto stage names codec {choice.codec!r}, which auto never chooses")
+        codec = get_codec(choice.codec)
+        if choice.codec_version > codec.version:
+            raise UnsupportedStreamError(
+                f"stream needs codec {choice.codec} v{choice.codec_version}; this errbound has v{codec.version}"
+            )
+        inner = [r for r in stages if not (isinstance(r, dict) and r.get("name") == AutoChoice.name)]
+        prefix = f"{choice.codec}."
+        own = {name[len(prefix) :]: body for name, body in sections.items() if name.startswith(prefix)}
+        return codec.__new__(codec).decode(inner, own, shape, dtype, eb)
