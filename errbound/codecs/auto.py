@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 from dataclasses import dataclass
 
@@ -93,8 +94,9 @@ def sample_blocks(data: np.ndarray, edge: dict[int, int] = BLOCK_EDGE, share: fl
     return out
 
 
-def _coded_bytes(sections) -> int:
-    return sum(len(body) for _, body in sections)
+def _coded_bytes(stages, sections) -> int:
+    """The sections plus the stage records (JSON in the header; they matter on small arrays)."""
+    return sum(len(body) + len(name) for name, body in sections) + len(json.dumps(stages))
 
 
 class _Trial:
@@ -113,7 +115,7 @@ class _Trial:
                 if not whole and hasattr(predictor, "anchor"):
                     predictor.anchor = None
                 stages, sections, _ = encode_stages(block, eb, predictor)
-                coded += _coded_bytes(sections)
+                coded += _coded_bytes(stages, sections)
                 if whole:
                     self.result = (stages, sections)
         else:
@@ -121,7 +123,7 @@ class _Trial:
             coded = 0
             for block in blocks:
                 stages, sections = instance.encode(block, eb)
-                coded += _coded_bytes(sections)
+                coded += _coded_bytes(stages, sections)
                 if whole:
                     self.result = (stages, sections)
         self.values = sum(b.size for b in blocks)
@@ -137,7 +139,7 @@ class _Trial:
         else:
             stages, sections = get_codec(self.codec)().encode(data, eb)
         self.result = (stages, sections)
-        self.full_bytes = _coded_bytes(sections)
+        self.full_bytes = _coded_bytes(stages, sections)
 
 
 def _looks_low_rank(data: np.ndarray, eb: float) -> bool:

@@ -23,7 +23,7 @@ from ...stages.coders.zstd import ZstdLossless
 from ...stages.predictors.interpolation import InterpolationPredictor
 from ...stages.predictors.lorenzo import LorenzoPredictor
 from ...stream import section
-from .policy import choose_predictor
+from .policy import choose
 
 PREDICTORS = {"interpolation": InterpolationPredictor, "lorenzo": LorenzoPredictor}
 SECTIONS = {"codes": "codes", "unpredictable": "unpredictable"}
@@ -33,8 +33,10 @@ def encode_stages(data: np.ndarray, eb: float, predictor=None, names: dict[str, 
     """The sz stages on ``data`` (the predictor chosen by the policy unless given). Returns
     (stage records, sections named by ``names``, the decoder's reconstruction: the predictor
     reconstructs in place exactly as its decoder does)."""
-    predictor = predictor or choose_predictor(data, eb)
-    codes, unpred, recon = predictor.encode(data, eb)
+    encoded = None
+    if predictor is None:
+        predictor, encoded = choose(data, eb)
+    codes, unpred, recon = encoded or predictor.encode(data, eb)
     entropy = huffman.Huffman(2 * predictor.radius)
     lossless = ZstdLossless()
     sections = [

@@ -66,33 +66,78 @@ def estimated_size(predictor, blocks: list[np.ndarray], eb: float) -> float:
     close to it, and it costs only a histogram) plus its exact unpredictable values."""
     codes, unpred_bytes = [], 0
     for block in blocks:
-        c, u, _ = predictor.encode(block, eb)
+        c, u, r = predictor.encode(block, eb)
         codes.append(c)
         unpred_bytes += u.nbytes
-    counts = np.bincount(np.concatenate(codes), minlength=1)
+        predictor.encoded = (c, u, r)  # a small array is its own sample: its final encode is this one
+    return _entropy_bytes(codes[0] if len(codes) == 1 else np.concatenate(codes)) + unpred_bytes
+
+
+def _entropy_bytes(codes: np.ndarray) -> float:
+    """Shannon entropy of the codes, in bytes (counted over the range in use: cheap on small arrays)."""
+    if codes.size == 0:
+        return 0.0
+    lo = codes.min()
+    counts = np.bincount(codes - lo)
     counts = counts[counts > 0].astype(np.float64)
-    total = counts.sum()
-    entropy_bits = float(-(counts * np.log2(counts / total)).sum())
-    return entropy_bits / 8 + unpred_bytes
+    return float(-(counts * np.log2(counts / codes.size)).sum()) / 8
+
+
+def lorenzo_estimated_size(blocks: list[np.ndarray], eb: float) -> float:
+    """Bytes the Lorenzo predictor would need on the blocks, estimated with numpy instead of
+    running its kernel (which then compiles only for arrays that use it): the residual is the
+    mixed first difference along every axis of the reconstruction, modelled as the data plus
+    a uniform error in [-eb, eb] (none where the data is locally constant, which Lorenzo
+    reconstructs exactly). On the shared fields this is within 1 % of the kernel's codes at
+    rel 1e-3 and 1e-4; at 1e-2, where interpolation wins by far, it overestimates by <= 15 %."""
+    rng = np.random.default_rng(0)  # deterministic: the choice is part of the stream
+    codes = []
+    for block in blocks:
+        x = block.astype(np.float64)
+        exact = _mixed_difference(x) == 0
+        noise = rng.uniform(-eb, eb, x.shape)
+        noise[exact] = 0.0
+        residual = _mixed_difference(x + noise) - noise
+        codes.append(np.clip(np.rint(residual.reshape(-1) * (0.5 / eb)), -32767, 32767).astype(np.int64))
+    return _entropy_bytes(np.concatenate(codes))
+
+
+def _mixed_difference(x: np.ndarray) -> np.ndarray:
+    """The first difference along every axis, with a zero layer before the array (Lorenzo's edge)."""
+    for axis in range(x.ndim):
+        x = np.diff(x, axis=axis, prepend=0.0)
+    return x
 
 
 def choose_predictor(data: np.ndarray, eb: float):
     """Return the predictor stage that compresses samples of `data` best at bound `eb`."""
+    return choose(data, eb)[0]
+
+
+def choose(data: np.ndarray, eb: float):
+    """(the predictor stage that compresses samples of `data` best at bound `eb`, and when the
+    array was its own sample, that predictor's (codes, unpredictable values, reconstruction)
+    of it, else None)."""
     blocks = sample_blocks(data)
     live = [a for a in range(4) if as_4d_shape(data.shape)[a] > 1]
     anchor = choose_anchor(data.shape)
+    # a small array (<= 2 * SAMPLE_POINTS values) is its own sample: every candidate costs a
+    # full pass, so only the interpolation kind is tuned there (on 16 KiB tiles of the
+    # turbulence slice this gave ratio 6.3 where the full sweeps gave 6.0)
+    small = len(blocks) == 1 and blocks[0] is data
 
     def interp(cubic, order, alpha, beta):
         # the sampled blocks are smaller than the array: give them the array's level layout
         return InterpolationPredictor(cubic, order, alpha, beta, anchor=None)
 
-    best_cubic, best_size = True, None
+    best_cubic, best_size, best = True, None, None
     for cubic in (True, False):
-        size = estimated_size(interp(cubic, None, 1.25, 2.0), blocks, eb)
+        candidate = interp(cubic, None, 1.25, 2.0)
+        size = estimated_size(candidate, blocks, eb)
         if best_size is None or size < best_size:
-            best_cubic, best_size = cubic, size
+            best_cubic, best_size, best = cubic, size, candidate
     best_order = None
-    if len(live) > 1:
+    if len(live) > 1 and not small:
         # SZ3's two sweep orders; trying all 6 permutations in 3-D gained 0.4 % in ratio
         # (geometric mean over the shared fields) for 50 % more compression time
         orders = [tuple(live), tuple(reversed(live))]
@@ -103,18 +148,23 @@ def choose_predictor(data: np.ndarray, eb: float):
                 best_order, best_size = order, size
     best_ab = (1.25, 2.0)
     block_order = None if best_order is None else _block_order(best_order, live)
-    for alpha, beta in ALPHA_BETA:
+    for alpha, beta in () if small else ALPHA_BETA:
         if (alpha, beta) == best_ab:
             continue
         size = estimated_size(interp(best_cubic, block_order, alpha, beta), blocks, eb)
         if size < best_size:
             best_ab, best_size = (alpha, beta), size
-    lorenzo = LorenzoPredictor()
-    if estimated_size(lorenzo, blocks, eb) < best_size:
-        return lorenzo
+    if small:  # the kernel itself (cheaper than the estimate's numpy passes on a small array)
+        lorenzo = LorenzoPredictor()
+        if estimated_size(lorenzo, blocks, eb) < best_size:
+            return lorenzo, lorenzo.__dict__.pop("encoded")
+        # the whole array was coded with the array's own anchors and order: keep that result
+        return best, best.__dict__.pop("encoded")
+    if lorenzo_estimated_size(blocks, eb) < best_size:
+        return LorenzoPredictor(), None
     return InterpolationPredictor(
         best_cubic, None if best_order is None else list(best_order), best_ab[0], best_ab[1], anchor=anchor
-    )
+    ), None
 
 
 def estimated_bytes(data: np.ndarray, eb: float) -> float:

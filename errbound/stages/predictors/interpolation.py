@@ -71,7 +71,7 @@ def _decode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, n
     return nu
 
 
-@kernel(inline="always")
+@kernel
 def _encode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, nu):
     """Quantize w[idx] against pred; on return w[idx] holds the reconstruction. A NaN or
     infinite prediction fails the range test and stores the point exactly.
@@ -98,9 +98,12 @@ def _encode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, n
 # The traversal is written once with an ``encode`` flag and compiled twice, into the two
 # entry points below, where the flag is a constant: inlined there, the branch on it folds
 # away, so the hot loop holds no test of the direction (encoding measured 20 % faster than
-# testing a runtime flag per point). Plain module functions, not closures: numba's cache
-# keys a closure by its pickled cells, and a cell holding a jitted function pickles
-# differently in every process, so closures recompiled on every start.
+# testing a runtime flag per point). Both branches are typed in both entry points, so the
+# encoder's point is a call (typed and compiled once; as fast) and only the decoder's small
+# one is inlined: inlining both doubled the typing and optimizing of the cold compile.
+# Plain module functions, not closures: numba's cache keys a closure by its pickled cells,
+# and a cell holding a jitted function pickles differently in every process, so closures
+# recompiled on every start.
 
 
 @kernel(inline="always")
@@ -133,7 +136,8 @@ def _traverse(w, shape4, encode, cubic, order, level_eb, eb, anchor, radius, cod
     else:
         step = 2.0 * level_eb[top]
         if encode:
-            nu = _encode_point(w, 0, 0.0, step, 1.0 / step, eb, radius, codes, nc, unpred, nu)
+            # idx = nc = 0, a variable: a literal 0 would compile another specialisation
+            nu = _encode_point(w, nc, 0.0, step, 1.0 / step, eb, radius, codes, nc, unpred, nu)
         else:
             c = codes[nc]
             if c == 0:

@@ -27,7 +27,7 @@ from ...layout import kernel_array
 from ...stage import Stage
 
 
-@kernel(inline="always")
+@kernel
 def _encode_point(row, j, pred, step, inv_step, eb, radius, codes, nc):
     """Quantize row[j] against pred; row[j] ends as the reconstruction, which is returned.
     Any integer q that passes the check is a valid code (the decoder only replays
@@ -75,6 +75,9 @@ def _pred_3d(row, up, back, corner, j, prev):
 
 @kernel(inline="always")
 def _point(encode, row, j, pred, step, inv_step, eb, radius, codes, nc):
+    """Encode or decode one point (``encode`` is a constant in every caller, and LLVM folds
+    the other branch away). The encoder is a call, typed once for all call sites; the small
+    decoder is inlined at each (as a call it cost decoding ~9 %)."""
     if encode:
         return _encode_point(row, j, pred, step, inv_step, eb, radius, codes, nc)
     return _decode_point(row, j, pred, step, inv_step, eb, radius, codes, nc)
