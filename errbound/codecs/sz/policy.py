@@ -18,6 +18,7 @@ from ...layout import as_4d_shape
 from ...stages.predictors.interpolation import InterpolationPredictor, choose_anchor
 from ...stages.predictors.lorenzo import LorenzoPredictor
 
+RADIUS = LorenzoPredictor.radius  # the quantizer's: codes beyond it are unpredictable values
 SAMPLE_POINTS = 8192  # at least this many points are tried per candidate ...
 SAMPLE_FRACTION = 0.01  # ... or this share of the array, whichever is larger,
 TUNING_SHARE = 1 / 16  # ... but all candidates together touch at most ~this much more
@@ -91,15 +92,19 @@ def lorenzo_estimated_size(blocks: list[np.ndarray], eb: float) -> float:
     reconstructs exactly). On the shared fields this is within 1 % of the kernel's codes at
     rel 1e-3 and 1e-4; at 1e-2, where interpolation wins by far, it overestimates by <= 15 %."""
     rng = np.random.default_rng(0)  # deterministic: the choice is part of the stream
-    codes = []
-    for block in blocks:
-        x = block.astype(np.float64)
-        exact = _mixed_difference(x) == 0
-        noise = rng.uniform(-eb, eb, x.shape)
-        noise[exact] = 0.0
-        residual = _mixed_difference(x + noise) - noise
-        codes.append(np.clip(np.rint(residual.reshape(-1) * (0.5 / eb)), -32767, 32767).astype(np.int64))
-    return _entropy_bytes(np.concatenate(codes))
+    codes, unpred_bytes = [], 0
+    with np.errstate(all="ignore"):  # NaN, Inf and huge bounds: their points are unpredictable
+        for block in blocks:
+            x = block.astype(np.float64)
+            exact = _mixed_difference(x) == 0
+            noise = rng.uniform(-1.0, 1.0, x.shape) * eb
+            noise[exact] = 0.0
+            q = np.rint((_mixed_difference(x + noise) - noise).reshape(-1) * (0.5 / eb))
+            unpredictable = ~(np.abs(q) < RADIUS - 1)  # the kernel's range test; NaN fails it
+            q[unpredictable] = RADIUS  # one code for them all, as the kernel's 0
+            codes.append(q.astype(np.int64))
+            unpred_bytes += int(np.count_nonzero(unpredictable)) * block.itemsize
+    return _entropy_bytes(np.concatenate(codes)) + unpred_bytes
 
 
 def _mixed_difference(x: np.ndarray) -> np.ndarray:
