@@ -53,6 +53,7 @@ def _calls(codec: str, dtype: str, ndim: int) -> list[tuple[np.ndarray, dict]]:
     calls = [(x, {"rel": 1e-3}), (x, {"pw_rel": 1e-3})]
     if codec == "sz":
         calls += [(x, {"rel": 1e-4, "predictor": "interpolation"}), (x, {"rel": 1e-4, "predictor": "lorenzo"})]
+        calls.append((x, {"rel": 1e-3, "entropy": "best"}))  # the rANS coder's context counts (and coder where kept)
     if codec == "fz":
         calls.append((x * 1e12, {"abs": 1e-6}))  # codes beyond int32: the 64-bit path
     if codec == "sperr":

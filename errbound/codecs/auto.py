@@ -43,6 +43,7 @@ BLOCK_EDGE = {1: 1 << 14, 2: 128, 3: 32, 4: 12}
 HLR_MIN_SIDE = 512  # hlr only for matrices: both sides at least this long ...
 HLR_BLOCK = 512  # ... sampled on blocks of this side (low-rank tiles need room)
 HLR_PROBE = 128  # the corner block whose singular values say whether hlr is worth a try (~3 ms)
+SZ_ENTROPY = "best"  # ratio first: sz may use its rANS coder here (sz's own default is Huffman, for speed)
 CLOSE = 1.03  # sampled ratios this close: the two best both code the whole array
 
 
@@ -114,7 +115,7 @@ class _Trial:
                 predictor = dataclasses.replace(sz_predictor)
                 if not whole and hasattr(predictor, "anchor"):
                     predictor.anchor = None
-                stages, sections, _ = encode_stages(block, eb, predictor)
+                stages, sections, _ = encode_stages(block, eb, predictor, entropy=SZ_ENTROPY)
                 coded += _coded_bytes(stages, sections)
                 if whole:
                     self.result = (stages, sections)
@@ -135,7 +136,7 @@ class _Trial:
         if self.codec == "sz":
             from .sz import encode_stages
 
-            stages, sections, _ = encode_stages(data, eb, dataclasses.replace(sz_predictor))
+            stages, sections, _ = encode_stages(data, eb, dataclasses.replace(sz_predictor), entropy=SZ_ENTROPY)
         else:
             stages, sections = get_codec(self.codec)().encode(data, eb)
         self.result = (stages, sections)

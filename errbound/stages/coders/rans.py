@@ -1,0 +1,368 @@
+"""Context-modelled rANS coding of quantization codes (an alternative to Huffman + zstd).
+
+Quantization codes are not independent: a large residual is followed by large ones (edges,
+rough regions), a run of zero residuals by more. This coder conditions each code on the two
+codes before it in the stream: the context is the bucket ``min(bit_length(a1 + a2), 7)`` of
+the sum of their distances ``a`` from ``center`` (the zero-residual code; the
+unpredictable code 0 counts as a distance of 9). Each of the 8 contexts has its own static
+frequency table (normalized to ``2**precision``), and one rANS state (32 bits, byte-wise
+renormalization, encoded backwards) codes the stream. On the shared fields the conditional
+entropy is 0-14 % below what Huffman + zstd reach; ``sz`` keeps whichever is smaller.
+
+Blob layout (varint = unsigned LEB128):
+
+* byte 0: ``0`` empty, ``1`` a single distinct symbol (varint count, varint symbol), ``2`` rANS.
+* type 2: varint count ``n``; varint ``precision``; varint used-symbol count ``m``; ``m``
+  varints of symbol gaps (as Huffman's table, without lengths); then per context a varint
+  flag (0: unused) and for a used context ``m`` varint frequencies summing to
+  ``2**precision``; varint byte count of the payload; the payload (its first 4 bytes are the
+  final encoder state, big-endian).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import CorruptStreamError, UnsupportedInputError
+from ...jit import kernel
+from ...stage import Stage
+
+CONTEXTS = 8
+UNPREDICTABLE_DISTANCE = 9
+_L = 1 << 23  # lower bound of the normalized state
+MIN_PRECISION, MAX_PRECISION = 12, 20
+MAX_SYMBOLS = 1 << 16  # distinct symbols (16 bits of the decoder's table entry)
+MAX_COUNT = 1 << 40
+_EMPTY, _SINGLE, _RANS = 0, 1, 2
+
+
+@dataclass
+class Rans(Stage):
+    """Stage: context-modelled rANS coding of symbols below ``alphabet`` whose zero residual
+    is ``center``."""
+
+    name = "rans"
+
+    alphabet: int
+    center: int
+
+    def __post_init__(self):
+        self.alphabet = int(self.alphabet)
+        self.center = int(self.center)
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+# the context of two distances, each capped at 63 (so their sum is below 128)
+_PAIR_BUCKETS = np.minimum([int(v).bit_length() for v in range(128)], CONTEXTS - 1).astype(np.int64)
+
+
+@kernel(inline="always")
+def _bucket(a1, a2):
+    return _PAIR_BUCKETS[a1 + a2]
+
+
+@kernel(inline="always")
+def _distance(s, center):
+    """How far code ``s`` is from the zero residual, capped at 63 (the unpredictable code 0
+    counts as UNPREDICTABLE_DISTANCE)."""
+    if s == 0:
+        return UNPREDICTABLE_DISTANCE
+    return min(abs(s - center), 63)
+
+
+@kernel
+def _context_counts(symbols, index, m, center):
+    """Counts per (context, used-symbol index)."""
+    counts = np.zeros((CONTEXTS, m), np.int64)
+    a1, a2 = 0, 0
+    for i in range(symbols.size):
+        s = np.int64(symbols[i])
+        counts[_bucket(a1, a2), index[s]] += 1
+        a2 = a1
+        a1 = _distance(s, center)
+    return counts
+
+
+@kernel
+def _encode(symbols, index, freq, cum, precision, center, out):
+    """rANS-encode backwards into ``out`` (written from the end); returns the first byte used."""
+    n = symbols.size
+    ctx = np.empty(n, np.uint8)
+    a1, a2 = 0, 0
+    for i in range(n):
+        s = np.int64(symbols[i])
+        ctx[i] = _bucket(a1, a2)
+        a2 = a1
+        a1 = _distance(s, center)
+    x = np.uint64(_L)
+    pos = out.size
+    shift = np.uint64(precision)
+    for i in range(n - 1, -1, -1):
+        k = ctx[i]
+        j = index[np.int64(symbols[i])]
+        f = np.uint64(freq[k, j])
+        limit = np.uint64((_L >> precision) << 8) * f
+        while x >= limit:
+            pos -= 1
+            out[pos] = np.uint8(x & np.uint64(0xFF))
+            x >>= np.uint64(8)
+        x = ((x // f) << shift) + (x % f) + np.uint64(cum[k, j])
+    for b in range(4):
+        pos -= 1
+        out[pos] = np.uint8((x >> np.uint64(8 * b)) & np.uint64(0xFF))
+    return pos
+
+
+@kernel
+def _decode(data, pos, slots, symbols_of, precision, out):
+    """Decode len(out) symbols from data[pos:] (padded with 8 zero bytes past its end) with
+    one packed entry per (context, slot): symbol index << 48 | capped distance << 42 |
+    frequency << 21 | (slot - cumulative frequency); all ones for a context without a table.
+    The next context comes from the entry itself, and renormalization is branch-free: the
+    loop's dependency chain is a few operations long. Returns 0, 4 for a stream that does not
+    end where its last symbol does (truncated, padded or corrupt), or 5 for a context
+    without a table."""
+    end = data.size - 8
+    if pos + 4 > end:
+        return 4
+    x = np.uint64(0)
+    for b in range(4):
+        x = (x << np.uint64(8)) | np.uint64(data[pos + b])
+    pos += 4
+    mask = np.uint64((1 << precision) - 1)
+    shift = np.uint64(precision)
+    low = np.uint64(_L)
+    field = np.uint64((1 << 21) - 1)
+    missing = np.uint64(0xFFFFFFFFFFFFFFFF)
+    a1 = np.uint64(0)
+    a2 = np.uint64(0)
+    for i in range(out.size):
+        e = slots[_PAIR_BUCKETS[a1 + a2], x & mask]
+        if e == missing:
+            return 5
+        x = ((e >> np.uint64(21)) & field) * (x >> shift) + (e & field)
+        for _ in range(2):  # at most two bytes per symbol (precision <= 20, L = 2^23)
+            more = x < low
+            x = (x << np.uint64(8)) | np.uint64(data[pos]) if more else x
+            pos += 1 if more else 0
+            if pos > end:
+                return 4
+        out[i] = symbols_of[e >> np.uint64(48)]
+        a2 = a1
+        a1 = (e >> np.uint64(42)) & np.uint64(63)
+    return 0 if pos == end and x == low else 4
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _varints(values) -> bytes:
+    """LEB128 bytes of non-negative values below 2**28, concatenated (vectorized)."""
+    values = np.asarray(values, np.int64).reshape(-1)
+    if values.size == 0:
+        return b""
+    sizes = 1 + (values >= 1 << 7) + (values >= 1 << 14) + (values >= 1 << 21)
+    ends = np.cumsum(sizes)
+    which = np.repeat(np.arange(values.size), sizes)
+    k = np.arange(int(ends[-1])) - np.repeat(ends - sizes, sizes)
+    out = ((values[which] >> (7 * k)) & 0x7F) | np.where(k + 1 < sizes[which], 0x80, 0)
+    return out.astype(np.uint8).tobytes()
+
+
+class _Reader:
+    def __init__(self, data: np.ndarray, pos: int):
+        self.data, self.pos = data, pos
+
+    def varints(self, count: int, what: str) -> np.ndarray:
+        """``count`` varints of at most 4 bytes each (vectorized)."""
+        window = self.data[self.pos : self.pos + 4 * count].astype(np.int64)
+        ends = np.flatnonzero(window < 0x80)[:count]
+        if ends.size < count:
+            raise CorruptStreamError(f"rans block: {what} truncated or malformed")
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        if np.any(ends - starts >= 4):
+            raise CorruptStreamError(f"rans block: a varint of {what} is too long")
+        entry = np.repeat(np.arange(count), ends - starts + 1)
+        used = int(ends[-1]) + 1
+        shift = 7 * (np.arange(used) - starts[entry])
+        self.pos += used
+        return np.add.reduceat((window[:used] & 0x7F) << shift, starts)
+
+    def varint(self, what: str) -> int:
+        v = shift = 0
+        while True:
+            if self.pos >= self.data.size:
+                raise CorruptStreamError(f"rans block truncated while reading {what}")
+            b = int(self.data[self.pos])
+            self.pos += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return v
+            if shift >= 63:
+                raise CorruptStreamError(f"rans block: varint for {what} is too long")
+
+
+def normalize(counts: np.ndarray, total: int) -> np.ndarray:
+    """Frequencies summing to ``total`` with every counted symbol >= 1 (deterministic)."""
+    counts = counts.astype(np.int64)
+    used = counts > 0
+    freq = np.where(used, np.maximum(1, counts * total // max(int(counts.sum()), 1)), 0)
+    excess = int(freq.sum()) - total
+    order = np.argsort(-counts, kind="stable")  # largest first take the correction
+    while excess != 0:
+        for j in order:
+            if excess == 0 or not used[j]:
+                break
+            if excess > 0:
+                give = min(excess, int(freq[j]) - 1)
+                freq[j] -= give
+                excess -= give
+            else:
+                freq[j] -= excess
+                excess = 0
+    return freq
+
+
+def _precision(m: int) -> int:
+    """Table size: 4096 slots (32 KiB per context) unless many symbols need more room."""
+    return min(MAX_PRECISION, max(MIN_PRECISION, (2 * m - 1).bit_length()))
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def encode(symbols: np.ndarray, alphabet: int, center: int) -> bytes:
+    """rANS-code ``symbols`` (1-D int32, values in ``[0, alphabet)``) with the context model
+    of the module docstring. The output depends only on the input values."""
+    a = np.ascontiguousarray(symbols, np.int32)
+    if a.ndim != 1:
+        raise UnsupportedInputError("symbols must be a 1-D integer array")
+    if a.size == 0:
+        return bytes([_EMPTY]) + _varints([0])
+    lo, hi = int(a.min()), int(a.max())
+    if lo < 0 or hi >= alphabet:
+        raise UnsupportedInputError(f"symbols must lie in [0, {alphabet})")
+    present = np.bincount(a - lo) > 0
+    used = np.flatnonzero(present) + lo
+    if used.size == 1:
+        return bytes([_SINGLE]) + _varints([a.size, used[0]])
+    if used.size > MAX_SYMBOLS:
+        raise ValueError(f"{used.size} distinct symbols are too many for the rans coder")
+    index = np.zeros(hi - lo + 1, np.int32)
+    index[used - lo] = np.arange(used.size, dtype=np.int32)
+    full_index = np.zeros(hi + 1, np.int32)
+    full_index[lo:] = index
+    counts = _context_counts(a, full_index, used.size, center)
+    precision = _precision(used.size)
+    total = 1 << precision
+    freq = np.zeros((CONTEXTS, used.size), np.int64)
+    head = [_RANS]
+    table = [np.array([a.size, precision, used.size]), np.diff(used, prepend=-1) - 1]
+    for k in range(CONTEXTS):
+        if counts[k].sum() == 0:
+            table.append(np.zeros(1, np.int64))
+            continue
+        freq[k] = normalize(counts[k], total)
+        table += [np.ones(1, np.int64), freq[k]]
+    cum = np.zeros_like(freq)
+    cum[:, 1:] = np.cumsum(freq, axis=1)[:, :-1]
+    # each symbol costs at most precision + 1 bits; plus the state
+    out = np.empty(a.size * (precision + 8) // 8 + 16, np.uint8)
+    start = _encode(a, full_index, freq, cum, precision, center, out)
+    payload = out[start:]
+    return bytes(head) + _varints(np.concatenate(table)) + _varints([payload.size]) + payload.tobytes()
+
+
+def estimated_size(symbols: np.ndarray, alphabet: int, center: int) -> float:
+    """Bytes :func:`encode` would need, from the per-context entropies and the table (costs
+    one counting pass, a fraction of an encode)."""
+    a = np.ascontiguousarray(symbols, np.int32)
+    if a.size < 2:
+        return 8.0
+    lo, hi = int(a.min()), int(a.max())
+    used = np.flatnonzero(np.bincount(a - lo)) + lo
+    if used.size < 2 or used.size > MAX_SYMBOLS:
+        return float("inf") if used.size > MAX_SYMBOLS else 8.0
+    full_index = np.zeros(hi + 1, np.int32)
+    full_index[used] = np.arange(used.size, dtype=np.int32)
+    counts = _context_counts(a, full_index, used.size, center).astype(np.float64)
+    bits = 0.0
+    tables = 2.0 * used.size
+    for k in range(CONTEXTS):
+        row = counts[k][counts[k] > 0]
+        if row.size:
+            bits -= float((row * np.log2(row / row.sum())).sum())
+            tables += used.size * 1.2  # a varint per used symbol, mostly one byte
+    return bits / 8 + tables + 16
+
+
+def decode(blob, count: int | None = None, alphabet: int | None = None, center: int = 0) -> np.ndarray:
+    """Decode a blob produced by :func:`encode` into int32 symbols; anything malformed raises
+    :class:`~errbound.errors.CorruptStreamError`, and the decoder never reads outside the blob."""
+    data = np.frombuffer(blob, np.uint8) if not isinstance(blob, np.ndarray) else blob.reshape(-1).view(np.uint8)
+    if data.size == 0:
+        raise CorruptStreamError("rans block is empty")
+    limit = alphabet if alphabet is not None else 1 << 20
+    kind = int(data[0])
+    r = _Reader(data, 1)
+    n = r.varint("symbol count")
+    if count is not None and n != count:
+        raise CorruptStreamError(f"rans block holds {n} symbols, expected {count}")
+    if n > MAX_COUNT:
+        raise CorruptStreamError(f"rans block claims an implausible {n} symbols")
+    if kind == _EMPTY:
+        if n or r.pos != data.size:
+            raise CorruptStreamError("malformed empty rans block")
+        return np.empty(0, np.int32)
+    if kind == _SINGLE:
+        sym = r.varint("symbol")
+        if sym >= limit or r.pos != data.size or n == 0:
+            raise CorruptStreamError("malformed single-symbol rans block")
+        return np.full(n, sym, np.int32)
+    if kind != _RANS:
+        raise CorruptStreamError(f"unknown rans block type {kind}")
+    precision = r.varint("precision")
+    if not MIN_PRECISION <= precision <= MAX_PRECISION:
+        raise CorruptStreamError(f"rans block: precision {precision}")
+    m = r.varint("table size")
+    if not 2 <= m <= min(MAX_SYMBOLS, data.size):
+        raise CorruptStreamError(f"rans table claims {m} symbols")
+    symbols_of = np.cumsum(r.varints(m, "symbol table") + 1) - 1
+    if symbols_of[-1] >= limit:
+        raise CorruptStreamError(f"rans table holds symbol {symbols_of[-1]} outside [0, {limit})")
+    total = 1 << precision
+    slots = np.full((CONTEXTS, total), 0xFFFFFFFFFFFFFFFF, np.uint64)
+    distance = np.where(symbols_of == 0, UNPREDICTABLE_DISTANCE, np.abs(symbols_of - center))
+    capped = np.minimum(distance, 63).astype(np.uint64)
+    for k in range(CONTEXTS):
+        if r.varint("context flag") == 0:
+            continue
+        if m > data.size - r.pos:
+            raise CorruptStreamError("rans frequency table is truncated")
+        freq = r.varints(m, "frequencies")
+        if int(freq.sum()) != total:
+            raise CorruptStreamError("rans frequencies do not add up to the table size")
+        owner = np.repeat(np.arange(m, dtype=np.int32), freq)
+        cum = np.cumsum(freq) - freq
+        slots[k] = (
+            (owner.astype(np.uint64) << np.uint64(48))
+            | (capped[owner] << np.uint64(42))
+            | (freq[owner].astype(np.uint64) << np.uint64(21))
+            | (np.arange(total) - cum[owner]).astype(np.uint64)
+        )
+    size = r.varint("payload size")
+    if size != data.size - r.pos:
+        raise CorruptStreamError(f"rans payload of {size} bytes, {data.size - r.pos} present")
+    out = np.empty(n, np.int32)
+    padded = np.concatenate((data, np.zeros(8, np.uint8)))
+    err = _decode(padded, r.pos, slots, symbols_of.astype(np.int32), precision, out)
+    if err == 5:
+        raise CorruptStreamError("rans block: a context without a frequency table")
+    if err:
+        raise CorruptStreamError("rans block: the payload does not decode to the symbol count (corrupt)")
+    return out

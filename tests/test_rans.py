@@ -1,0 +1,83 @@
+"""The context-modelled rANS coder (sz's alternative to Huffman + zstd): round trips, sizes
+near the conditional entropy, and corrupt blobs refused without crashing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import errbound
+from errbound.errors import CodecOptionError, CorruptStreamError
+from errbound.stages.coders import rans
+
+CENTER = 32768
+
+
+def codes(n, seed=0, spread=2.0, zeros=0.0):
+    """Quantization codes with runs of large residuals among small ones (what contexts exploit)."""
+    rng = np.random.default_rng(seed)
+    scale = np.repeat(rng.choice([0.3, spread * 4], size=n // 64 + 1), 64)[:n]
+    c = np.rint(rng.laplace(0, 1, n) * scale).astype(np.int64) + CENTER
+    c[rng.random(n) < zeros] = 0
+    return c.astype(np.int32)
+
+
+def roundtrip(c):
+    blob = rans.encode(c, 2 * CENTER, CENTER)
+    np.testing.assert_array_equal(rans.decode(blob, c.size, 2 * CENTER, CENTER), c)
+    return blob
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 100, 5000, 200_000])
+def test_round_trips(n):
+    roundtrip(codes(n, n, zeros=0.01))
+
+
+def test_single_symbol_and_wide_alphabets():
+    assert len(roundtrip(np.full(10_000, CENTER, np.int32))) < 8
+    wide = np.random.default_rng(1).integers(0, 2 * CENTER, 50_000).astype(np.int32)
+    roundtrip(wide)
+
+
+def test_contexts_beat_huffman_where_residuals_cluster():
+    from errbound.stages.coders import huffman
+
+    c = codes(300_000, 3)
+    assert len(roundtrip(c)) < 0.93 * len(huffman.encode(c, 2 * CENTER))
+    assert abs(rans.estimated_size(c, 2 * CENTER, CENTER) / len(roundtrip(c)) - 1) < 0.03
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 64), st.sampled_from(["flip", "truncate", "extend"]))
+def test_damaged_blobs_raise_or_decode_to_the_count(seed, at, how):
+    c = codes(3000, seed % 97)
+    blob = bytearray(rans.encode(c, 2 * CENTER, CENTER))
+    pos = len(blob) - 1 - (seed % len(blob))
+    if how == "flip":
+        blob[pos] ^= 1 << (at % 8)
+    elif how == "truncate":
+        del blob[pos:]
+    else:
+        blob += bytes(at)
+    try:
+        out = rans.decode(bytes(blob), c.size, 2 * CENTER, CENTER)
+    except CorruptStreamError:
+        return
+    assert out.shape == c.shape and out.min() >= 0 and out.max() < 2 * CENTER
+
+
+def test_sz_keeps_the_smaller_coder_and_decodes_either():
+    x = np.fromfunction(lambda i, j, k: np.sin(i / 5) * np.cos(j / 7) + k / 40, (40, 48, 56), dtype=np.float32)
+    x += np.random.default_rng(2).normal(0, 0.02, x.shape).astype(np.float32) * (x > 0.5)
+    plain = errbound.compress(x, "sz", rel=1e-3)
+    best = errbound.compress(x, "sz", rel=1e-3, entropy="best")
+    names = [s["name"] for s in errbound.info(best)["stages"]]
+    assert "rans" in names and len(best) < len(plain)
+    assert "huffman" in [s["name"] for s in errbound.info(plain)["stages"]]
+    for blob in (plain, best):
+        y = errbound.decompress(blob)
+        assert np.max(np.abs(y.astype(np.float64) - x)) <= 1e-3 * float(x.max() - x.min())
+    with pytest.raises(CodecOptionError):
+        errbound.compress(x, "sz", rel=1e-3, entropy="arithmetic")
