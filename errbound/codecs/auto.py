@@ -2,8 +2,8 @@
 
 The candidates (``sz``, ``sperr``, ``fz``, and ``hlr`` for large 2-D matrices) each code the
 same few blocks of the array, spread evenly over it (about 1/16 of the values; a small array
-is coded whole). The codec that needs the fewest bytes on them codes the array; when the whole
-array was the sample, its result is kept as it is. ``sz`` chooses its predictor once, on the
+is coded whole). Every candidate within 10 % of the best on the sample then codes the whole
+array (samples of a few blocks misjudge by up to ~8 %), and the smallest stream is kept. ``sz`` chooses its predictor once, on the
 whole array, and codes the blocks with it, so its sample costs one pass over them.
 
 The stream's first stage record (``auto``) names the chosen codec and its version and keeps
@@ -44,7 +44,7 @@ HLR_MIN_SIDE = 512  # hlr only for matrices: both sides at least this long ...
 HLR_BLOCK = 512  # ... sampled on blocks of this side (low-rank tiles need room)
 HLR_PROBE = 128  # the corner block whose singular values say whether hlr is worth a try (~3 ms)
 SZ_ENTROPY = "best"  # ratio first: sz may use its rANS coder here (sz's own default is Huffman, for speed)
-CLOSE = 1.03  # sampled ratios this close: the two best both code the whole array
+CLOSE = 1.10  # sampled ratios this close: the two best both code the whole array (samples misjudge by <= 8 %)
 
 
 @dataclass
@@ -106,19 +106,29 @@ class _Trial:
     def __init__(self, codec: str, data: np.ndarray, eb: float, blocks, whole: bool, sz_predictor):
         self.codec = codec
         self.result = None
-        if codec == "sz":
+        if codec == "sz" and whole:
             from .sz import encode_stages
 
-            coded = 0
+            stages, sections, _ = encode_stages(data, eb, dataclasses.replace(sz_predictor), entropy=SZ_ENTROPY)
+            coded = _coded_bytes(stages, sections)
+            self.result = (stages, sections)
+        elif codec == "sz":
+            from ..stages.coders.zstd import ZstdLossless
+            from .sz import entropy_code
+
+            # the predictor chosen for the array, with the anchor grid of each block's size;
+            # the blocks' codes entropy-coded together, as the array's are (one table)
+            codes, unpredictable = [], 0
             for block in blocks:
-                # the predictor chosen for the array, with the anchor grid of the block's size
                 predictor = dataclasses.replace(sz_predictor)
-                if not whole and hasattr(predictor, "anchor"):
+                if hasattr(predictor, "anchor"):
                     predictor.anchor = None
-                stages, sections, _ = encode_stages(block, eb, predictor, entropy=SZ_ENTROPY)
-                coded += _coded_bytes(stages, sections)
-                if whole:
-                    self.result = (stages, sections)
+                c, u, _ = predictor.encode(block, eb)
+                codes.append(c)
+                unpredictable += u.nbytes
+            lossless = ZstdLossless()
+            _, section = entropy_code(np.concatenate(codes), sz_predictor.radius, lossless, SZ_ENTROPY == "best")
+            coded = len(section) + unpredictable + len(json.dumps(sz_predictor.record())) + 64
         else:
             instance = get_codec(codec)()
             coded = 0
@@ -173,8 +183,8 @@ def _sample(data: np.ndarray, with_hlr: bool) -> list[np.ndarray]:
 
 def choose(data: np.ndarray, eb: float, names=CANDIDATES):
     """(the chosen trial, every trial, sz's predictor): every candidate codes the same
-    sample; when the best two are within CLOSE of each other there, both code the array and
-    the smaller stream wins (samples of a few blocks misjudge by a few percent)."""
+    sample; every candidate within CLOSE of the best there codes the whole array, and the
+    smallest stream wins (samples of a few blocks misjudge by up to ~8 %)."""
     names = candidates_for(data, eb, names)
     blocks = _sample(data, "hlr" in names)
     whole = len(blocks) == 1 and blocks[0] is data
@@ -190,10 +200,9 @@ def choose(data: np.ndarray, eb: float, names=CANDIDATES):
     best = ranked[0]
     if whole or len(ranked) < 2 or ranked[1].ratio * CLOSE < best.ratio:
         return best, trials, sz_predictor
-    finals = []
-    for trial in ranked[:2]:
+    finals = [t for t in ranked if t.ratio * CLOSE >= best.ratio]
+    for trial in finals:
         trial.full(data, eb, sz_predictor)
-        finals.append(trial)
     best = min(finals, key=lambda t: (t.full_bytes * SLOWER_MARGIN.get(t.codec, 1.0), CANDIDATES.index(t.codec)))
     return best, trials, sz_predictor
 

@@ -45,12 +45,12 @@ def encode_stages(
         predictor, encoded = choose(data, eb)
     codes, unpred, recon = encoded or predictor.encode(data, eb)
     lossless = ZstdLossless()
-    entropy, coded = _entropy_code(codes, predictor.radius, lossless, entropy == "best")
+    entropy, coded = entropy_code(codes, predictor.radius, lossless, entropy == "best")
     sections = [(names["codes"], coded), (names["unpredictable"], lossless.compress(unpred.tobytes()))]
     return [predictor.record(), entropy.record(), lossless.record()], sections, recon
 
 
-def _entropy_code(codes: np.ndarray, radius: int, lossless: ZstdLossless, try_rans: bool):
+def entropy_code(codes: np.ndarray, radius: int, lossless: ZstdLossless, try_rans: bool):
     """(entropy stage, codes section): Huffman + zstd, or (``try_rans``) the context-modelled
     rANS coder where its estimate says it saves RANS_GAIN and the real stream does (the
     policy's constants)."""
