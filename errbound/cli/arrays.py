@@ -114,10 +114,12 @@ def _auto_choice(stages: list, values: int) -> list[str]:
     sampled = ", ".join(f"{codec} {ratio:.4g}" for codec, ratio in choice["sampled"].items())
     n = choice.get("sample_values")
     where = "the whole array" if n == values else f"a sample of {n} of the {values} values"
-    line = f"picked          {choice.get('codec')}: the best ratio on {where} ({sampled})"
+    line = f"picked          {choice.get('codec')}: ratios on {where}: {sampled}"
     full = choice.get("full") or {}
     if full:
-        line += "; on the whole array " + ", ".join(f"{codec} {ratio:.4g}" for codec, ratio in full.items())
+        line += "; the closest then coded the whole array: " + ", ".join(
+            f"{codec} {ratio:.4g}" for codec, ratio in full.items()
+        )
     return [line]
 
 
