@@ -53,6 +53,9 @@ def parse_args(argv):
     ap.add_argument("--peers", default=",".join(PEERS), help=f"among {','.join(PEERS)}, or 'none'")
     ap.add_argument("--fields", default=None, help="only fields whose name contains one of these (comma list)")
     ap.add_argument("--matrices", action="store_true", help="also lowrank.py's matrices (cov stride 2, kernels)")
+    ap.add_argument(
+        "--series", action="store_true", help="also a synthetic smooth 1-D series (displacement-like, float64)"
+    )
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--min-time", type=float, default=0.05)
     args = ap.parse_args(argv)
@@ -138,6 +141,15 @@ def load_fields(args):
                 continue
             shape = tuple(int(n) for n in m["shape"].split("x"))
             out.append((m["stem"], np.fromfile(path, "<f4" if m["kind"] == "f32" else "<f8").reshape(shape)))
+    if args.series:
+        # integrated band-limited noise minus a cubic trend: smooth like a seismic displacement
+        # record (the kind of 1-D series where sz once lost to SZ3 at loose bounds); synthetic
+        rng = np.random.default_rng(0)
+        n = 1 << 19
+        v = np.convolve(rng.standard_normal(n), np.hanning(64), "same")
+        x = np.cumsum(v)
+        t = np.arange(n)
+        out.append(("synthetic-displacement-series", x - np.polyval(np.polyfit(t, x, 3), t)))
     if args.matrices:
         sys.path.insert(0, str(HERE))
         import lowrank
