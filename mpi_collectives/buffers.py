@@ -4,7 +4,10 @@ mpi4py accepts a buffer, ``[buf, datatype]``, ``[buf, count, datatype]``,
 ``[buf, (count, displ), datatype]`` and ``[buf, count, displ, datatype]``. Only the first
 three, with a contiguous host buffer and the datatype ``MPI.FLOAT`` or ``MPI.DOUBLE``
 (stated or inferred from the buffer's format), are compressed; :func:`parse` returns None
-for everything else and the caller hands the untouched arguments to plain MPI.
+for everything else and the caller hands the untouched arguments to plain MPI. A float
+buffer that cannot be used as it is (a read-only receive buffer, non-contiguous memory)
+is described all the same, with its ``problem``: that rank takes the path every other rank
+takes and makes the collective fail on all of them, instead of leaving them waiting.
 """
 
 from __future__ import annotations
@@ -20,17 +23,25 @@ _MAX_DIMS = 4  # errbound's codecs take arrays of up to 4 dimensions
 _FORMATS = {"f": np.dtype(np.float32), "d": np.dtype(np.float64)}
 
 
+READ_ONLY, NOT_CONTIGUOUS = 1, 2  # as mpi_collectives.guard numbers buffer problems
+
+
 @dataclass
 class Buffer:
     """A message as MPI sees it: `blocks` blocks of `count` values, one flat view."""
 
-    flat: np.ndarray  # 1-D native float32/float64 view of blocks * count values
+    flat: np.ndarray  # 1-D native float32/float64 view of blocks * count values (a copy if problem)
     count: int  # values per block
     blocks: int
     block_shape: tuple[int, ...]  # a C-order shape of one block, for better compression
+    problem: int = 0  # READ_ONLY or NOT_CONTIGUOUS: this buffer cannot be used as it is
 
     def block(self, i: int) -> np.ndarray:
         return self.flat[i * self.count : (i + 1) * self.count]
+
+    @property
+    def block_bytes(self) -> int:
+        return self.count * self.flat.dtype.itemsize
 
 
 def is_in_place(msg) -> bool:
@@ -65,25 +76,28 @@ def _split(msg):
 
 
 def _raw_view(buf, writable: bool):
-    """(1-D view of the buffer in memory order, dtype from its format or None, shape in C order)."""
+    """(1-D view of the buffer in memory order, dtype from its format or None, shape in C
+    order, problem): a non-contiguous buffer comes back as a flat copy, with its problem."""
     if isinstance(buf, np.ndarray):
-        if not (buf.flags.c_contiguous or buf.flags.f_contiguous) or (writable and not buf.flags.writeable):
-            return None
-        shape = buf.shape if buf.flags.c_contiguous else buf.shape[::-1]
         dtype = buf.dtype if buf.dtype in _FORMATS.values() and buf.dtype.byteorder in ("=", _NATIVE) else None
-        return buf.reshape(-1, order="A"), dtype, shape
+        if not (buf.flags.c_contiguous or buf.flags.f_contiguous):
+            return np.ravel(buf), dtype, buf.shape, NOT_CONTIGUOUS
+        shape = buf.shape if buf.flags.c_contiguous else buf.shape[::-1]
+        problem = READ_ONLY if writable and not buf.flags.writeable else 0
+        return buf.reshape(-1, order="A"), dtype, shape, problem
     try:
         view = memoryview(buf)
     except TypeError:
         return None  # device arrays (DLPack, CUDA array interface) and other objects
-    if not view.c_contiguous or (writable and view.readonly):
-        return None
     fmt = view.format.lstrip("@=" + _NATIVE)
     try:
         array = np.asarray(view)
     except (TypeError, ValueError):
         return None
-    return array.reshape(-1), _FORMATS.get(fmt), tuple(view.shape or ())
+    problem = 0 if view.c_contiguous else NOT_CONTIGUOUS
+    if not problem and writable and view.readonly:
+        problem = READ_ONLY
+    return np.ravel(array), _FORMATS.get(fmt), tuple(view.shape or ()), problem
 
 
 def parse(msg, *, blocks: int = 1, writable: bool = False) -> Buffer | None:
@@ -97,7 +111,7 @@ def parse(msg, *, blocks: int = 1, writable: bool = False) -> Buffer | None:
     raw = _raw_view(buf, writable)
     if raw is None:
         return None
-    flat, inferred, shape = raw
+    flat, inferred, shape, problem = raw
     dtype = inferred if datatype is None else _datatype_dtype(datatype)
     if dtype is None:
         return None
@@ -124,4 +138,4 @@ def parse(msg, *, blocks: int = 1, writable: bool = False) -> Buffer | None:
         block_shape = (count,)
     if len(block_shape) > _MAX_DIMS:  # fold the slowest axes together
         block_shape = (int(np.prod(block_shape[:-3])), *block_shape[-3:])
-    return Buffer(flat[:used], count, blocks, block_shape or (count,))
+    return Buffer(flat[:used], count, blocks, block_shape or (count,), problem)

@@ -1,29 +1,57 @@
-"""CompressedComm: an ``mpi4py.MPI.Intracomm`` whose large float collectives travel compressed.
+"""CompressedComm: an ``mpi4py.MPI.Intracomm`` whose large float collectives travel compressed
+between nodes.
 
-Dispatch only: each uppercase collective decides locally whether its message can take a
-compressed path (contiguous float32/float64, at least ``min_bytes`` per message, two or
-more ranks); if not, mpi4py's own method runs with the caller's arguments untouched.
-The compressed paths live in :mod:`.reduce` and :mod:`.movement`; they start with one small
-Allreduce that checks that all ranks agree (count, datatype, op, root) and end, where the
-contract cannot be met more cheaply (a zero or sub-ulp bound), with plain MPI on every rank.
+Construction (collective) agrees on the settings, finds which ranks share a node
+(:mod:`.topology`) and, where compression can run at all, compiles the kernels and measures
+the machine (:mod:`.probe`) for the cost model that makes the first decision
+(:mod:`.policy`). A job whose ranks all share one node runs plain MPI from the first call
+(unless ``adapt=False`` forces compression, which then treats every rank as a node).
+
+Each uppercase collective decides whether its message can take a compressed path
+(contiguous float32/float64, at least ``min_bytes`` per block, SUM/MAX/MIN for reductions);
+if not, mpi4py's own method runs with the caller's arguments untouched. The compressed
+paths (:mod:`.reduction`, :mod:`.movement`) run inside :class:`.guard.Guard`, which makes
+every failure, mismatch and unusable buffer raise the same error on every rank.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
+
 from mpi4py import MPI
 
-from . import compute, movement, reduction
+from . import compute, costmodel, probe, reduction
 from . import settings as agreement
 from .buffers import Buffer, is_in_place, parse
+from .guard import Call, Guard
+from .movement import collectives as movement
 from .policy import Adaptive
-from .settings import Settings
+from .settings import INVALID, MAX, MIN, SUM, Settings
 from .stats import Stats
+from .topology import Topology, discover
+from .transport.channel import Channel
+from .transport.mailbox import Mailbox
 from .transport.nonblocking import CompressedRequest, Worker
 
 # Compressing pays from about this size on a 1 Gbit/s link (measured on the netbed, 2 ranks,
 # real data: Allreduce 0.55x at 128 KiB, 2.9x at 256 KiB; every collective >= 1.1x from
 # 512 KiB; 4 ranks on 2 cores need ~2 MiB). Faster links move it up: adapt=True finds it.
 DEFAULT_MIN_BYTES = 512 * 1024
+_REDUCIBLE = (SUM, MAX, MIN, INVALID)  # INVALID: refused on every rank by the start agreement
+_OPS = {
+    "Allreduce": "allreduce",
+    "Iallreduce": "allreduce",
+    "Reduce": "reduce",
+    "Reduce_scatter_block": "reduce_scatter_block",
+    "Bcast": "bcast",
+    "Ibcast": "bcast",
+    "Gather": "gather",
+    "Scatter": "scatter",
+    "Allgather": "allgather",
+    "Alltoall": "alltoall",
+}
 
 
 def _as_float(value):
@@ -33,30 +61,41 @@ def _as_float(value):
         return value  # Settings.problem() reports it, on every rank
 
 
+def prior_ratio(settings: Settings, itemsize: int, terms: int = 1) -> float:
+    """The compression ratio to expect before anything was compressed: the bits of a code on
+    a grid of 2 bound / terms over the value range, less ~4.5 bits that a Lorenzo prediction
+    saves on smooth data (the shared fields at rel 1e-3: 6-10x measured, this gives 5.8-6)."""
+    if settings.rel is None:
+        return 4.0
+    bits = math.log2(max(terms, 1) / (2 * settings.rel)) - 4.5
+    return max(1.0, 8 * itemsize / (max(bits, 1.0) + 1.0))
+
+
 class CompressedComm(MPI.Intracomm):
     """A drop-in ``MPI.Intracomm`` with error-bounded compressed collectives.
 
     ``CompressedComm(comm, abs=1e-3)`` or ``rel=1e-4``: the bound applies to the *final*
     result of every compressed collective, |result - exact| <= bound element-wise on every
-    rank (``rel``: times the global value range, which costs one small extra Allreduce).
-    ``codec`` compresses Bcast/Scatter/Gather/Allgather/Alltoall blocks (reductions always
-    use errbound's exact integer codes). Messages under ``min_bytes``, non-float data,
-    derived datatypes and other ops go to plain MPI unchanged. ``consistent=True`` makes
-    Bcast's root keep what the other ranks receive. ``algorithm`` forces the Allreduce
-    algorithm ("ring", "doubling" on power-of-two rank counts) instead of "auto";
-    ``bcast_algorithm`` the Bcast tree ("binomial", pipelined "chain" or "binary").
-    ``segment_bytes`` is the chunk size of the pipelined algorithms (0: the default; a value
-    at least the message size turns pipelining off); it changes speed, never results.
-    ``adapt`` (on by default) times both paths per collective and size and keeps the faster
-    one (see :mod:`mpi_collectives.policy`), so a link too fast for the compressor to pay
-    never makes a collective slower than plain MPI; ``adapt=False`` always compresses
-    messages of ``min_bytes`` or more.
+    rank (``rel``: times the global value range). ``codec`` compresses Bcast/Scatter/Gather/
+    Allgather/Alltoall blocks (reductions always use errbound's exact integer codes).
+    Messages under ``min_bytes``, non-float data, derived datatypes and other ops go to plain
+    MPI unchanged, and so does everything between ranks of one node. ``consistent=True`` makes
+    Bcast's root keep what the other ranks receive. ``algorithm`` forces the algorithm between
+    nodes of Allreduce ("ring", "doubling" on power-of-two node counts) instead of "auto" (the
+    cost model's choice); ``bcast_algorithm`` the Bcast tree ("binomial", pipelined "chain" or
+    "binary"). ``segment_bytes`` is the chunk size of the pipelined algorithms (0: the default;
+    a value at least the message size turns pipelining off); it changes speed, never results.
+    ``adapt`` (on by default) takes, per collective and size, the path that the cost model
+    predicts to be faster and corrects it from measured times (:mod:`mpi_collectives.policy`);
+    a job on one node runs plain MPI. ``adapt=False`` always compresses messages of
+    ``min_bytes`` or more, on one node too (every rank then counts as a node).
 
     Construction is collective; different settings on different ranks raise
-    :class:`~mpi_collectives.errors.SettingsMismatchError` on every rank. ``Dup()`` and
-    ``Split()`` return CompressedComms with the same settings; every other method, the
-    lowercase (pickle) ones included, is mpi4py's own. ``stats`` counts the bytes this rank
-    sent in compressed collectives against what plain MPI would have sent.
+    :class:`~mpi_collectives.errors.SettingsMismatchError` on every rank. ``nodes`` is the
+    node structure found at construction. ``Dup()`` and ``Split()`` return CompressedComms
+    with the same settings; every other method, the lowercase (pickle) ones included, is
+    mpi4py's own. ``stats`` counts the bytes this rank sent in compressed collectives against
+    what plain MPI would have sent.
     """
 
     _settings: Settings | None = None
@@ -98,19 +137,39 @@ class CompressedComm(MPI.Intracomm):
             MPI.Intracomm.Free(obj)
             raise
         obj._settings = settings
-        # ranks on one host share its cores; counted by host name, not by MPI's shared-memory
-        # split, which is one rank per "node" when shared memory is off (MPIR_CVAR_NOLOCAL,
-        # as on the netbed), although the ranks still share the cores
-        hosts = MPI.Intracomm.allgather(obj, MPI.Get_processor_name())
-        compute.configure(hosts.count(hosts[obj.Get_rank()]))
-        # compressed paths talk on private duplicates: their point-to-point messages can never
-        # meet a user's receive, and the nonblocking worker never shares a communicator
-        obj._internal = MPI.Intracomm(MPI.Intracomm.Dup(obj))
-        obj._background = MPI.Intracomm(MPI.Intracomm.Dup(obj))
-        obj._worker = Worker()
-        obj._adaptive = Adaptive(settings.adapt)
-        obj.stats = Stats()
+        obj._setup()
         return obj
+
+    def _setup(self) -> None:
+        settings, size = self._settings, self.Get_size()
+        self.nodes: Topology = discover(self)
+        # ranks on one host share its cores (counted by host name: on the netbed every rank is
+        # its own "node" for MPI, but they still share the machine's cores)
+        hosts = MPI.Intracomm.allgather(self, MPI.Get_processor_name())
+        compute.configure(hosts.count(hosts[self.Get_rank()]))
+        self.stats = Stats()
+        self._plain_only = size == 1 or (settings.adapt and self.nodes.single_node)
+        # compression forced on one node: every rank counts as a node
+        self._layout = self.nodes if self.nodes.nodes > 1 else Topology(tuple(range(size)), "forced")
+        self._channel = Channel(self, window=True) if size > 1 else None
+        self._guard = Guard(self, self._channel, settings.min_bytes, self.stats) if size > 1 else None
+        if self._channel is not None:
+            self._channel.node_of, self._channel.stats = self.nodes.node_of, self.stats
+        self._worker = Worker()
+        self._worker_guard: Guard | None = None
+        self._machine: dict[str, dict] = {}
+        self._ratios: dict[tuple[str, int], float] = {}
+        estimate = None
+        if not self._plain_only:
+            probe.warm_up(settings.codec)
+            control = self._channel.control  # a plain communicator: the probes' messages stay private
+            self._machine = {
+                "speeds": probe.speeds(control, settings.codec),
+                "link": probe.link(control, self._layout) if self._layout.nodes > 1 else {},
+                "cores": probe.cores_per_rank(control),
+            }
+            estimate = self._estimate
+        self._adaptive = Adaptive(settings.adapt, estimate)
 
     # -- properties and communicator management ----------------------------------------------
 
@@ -118,6 +177,11 @@ class CompressedComm(MPI.Intracomm):
     def settings(self) -> Settings | None:
         """The settings every rank agreed on (None for a plain communicator made by mpi4py)."""
         return self._settings
+
+    @property
+    def compressing(self) -> bool:
+        """Whether any collective of this communicator may compress (False: one node, adapt)."""
+        return self._settings is not None and not self._plain_only
 
     def _derive(self, comm: MPI.Intracomm) -> MPI.Intracomm:
         if comm == MPI.COMM_NULL:
@@ -152,25 +216,115 @@ class CompressedComm(MPI.Intracomm):
         """Free this communicator and its internal duplicates (collective)."""
         if self._settings is not None:
             self._worker.stop()
-            self._internal.Free()
-            self._background.Free()
+            if self._channel is not None:
+                self._channel.free()
+            if self._worker_guard is not None:
+                self._worker_guard.channel.free()
             self._settings = None
         super().Free()
 
-    # -- dispatch helpers ----------------------------------------------------------------------
+    # -- the cost model --------------------------------------------------------------------------
 
-    def _large(self, buf: Buffer | None) -> bool:
-        return buf is not None and buf.count > 0 and buf.block(0).nbytes >= self._settings.min_bytes
+    def _estimate(self, what: str, nbytes: int, itemsize: int = 4) -> tuple[float, float] | None:
+        """(compressed, plain) seconds the cost model predicts for a message of nbytes."""
+        op = _OPS[what]
+        layout = self._layout
+        family = "reduce" if op in costmodel.REDUCTIONS else "move"
+        speeds, link = self._machine["speeds"], self._machine["link"]
+        if layout.nodes > 1 and not link:
+            return None
+        terms = layout.size if op in costmodel.REDUCTIONS else 1
+        ratio = self._ratios.get((family, itemsize)) or prior_ratio(self._settings, itemsize, terms)
+        machine = costmodel.Machine(
+            link=link["link"],
+            encode=speeds[f"{family}_encode"],
+            decode=speeds[f"{family}_decode"],
+            ratio=ratio,
+            cores=self._machine["cores"],
+            latency=link["latency"],
+            memory=link["memory"],
+            quantize=speeds["quantize"],
+        )
+        k, ell = layout.nodes, layout.ranks_per_node
+        compressed = costmodel.compressed_layout(op, nbytes, k, ell, machine)
+        if ell == 1 and op in ("allreduce", "bcast", "allgather", "reduce_scatter_block", "reduce"):
+            plain = costmodel.plain(op if op != "reduce" else "reduce_scatter_block", nbytes, k, machine.link)
+        else:
+            plain = costmodel.plain_layout(op, nbytes, k, ell, machine)
+        return compressed, plain
 
-    def _choose(self, what: str, buf: Buffer, compressed, plain) -> None:
-        """Run the compressed path, or with adapt=True whichever has been faster for this size
-        (every rank passes a block of the same size, so every rank decides the same)."""
-        self._adaptive.run(self._internal, what, buf.block(0).nbytes, compressed, plain)
+    def _choose_algorithm(self, op: str, nodes: int, nbytes: int) -> str:
+        """The algorithm between nodes for a reduction's share of nbytes (cost model)."""
+        if not self._machine or not self._machine["link"]:
+            return "ring"
+        speeds, link = self._machine["speeds"], self._machine["link"]
+        ratio = self._ratios.get(("reduce", 4)) or 4.0
+        machine = costmodel.Machine(
+            link=link["link"],
+            encode=speeds["reduce_encode"],
+            decode=speeds["reduce_decode"],
+            ratio=ratio,
+            cores=self._machine["cores"],
+            latency=link["latency"],
+            memory=link["memory"],
+            quantize=speeds["quantize"],
+        )
+        return costmodel.reduction_algorithm(op, nbytes, nodes, self._layout.ranks_per_node, machine)[0]
+
+    # -- dispatch --------------------------------------------------------------------------------
 
     def _active(self) -> bool:
-        return self._settings is not None and self.Get_size() > 1
+        return self._settings is not None and self._guard is not None
 
-    def _reduction(self, sendbuf, recvbuf, blocks: int = 1):
+    def _large(self, buf: Buffer | None) -> bool:
+        return buf is not None and buf.count > 0 and buf.block_bytes >= self._settings.min_bytes
+
+    @staticmethod
+    def _call(what: str, buf: Buffer | None, op: int = 0, root: int = -1, problem: int = 0) -> Call:
+        if buf is None:
+            return Call(what, -1, 0, op, root)
+        return Call(what, buf.count, buf.flat.dtype.itemsize, op, root, problem or buf.problem)
+
+    def _run(
+        self,
+        what: str,
+        call: Call,
+        run: Callable[[], object],
+        args: tuple,
+        work: Callable | None = None,
+        maxima: Callable[[], list[float]] | None = None,
+        key_bytes: int = 0,
+        model_bytes: int = 0,
+        force: bool = False,
+    ) -> None:
+        """Plain MPI, or the compressed `work` inside the guard, as the policy decides."""
+        guard = self._guard
+        if work is None:
+            guard.plain(what, call, run, args)
+            return
+        if force:
+            guard.compressed(call, maxima, work)
+            return
+        choice = self._adaptive.choose(what, key_bytes, model_bytes, call.itemsize)
+        if not choice.compressed:
+            start = time.perf_counter()
+            guard.plain(what, call, run, args)
+            self._adaptive.plain_done(choice, time.perf_counter() - start)
+            return
+        outcome = guard.compressed(call, maxima, work, self._adaptive.pending_plain(choice))
+        self._adaptive.compressed_done(choice, outcome)
+        if outcome.sent_share > 0:
+            family = "reduce" if _OPS[what] in costmodel.REDUCTIONS else "move"
+            self._ratios[(family, call.itemsize)] = 1.0 / outcome.sent_share
+        if not outcome.done:
+            run()  # the bound is zero or below the precision: plain MPI, on every rank alike
+
+    def _mailbox(self, channel: Channel | None = None) -> Mailbox:
+        return Mailbox(channel or self._channel)
+
+    # -- reductions ----------------------------------------------------------------------------
+
+    def _reduction_views(self, sendbuf, recvbuf, blocks: int = 1):
         """(x, out) views when this reduction can be compressed, else None."""
         if is_in_place(sendbuf):
             recv = parse(recvbuf, blocks=blocks, writable=True)
@@ -183,228 +337,373 @@ class CompressedComm(MPI.Intracomm):
             return None  # let mpi4py raise its usual count mismatch
         return send, recv
 
-    # -- reductions ----------------------------------------------------------------------------
+    def _reduce_work(self, what: str, send: Buffer, out, code: int, mode: str, root: int = 0, channel=None):
+        settings, size = self._settings, self.Get_size()
 
-    def _allreduce(self, comm: MPI.Intracomm, send: Buffer, recv: Buffer, op: MPI.Op, what: str) -> bool:
-        plan = reduction.plan(comm, what, send.flat, agreement.op_code(op), self._settings, send.block_shape)
-        if plan is None:
-            return False
-        reduction.allreduce(comm, send.flat, recv.flat, plan, self._settings, self.stats)
-        self.stats.add(calls=1)
-        return True
+        def work(agreed) -> bool:
+            plan = reduction.make_plan(agreed, code, size, send.flat, settings, send.block_shape)
+            if plan is None:
+                return False
+            job = reduction.Reduction(
+                self._mailbox(channel), self._layout, send.flat, plan, settings, self.stats, self._choose_algorithm
+            )
+            if mode == "allreduce":
+                job.allreduce(out)
+            elif mode == "reduce":
+                job.reduce(out, root)
+            else:
+                job.reduce_scatter_block(out, send.count, send.block_shape)
+            self.stats.add(calls=1)
+            return True
+
+        return work
 
     def Allreduce(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM) -> None:
         """mpi4py's Allreduce; SUM/MAX/MIN of large float buffers within the bound, the same
         bits on every rank."""
-        views = self._reduction(sendbuf, recvbuf) if self._active() else None
-        if views is None or not self._large(views[0]):
+        if not self._active():
             return super().Allreduce(sendbuf, recvbuf, op)
+        self._guard.next_call()
+        args = (sendbuf, recvbuf, op)
 
-        def compressed() -> None:
-            if not self._allreduce(self._internal, *views, op, "Allreduce"):
-                MPI.Intracomm.Allreduce(self, sendbuf, recvbuf, op)
+        def run():
+            return MPI.Intracomm.Allreduce(self, sendbuf, recvbuf, op)
 
-        self._choose("Allreduce", views[0], compressed, lambda: MPI.Intracomm.Allreduce(self, sendbuf, recvbuf, op))
+        if self._plain_only:
+            return self._guard.plain("Allreduce", None, run, args)
+        views = self._reduction_views(sendbuf, recvbuf)
+        code = agreement.op_code(op)
+        x = views[0] if views else None
+        call = self._call("Allreduce", x, code, problem=views[1].problem if views else 0)
+        if views is None or code not in _REDUCIBLE or not self._large(x):
+            return self._run("Allreduce", call, run, args)
+        self._run(
+            "Allreduce",
+            call,
+            run,
+            args,
+            self._reduce_work("Allreduce", x, views[1].flat, code, "allreduce"),
+            lambda: reduction.maxima(x.flat, code, x.block_shape),
+            x.block_bytes,
+            x.block_bytes,
+            force=code == INVALID,
+        )
 
     def Iallreduce(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM) -> MPI.Request:
         """Nonblocking Allreduce; the returned request's Wait() completes it."""
-        views = self._reduction(sendbuf, recvbuf) if self._active() else None
-        if views is None or not self._large(views[0]):
+        views = self._reduction_views(sendbuf, recvbuf) if self.compressing and self._guard else None
+        code = agreement.op_code(op)
+        if views is None or code not in (SUM, MAX, MIN) or not self._large(views[0]) or views[1].problem:
             return super().Iallreduce(sendbuf, recvbuf, op)
-        comm = self._background
+        x, out = views
+        guard = self._background()
+        call = self._call("Allreduce", x, code)
+        work = self._reduce_work("Iallreduce", x, out.flat, code, "allreduce", channel=guard.channel)
 
-        def work() -> None:
-            if not self._allreduce(comm, *views, op, "Iallreduce"):
-                comm.Allreduce(sendbuf, recvbuf, op)
+        def job() -> None:
+            outcome = guard.compressed(call, lambda: reduction.maxima(x.flat, code, x.block_shape), work)
+            if not outcome.done:
+                MPI.Intracomm.Allreduce(guard.channel.control, sendbuf, recvbuf, op)
 
-        return self._worker.submit(work)
+        return self._worker.submit(job)
+
+    def _background(self) -> Guard:
+        """The worker thread's guard and channel, made at the first nonblocking call (collective:
+        every rank makes its nonblocking calls in the same order)."""
+        if self._worker_guard is None:
+            channel = Channel(self)
+            channel.node_of, channel.stats = self.nodes.node_of, self.stats
+            self._worker_guard = Guard(self, channel, self._settings.min_bytes, self.stats)
+        return self._worker_guard
 
     def Reduce(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM, root: int = 0) -> None:
         """mpi4py's Reduce; the root's result meets the bound. Other ranks' recvbuf is untouched."""
+        if not self._active() or not (isinstance(root, int) and 0 <= root < self.Get_size()):
+            return super().Reduce(sendbuf, recvbuf, op, root)
+        self._guard.next_call()
+        args = (sendbuf, recvbuf, op, root)
+
+        def run():
+            return MPI.Intracomm.Reduce(self, sendbuf, recvbuf, op, root)
+
+        if self._plain_only:
+            return self._guard.plain("Reduce", None, run, args)
         rank = self.Get_rank()
         views = None
-        if self._active() and 0 <= root < self.Get_size():
-            if rank == root:
-                views = self._reduction(sendbuf, recvbuf)
-            elif not is_in_place(sendbuf):
-                send = parse(sendbuf)
-                views = None if send is None else (send, None)
-        if views is None or not self._large(views[0]):
-            return super().Reduce(sendbuf, recvbuf, op, root)
-        send, recv = views
-
-        def compressed() -> None:
-            plan = reduction.plan(
-                self._internal, "Reduce", send.flat, agreement.op_code(op), self._settings, send.block_shape, root
-            )
-            if plan is None:
-                return MPI.Intracomm.Reduce(self, sendbuf, recvbuf, op, root)
-            reduction.reduce(
-                self._internal, send.flat, None if recv is None else recv.flat, plan, root, self._settings, self.stats
-            )
-            self.stats.add(calls=1)
-
-        self._choose("Reduce", send, compressed, lambda: MPI.Intracomm.Reduce(self, sendbuf, recvbuf, op, root))
+        if rank == root:
+            views = self._reduction_views(sendbuf, recvbuf)
+        elif not is_in_place(sendbuf):
+            send = parse(sendbuf)
+            views = None if send is None else (send, None)
+        code = agreement.op_code(op)
+        x = views[0] if views else None
+        problem = views[1].problem if views and views[1] is not None else 0
+        call = self._call("Reduce", x, code, root, problem)
+        if views is None or code not in _REDUCIBLE or not self._large(x):
+            return self._run("Reduce", call, run, args)
+        out = views[1].flat if views[1] is not None else None
+        self._run(
+            "Reduce",
+            call,
+            run,
+            args,
+            self._reduce_work("Reduce", x, out, code, "reduce", root),
+            lambda: reduction.maxima(x.flat, code, x.block_shape),
+            x.block_bytes,
+            x.block_bytes,
+            force=code == INVALID,
+        )
 
     def Reduce_scatter_block(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM) -> None:
         """mpi4py's Reduce_scatter_block; each rank's block meets the bound."""
-        views = self._reduction(sendbuf, recvbuf, blocks=self.Get_size()) if self._active() else None
-        if views is not None:
+        if not self._active():
+            return super().Reduce_scatter_block(sendbuf, recvbuf, op)
+        self._guard.next_call()
+        args = (sendbuf, recvbuf, op)
+
+        def run():
+            return MPI.Intracomm.Reduce_scatter_block(self, sendbuf, recvbuf, op)
+
+        if self._plain_only:
+            return self._guard.plain("Reduce_scatter_block", None, run, args)
+        views = self._reduction_views(sendbuf, recvbuf, blocks=self.Get_size())
+        code = agreement.op_code(op)
+        ok = views is not None
+        if ok:
             send, recv = views
             out = recv.block(0) if send is recv else recv.flat
-            if send.count == 0 or out.size != send.count or send.flat.nbytes < self._settings.min_bytes:
-                views = None  # empty, small, or a count mismatch that mpi4py reports
-        if views is None:
-            return super().Reduce_scatter_block(sendbuf, recvbuf, op)
-
-        def compressed() -> None:
-            plan = reduction.plan(
-                self._internal,
-                "Reduce_scatter_block",
-                send.flat,
-                agreement.op_code(op),
-                self._settings,
-                send.block_shape,
-            )
-            if plan is None:
-                return MPI.Intracomm.Reduce_scatter_block(self, sendbuf, recvbuf, op)
-            reduction.reduce_scatter_block(
-                self._internal, send.flat, out, plan, send.count, send.block_shape, self._settings, self.stats
-            )
-            self.stats.add(calls=1)
-
-        self._choose(
+            ok = send.count > 0 and out.size == send.count and send.flat.nbytes >= self._settings.min_bytes
+        call = self._call("Reduce_scatter_block", views[0] if ok else None, code, problem=views[1].problem if ok else 0)
+        if not ok or code not in _REDUCIBLE:
+            return self._run("Reduce_scatter_block", call, run, args)
+        self._run(
             "Reduce_scatter_block",
-            send,
-            compressed,
-            lambda: MPI.Intracomm.Reduce_scatter_block(self, sendbuf, recvbuf, op),
+            call,
+            run,
+            args,
+            self._reduce_work("Reduce_scatter_block", send, out, code, "reduce_scatter_block"),
+            lambda: reduction.maxima(send.flat, code, send.block_shape),
+            send.flat.nbytes,
+            send.flat.nbytes,
+            force=code == INVALID,
         )
 
     # -- data movement -------------------------------------------------------------------------
 
-    def _bcast_view(self, buf, root: int, consistent: bool | None) -> tuple[Buffer | None, bool]:
-        if not self._active() or not 0 <= root < self.Get_size():
-            return None, False
-        keep = self._settings.consistent if consistent is None else bool(consistent)
-        view = parse(buf, writable=self.Get_rank() != root)
-        if not self._large(view):
-            return None, False
-        # a read-only root buffer cannot take the decoded values; it stays exact (deciding
-        # this locally keeps the root on the compressed path with everyone else)
-        return view, keep and view.flat.flags.writeable
+    def _bcast_view(self, buf, root: int) -> Buffer | None:
+        return parse(buf, writable=self.Get_rank() != root)
 
     def Bcast(self, buf, root: int = 0, *, consistent: bool | None = None) -> None:
         """mpi4py's Bcast; receivers get the root's data within the bound. With
         ``consistent=True`` (default: the constructor's) the root's buffer becomes what they got."""
-        view, keep = self._bcast_view(buf, root, consistent)
-        if view is None:
+        if not self._active() or not (isinstance(root, int) and 0 <= root < self.Get_size()):
             return super().Bcast(buf, root)
+        self._guard.next_call()
+        args = (buf, root)
 
-        def compressed() -> None:
-            if not movement.bcast(self._internal, view, root, self._settings, keep, self.stats):
-                MPI.Intracomm.Bcast(self, buf, root)
+        def run():
+            return MPI.Intracomm.Bcast(self, buf, root)
 
-        self._choose("Bcast", view, compressed, lambda: MPI.Intracomm.Bcast(self, buf, root))
+        if self._plain_only:
+            return self._guard.plain("Bcast", None, run, args)
+        view = self._bcast_view(buf, root)
+        call = self._call("Bcast", view, root=root)
+        if not self._large(view):
+            return self._run("Bcast", call, run, args)
+        keep = self._keep(view, consistent)
+        self._run(
+            "Bcast",
+            call,
+            run,
+            args,
+            self._bcast_work(view, root, keep),
+            lambda: movement.bcast_maxima(self._settings, view, self.Get_rank(), root),
+            view.block_bytes,
+            view.block_bytes,
+        )
+
+    def _keep(self, view: Buffer, consistent: bool | None) -> bool:
+        keep = self._settings.consistent if consistent is None else bool(consistent)
+        # a read-only root buffer cannot take the decoded values; it stays exact (deciding
+        # this locally keeps the root on the compressed path with everyone else)
+        return keep and view.flat.flags.writeable and not view.problem
+
+    def _bcast_work(self, view: Buffer, root: int, keep: bool, channel=None):
+        def work(agreed) -> bool:
+            done = movement.bcast(
+                self._mailbox(channel), self._layout, view, root, self._settings, keep, self.stats, agreed
+            )
+            if done:
+                self.stats.add(calls=1)
+            return done
+
+        return work
 
     def Ibcast(self, buf, root: int = 0, *, consistent: bool | None = None) -> MPI.Request:
         """Nonblocking Bcast; the returned request's Wait() completes it."""
-        view, keep = self._bcast_view(buf, root, consistent)
-        if view is None:
+        if not (self.compressing and self._guard) or not (isinstance(root, int) and 0 <= root < self.Get_size()):
             return super().Ibcast(buf, root)
-        comm = self._background
+        view = self._bcast_view(buf, root)
+        if not self._large(view) or view.problem:
+            return super().Ibcast(buf, root)
+        guard = self._background()
+        call = self._call("Bcast", view, root=root)
+        work = self._bcast_work(view, root, self._keep(view, consistent), channel=guard.channel)
 
-        def work() -> None:
-            if not movement.bcast(comm, view, root, self._settings, keep, self.stats):
-                comm.Bcast(buf, root)
+        def job() -> None:
+            maxima = movement.bcast_maxima(self._settings, view, self.Get_rank(), root)
+            outcome = guard.compressed(call, lambda: maxima, work)
+            if not outcome.done:
+                MPI.Intracomm.Bcast(guard.channel.control, buf, root)
 
-        return self._worker.submit(work)
+        return self._worker.submit(job)
 
     def Gather(self, sendbuf, recvbuf, root: int = 0) -> None:
-        """mpi4py's Gather; blocks from other ranks arrive within the bound, the root's own exact."""
+        """mpi4py's Gather; blocks from other nodes arrive within the bound, the others exact."""
+        if not self._active() or not (isinstance(root, int) and 0 <= root < self.Get_size()):
+            return super().Gather(sendbuf, recvbuf, root)
+        self._guard.next_call()
+        args = (sendbuf, recvbuf, root)
+
+        def run():
+            return MPI.Intracomm.Gather(self, sendbuf, recvbuf, root)
+
+        if self._plain_only:
+            return self._guard.plain("Gather", None, run, args)
         send = recv = None
         ok = False
-        if self._active() and 0 <= root < self.Get_size():
-            if self.Get_rank() == root:
-                recv = parse(recvbuf, blocks=self.Get_size(), writable=True)
-                send = None if is_in_place(sendbuf) else parse(sendbuf)
-                ok = self._large(recv) and (
-                    is_in_place(sendbuf)
-                    or (send is not None and send.count == recv.count and send.flat.dtype == recv.flat.dtype)
-                )
-            elif not is_in_place(sendbuf):
-                send = parse(sendbuf)
-                ok = self._large(send)
+        if self.Get_rank() == root:
+            recv = parse(recvbuf, blocks=self.Get_size(), writable=True)
+            send = None if is_in_place(sendbuf) else parse(sendbuf)
+            ok = self._large(recv) and (
+                is_in_place(sendbuf)
+                or (send is not None and send.count == recv.count and send.flat.dtype == recv.flat.dtype)
+            )
+        elif not is_in_place(sendbuf):
+            send = parse(sendbuf)
+            ok = self._large(send)
+        template = recv if send is None else send
+        problem = (recv.problem if recv is not None else 0) or (send.problem if send is not None else 0)
+        call = self._call("Gather", template if ok else None, root=root, problem=problem)
         if not ok:
-            return super().Gather(sendbuf, recvbuf, root)
+            return self._run("Gather", call, run, args)
+        own = send.flat if send is not None else recv.block(root)
 
-        def compressed() -> None:
-            if not movement.gather(self._internal, send, recv, root, self._settings, self.stats):
-                MPI.Intracomm.Gather(self, sendbuf, recvbuf, root)
+        def work(agreed) -> bool:
+            done = movement.gather(self._mailbox(), self._layout, send, recv, root, self._settings, self.stats, agreed)
+            self.stats.add(calls=int(done))
+            return done
 
-        self._choose(
+        self._run(
             "Gather",
-            recv if send is None else send,
-            compressed,
-            lambda: MPI.Intracomm.Gather(self, sendbuf, recvbuf, root),
+            call,
+            run,
+            args,
+            work,
+            lambda: movement.gather_maxima(self._settings, own, (own.size,))[:2],
+            template.block_bytes,
+            template.block_bytes * self.Get_size(),
         )
 
     def Scatter(self, sendbuf, recvbuf, root: int = 0) -> None:
-        """mpi4py's Scatter; other ranks' blocks arrive within the bound, the root's own exact."""
+        """mpi4py's Scatter; blocks for other nodes arrive within the bound, the others exact."""
+        if not self._active() or not (isinstance(root, int) and 0 <= root < self.Get_size()):
+            return super().Scatter(sendbuf, recvbuf, root)
+        self._guard.next_call()
+        args = (sendbuf, recvbuf, root)
+
+        def run():
+            return MPI.Intracomm.Scatter(self, sendbuf, recvbuf, root)
+
+        if self._plain_only:
+            return self._guard.plain("Scatter", None, run, args)
         send = recv = None
         ok = False
-        if self._active() and 0 <= root < self.Get_size():
-            if self.Get_rank() == root:
-                send = parse(sendbuf, blocks=self.Get_size())
-                recv = None if is_in_place(recvbuf) else parse(recvbuf, writable=True)
-                ok = self._large(send) and (
-                    is_in_place(recvbuf)
-                    or (recv is not None and send.count == recv.count and send.flat.dtype == recv.flat.dtype)
-                )
-            elif not is_in_place(recvbuf):
-                recv = parse(recvbuf, writable=True)
-                ok = self._large(recv)
+        rank = self.Get_rank()
+        if rank == root:
+            send = parse(sendbuf, blocks=self.Get_size())
+            recv = None if is_in_place(recvbuf) else parse(recvbuf, writable=True)
+            ok = self._large(send) and (
+                is_in_place(recvbuf)
+                or (recv is not None and send.count == recv.count and send.flat.dtype == recv.flat.dtype)
+            )
+        elif not is_in_place(recvbuf):
+            recv = parse(recvbuf, writable=True)
+            ok = self._large(recv)
+        template = send if recv is None else recv
+        problem = (recv.problem if recv is not None else 0) or (send.problem if send is not None else 0)
+        call = self._call("Scatter", template if ok else None, root=root, problem=problem)
         if not ok:
-            return super().Scatter(sendbuf, recvbuf, root)
+            return self._run("Scatter", call, run, args)
 
-        def compressed() -> None:
-            if not movement.scatter(self._internal, send, recv, root, self._settings, self.stats):
-                MPI.Intracomm.Scatter(self, sendbuf, recvbuf, root)
+        def work(agreed) -> bool:
+            done = movement.scatter(self._mailbox(), self._layout, send, recv, root, self._settings, self.stats, agreed)
+            self.stats.add(calls=int(done))
+            return done
 
-        self._choose(
+        def maxima():
+            if rank != root:
+                return movement.gather_maxima(self._settings, template.flat[:0], (0,))[:2]
+            return movement.gather_maxima(self._settings, send.flat, (send.count,))[:2]
+
+        self._run(
             "Scatter",
-            send if recv is None else recv,
-            compressed,
-            lambda: MPI.Intracomm.Scatter(self, sendbuf, recvbuf, root),
+            call,
+            run,
+            args,
+            work,
+            maxima,
+            template.block_bytes,
+            template.block_bytes * self.Get_size(),
         )
 
     def Allgather(self, sendbuf, recvbuf) -> None:
         """mpi4py's Allgather; every block within the bound, the same bytes on every rank."""
-        send, recv = self._gather_views(sendbuf, recvbuf, send_blocks=1)
-        if recv is None:
-            return super().Allgather(sendbuf, recvbuf)
-
-        def compressed() -> None:
-            if not movement.allgather(self._internal, send, recv, self._settings, self.stats):
-                MPI.Intracomm.Allgather(self, sendbuf, recvbuf)
-
-        self._choose("Allgather", recv, compressed, lambda: MPI.Intracomm.Allgather(self, sendbuf, recvbuf))
+        self._gather_like("Allgather", sendbuf, recvbuf, 1)
 
     def Alltoall(self, sendbuf, recvbuf) -> None:
-        """mpi4py's Alltoall; blocks from other ranks within the bound, a rank's own block exact."""
-        send, recv = self._gather_views(sendbuf, recvbuf, send_blocks=self.Get_size())
+        """mpi4py's Alltoall; blocks from other nodes within the bound, the others exact."""
+        self._gather_like("Alltoall", sendbuf, recvbuf, self.Get_size())
+
+    def _gather_like(self, what: str, sendbuf, recvbuf, send_blocks: int) -> None:
+        plain_method = getattr(MPI.Intracomm, what)
+        if not self._active():
+            return plain_method(self, sendbuf, recvbuf)
+        self._guard.next_call()
+        args = (sendbuf, recvbuf)
+
+        def run():
+            return plain_method(self, sendbuf, recvbuf)
+
+        if self._plain_only:
+            return self._guard.plain(what, None, run, args)
+        send, recv = self._gather_views(sendbuf, recvbuf, send_blocks)
+        problem = (recv.problem if recv is not None else 0) or (send.problem if send is not None else 0)
+        call = self._call(what, recv, problem=problem)
         if recv is None:
-            return super().Alltoall(sendbuf, recvbuf)
+            return self._run(what, call, run, args)
+        own = send.flat if send is not None else (recv.block(self.Get_rank()) if what == "Allgather" else recv.flat)
+        shape = send.block_shape if send is not None else recv.block_shape
 
-        def compressed() -> None:
-            if not movement.alltoall(self._internal, send, recv, self._settings, self.stats):
-                MPI.Intracomm.Alltoall(self, sendbuf, recvbuf)
+        def work(agreed) -> bool:
+            function = movement.allgather if what == "Allgather" else movement.alltoall
+            done = function(self._mailbox(), self._layout, send, recv, self._settings, self.stats, agreed)
+            self.stats.add(calls=int(done))
+            return done
 
-        self._choose("Alltoall", recv, compressed, lambda: MPI.Intracomm.Alltoall(self, sendbuf, recvbuf))
+        self._run(
+            what,
+            call,
+            run,
+            args,
+            work,
+            lambda: movement.gather_maxima(self._settings, own, shape),
+            recv.block_bytes,
+            recv.flat.nbytes,
+        )
 
     def _gather_views(self, sendbuf, recvbuf, send_blocks: int) -> tuple[Buffer | None, Buffer | None]:
         """(send or None if in place, recv) for Allgather/Alltoall, recv None if not compressible."""
-        if not self._active():
-            return None, None
         recv = parse(recvbuf, blocks=self.Get_size(), writable=True)
         if not self._large(recv):
             return None, None
@@ -420,7 +719,8 @@ class CompressedComm(MPI.Intracomm):
             return super().__repr__()
         s = self._settings
         bound = f"abs={s.abs:g}" if s.abs is not None else f"rel={s.rel:g}"
-        return f"<CompressedComm size={self.Get_size()} {bound} codec={s.codec} min_bytes={s.min_bytes}>"
+        mode = "plain MPI (one node)" if self._plain_only else f"codec={s.codec} min_bytes={s.min_bytes}"
+        return f"<CompressedComm {self.nodes.describe()}, {bound}, {mode}>"
 
 
 __all__ = ["CompressedComm", "CompressedRequest", "DEFAULT_MIN_BYTES"]

@@ -19,8 +19,9 @@ from contextlib import contextmanager
 
 import numba
 
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()
 _threads: int | None = None
+_depth = threading.local()  # nested compute(): the outermost one sets the threads
 
 
 def configure(ranks_on_this_node: int) -> None:
@@ -33,16 +34,29 @@ def configure(ranks_on_this_node: int) -> None:
     _threads = max(1, min(cores // max(ranks_on_this_node, 1), numba.config.NUMBA_NUM_THREADS))
 
 
+def threads_per_rank() -> int:
+    """The numba threads each rank computes with (1 before configure())."""
+    return _threads or 1
+
+
 @contextmanager
-def compute() -> Iterator[None]:
-    """Hold the process-wide compute lock, with this rank's thread share."""
+def compute(threads: int | None = None) -> Iterator[None]:
+    """Hold the process-wide compute lock, with this rank's thread share (or `threads`)."""
     with _LOCK:
-        if _threads is None:
-            yield
+        wanted = threads or _threads
+        nested = getattr(_depth, "n", 0)
+        if wanted is None or nested:
+            _depth.n = nested + 1
+            try:
+                yield
+            finally:
+                _depth.n = nested
             return
         previous = numba.get_num_threads()
-        numba.set_num_threads(_threads)
+        numba.set_num_threads(min(wanted, numba.config.NUMBA_NUM_THREADS))
+        _depth.n = 1
         try:
             yield
         finally:
+            _depth.n = 0
             numba.set_num_threads(previous)

@@ -1,8 +1,10 @@
 """The exceptions mpi_collectives raises on purpose.
 
-Every one is raised on *every* rank of the communicator at the same call, because it is
-decided from data that all ranks share (an allgather at construction, a small Allreduce
-per compressed collective); no rank is left waiting for a partner that gave up.
+Every one is raised on *every* rank of the communicator at the same call, with the same
+message, because it is decided from data that all ranks share (an allgather at
+construction, the small agreements a compressed collective starts and ends with, a flag
+that one rank sets in the others' memory); no rank is left waiting for a partner that gave
+up (mpi_collectives.guard).
 All derive from ``errbound.ErrboundError`` and ``ValueError``.
 """
 
@@ -29,3 +31,13 @@ class MismatchError(CollectiveError):
 
 class UnsupportedOperationError(CollectiveError):
     """A reduction operation that has no meaning for float data (bitwise, logical, *LOC, REPLACE)."""
+
+
+class InvalidBufferError(CollectiveError):
+    """A rank passed a buffer the collective cannot use (read-only receive buffer,
+    non-contiguous memory): every rank raises it, naming that rank."""
+
+
+class CollectiveFailedError(CollectiveError):
+    """The compressed work failed on some rank (for instance MemoryError while decoding): every
+    rank stopped and raises this, with the first failure's message."""

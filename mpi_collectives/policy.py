@@ -1,49 +1,48 @@
-"""``adapt=True``: per collective and message size, use whichever of the compressed path and plain
-MPI has been faster on this machine.
+"""``adapt=True``: per collective and message size, take whichever of the compressed path and
+plain MPI is faster on this machine, from the first call on.
 
 Compression pays only where the link is slower than the compressor, which depends on the
-link, the cores each rank has and the data; measured on the netbed, with 4 ranks sharing 2
-cores, a 64 MiB Allreduce is 2.9x faster compressed at 1 Gbit/s and 1.2x at 2.5 Gbit/s,
-where a 16 MiB one is as fast either way.
-``min_bytes`` keeps small messages on plain MPI everywhere; this policy also finds, by timing
-both paths, the sizes where compression loses on a fast link.
+link, the cores each rank has, the layout and the data. A program that calls a collective
+a few times cannot afford to explore (the issue that introduced this: one node, two ranks,
+a 4 MiB Allreduce took 0.6 s compressed against 0.04 s plain, and the first call 4 s), so
+the *first* choice comes from the cost model (:mod:`.costmodel`), fed with what construction
+measured (:mod:`.probe`): the node structure, the link between nodes, the compressor's
+speed on this machine; the compression ratio starts from a prior and follows the ratio
+that compressed calls achieve. Measurements then correct the choice:
 
-The choice must be the same on every rank, so it depends only on data all ranks share: the
-number of calls so far for the (collective, size class) and timings that compressed calls
-agree on with one small MAX Allreduce (their own time and that of the last plain call, as
-the slowest rank saw them) while the policy explores, at a probe, and right after a timed
-plain call. That agreement is part of the compressed path's cost, and charged to it (where
-ranks outnumber cores a small Allreduce takes milliseconds: measured, without the charge,
-4 ranks kept a 1 MiB Reduce_scatter_block compressed at 0.78x of plain MPI).
+* every compressed call ends with an agreement (:mod:`.guard`) that carries the slowest
+  rank's time, so a compressed path that runs slower than the model's estimate of plain MPI
+  is dropped at the next call;
+* plain calls are timed on each rank, and their times agreed at the next compressed call;
+* where the model cannot tell the paths apart (estimates within ``CLOSE``), the first four
+  calls alternate between them (ending on a compressed call, which agrees the plain times);
+* the path not taken is timed again at calls 16, 32, 64 and then every 64th, so a changed
+  machine or load is noticed, at a cost of at most 1/64 of the difference once settled.
 
-The compressed path is kept only where it was at least ``MARGIN`` faster: on a machine
-whose timings move by 10 % from call to call (the 2-core bed), a plain min-vs-min choice
-kept compressed paths that were 3-12 % slower than plain MPI at sizes where the two are
-close (measured: Reduce_scatter_block at 1-4 MiB), while a near tie gains nothing worth
-the risk.
+The compressed path is kept only where it is at least ``MARGIN`` faster: on a machine whose
+timings move by 10 % from call to call (the 2-core bed), a plain min-vs-min choice kept
+compressed paths that were 3-12 % slower than plain MPI at sizes where the two are close.
 
-Schedule per key: calls 0 and 2 compressed, 1 and 3 plain (two timings of each: a first call
-may pay one-off costs; the last exploring plain call's time is agreed at once so that it
-counts). Where the two are within ``CLOSE`` of each other, calls 4-7 alternate too: two
-samples each decided 2-rank Allgather and Reduce_scatter_block at 4 MiB, 2.5 Gbit/s, for the
-compressed path, which the benchmark then measured 3-10 % slower. Then the faster one, with
-the other path timed again at calls 16, 32, 64 and then every 64th, so a changed machine or
-load is noticed at a cost of at most 1/64 of the difference.
+Every decision depends only on the call count and on agreed numbers, so every rank decides
+the same. A job whose ranks all share one node never gets here: it runs plain MPI.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
-import numpy as np
-from mpi4py import MPI
+from .guard import Outcome
 
 _KEEP = 4  # an estimate is the best of the last few timings: noise only slows a run
-CLOSE = 1.25  # estimates within this factor of each other get a second round of exploring
+CLOSE = 1.25  # estimates within this factor of each other: explore both
 _PERIOD = 64
-MARGIN = 0.9  # compressed is chosen where its best time is below this share of plain's
+MARGIN = 0.9  # compressed is chosen where its time is below this share of plain's
+EXPLORE = 4
+
+# (collective, message bytes, float size) -> (compressed seconds, plain seconds) predicted, or None
+Estimate = Callable[[str, int, int], "tuple[float, float] | None"]
 
 
 def _probe(call: int) -> bool:
@@ -51,83 +50,99 @@ def _probe(call: int) -> bool:
     return call >= 16 and (call & (call - 1) == 0 if call <= _PERIOD else call % _PERIOD == 0)
 
 
+@dataclass
 class _Key:
-    def __init__(self) -> None:
-        self.calls = 0
-        self.compressed: list[float] = []
-        self.plain: list[float] = []
-        self.last_plain = -1.0  # this rank's latest plain time, not yet agreed
-        self.agree_cost = 0.0  # what the last agreement took: charged to the compressed path
-        self.explore_end = 4  # calls before this alternate between the paths
+    estimate: tuple[float, float] | None  # the model's (compressed, plain), from its first call
+    calls: int = 0
+    compressed: list[float] = field(default_factory=list)  # agreed timings (slowest rank)
+    plain: list[float] = field(default_factory=list)
+    pending_plain: float = -1.0  # this rank's best plain time since the last agreement
+    explore: bool = False
+    explore_first: bool = True  # the path the exploring calls start with
 
-    @staticmethod
-    def _best(times: list[float]) -> float:
-        return min(times) if times else math.inf
+    def value(self, times: list[float], index: int) -> float:
+        if times:
+            return min(times)
+        return self.estimate[index] if self.estimate is not None else math.nan
 
     def prefers_compressed(self) -> bool:
-        return self._best(self.compressed) < MARGIN * self._best(self.plain)
+        c, p = self.value(self.compressed, 0), self.value(self.plain, 1)
+        if math.isnan(c) or math.isnan(p):
+            return not math.isnan(c) or math.isnan(p)  # nothing known: compress (and time it)
+        return c < MARGIN * p
 
-    def close(self) -> bool:
-        c, p = self._best(self.compressed), self._best(self.plain)
-        return p / CLOSE < c < p * CLOSE
+
+@dataclass
+class Choice:
+    key: tuple[str, int]
+    compressed: bool
 
 
 class Adaptive:
     """The per-communicator record of timings and the decisions made from them."""
 
-    def __init__(self, enabled: bool, clock: Callable[[], float] = time.perf_counter):
+    def __init__(self, enabled: bool, estimate: Estimate | None = None):
         self.enabled = enabled
-        self._clock = clock
+        self.estimate = estimate
         self._keys: dict[tuple[str, int], _Key] = {}
 
     @staticmethod
-    def _size_class(nbytes: int) -> int:
+    def size_class(nbytes: int) -> int:
         return round(2 * math.log2(max(nbytes, 1)))  # half-octave classes
 
-    def run(
-        self, comm: MPI.Intracomm, what: str, nbytes: int, compressed: Callable[[], object], plain: Callable[[], object]
-    ) -> object:
-        """Call compressed() or plain() as the policy decides (compressed() when disabled)."""
+    def _key(self, what: str, nbytes: int, model_bytes: int = 0, itemsize: int = 4) -> tuple[tuple[str, int], _Key]:
+        name = (what, self.size_class(nbytes))
+        key = self._keys.get(name)
+        if key is None:
+            estimate = None
+            if self.estimate is not None and self.enabled:
+                estimate = self.estimate(what, model_bytes or nbytes, itemsize)
+            key = _Key(estimate)
+            if estimate is None:
+                key.explore = True
+            else:
+                c, p = estimate
+                key.explore = p / CLOSE < c < p * CLOSE
+            self._keys[name] = key
+        return name, key
+
+    def choose(self, what: str, nbytes: int, model_bytes: int = 0, itemsize: int = 4) -> Choice:
+        """The path for the next call of this collective and block size (compressed if
+        disabled); model_bytes: the message as the cost model counts it (default nbytes)."""
+        name, key = self._key(what, nbytes, model_bytes, itemsize)
         if not self.enabled:
-            return compressed()
-        key = self._keys.setdefault((what, self._size_class(nbytes)), _Key())
+            return Choice(name, True)
         call = key.calls
         key.calls += 1
-        if call == 4 and key.close():  # agreed timings only: every rank extends alike
-            key.explore_end = 8
-        exploring = call < key.explore_end
-        if exploring:
-            use_compressed = call % 2 == 0
-        else:
-            use_compressed = key.prefers_compressed() != _probe(call)
-        start = self._clock()
-        if not use_compressed:
-            result = plain()
-            key.last_plain = self._clock() - start
-            if exploring and call == key.explore_end - 1:
-                # a last exploring call: agree on its time now, or the decision would weigh
-                # compressed timings against one plain timing fewer, perhaps only the first,
-                # which may pay one-off costs (measured: 64 MiB on 4 ranks at 2.5 Gbit/s
-                # stayed compressed at 0.81x of plain MPI)
-                self._agree(comm, key, -1.0)
-            return result
-        result = compressed()
-        elapsed = self._clock() - start
-        if not (exploring or _probe(call) or key.last_plain >= 0):
-            return result  # settled and nothing new to tell: no agreement, no cost
-        self._agree(comm, key, elapsed + key.agree_cost)
-        return result
+        if key.explore and call < EXPLORE:
+            if call == 0:
+                key.explore_first = key.prefers_compressed()
+            # end on a compressed call, which agrees the plain timings: p c p c or c p p c
+            pattern = (True, False, False, True) if key.explore_first else (False, True, False, True)
+            return Choice(name, pattern[call])
+        return Choice(name, key.prefers_compressed() != _probe(call))
 
-    def _agree(self, comm: MPI.Intracomm, key: _Key, compressed_time: float) -> None:
-        """Record the slowest rank's compressed time (negative: none this call) and the
-        pending plain time; what the agreement takes is charged to the compressed path."""
-        times = np.array([compressed_time, key.last_plain])
-        start = self._clock()
-        comm.Allreduce(MPI.IN_PLACE, times, MPI.MAX)
-        cost = self._clock() - start
-        key.agree_cost = cost if compressed_time >= 0 else key.agree_cost + cost
-        if times[0] >= 0:
-            key.compressed = (key.compressed + [float(times[0])])[-_KEEP:]
-        if times[1] >= 0:
-            key.plain = (key.plain + [float(times[1])])[-_KEEP:]
-            key.last_plain = -1.0
+    def plain_done(self, choice: Choice, seconds: float) -> None:
+        key = self._keys[choice.key]
+        key.pending_plain = seconds if key.pending_plain < 0 else min(key.pending_plain, seconds)
+
+    def pending_plain(self, choice: Choice) -> float:
+        """This rank's plain timing to agree at this compressed call (-1: none)."""
+        key = self._keys[choice.key]
+        pending, key.pending_plain = key.pending_plain, -1.0
+        return pending
+
+    def compressed_done(self, choice: Choice, outcome: Outcome) -> None:
+        """Record what the end agreement of a compressed call says."""
+        key = self._keys[choice.key]
+        if outcome.done:
+            key.compressed = (key.compressed + [outcome.seconds])[-_KEEP:]
+        if outcome.plain_seconds >= 0:
+            key.plain = (key.plain + [outcome.plain_seconds])[-_KEEP:]
+
+    def settled(self, what: str, nbytes: int) -> str:
+        """'compressed', 'plain' or 'exploring' (for tests and reports)."""
+        name, key = self._key(what, nbytes)
+        if key.explore and key.calls < EXPLORE:
+            return "exploring"
+        return "compressed" if key.prefers_compressed() else "plain"

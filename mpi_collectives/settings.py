@@ -5,6 +5,7 @@ agreed bound into a quantization step are in :mod:`.reduction.grid`."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,10 +72,17 @@ def check_settings(comm: MPI.Intracomm, settings: Settings) -> None:
         raise SettingsError(f"invalid CompressedComm settings on {where}: " + "; ".join(problems))
     differ = [r for r, (s, _) in enumerate(everyone) if s != everyone[0][0]]
     if differ:
-        raise SettingsMismatchError(
-            f"CompressedComm settings differ between ranks: rank 0 has {everyone[0][0]}, "
-            + "; ".join(f"rank {r} has {everyone[r][0]}" for r in differ)
-        )
+        first = everyone[0][0]
+        fields = [f.name for f in dataclasses.fields(Settings)]
+        parts = []
+        for name in fields:
+            values = {r: getattr(s, name) for r, (s, _) in enumerate(everyone)}
+            if len(set(map(repr, values.values()))) > 1:
+                shown = ", ".join(
+                    f"{v!r} on rank {r}" for r, v in values.items() if r == 0 or v != getattr(first, name)
+                )
+                parts.append(f"{name}: {shown}")
+        raise SettingsMismatchError("CompressedComm settings differ between ranks: " + "; ".join(parts))
 
 
 def op_code(op: MPI.Op) -> int:

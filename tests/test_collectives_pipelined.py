@@ -52,76 +52,64 @@ def test_bcast_algorithm_follows_the_cost_model():
     assert bcast_algorithm(forced, 4, 64) == "binary"
 
 
-class _FakeClock:
-    """Time that moves only when a path runs: compressed calls take `compressed` seconds."""
+def _simulate(policy, calls: int, compressed_cost, plain_cost) -> list[str]:
+    """Drive a policy as CompressedComm does: compressed calls end with an agreement that
+    carries their time and the pending plain timing. Costs may be callables of the call number."""
+    from mpi_collectives.guard import Outcome
 
-    def __init__(self, compressed: float, plain: float):
-        self.now, self.cost = 0.0, {"compressed": compressed, "plain": plain}
-
-    def __call__(self) -> float:
-        return self.now
-
-    def path(self, name: str, record: list):
-        def run():
-            self.now += self.cost[name]
-            record.append(name[0])
-
-        return run
+    path = []
+    for call in range(calls):
+        choice = policy.choose("Allreduce", 1 << 20)
+        if choice.compressed:
+            cost = compressed_cost(call) if callable(compressed_cost) else compressed_cost
+            policy.compressed_done(choice, Outcome(True, cost, policy.pending_plain(choice), -1.0))
+            path.append("c")
+        else:
+            policy.plain_done(choice, plain_cost(call) if callable(plain_cost) else plain_cost)
+            path.append("p")
+    return path
 
 
 @pytest.mark.parametrize("compressed_cost, plain_cost, steady", [(1.0, 3.0, "c"), (3.0, 1.0, "p")])
-def test_adapt_keeps_the_faster_path_and_re_times_the_other(compressed_cost, plain_cost, steady):
-    from mpi4py import MPI
-
+def test_the_first_call_follows_the_cost_model_then_the_other_path_is_re_timed(compressed_cost, plain_cost, steady):
     from mpi_collectives.policy import Adaptive
 
-    clock = _FakeClock(compressed_cost, plain_cost)
-    policy, calls = Adaptive(True, clock), []
-    for _ in range(130):
-        policy.run(MPI.COMM_SELF, "Allreduce", 1 << 20, clock.path("compressed", calls), clock.path("plain", calls))
+    policy = Adaptive(True, lambda what, nbytes, itemsize: (compressed_cost, plain_cost))
+    path = _simulate(policy, 130, compressed_cost, plain_cost)
     other = "p" if steady == "c" else "c"
-    assert calls[:4] == ["c", "p", "c", "p"]  # explores both, twice
-    probes = [i for i in range(4, 130) if calls[i] == other]
-    assert probes == [16, 32, 64, 128]
-    off = Adaptive(False, clock)
-    calls.clear()
-    off.run(MPI.COMM_SELF, "Allreduce", 1 << 20, clock.path("compressed", calls), clock.path("plain", calls))
-    assert calls == ["c"]
+    assert path[:16] == [steady] * 16  # no exploring: the model is sure, and right
+    assert [i for i, p in enumerate(path) if p == other] == [16, 32, 64, 128]
+    assert _simulate(Adaptive(False, None), 3, 1.0, 0.1) == ["c"] * 3  # adapt=False: always compressed
+
+
+def test_a_wrong_first_choice_is_corrected_by_the_measured_time():
+    from mpi_collectives.policy import Adaptive
+
+    # the model expects compression to win 1 s to 3 s; it takes 5 s: the next call is plain,
+    # and the plain time agreed at the probe keeps it there
+    policy = Adaptive(True, lambda what, nbytes, itemsize: (1.0, 3.0))
+    path = _simulate(policy, 40, 5.0, 2.0)
+    assert path[:3] == ["c", "p", "p"]
+    assert path[16] == "c" and path[17:32] == ["p"] * 15
 
 
 @pytest.mark.parametrize("compressed_cost, steady", [(0.95, "p"), (0.85, "c")])
-def test_adapt_keeps_plain_mpi_unless_compression_is_clearly_faster(compressed_cost, steady):
-    from mpi4py import MPI
-
+def test_close_estimates_explore_both_paths_and_keep_plain_unless_clearly_slower(compressed_cost, steady):
     from mpi_collectives.policy import MARGIN, Adaptive
 
     assert 0.85 < MARGIN < 0.95
-    clock = _FakeClock(compressed_cost, 1.0)
-    policy, calls = Adaptive(True, clock), []
-    for _ in range(16):
-        policy.run(MPI.COMM_SELF, "Allreduce", 1 << 20, clock.path("compressed", calls), clock.path("plain", calls))
-    assert calls[:8] == ["c", "p"] * 4  # a near tie: a second round of exploring
-    assert calls[8:] == [steady] * 8
+    policy = Adaptive(True, lambda what, nbytes, itemsize: (1.0, 1.1))
+    path = _simulate(policy, 12, compressed_cost, 1.0)
+    assert path[:4] == ["p", "c", "p", "c"]  # ends on a compressed call: it agrees the plain times
+    assert path[4:12] == [steady] * 8
 
 
-def test_adapt_decides_on_both_exploring_plain_timings():
-    # the first plain call pays a one-off cost; the second is the real one and is faster
-    # than compressing: the first decision must already see it
-    from mpi4py import MPI
-
+def test_without_a_model_both_paths_are_explored_first():
     from mpi_collectives.policy import Adaptive
 
-    clock = _FakeClock(2.0, 1.0)
-    plain_costs = iter([5.0, 1.0] + [1.0] * 20)
-    policy, calls = Adaptive(True, clock), []
-
-    def plain():
-        clock.now += next(plain_costs)
-        calls.append("p")
-
-    for _ in range(10):
-        policy.run(MPI.COMM_SELF, "Allreduce", 1 << 20, clock.path("compressed", calls), plain)
-    assert calls == ["c", "p", "c", "p"] + ["p"] * 6
+    first_plain = iter([5.0] + [1.0] * 40)  # the first plain call pays a one-off cost
+    path = _simulate(Adaptive(True, None), 10, 2.0, lambda call: next(first_plain))
+    assert path == ["c", "p", "p", "c"] + ["p"] * 6  # the decision sees the second plain time
 
 
 def test_new_settings_are_checked():

@@ -1,8 +1,8 @@
 """Reductions (Allreduce, Reduce, Reduce_scatter_block) of quantized data: every rank
-quantizes once on a common grid (``grid``), the integer codes (``codes``) are added exactly
-on their way around a ring (``ring``) or by recursive doubling, and the result is decoded
-once (``reduce`` plans and runs them)."""
+quantizes once on a common grid (``grid``), the integer codes (``codes``) are combined
+exactly inside each node and, compressed, between nodes (a pipelined ``ring`` or one of the
+``algorithms`` in log2 steps), and the result is decoded once (``reduce`` plans and runs them)."""
 
-from .reduce import Plan, allreduce, plan, reduce, reduce_scatter_block
+from .reduce import Plan, Reduction, make_plan, maxima
 
-__all__ = ["Plan", "plan", "allreduce", "reduce", "reduce_scatter_block"]
+__all__ = ["Plan", "Reduction", "make_plan", "maxima"]

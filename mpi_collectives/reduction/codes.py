@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from mpi4py import MPI
 
 from errbound import UnsupportedInputError
 from errbound import quantized as qz
@@ -17,6 +16,7 @@ from errbound import quantized as qz
 from ..compute import compute
 from ..errors import MismatchError
 from ..settings import MAX, MIN, SUM
+from ..transport import exchange
 from .grid import Grid
 
 COMBINE: dict[int, Callable] = {SUM: np.add, MAX: np.maximum, MIN: np.minimum}
@@ -46,6 +46,12 @@ def predict(codes: np.ndarray, shape: tuple[int, ...], out: np.ndarray) -> np.nd
     sum, so a SUM reduction adds residuals on the way and restores only the final sum."""
     with compute():
         return qz.predict(codes, shape, out=out)
+
+
+def unpredict_into(residuals: np.ndarray, shape: tuple[int, ...]) -> None:
+    """residuals (one chunk's) become the codes, in place."""
+    with compute():
+        qz.unpredict(residuals, shape)
 
 
 def encode(codes: np.ndarray, shape: tuple[int, ...], predict: bool = True) -> bytes:
@@ -87,10 +93,14 @@ class Exact:
     value: np.ndarray
 
     @classmethod
-    def gather(cls, comm: MPI.Intracomm, x: np.ndarray, code: int) -> Exact:
-        mine = np.flatnonzero(~np.isfinite(x))
-        index = np.unique(np.concatenate(comm.allgather(mine)))
-        values = comm.allgather(x[index].astype(np.float64))
+    def gather_over(cls, mailbox, x: np.ndarray, code: int) -> Exact:
+        """Every rank's non-finite positions, then every rank's values there (point to point)."""
+        mine = np.flatnonzero(~np.isfinite(x)).astype(np.int64)
+        everyone = exchange.allgather_bytes(mailbox, mine.view(np.uint8), tag=exchange.TAG_ALLGATHER)
+        index = np.unique(np.concatenate([np.frombuffer(p, np.int64) for p in everyone]))
+        mine = x[index].astype(np.float64)
+        everyone = exchange.allgather_bytes(mailbox, mine.view(np.uint8), tag=exchange.TAG_ALLGATHER + 100)
+        values = [np.frombuffer(p, np.float64) for p in everyone]
         result = values[0].copy()
         with np.errstate(invalid="ignore", over="ignore"):
             for v in values[1:]:  # rank order: the same operations, hence bits, on every rank

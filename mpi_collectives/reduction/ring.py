@@ -11,7 +11,10 @@ The compute per rank is the least any ring can do (encode M, decode 2(N-1)/N M f
 message of M bytes), and is now overlapped with the wire instead of following it.
 
 Codes are quantized lazily, chunk by chunk (the first chunks go out before the rest is
-quantized), and written to the output as soon as they are final. Integer sums are exact,
+quantized), and written to the output as soon as they are final. The ring runs over any
+list of ranks (``peers``: all of them, or the ranks with one local index, one per node, in
+the two-level algorithms of :mod:`.hierarchy`, whose codes come already reduced inside the
+node: ``source``) and shares its mailbox with the other stages of a collective. Integer sums are exact,
 so the result is the same bits as the unpipelined algorithms give, for any chunk size.
 
 A SUM travels as Lorenzo residuals: each rank predicts its own codes once, and since the
@@ -23,10 +26,9 @@ codes and are predicted inside each encode.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
-from mpi4py import MPI
 
 from ..settings import SUM
 from ..stats import Stats
@@ -38,16 +40,58 @@ from .codes import COMBINE, Exact
 from .grid import Grid
 
 ALLREDUCE, REDUCE_SCATTER, REDUCE = "allreduce", "reduce_scatter", "reduce"
+# a chunk's codes (or residuals, for a SUM) into the spare array when one is given
+Source = Callable[[Chunk, "np.ndarray | None"], np.ndarray]
+
+
+def quantizing_source(x: np.ndarray, grid: Grid, code: int, exact: Exact | None) -> Source:
+    """Chunks of the float array x, quantized on the grid (and predicted, for a SUM) when the
+    ring first needs them; non-finite points get the code 0 (see Exact)."""
+    linear = code == SUM
+    fresh: list[np.ndarray] = []  # one chunk's codes before their prediction (reused)
+
+    def scratch(size: int) -> np.ndarray:
+        if not fresh or fresh[0].size < size:
+            fresh[:] = [np.empty(size, grid.int_dtype)]
+        return fresh[0][:size]
+
+    def source(part: Chunk, spare: np.ndarray | None) -> np.ndarray:
+        out = spare if spare is not None else np.empty(part.size, grid.int_dtype)
+        if linear and (exact is None or not exact.inside(part.start, part.stop)[0].size):
+            return codes.quantize_residuals(part.of(x), grid, part.shape, out)
+        found = codes.quantize_codes(part.of(x), grid, scratch(part.size) if linear else out)
+        if exact is not None:
+            exact.zero(found, part.start)
+        return codes.predict(found, part.shape, out) if linear else found
+
+    return source
+
+
+def codes_source(values: np.ndarray, code: int, offset: int = 0, predicted: bool = False) -> Source:
+    """Chunks of codes already quantized (and reduced inside the node), combined in place: for
+    a SUM their residuals, predicted here unless `predicted` (each chunk's residuals already),
+    else the codes themselves. `offset`: where values starts in the ring's coordinates."""
+    linear = code == SUM and not predicted
+
+    def source(part: Chunk, spare: np.ndarray | None) -> np.ndarray:
+        found = values[part.start - offset : part.stop - offset]
+        if not linear:
+            return found
+        return codes.predict(found, part.shape, spare if spare is not None else np.empty(part.size, values.dtype))
+
+    return source
 
 
 class RingReduction:
-    """One pipelined ring reduction of the flat array x over `starts` (block b is
-    [starts[b], starts[b+1])), run by run()."""
+    """One pipelined ring reduction over `peers` of the values [starts[0], starts[-1]) (block b
+    is [starts[b], starts[b+1]) and belongs to peers[b]), run by run()."""
 
     def __init__(
         self,
-        comm: MPI.Intracomm,
-        x: np.ndarray,
+        mailbox: Mailbox,
+        peers: Sequence[int],
+        source: Source,
+        itemsize: int,
         grid: Grid,
         code: int,
         starts: list[int],
@@ -56,18 +100,24 @@ class RingReduction:
         target: int,
         exact: Exact | None,
         stats: Stats,
+        tag_base: int = 0,
+        keep: np.ndarray | None = None,
+        parts: list[list[Chunk]] | None = None,
     ):
-        self.comm, self.x, self.grid, self.code, self.exact, self.stats = comm, x, grid, code, exact, stats
-        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.mailbox, self.peers, self.source, self.itemsize = mailbox, list(peers), source, itemsize
+        self.grid, self.code, self.exact, self.stats = grid, code, exact, stats
+        self.rank, self.size = self.peers.index(mailbox.channel.rank), len(self.peers)
         self.linear = code == SUM  # chunks hold Lorenzo residuals, not codes
-        self.fresh: np.ndarray | None = None  # one chunk's codes before their prediction
-        self.right, self.left = (self.rank + 1) % self.size, (self.rank - 1) % self.size
-        self.parts = [chunks.split(starts[b], starts[b + 1], row_size, trailing, target) for b in range(self.size)]
+        self.right = self.peers[(self.rank + 1) % self.size]
+        self.parts = parts or [
+            chunks.split(starts[b], starts[b + 1], row_size, trailing, target) for b in range(self.size)
+        ]
         self.codes: dict[tuple[int, int], np.ndarray] = {}
         self.spares: dict[int, list[np.ndarray]] = {}  # code arrays of retired chunks, by size
         self.quantized: set[tuple[int, int]] = set()  # never again: x may be the output (IN_PLACE)
         self.received: dict[tuple[int, int], int] = {}  # chunks handed in so far, per (tag, source)
-        self.mailbox = Mailbox(comm)
+        self.base = tag_base
+        self.keep = keep  # the source's own array: its chunks are never reused as spares
         self.mode = ALLREDUCE
         self.out: np.ndarray | None = None
         self.out_start = 0
@@ -75,39 +125,26 @@ class RingReduction:
 
     # tags: reduce-scatter step s, allgather step s, the final blocks sent to a Reduce root
     def _rs(self, step: int) -> int:
-        return step
+        return self.base + step
 
     def _ag(self, step: int) -> int:
-        return self.size + step
+        return self.base + self.size + step
 
     def _to_root(self) -> int:
-        return 2 * self.size
+        return self.base + 2 * self.size
+
+    def accepts(self, tag: int) -> bool:
+        return self.base <= tag <= self.base + 2 * self.size
 
     def _quantized(self, block: int, index: int) -> np.ndarray:
         key = (block, index)
         found = self.codes.get(key)
         if found is None:
             part = self.parts[block][index]
-            spare = self._spare(part.size)
             if part.size == 0:
                 found = np.empty(0, self.grid.int_dtype)
-            elif self.linear and (self.exact is None or not self.exact.inside(part.start, part.stop)[0].size):
-                found = codes.quantize_residuals(
-                    part.of(self.x),
-                    self.grid,
-                    part.shape,
-                    spare if spare is not None else np.empty(part.size, self.grid.int_dtype),
-                )
             else:
-                found = codes.quantize_codes(
-                    part.of(self.x), self.grid, self._fresh(part.size) if self.linear else spare
-                )
-                if self.exact is not None:
-                    self.exact.zero(found, part.start)
-                if self.linear:
-                    found = codes.predict(
-                        found, part.shape, spare if spare is not None else np.empty(part.size, self.grid.int_dtype)
-                    )
+                found = self.source(part, self._spare(part.size))
             self.codes[key] = found
             self.quantized.add(key)
         return found
@@ -118,22 +155,17 @@ class RingReduction:
         pool = self.spares.get(size)
         return pool.pop() if pool else None
 
-    def _fresh(self, size: int) -> np.ndarray:
-        """The array that a chunk is quantized into before its prediction (reused)."""
-        if self.fresh is None or self.fresh.size < size:
-            self.fresh = np.empty(size, self.grid.int_dtype)
-        return self.fresh[:size]
-
     def _retire(self, key: tuple[int, int]) -> None:
         """Chunk `key`'s codes are sent or written: keep the array for a later chunk. Sends
         carry encoded bytes, never the codes, so nothing still reads it."""
         found = self.codes.pop(key)
-        self.spares.setdefault(found.size, []).append(found)
+        if self.keep is None or not np.may_share_memory(found, self.keep):
+            self.spares.setdefault(found.size, []).append(found)
 
     def _send_codes(self, values: np.ndarray, part: Chunk, dest: int, tag: int) -> None:
         payload = codes.encode(values, part.shape, predict=not self.linear)
-        self.stats.add(sent=len(payload), raw=part.size * self.x.dtype.itemsize, messages=1)
-        self.mailbox.send(payload, dest, tag)
+        self.stats.add(sent=len(payload), raw=part.size * self.itemsize, messages=1)
+        self.mailbox.send(payload, dest, tag, compressed=True)
 
     def _write(self, values: np.ndarray, part: Chunk) -> None:
         """Write a final chunk (residuals of a SUM: restored in place as they are written)."""
@@ -155,7 +187,7 @@ class RingReduction:
         if self.mode != REDUCE or self.rank == self.root:
             self._write(values, part)
         else:
-            self._send_codes(values, part, self.root, self._to_root())
+            self._send_codes(values, part, self.peers[self.root], self._to_root())
         self._retire((self.rank, index))
 
     def _next(self, tag: int, source: int = -1) -> int:
@@ -166,31 +198,33 @@ class RingReduction:
 
     def _handle(self, source: int, tag: int, payload: np.ndarray) -> None:
         size, rank = self.size, self.rank
-        if tag < size:  # reduce-scatter step `tag`
+        step = tag - self.base
+        if step < size:  # reduce-scatter step `step`
             index = self._next(tag)
-            block = (rank - tag - 2) % size
+            block = (rank - step - 2) % size
             mine = self._quantized(block, index)
             if self.linear:
                 codes.decode_add(payload, mine)
             else:
                 COMBINE[self.code](mine, codes.decode(payload, mine.size, self.grid.int_dtype), out=mine)
-            if tag < size - 2:
-                self._send_codes(mine, self.parts[block][index], self.right, self._rs(tag + 1))
+            if step < size - 2:
+                self._send_codes(mine, self.parts[block][index], self.right, self._rs(step + 1))
                 self._retire((block, index))
             else:
                 self._final(index, mine)
-        elif tag < 2 * size:  # allgather step `tag - size`
+        elif step < 2 * size:  # allgather step `step - size`
             index = self._next(tag)
-            step = tag - size
+            step -= size
             block = (rank - step - 1) % size
             if step < size - 2:
-                self.mailbox.send(payload, self.right, tag + 1)  # forwarded as received: no re-encode
-                self.stats.add(sent=len(payload), raw=self.parts[block][index].size * self.x.dtype.itemsize, messages=1)
+                self.mailbox.send(payload, self.right, tag + 1, compressed=True)  # forwarded as received
+                self.stats.add(sent=len(payload), raw=self.parts[block][index].size * self.itemsize, messages=1)
             part = self.parts[block][index]
             self._write(codes.decode(payload, part.size, self.grid.int_dtype), part)
         else:  # a final chunk of block `source`, at the root
-            index = self._next(tag, source)
-            part = self.parts[source][index]
+            block = self.peers.index(source)
+            index = self._next(tag, block)
+            part = self.parts[block][index]
             self._write(codes.decode(payload, part.size, self.grid.int_dtype), part)
 
     def _work(self) -> Iterator[None]:
@@ -217,15 +251,28 @@ class RingReduction:
             count += sum(len(self.parts[b]) for b in range(size) if b != rank)
         return count
 
-    def run(self, mode: str, out: np.ndarray | None, out_start: int = 0, root: int = 0) -> None:
+    def run(
+        self,
+        mode: str,
+        out: np.ndarray | None,
+        out_start: int = 0,
+        root: int = 0,
+        in_place_of: np.ndarray | None = None,
+    ) -> None:
         """Reduce; `out` (whole message, or this rank's block at out_start, or None off the
-        root) receives the decoded result."""
+        root) receives the decoded result; root is a position in peers. `in_place_of`: the
+        input array when out shares its memory (Reduce_scatter_block IN_PLACE)."""
         self.mode, self.out, self.out_start, self.root = mode, out, out_start, root
-        if out is not None and mode == REDUCE_SCATTER and np.shares_memory(out, self.x):
+        if out is not None and in_place_of is not None and np.shares_memory(out, in_place_of):
             # IN_PLACE: the result goes to block 0 of the input, which may not be quantized
             # yet when this rank's block is final (elsewhere an output chunk is written only
             # after this rank's codes for it went into the sum)
             for block, parts in enumerate(self.parts):
                 for index in range(len(parts)):
                     self._quantized(block, index)
-        drive(self.mailbox, self._work(), self._expected(), self._handle)
+        if self.size == 1:  # one node: nothing to exchange
+            if mode != REDUCE or root == 0:
+                for index, part in enumerate(self.parts[0]):
+                    self._write(self._quantized(0, index), part)
+            return
+        drive(self.mailbox, self._work(), self._expected(), self._handle, self.accepts, close=False)

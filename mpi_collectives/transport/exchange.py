@@ -1,9 +1,10 @@
-"""Moving variable-length byte messages between ranks.
+"""Whole byte messages between ranks, point to point on a channel's mailbox.
 
-All traffic here runs on a private duplicate of the user's communicator, so no message can
-match a user's receive (``ANY_SOURCE``/``ANY_TAG``) and no tag needs reserving.
-Point-to-point messages are received with a matched probe (``Mprobe``) to learn their
-length: one message per hop instead of a length message followed by the data.
+The unpipelined paths (one compressed message per rank and step) use these; they are built
+from ``Isend`` and matched receives only, never from MPI collectives, so that every message
+of a failed collective can be counted and drained (:meth:`.Channel.settle`), and waits poll
+for alarms. ``ranks`` lists the members taking part (channel ranks; all of them by default),
+so the same helpers run among the ranks of one node or the ranks with one local index.
 Byte buffers travel as ``uint8`` numpy arrays or ``bytes``: no pickling, no extra copies.
 """
 
@@ -12,113 +13,96 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from mpi4py import MPI
 
-Payload = bytes | np.ndarray  # a compressed message: bytes, or a uint8 array
+from .mailbox import Mailbox, Payload
 
-TAG_DOUBLING = 12
-TAG_TREE = 13
-
-
-def _as_bytes_buffer(payload: Payload):
-    return payload if isinstance(payload, np.ndarray) else np.frombuffer(payload, np.uint8)
-
-
-def recv_bytes(comm: MPI.Intracomm, source: int, tag: int) -> np.ndarray:
-    """Receive one message of any length from `source`."""
-    status = MPI.Status()
-    message = comm.Mprobe(source, tag, status)
-    buf = np.empty(status.Get_count(MPI.BYTE), np.uint8)
-    message.Recv(buf)
-    return buf
+TAG_DOUBLING = 20_000
+TAG_TREE = 20_001
+TAG_GATHER = 20_002
+TAG_SCATTER = 20_003
+TAG_ALLGATHER = 20_004
+TAG_ALLTOALL = 20_005
 
 
-def sendrecv_bytes(comm: MPI.Intracomm, payload: Payload, dest: int, source: int, tag: int) -> np.ndarray:
+def sendrecv_bytes(mailbox: Mailbox, payload: Payload, dest: int, source: int, tag: int) -> np.ndarray:
     """Send `payload` to `dest` while receiving a message of any length from `source`."""
-    request = comm.Isend(_as_bytes_buffer(payload), dest, tag)
-    try:
-        return recv_bytes(comm, source, tag)
-    finally:
-        request.Wait()
+    mailbox.send(payload, dest, tag)
+    return mailbox.receive(source, tag)
 
 
-def bcast_bytes(comm: MPI.Intracomm, payload: Payload | None, root: int) -> tuple[Payload, int]:
-    """Binomial-tree broadcast of a byte message known only at `root` (log2 N hops).
-    Returns the message and how many times this rank sent it."""
-    rank, size = comm.Get_rank(), comm.Get_size()
-    relative = (rank - root) % size
+def bcast_bytes(
+    mailbox: Mailbox,
+    payload: Payload | None,
+    root: int,
+    ranks: Sequence[int] | None = None,
+    tag: int = TAG_TREE,
+    compressed: bool = False,
+) -> tuple[Payload, int]:
+    """Binomial-tree broadcast among `ranks` of a byte message known only at `root` (log2 N
+    hops). Returns the message and how many times this rank sent it."""
+    ranks = list(range(mailbox.channel.size)) if ranks is None else list(ranks)
+    size, me = len(ranks), ranks.index(mailbox.channel.rank)
+    top = ranks.index(root)
+    relative = (me - top) % size
     mask = 1
     while mask < size:  # receive from the parent: the rank that differs in the lowest set bit
         if relative & mask:
-            payload = recv_bytes(comm, (rank - mask) % size, TAG_TREE)
+            payload = mailbox.receive(ranks[(me - mask) % size], tag)
             break
         mask <<= 1
     mask >>= 1
-    requests = []
+    sends = 0
     while mask > 0:  # then forward to the children below that bit
         if relative + mask < size:
-            requests.append(comm.Isend(_as_bytes_buffer(payload), (rank + mask) % size, TAG_TREE))
+            mailbox.send(payload, ranks[(me + mask) % size], tag, compressed)
+            sends += 1
         mask >>= 1
-    MPI.Request.Waitall(requests)
-    return payload, len(requests)
+    return payload, sends
 
 
-def _offsets(lengths: np.ndarray) -> np.ndarray:
-    return np.concatenate(([0], np.cumsum(lengths[:-1]))).astype(np.int64)
-
-
-def _split(buf: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
-    ends = np.cumsum(lengths)
-    return [buf[end - n : end] for n, end in zip(lengths.tolist(), ends.tolist(), strict=True)]
-
-
-def gather_bytes(comm: MPI.Intracomm, payload: Payload, root: int) -> list[np.ndarray] | None:
-    """Every rank's message, in rank order, at `root` (None elsewhere)."""
-    mine = np.array([len(payload)], np.int64)
-    lengths = np.empty(comm.Get_size(), np.int64) if comm.Get_rank() == root else None
-    comm.Gather(mine, lengths, root)
-    if comm.Get_rank() != root:
-        comm.Gatherv(_as_bytes_buffer(payload), None, root)
+def gather_bytes(
+    mailbox: Mailbox, payload: Payload, root: int, ranks: Sequence[int] | None = None, compressed: bool = False
+) -> list[np.ndarray] | None:
+    """Every member's message, in `ranks` order, at `root` (None elsewhere)."""
+    ranks = list(range(mailbox.channel.size)) if ranks is None else list(ranks)
+    me = mailbox.channel.rank
+    if me != root:
+        mailbox.send(payload, root, TAG_GATHER, compressed)
         return None
-    buf = np.empty(int(lengths.sum()), np.uint8)
-    comm.Gatherv(_as_bytes_buffer(payload), [buf, (lengths, _offsets(lengths)), MPI.BYTE], root)
-    return _split(buf, lengths)
+    return [np.frombuffer(payload, np.uint8) if r == me else mailbox.receive(r, TAG_GATHER) for r in ranks]
 
 
-def allgather_bytes(comm: MPI.Intracomm, payload: Payload) -> list[np.ndarray]:
-    """Every rank's message, in rank order, on every rank."""
-    lengths = np.empty(comm.Get_size(), np.int64)
-    comm.Allgather(np.array([len(payload)], np.int64), lengths)
-    buf = np.empty(int(lengths.sum()), np.uint8)
-    comm.Allgatherv(_as_bytes_buffer(payload), [buf, (lengths, _offsets(lengths)), MPI.BYTE])
-    return _split(buf, lengths)
+def allgather_bytes(
+    mailbox: Mailbox, payload: Payload, ranks: Sequence[int] | None = None, tag: int = TAG_ALLGATHER
+) -> list[Payload]:
+    """Every member's message, in `ranks` order, on every member (sent directly to each)."""
+    ranks = list(range(mailbox.channel.size)) if ranks is None else list(ranks)
+    me = mailbox.channel.rank
+    for r in ranks:
+        if r != me:
+            mailbox.send(payload, r, tag)
+    return [payload if r == me else mailbox.receive(r, tag) for r in ranks]
 
 
-def scatter_bytes(comm: MPI.Intracomm, payloads: Sequence[Payload] | None, root: int) -> np.ndarray:
-    """Message i of `root`'s list to rank i."""
-    mine = np.empty(1, np.int64)
-    if comm.Get_rank() == root:
-        lengths = np.array([len(p) for p in payloads], np.int64)
-        comm.Scatter(lengths, mine, root)
-        send = np.frombuffer(b"".join(bytes(p) if isinstance(p, np.ndarray) else p for p in payloads), np.uint8)
-        buf = np.empty(int(mine[0]), np.uint8)
-        comm.Scatterv([send, (lengths, _offsets(lengths)), MPI.BYTE], buf, root)
-        return buf
-    comm.Scatter(None, mine, root)
-    buf = np.empty(int(mine[0]), np.uint8)
-    comm.Scatterv(None, buf, root)
-    return buf
+def scatter_bytes(
+    mailbox: Mailbox, payloads: Sequence[Payload] | None, root: int, ranks: Sequence[int] | None = None
+) -> Payload:
+    """Message i of `root`'s list to member i."""
+    ranks = list(range(mailbox.channel.size)) if ranks is None else list(ranks)
+    me = mailbox.channel.rank
+    if me != root:
+        return mailbox.receive(root, TAG_SCATTER)
+    for r, payload in zip(ranks, payloads, strict=True):
+        if r != me:
+            mailbox.send(payload, r, TAG_SCATTER)
+    return payloads[ranks.index(me)]
 
 
-def alltoall_bytes(comm: MPI.Intracomm, payloads: Sequence[Payload]) -> list[np.ndarray]:
-    """Message i of every rank's list to rank i; returns the messages received, by source rank."""
-    send_lengths = np.array([len(p) for p in payloads], np.int64)
-    recv_lengths = np.empty(comm.Get_size(), np.int64)
-    comm.Alltoall(send_lengths, recv_lengths)
-    send = np.frombuffer(b"".join(bytes(p) if isinstance(p, np.ndarray) else p for p in payloads), np.uint8)
-    buf = np.empty(int(recv_lengths.sum()), np.uint8)
-    comm.Alltoallv(
-        [send, (send_lengths, _offsets(send_lengths)), MPI.BYTE],
-        [buf, (recv_lengths, _offsets(recv_lengths)), MPI.BYTE],
-    )
-    return _split(buf, recv_lengths)
+def alltoall_bytes(mailbox: Mailbox, payloads: Sequence[Payload], ranks: Sequence[int] | None = None) -> list[Payload]:
+    """Message i of every member's list to member i; returns the messages received, by member."""
+    ranks = list(range(mailbox.channel.size)) if ranks is None else list(ranks)
+    me = mailbox.channel.rank
+    for r, payload in zip(ranks, payloads, strict=True):
+        if r != me:
+            mailbox.send(payload, r, TAG_ALLTOALL)
+    return [payloads[i] if r == me else mailbox.receive(r, TAG_ALLTOALL) for i, r in enumerate(ranks)]

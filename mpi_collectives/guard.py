@@ -1,0 +1,375 @@
+"""Every collective of a CompressedComm either completes on every rank or raises the same
+error on every rank, within seconds; none leaves the other ranks waiting.
+
+A compressed collective runs as:
+
+1. a *start agreement* (one small Allreduce on the channel's control communicator) of the
+   call's signature: which collective, count, datatype size, op, root, which path this rank
+   took, a buffer problem on this rank, and the values the bound needs (``rel``'s range).
+   Different signatures raise :class:`MismatchError`, a problem :class:`InvalidBufferError`,
+   on every rank, before any data moves;
+2. the work; an exception on one rank sends an alarm, and the others stop waiting for it;
+3. an *end agreement*: whether any rank failed (then every rank drains the channel and
+   raises :class:`CollectiveFailedError` with the first failure's message) and, for
+   ``adapt``, the slowest rank's time and traffic.
+
+A plain call (plain MPI on the user's communicator) cannot take part in an agreement
+without costing every small message a round trip, so two other things cover it:
+
+* *straddling ranks*: if one rank's message is under ``min_bytes`` (plain MPI) and another's
+  over (compressed), the compressed rank waits in its start agreement. After
+  ``PEEK_AFTER`` seconds it reads, one-sided, what every rank published about its current
+  call (:class:`.transport.channel.Window`): a rank still busy elsewhere is only late; one
+  that is inside the same call on the plain path is straddling. The compressed ranks then
+  set a flag in the plain ranks' windows, complete their plain call with a scratch message
+  of the plain ranks' signature, and the plain ranks, finding the flag when their call
+  returns, join the start agreement, which fails on every rank with the same message;
+* *a buffer that mpi4py refuses* (read-only or non-contiguous) on one rank of a plain call:
+  that rank sets the flag on every other rank, completes the collective with a scratch
+  buffer of the same signature, and every rank raises the same :class:`InvalidBufferError`.
+
+Plain calls on a communicator that never compresses (one node, ``adapt=True``) only test the
+flag after the call: a load from memory.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from mpi4py import MPI
+
+from .errors import CollectiveFailedError, InvalidBufferError, MismatchError, UnsupportedOperationError
+from .rescue import stand_in
+from .settings import INVALID, op_name
+from .transport.channel import COMPRESSED, FLAG_BUFFER, FLAG_STRADDLE, PLAIN, Abandoned, Channel
+
+# collectives, as they travel in agreements and windows
+KINDS = {
+    "Allreduce": 1,
+    "Reduce": 2,
+    "Reduce_scatter_block": 3,
+    "Bcast": 4,
+    "Gather": 5,
+    "Scatter": 6,
+    "Allgather": 7,
+    "Alltoall": 8,
+}
+NAMES = {v: k for k, v in KINDS.items()}
+
+# buffer problems on one rank
+READ_ONLY, NOT_CONTIGUOUS, UNUSABLE, LOCAL_FAILURE = 1, 2, 3, 4
+PROBLEMS = {
+    READ_ONLY: "a read-only receive buffer",
+    NOT_CONTIGUOUS: "a non-contiguous buffer",
+    UNUSABLE: "a buffer that MPI cannot use",
+    LOCAL_FAILURE: "an error before the collective started",
+}
+
+MAXIMA = 6  # values a collective may ask the start agreement for (their maxima over ranks)
+PEEK_AFTER = 1.0  # seconds in a start agreement before reading where the other ranks are
+_EQUAL = ("kind", "count", "datatype size", "op", "root", "path")
+
+
+@dataclass
+class Call:
+    """How this rank called a collective: what every rank must agree on."""
+
+    what: str
+    count: int  # values per block
+    itemsize: int
+    op: int = 0  # settings.SUM/MAX/MIN/..., 0 where there is none
+    root: int = -1
+    problem: int = 0  # a buffer problem on this rank (READ_ONLY, ...)
+
+    @property
+    def kind(self) -> int:
+        return KINDS[self.what]
+
+
+@dataclass
+class Outcome:
+    """What the end agreement of a compressed call says (the slowest rank's view)."""
+
+    done: bool  # False: the work asked for plain MPI (every rank alike)
+    seconds: float  # the slowest rank's time for the work
+    plain_seconds: float  # the slowest rank's pending plain timing, -1 if none
+    sent_share: float  # the largest share of bytes sent over bytes as floats, -1 if none
+
+
+class Guard:
+    """The call protocol of one thread's channel (the main thread's has a window)."""
+
+    def __init__(self, comm: MPI.Intracomm, channel: Channel, min_bytes: int, stats):
+        self.comm, self.channel, self.min_bytes, self.stats = comm, channel, min_bytes, stats
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.seq = 0
+        self.last_agreement = 0.0  # seconds the last end agreement took
+
+    def next_call(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    # -- plain calls -----------------------------------------------------------------------------
+
+    def plain(self, what: str, call: Call | None, run: Callable[[], object], args: tuple = ()):
+        """run() (plain MPI on the user's communicator), published as this rank's call when
+        `call` is given; a refused buffer and a straddling compressed rank are handled here.
+        args: the call's arguments, to stand in for a buffer mpi4py refuses."""
+        window, seq = self.channel.window, self.seq
+        if window is not None and call is not None:
+            window.publish(seq, PLAIN, call.kind, call.count, call.itemsize, call.op, call.root)
+        if window is not None and window.mem[0]:
+            self._flagged(seq - 1, call)  # a flag from an earlier call
+        try:
+            result = run()
+        except MPI.Exception:
+            if window is not None and window.mem[0]:
+                self._flagged(seq, call)
+            raise
+        except Exception as exc:  # noqa: BLE001 - mpi4py refused an argument before MPI started
+            found = stand_in(what, self.comm, args) if window is not None else None
+            if found is None:
+                raise
+            problem, join = found
+            self._rescue_refused(what, problem, exc, join)
+            raise  # not reached: _rescue_refused raises
+        if window is not None and window.mem[0]:
+            self._flagged(seq, call)
+        return result
+
+    def _flagged(self, limit: int, call: Call | None) -> None:
+        """Another rank set this rank's flag for a call up to number `limit` (flags for later
+        calls wait for them). Inside the flagged call, raise what every rank raises; a call
+        that this rank had already finished (a Bcast root's small message leaves at once) is
+        only put right: plain MPI would not have failed there either."""
+        window = self.channel.window
+        flag_seq, kind, detail, source = window.flag()
+        if flag_seq > limit or flag_seq <= 0:
+            return
+        window.clear_flag()
+        current = flag_seq == self.seq
+        if kind == FLAG_BUFFER:
+            if current:
+                raise InvalidBufferError(
+                    _buffer_message(NAMES.get(detail >> 8, "the collective"), source, detail & 255)
+                )
+            return
+        # straddle: this rank took the plain path where others compress; their start
+        # agreement is still open: join it (as the plain path), then fail like them
+        what = NAMES.get(detail, "the collective")
+        published = window.own(flag_seq)
+        if published is not None:
+            _, _, kind_code, count, itemsize, op, root = published
+            mine = Call(NAMES.get(kind_code, what), count, itemsize, op, root)
+        else:
+            mine = Call(what, -1, 0)
+        vec = _start_vector(mine, PLAIN, 0, self.size, self.rank, [-math.inf] * MAXIMA)
+        agreed = self.channel.allreduce_max(vec)
+        if current:
+            _raise_disagreement(agreed, what, self.min_bytes, self.size)
+            raise MismatchError(f"{what}: some ranks took the plain path and others the compressed one")
+
+    def _rescue_refused(self, what: str, problem: int, exc: Exception, join: Callable[[], object]) -> None:
+        """mpi4py refused this rank's buffer; the others are inside the plain collective."""
+        window = self.channel.window
+        detail = (KINDS[what] << 8) | problem
+        for rank in range(self.size):
+            if rank != self.rank:
+                window.set_flag(rank, self.seq, FLAG_BUFFER, detail)
+        join()  # the others' call completes
+        raise InvalidBufferError(_buffer_message(what, self.rank, problem)) from exc
+
+    # -- compressed calls ------------------------------------------------------------------------
+
+    def compressed(
+        self,
+        call: Call,
+        maxima: Callable[[], Sequence[float]],
+        work: Callable[[np.ndarray], bool],
+        plain_seconds: float = -1.0,
+    ) -> Outcome:
+        """Agree on the call, run work(agreed maxima) on every rank, agree on how it went.
+        Raises the same exception on every rank where the ranks disagree, a buffer is
+        unusable or any rank failed. work() returns False to ask for plain MPI instead."""
+        channel, seq = self.channel, self.seq
+        window = channel.window
+        if window is not None:
+            window.publish(seq, COMPRESSED, call.kind, call.count, call.itemsize, call.op, call.root)
+            if window.mem[0]:
+                self._flagged(seq - 1, None)  # a flag left from an earlier call
+        problem = call.problem
+        try:
+            local = [float(v) for v in maxima()] if not problem else []
+        except Exception:  # noqa: BLE001 - reported on every rank by the agreement
+            problem, local = LOCAL_FAILURE, []
+        local += [-math.inf] * (MAXIMA - len(local))
+        vec = _start_vector(call, COMPRESSED, problem, self.size, self.rank, local)
+        peek = _Peek(self, call, seq) if window is not None else None
+        try:
+            agreed = channel.allreduce_max(vec, idle=peek)
+        except _Straddle as exc:
+            raise MismatchError(str(exc)) from None
+        _raise_disagreement(agreed, call.what, self.min_bytes, self.size)
+        if agreed[2 * len(_EQUAL)] > 0:
+            key = int(agreed[2 * len(_EQUAL)])
+            rank, code = self.size - key // 16, key % 16
+            if code == LOCAL_FAILURE:
+                raise CollectiveFailedError(f"{call.what} failed on rank {rank} before it started")
+            raise InvalidBufferError(_buffer_message(call.what, rank, code))
+        if call.op == INVALID:
+            raise UnsupportedOperationError(
+                f"{call.what}: this reduction op is not defined for float data (use SUM, MAX, MIN, PROD or a user op)"
+            )
+        agreed_maxima = agreed[2 * len(_EQUAL) + 1 :]
+        start = time.perf_counter()
+        sent, raw = self.stats.sent, self.stats.raw
+        error: BaseException | None = None
+        text = None
+        done, failed = True, False
+        try:
+            done = bool(work(agreed_maxima))
+        except Abandoned:
+            failed = True
+        except Exception as exc:  # noqa: BLE001 - every rank raises it, below
+            error, text, failed = exc, f"{call.what} failed on rank {self.rank}: {type(exc).__name__}: {exc}", True
+            channel.alarm(text)
+        elapsed = time.perf_counter() - start
+        raw = self.stats.raw - raw
+        sent_share = (self.stats.sent - sent) / raw if raw > 0 else -1.0
+        end = np.array([float(failed), elapsed + self.last_agreement, plain_seconds, sent_share, float(not done)])
+        began = time.perf_counter()
+        channel.allreduce_max(end)
+        self.last_agreement = time.perf_counter() - began
+        if end[0] > 0:
+            message = channel.settle(text)
+            raise CollectiveFailedError(message) from error
+        channel.reset_counts()
+        return Outcome(end[4] == 0, float(end[1]), float(end[2]), float(end[3]))
+
+
+class _Straddle(Exception):
+    """Raised out of a start agreement that straddling plain ranks will never join in time."""
+
+
+class _Peek:
+    """The idle callback of a start agreement: after PEEK_AFTER seconds, and every second after
+    that, read where every rank is. Ranks inside this call on the plain path (messages under
+    min_bytes) get their plain call completed with a scratch message and a flag; this rank
+    then leaves with the MismatchError that they will raise too (its agreement stays open
+    until they join it)."""
+
+    def __init__(self, guard: Guard, call: Call, seq: int):
+        self.guard, self.call, self.seq = guard, call, seq
+        self.next = PEEK_AFTER
+
+    def __call__(self, waited: float) -> None:
+        if waited < self.next:
+            return
+        self.next = waited + 1.0
+        guard = self.guard
+        window = guard.channel.window
+        states = {
+            guard.rank: (
+                self.seq,
+                COMPRESSED,
+                self.call.kind,
+                self.call.count,
+                self.call.itemsize,
+                self.call.op,
+                self.call.root,
+            )
+        }
+        for rank in range(guard.size):
+            if rank == guard.rank:
+                continue
+            found = [s for s in window.read(rank) if s[0] == self.seq]
+            if not found:
+                return  # that rank has not reached this call yet: keep waiting
+            states[rank] = found[0]
+        plain = sorted(r for r, s in states.items() if s[1] == PLAIN)
+        if not plain:
+            return  # every rank is in the agreement: it will complete
+        for rank in plain:
+            window.set_flag(rank, self.seq, FLAG_STRADDLE, self.call.kind)
+        _, _, kind, count, itemsize, op, root = states[plain[0]]
+        what = self.call.what
+        if kind in NAMES and count >= 0 and itemsize in (4, 8):
+            # complete the plain ranks' call with a scratch message of their signature
+            _scratch_join(guard.comm, kind, count, itemsize, op, root, guard.rank, guard.size)
+        else:  # a call this rank cannot stand in for (not a float message): the plain ranks
+            # stay inside MPI, as they would with plain MPI; this rank does not wait for them
+            raise _Straddle(
+                f"{what}: rank(s) {plain} called it with a message that is not compressible "
+                "(another datatype, or another collective) while this rank compresses"
+            )
+        equal = np.array([[s[2], s[3], s[4], s[5], s[6], s[1]] for s in states.values()], np.float64)
+        synthesized = np.concatenate([equal.max(axis=0), -equal.min(axis=0)])
+        try:
+            _raise_disagreement(synthesized, what, guard.min_bytes, guard.size)
+        except MismatchError as exc:
+            raise _Straddle(str(exc)) from None
+
+
+def _scratch_join(comm: MPI.Intracomm, kind: int, count: int, itemsize: int, op: int, root: int, rank: int, size: int):
+    from .settings import MAX, MIN, SUM
+
+    dtype = np.float32 if itemsize == 4 else np.float64
+    mpi_op = {SUM: MPI.SUM, MAX: MPI.MAX, MIN: MPI.MIN}.get(op, MPI.SUM)
+    one, many = np.zeros(count, dtype), np.zeros(count * size, dtype)
+    what = NAMES[kind]
+    if what == "Allreduce":
+        MPI.Intracomm.Allreduce(comm, one, np.empty_like(one), mpi_op)
+    elif what == "Reduce":
+        MPI.Intracomm.Reduce(comm, one, np.empty_like(one) if rank == root else None, mpi_op, root)
+    elif what == "Reduce_scatter_block":
+        MPI.Intracomm.Reduce_scatter_block(comm, many, one, mpi_op)
+    elif what == "Bcast":
+        MPI.Intracomm.Bcast(comm, one, root)
+    elif what == "Gather":
+        MPI.Intracomm.Gather(comm, one, many if rank == root else None, root)
+    elif what == "Scatter":
+        MPI.Intracomm.Scatter(comm, many if rank == root else None, one, root)
+    elif what == "Allgather":
+        MPI.Intracomm.Allgather(comm, one, many)
+    elif what == "Alltoall":
+        MPI.Intracomm.Alltoall(comm, many, np.empty_like(many))
+
+
+def _start_vector(call: Call, path: int, problem: int, size: int, rank: int, maxima: Sequence[float]) -> np.ndarray:
+    equal = [call.kind, call.count, call.itemsize, call.op, call.root, path]
+    k = len(equal)
+    vec = np.empty(2 * k + 1 + MAXIMA, np.float64)
+    vec[:k] = equal
+    vec[k : 2 * k] = [-v for v in equal]
+    vec[2 * k] = (size - rank) * 16 + problem if problem else 0.0
+    vec[2 * k + 1 :] = maxima
+    return vec
+
+
+def _raise_disagreement(agreed: np.ndarray, what: str, min_bytes: int, size: int) -> None:
+    k = len(_EQUAL)
+    bad = [i for i in range(k) if agreed[i] != -agreed[k + i]]
+    if not bad:
+        return
+
+    def show(i: int, value: float) -> str:
+        if _EQUAL[i] == "op":
+            return op_name(int(value))
+        if _EQUAL[i] == "kind":
+            return NAMES.get(int(value), "another collective")
+        return f"{value:g}"
+
+    parts = [
+        f"{_EQUAL[i]} ranges from {show(i, -agreed[k + i])} to {show(i, agreed[i])}" for i in bad if _EQUAL[i] != "path"
+    ]
+    if k - 1 in bad:
+        parts.append(f"some ranks' messages are under min_bytes={min_bytes} (plain MPI) and others' are not")
+    raise MismatchError(f"{what}: the ranks disagree: " + ", ".join(parts))
+
+
+def _buffer_message(what: str, rank: int, problem: int) -> str:
+    return f"{what}: rank {rank} passed {PROBLEMS.get(problem, 'an unusable buffer')}"

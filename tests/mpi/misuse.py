@@ -1,0 +1,167 @@
+"""The MPI misuse matrix: each way of calling a collective wrongly on some ranks must raise on
+every rank within seconds (or behave as plain MPI does), never hang.
+
+Usage: mpiexec -n N python misuse.py
+
+Each scenario runs on every rank of a communicator that compresses (adapt=False, so the
+compressed paths run on one machine) unless it says otherwise; every rank records the
+exception it saw (class, message) and how long the call took. Between scenarios a plain
+Barrier on COMM_WORLD keeps them apart, and a correct compressed Allreduce checks that the
+communicator still works. Rank 0 prints one JSON object: scenario -> list of
+[class, message, seconds] per rank, plus "still works" -> list of booleans.
+
+The failure inside one rank's compressed work is real: that rank lowers its address-space
+limit (RLIMIT_AS) just above what it uses, so the arrays the collective allocates do not fit
+and numpy raises MemoryError there, as it would on a node out of memory.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from mpi_collectives import CompressedComm
+
+WORLD = MPI.COMM_WORLD
+RANK, SIZE = WORLD.Get_rank(), WORLD.Get_size()
+MIN_BYTES = 64 * 1024
+LARGE = 40_000  # float64: 320 KB, compressed
+SMALL = 1_000  # float64: 8 KB, plain MPI
+
+
+def outcome(call) -> list:
+    start = time.perf_counter()
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - the test reports what was raised
+        return [type(exc).__name__, str(exc), time.perf_counter() - start]
+    return ["no exception", "", time.perf_counter() - start]
+
+
+def read_only(n: int) -> np.ndarray:
+    a = np.zeros(n)
+    a.flags.writeable = False
+    return a
+
+
+def strided(n: int) -> np.ndarray:
+    return np.zeros(2 * n)[::2]
+
+
+def data(n: int) -> np.ndarray:
+    return np.sin(np.linspace(0, 30, n)) + RANK
+
+
+def vm_size() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize")
+
+
+def out_of_memory(comm: CompressedComm) -> None:
+    """The last rank runs out of memory inside a compressed Allreduce of 8 Mi float64 cut into
+    one chunk per rank (so that its code arrays take more than the 8 MiB left; MPI itself
+    needs a few MiB to carry on)."""
+    x = data(8 << 20)
+    out = np.empty_like(x)
+    if RANK != SIZE - 1:
+        comm.Allreduce(x, out, MPI.SUM)
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (vm_size() + (8 << 20), hard))
+    try:
+        comm.Allreduce(x, out, MPI.SUM)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def out_of_memory_decoding(comm: CompressedComm) -> None:
+    """The last rank runs out of memory while it decodes a compressed Bcast of 8 Mi float64
+    (one chunk: the decoder's work arrays take more than the 8 MiB left)."""
+    buf = data(8 << 20) if RANK == 0 else np.zeros(8 << 20)
+    if RANK != SIZE - 1:
+        comm.Bcast(buf, root=0)
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (vm_size() + (8 << 20), hard))
+    try:
+        comm.Bcast(buf, root=0)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def still_works(comm: CompressedComm) -> bool:
+    x = np.full(LARGE, 1.0 + RANK)
+    out = np.empty_like(x)
+    comm.Allreduce(x, out, MPI.SUM)
+    return bool(np.allclose(out, SIZE * (SIZE + 1) / 2, atol=1e-3))
+
+
+def main() -> None:
+    comm = CompressedComm(WORLD, abs=1e-3, min_bytes=MIN_BYTES, adapt=False)
+    plain_only = CompressedComm(WORLD, abs=1e-3, min_bytes=MIN_BYTES)  # one node: plain MPI
+    unpipelined = CompressedComm(
+        WORLD, abs=1e-3, segment_bytes=1 << 40, algorithm="ring", bcast_algorithm="chain", adapt=False
+    )
+    last = RANK == SIZE - 1
+    scenarios = {
+        "Allreduce sizes straddle min_bytes": lambda: comm.Allreduce(
+            data(LARGE if RANK == 0 else SMALL), np.empty(LARGE if RANK == 0 else SMALL), MPI.SUM
+        ),
+        "Allreduce sizes straddle min_bytes (rank 0 small)": lambda: comm.Allreduce(
+            data(SMALL if RANK == 0 else LARGE), np.empty(SMALL if RANK == 0 else LARGE), MPI.SUM
+        ),
+        "Bcast sizes straddle min_bytes (root large)": lambda: comm.Bcast(
+            data(LARGE) if RANK == 0 else np.empty(SMALL), root=0
+        ),
+        "Bcast sizes straddle min_bytes (root small)": lambda: comm.Bcast(
+            data(SMALL) if RANK == 0 else np.empty(LARGE), root=0
+        ),
+        "Allreduce read-only receive buffer on one rank": lambda: comm.Allreduce(
+            data(LARGE), read_only(LARGE) if last else np.empty(LARGE), MPI.SUM
+        ),
+        "Allreduce non-contiguous receive buffer on one rank": lambda: comm.Allreduce(
+            data(LARGE), strided(LARGE) if last else np.empty(LARGE), MPI.SUM
+        ),
+        "Bcast read-only buffer on one receiver": lambda: comm.Bcast(
+            data(LARGE) if RANK == 0 else read_only(LARGE) if last else np.empty(LARGE), root=0
+        ),
+        "Allgather non-contiguous receive buffer on one rank": lambda: comm.Allgather(
+            data(LARGE), strided(LARGE * SIZE) if last else np.empty(LARGE * SIZE)
+        ),
+        "Reduce read-only receive buffer at the root": lambda: comm.Reduce(
+            data(LARGE), read_only(LARGE) if RANK == 0 else None, MPI.SUM, root=0
+        ),
+        "Allreduce read-only receive buffer, small message": lambda: comm.Allreduce(
+            data(SMALL), read_only(SMALL) if last else np.empty(SMALL), MPI.SUM
+        ),
+        "one node, plain MPI: read-only receive buffer on one rank": lambda: plain_only.Allreduce(
+            data(LARGE), read_only(LARGE) if last else np.empty(LARGE), MPI.SUM
+        ),
+        "one node, plain MPI: non-contiguous Bcast buffer on one receiver": lambda: plain_only.Bcast(
+            data(LARGE) if RANK == 0 else strided(LARGE) if last else np.empty(LARGE), root=0
+        ),
+        "MemoryError inside one rank's compressed Allreduce": lambda: out_of_memory(unpipelined),
+        "MemoryError while one rank decodes a compressed Bcast": lambda: out_of_memory_decoding(unpipelined),
+    }
+    results, works = {}, {}
+    for name, call in scenarios.items():
+        WORLD.Barrier()
+        results[name] = outcome(call)
+        WORLD.Barrier()
+        works[name] = still_works(comm)
+    everyone = WORLD.gather((results, works))
+    if RANK == 0:
+        report = {name: [r[0][name] for r in everyone] for name in scenarios}
+        report["still works"] = {name: all(r[1][name] for r in everyone) for name in scenarios}
+        print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
