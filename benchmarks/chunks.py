@@ -61,8 +61,11 @@ class Peer:
 
     def available(self) -> bool:
         try:
-            {"SZ3": lambda: __import__("pysz"), "zfpy": lambda: __import__("zfpy"),
-             "SPERR": lambda: (__import__("h5py"), __import__("hdf5plugin"))}[self.name]()
+            {
+                "SZ3": lambda: __import__("pysz"),
+                "zfpy": lambda: __import__("zfpy"),
+                "SPERR": lambda: (__import__("h5py"), __import__("hdf5plugin")),
+            }[self.name]()
             return True
         except ImportError:
             return False
@@ -76,20 +79,25 @@ class Peer:
             cfg.errorBoundMode, cfg.absErrorBound = szErrorBoundMode.ABS, self.eb
             cfg.cmprAlgo, cfg.openmp = szAlgorithm.INTERP_LORENZO, False
             blob = sz.compress(x, cfg)[0]
-            return (median_ms(lambda: sz.compress(x, cfg), repeat),
-                    median_ms(lambda: sz.decompress(blob, x.dtype, x.shape), repeat), x.nbytes / blob.nbytes)
+            return (
+                median_ms(lambda: sz.compress(x, cfg), repeat),
+                median_ms(lambda: sz.decompress(blob, x.dtype, x.shape), repeat),
+                x.nbytes / blob.nbytes,
+            )
         if self.name == "zfpy":
             import zfpy
 
             blob = zfpy.compress_numpy(x, tolerance=self.eb)
-            return (median_ms(lambda: zfpy.compress_numpy(x, tolerance=self.eb), repeat),
-                    median_ms(lambda: zfpy.decompress_numpy(blob), repeat), x.nbytes / len(blob))
+            return (
+                median_ms(lambda: zfpy.compress_numpy(x, tolerance=self.eb), repeat),
+                median_ms(lambda: zfpy.decompress_numpy(blob), repeat),
+                x.nbytes / len(blob),
+            )
         import h5py
         import hdf5plugin
 
         def write(filt):
-            f = h5py.File(f"chunks-{time.perf_counter_ns()}.h5", "w", driver="core", backing_store=False,
-                          rdcc_nbytes=0)
+            f = h5py.File(f"chunks-{time.perf_counter_ns()}.h5", "w", driver="core", backing_store=False, rdcc_nbytes=0)
             ds = f.create_dataset("d", data=x, chunks=x.shape, **filt)
             f.flush()
             return f, ds
@@ -114,8 +122,11 @@ def ours(codec: str, x: np.ndarray, eb: float, repeat: int) -> tuple[float, floa
     blob = errbound.compress(x, codec, abs=eb)
     y = errbound.decompress(blob)
     assert np.max(np.abs(y.astype(np.float64) - x)) <= eb, f"{codec} missed the bound"
-    return (median_ms(lambda: errbound.compress(x, codec, abs=eb), repeat),
-            median_ms(lambda: errbound.decompress(blob), repeat), x.nbytes / len(blob))
+    return (
+        median_ms(lambda: errbound.compress(x, codec, abs=eb), repeat),
+        median_ms(lambda: errbound.decompress(blob), repeat),
+        x.nbytes / len(blob),
+    )
 
 
 def main(argv=None) -> int:
@@ -128,10 +139,12 @@ def main(argv=None) -> int:
     field = load_field(args.field)
     eb = 1e-3 * float(field.max() - field.min())
     codecs = args.codecs.split(",")
-    print(f"# errbound {errbound.__version__} from {Path(errbound.__file__).parent}; field "
-          f"{args.field.name if args.field.is_file() else 'synthetic'} {field.shape}; abs bound {eb:.4g} (1e-3 of "
-          f"range); one thread; median of {args.repeat}; ms per call (compress / decompress); load average "
-          f"{os.getloadavg()[0]:.2f}")
+    print(
+        f"# errbound {errbound.__version__} from {Path(errbound.__file__).parent}; field "
+        f"{args.field.name if args.field.is_file() else 'synthetic'} {field.shape}; abs bound {eb:.4g} (1e-3 of "
+        f"range); one thread; median of {args.repeat}; ms per call (compress / decompress); load average "
+        f"{os.getloadavg()[0]:.2f}"
+    )
     head = ["chunk"]
     for codec in codecs:
         peer = PEER_OF.get(codec)
@@ -142,7 +155,7 @@ def main(argv=None) -> int:
     for kib in (int(s) for s in args.sizes.split(",")):
         n = min(int(round((kib * 1024 / 4) ** 0.5)), min(field.shape))
         r0, c0 = (field.shape[0] - n) // 2, (field.shape[1] - n) // 2
-        x = np.ascontiguousarray(field[r0:r0 + n, c0:c0 + n])
+        x = np.ascontiguousarray(field[r0 : r0 + n, c0 : c0 + n])
         row = [f"{x.nbytes / 1024:.0f} KiB ({n}x{n})"]
         for codec in codecs:
             c, d, ratio = ours(codec, x, eb, args.repeat)
@@ -151,8 +164,11 @@ def main(argv=None) -> int:
                 p = Peer(peer, eb)
                 if p.available():
                     pc, pd, _ = p.times(x, args.repeat)
-                    row += [f"{pc:.2f} / {pd:.2f}", f"{c:.2f} / {d:.2f}",
-                            f"{c / pc if pc else float('inf'):.1f} / {d / pd if pd else float('inf'):.1f}"]
+                    row += [
+                        f"{pc:.2f} / {pd:.2f}",
+                        f"{c:.2f} / {d:.2f}",
+                        f"{c / pc if pc else float('inf'):.1f} / {d / pd if pd else float('inf'):.1f}",
+                    ]
                 else:
                     row += ["-", f"{c:.2f} / {d:.2f}", "-"]
             else:

@@ -22,8 +22,13 @@ from errbound.integrations import atomic
 
 def run(*args, timeout=120) -> subprocess.CompletedProcess:
     env = {**os.environ, "ERRBOUND_PROGRESS": "0"}
-    return subprocess.run([sys.executable, "-m", "errbound.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "errbound.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def clean_failure(res: subprocess.CompletedProcess, text: str) -> None:
@@ -122,9 +127,24 @@ def test_sigkill_during_h5_compress_leaves_a_temporary_that_the_next_run_removes
             f.create_dataset(f"v{i}", data=rng.standard_normal((64, 256, 256)).astype(np.float32))
     out = tmp_path / "out.h5"
     env = {**os.environ, "ERRBOUND_PROGRESS": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "errbound.cli", "h5", "compress", tmp_path / "in.h5", out,
-                             "--codec", "sz", "--rel", "1e-5"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "errbound.cli",
+            "h5",
+            "compress",
+            tmp_path / "in.h5",
+            out,
+            "--codec",
+            "sz",
+            "--rel",
+            "1e-5",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     temporaries = []
     while time.monotonic() < deadline and proc.poll() is None:
@@ -145,8 +165,10 @@ def test_a_npy_header_claiming_a_terabyte_is_a_clean_error(tmp_path):
     np.save(tmp_path / "small.npy", np.zeros(10, np.float32))
     forged = (tmp_path / "small.npy").read_bytes().replace(b"(10,)", b"(1000000000000,)")
     (tmp_path / "big.npy").write_bytes(forged)
-    clean_failure(run("compress", tmp_path / "big.npy", "-o", tmp_path / "x.eb", "--rel", "1e-3"),
-                  "header declares (1000000000000,) float32")
+    clean_failure(
+        run("compress", tmp_path / "big.npy", "-o", tmp_path / "x.eb", "--rel", "1e-3"),
+        "header declares (1000000000000,) float32",
+    )
 
 
 def test_hostile_bounds_files_are_clean_errors_or_work(tmp_path):
@@ -155,8 +177,10 @@ def test_hostile_bounds_files_are_clean_errors_or_work(tmp_path):
     with h5py.File(tmp_path / "in.h5", "w") as f:
         f["x"] = x
     (tmp_path / "deep.toml").write_text("a = " + "[" * 100000 + "]" * 100000 + "\n")
-    clean_failure(run("h5", "compress", tmp_path / "in.h5", tmp_path / "o.h5", "--config", tmp_path / "deep.toml"),
-                  "nested too deeply")
+    clean_failure(
+        run("h5", "compress", tmp_path / "in.h5", tmp_path / "o.h5", "--config", tmp_path / "deep.toml"),
+        "nested too deeply",
+    )
     (tmp_path / "tiny.toml").write_text("[default]\npw_rel = 5e-324\n")
     res = run("h5", "compress", tmp_path / "in.h5", tmp_path / "o.h5", "--config", tmp_path / "tiny.toml")
     assert res.returncode == 0, res.stderr

@@ -36,8 +36,9 @@ print(json.dumps({"compiled": sum(1 for _, e in rec.buffer if e.is_start), "cach
 def run(code: str, env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     # from the home folder: `python -c` puts the working directory first on sys.path, and the
     # project root holds a package named errbound
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=env["HOME"])
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=env["HOME"]
+    )
 
 
 def fresh_env(tmp_path: Path, **extra) -> dict:
@@ -77,8 +78,13 @@ def test_the_first_use_says_it_compiles_once_and_can_be_silenced(tmp_path):
 
 def test_cli_warmup_compiles_ahead_so_nothing_compiles_later(tmp_path):
     env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"), ERRBOUND_PROGRESS="0")
-    res = subprocess.run([sys.executable, "-m", "errbound.cli", "warmup", "--codec", "fz", "--dtype", "float32",
-                          "--ndim", "3"], capture_output=True, text=True, env=env, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "errbound.cli", "warmup", "--codec", "fz", "--dtype", "float32", "--ndim", "3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     assert "compiling 1 codec/dtype/dimension cases" in res.stdout
     assert result(run(USE, env))["compiled"] == 0
@@ -142,8 +148,9 @@ def test_ranks_starting_together_on_a_cold_node_compile_once(tmp_path):
     env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     script = tmp_path / "rank.py"
     script.write_text(RANK)
-    res = subprocess.run([str(mpiexec), "-n", "4", sys.executable, str(script)], capture_output=True, text=True,
-                         env=env, timeout=600)
+    res = subprocess.run(
+        [str(mpiexec), "-n", "4", sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     ranks = json.loads(res.stdout.strip().splitlines()[-1])
     assert all(r["ok"] for r in ranks)

@@ -8,9 +8,22 @@ import numpy as np
 import pytest
 from conftest import ALL_CODECS, DTYPES, roundtrip
 
-EXTREMES = [("abs", 5e-324), ("abs", 1e-310), ("abs", 1e200), ("abs", 1.7e308), ("rel", 5e-324), ("rel", 1e300),
-            ("pw_rel", 5e-324), ("pw_rel", 1e-300), ("pw_rel", 1e-17), ("pw_rel", 0.999999),
-            ("psnr", 1e-3), ("psnr", 400.0), ("psnr", 1e6), ("psnr", 1e300)]
+EXTREMES = [
+    ("abs", 5e-324),
+    ("abs", 1e-310),
+    ("abs", 1e200),
+    ("abs", 1.7e308),
+    ("rel", 5e-324),
+    ("rel", 1e300),
+    ("pw_rel", 5e-324),
+    ("pw_rel", 1e-300),
+    ("pw_rel", 1e-17),
+    ("pw_rel", 0.999999),
+    ("psnr", 1e-3),
+    ("psnr", 400.0),
+    ("psnr", 1e6),
+    ("psnr", 1e300),
+]
 
 
 def field(shape, dtype):

@@ -36,8 +36,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("fuzz-findings"))
     args = ap.parse_args(argv)
     seeds = streams.seed_streams()
-    print(f"# {len(seeds)} seed streams; {args.cases} cases per codec; cap {args.cap} MiB; "
-          f"max_bytes {args.max_bytes} MiB; hang after {args.hang:g} s")
+    print(
+        f"# {len(seeds)} seed streams; {args.cases} cases per codec; cap {args.cap} MiB; "
+        f"max_bytes {args.max_bytes} MiB; hang after {args.hang:g} s"
+    )
     print("| codec | cases | decoded | errbound error | crash | hang | memory | foreign | seconds |")
     print("|---|---|---|---|---|---|---|---|---|")
     total = streams.Report()
@@ -47,11 +49,13 @@ def main(argv=None) -> int:
         for start in range(0, args.cases, args.batch):
             count = min(args.batch, args.cases - start)
             batch = streams.cases(seeds, count, seed=zlib.crc32(f"{args.seed}-{codec}-{start}".encode()), codec=codec)
-            report.merge(streams.run(batch, cap=args.cap << 20, max_bytes=args.max_bytes << 20,
-                                     hang_seconds=args.hang))
+            report.merge(streams.run(batch, cap=args.cap << 20, max_bytes=args.max_bytes << 20, hang_seconds=args.hang))
         c = report.counts
-        print(f"| {codec} | {sum(c.values())} | {c['decoded']} | {c['errbound']} | {c['crash']} | {c['hang']} | "
-              f"{c['memory']} | {c['foreign']} | {time.perf_counter() - t0:.0f} |", flush=True)
+        print(
+            f"| {codec} | {sum(c.values())} | {c['decoded']} | {c['errbound']} | {c['crash']} | {c['hang']} | "
+            f"{c['memory']} | {c['foreign']} | {time.perf_counter() - t0:.0f} |",
+            flush=True,
+        )
         for i, (category, name, kind, detail, blob) in enumerate(report.findings):
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / f"{codec}-{category}-{i}.eb").write_bytes(blob)
