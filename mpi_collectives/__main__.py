@@ -19,6 +19,7 @@ import math
 import os
 import runpy
 import sys
+import time
 import traceback
 
 from mpi4py import MPI
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         traceback.print_exc()
         sys.stderr.flush()
+        time.sleep(0.3)  # let mpiexec forward the traceback: it stops forwarding once a rank aborts
         world.Abort(1)
     if args.stats:
         print(f"[mpi_collectives rank {world.Get_rank()}] {comm.stats.as_dict()}", file=sys.stderr)

@@ -11,8 +11,11 @@ speed on this machine; the compression ratio starts from a prior and follows the
 that compressed calls achieve. Measurements then correct the choice:
 
 * every compressed call ends with an agreement (:mod:`.guard`) that carries the slowest
-  rank's time, so a compressed path that runs slower than the model's estimate of plain MPI
-  is dropped at the next call;
+  rank's time; a compressed path that runs slower than the model's estimate of plain MPI
+  gives way to plain MPI at the next call, and the call after that is compressed again and
+  agrees the plain time, so the choice rests on two measurements (measured on the bed: the
+  first compressed Reduce of a size paid one-off costs, and MPICH's plain Reduce took twice
+  the model's estimate, so an unverified switch kept the 2-3x slower plain path);
 * plain calls are timed on each rank, and their times agreed at the next compressed call;
 * where the model cannot tell the paths apart (estimates within ``CLOSE``), the first four
   calls alternate between them (ending on a compressed call, which agrees the plain times);
@@ -59,6 +62,7 @@ class _Key:
     pending_plain: float = -1.0  # this rank's best plain time since the last agreement
     explore: bool = False
     explore_first: bool = True  # the path the exploring calls start with
+    verify_at: int = -1  # a compressed call that checks a measured-vs-predicted switch to plain
 
     def value(self, times: list[float], index: int) -> float:
         if times:
@@ -120,7 +124,16 @@ class Adaptive:
             # end on a compressed call, which agrees the plain timings: p c p c or c p p c
             pattern = (True, False, False, True) if key.explore_first else (False, True, False, True)
             return Choice(name, pattern[call])
-        return Choice(name, key.prefers_compressed() != _probe(call))
+        if call <= key.verify_at:
+            return Choice(name, call == key.verify_at)
+        prefers = key.prefers_compressed()
+        if not prefers and key.verify_at < 0 and key.compressed and not key.plain and key.estimate is not None:
+            # the compressed path measured slower than the model's estimate of plain MPI (a
+            # first call pays one-off costs; MPI's own algorithms may be slower than the
+            # model's): time plain MPI now and compressed once more, then decide on both
+            key.verify_at = call + 1
+            return Choice(name, False)
+        return Choice(name, prefers != _probe(call))
 
     def plain_done(self, choice: Choice, seconds: float) -> None:
         key = self._keys[choice.key]

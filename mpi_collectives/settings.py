@@ -1,13 +1,12 @@
-"""What the ranks must agree on: the settings of a CompressedComm, and per compressed
-collective one small Allreduce (``agree``) that checks count, datatype, op and root and
-carries the global value range that ``rel`` needs. The reduction grids that turn the
-agreed bound into a quantization step are in :mod:`.reduction.grid`."""
+"""What the ranks must agree on: the settings of a CompressedComm (checked at construction),
+the op codes and the value range that ``rel`` needs (agreed per compressed collective by
+:mod:`.guard`). The reduction grids that turn the agreed bound into a quantization step are
+in :mod:`.reduction.grid`."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +14,7 @@ from mpi4py import MPI
 
 import errbound
 
-from .errors import MismatchError, SettingsError, SettingsMismatchError
+from .errors import SettingsError, SettingsMismatchError
 
 ALGORITHMS = ("auto", "ring", "doubling")
 BCAST_ALGORITHMS = ("auto", "binomial", "chain", "binary")
@@ -97,33 +96,6 @@ def op_code(op: MPI.Op) -> int:
 
 def op_name(code: int) -> str:
     return {SUM: "SUM", MAX: "MAX", MIN: "MIN", PROD: "PROD", USER: "a user-defined op"}.get(code, "a non-float op")
-
-
-def agree(comm: MPI.Intracomm, what: str, equal: dict[str, float], maxima: Sequence[float] = ()) -> np.ndarray:
-    """One small MAX Allreduce: check that every rank passed the same `equal` values (raise
-    MismatchError on all ranks otherwise) and return the global maxima of `maxima`.
-
-    MAX of v and of -v gives both the maximum and the minimum of v in one call.
-    """
-    names = list(equal)
-    k = len(names)
-    vec = np.empty(2 * k + len(maxima), np.float64)
-    vec[:k] = [equal[n] for n in names]
-    vec[k : 2 * k] = -vec[:k]
-    vec[2 * k :] = maxima
-    comm.Allreduce(MPI.IN_PLACE, vec, MPI.MAX)
-
-    def show(name: str, value: float) -> str:
-        return op_name(int(value)) if name == "op" else f"{value:g}"
-
-    bad = [
-        f"{n} ranges from {show(n, -vec[k + i])} to {show(n, vec[i])}"
-        for i, n in enumerate(names)
-        if vec[i] != -vec[k + i]
-    ]
-    if bad:
-        raise MismatchError(f"{what}: the ranks disagree: " + ", ".join(bad))
-    return vec[2 * k :]
 
 
 def finite_stats(x: np.ndarray) -> tuple[float, float, bool]:

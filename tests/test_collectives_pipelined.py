@@ -82,15 +82,26 @@ def test_the_first_call_follows_the_cost_model_then_the_other_path_is_re_timed(c
     assert _simulate(Adaptive(False, None), 3, 1.0, 0.1) == ["c"] * 3  # adapt=False: always compressed
 
 
-def test_a_wrong_first_choice_is_corrected_by_the_measured_time():
+def test_a_wrong_first_choice_is_corrected_by_the_measured_times():
     from mpi_collectives.policy import Adaptive
 
-    # the model expects compression to win 1 s to 3 s; it takes 5 s: the next call is plain,
-    # and the plain time agreed at the probe keeps it there
+    # the model expects compression to win 1 s to 3 s; it takes 5 s: plain MPI is timed at
+    # once, compressed once more (agreeing plain's 2 s), and plain MPI is kept
     policy = Adaptive(True, lambda what, nbytes, itemsize: (1.0, 3.0))
     path = _simulate(policy, 40, 5.0, 2.0)
-    assert path[:3] == ["c", "p", "p"]
-    assert path[16] == "c" and path[17:32] == ["p"] * 15
+    assert path[:4] == ["c", "p", "c", "p"]
+    assert path[4:16] == ["p"] * 12 and path[16] == "c" and path[17:32] == ["p"] * 15
+
+
+def test_a_slow_first_compressed_call_does_not_hand_the_key_to_plain_mpi():
+    from mpi_collectives.policy import Adaptive
+
+    # the first compressed call pays one-off costs (10 s), the model's plain estimate is
+    # optimistic (3 s, measured 18 s): the verifying call sees compression win
+    costs = iter([10.0] + [7.0] * 40)
+    policy = Adaptive(True, lambda what, nbytes, itemsize: (1.0, 3.0))
+    path = _simulate(policy, 10, lambda call: next(costs), 18.0)
+    assert path == ["c", "p", "c"] + ["c"] * 7
 
 
 @pytest.mark.parametrize("compressed_cost, steady", [(0.95, "p"), (0.85, "c")])

@@ -33,10 +33,11 @@ from mpi4py import MPI
 # that takes the CPU from the ranks that compress. Measured, 4 ranks, 64 MiB: Allreduce
 # 897 -> 676 ms and 293 -> 260 ms of CPU per rank.
 POLL_SLEEP = 5e-5
-# ... but the first polls spin: a small agreement completes in a few microseconds on one
-# node, and one sleep would make it 50-200 times slower (measured: 2.7 us blocking, 209 us
-# with a sleep per test)
-SPIN_POLLS = 200
+# ... but the first few polls spin: a small agreement completes in microseconds, and one
+# sleep would make it many times slower (measured, 2 ranks on one node: 2.7 us blocking,
+# 209 us with a sleep per test). Only a few: a rank that spins while its neighbours still
+# compute takes their CPU where ranks share cores.
+SPIN_POLLS = 20
 
 TAG_ALARM = 7
 SCRATCH_LIMIT = 512 << 20  # larger work arrays are not kept between calls

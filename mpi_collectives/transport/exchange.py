@@ -24,12 +24,6 @@ TAG_ALLGATHER = 20_004
 TAG_ALLTOALL = 20_005
 
 
-def sendrecv_bytes(mailbox: Mailbox, payload: Payload, dest: int, source: int, tag: int) -> np.ndarray:
-    """Send `payload` to `dest` while receiving a message of any length from `source`."""
-    mailbox.send(payload, dest, tag)
-    return mailbox.receive(source, tag)
-
-
 def bcast_bytes(
     mailbox: Mailbox,
     payload: Payload | None,
@@ -82,27 +76,3 @@ def allgather_bytes(
         if r != me:
             mailbox.send(payload, r, tag)
     return [payload if r == me else mailbox.receive(r, tag) for r in ranks]
-
-
-def scatter_bytes(
-    mailbox: Mailbox, payloads: Sequence[Payload] | None, root: int, ranks: Sequence[int] | None = None
-) -> Payload:
-    """Message i of `root`'s list to member i."""
-    ranks = list(range(mailbox.channel.size)) if ranks is None else list(ranks)
-    me = mailbox.channel.rank
-    if me != root:
-        return mailbox.receive(root, TAG_SCATTER)
-    for r, payload in zip(ranks, payloads, strict=True):
-        if r != me:
-            mailbox.send(payload, r, TAG_SCATTER)
-    return payloads[ranks.index(me)]
-
-
-def alltoall_bytes(mailbox: Mailbox, payloads: Sequence[Payload], ranks: Sequence[int] | None = None) -> list[Payload]:
-    """Message i of every member's list to member i; returns the messages received, by member."""
-    ranks = list(range(mailbox.channel.size)) if ranks is None else list(ranks)
-    me = mailbox.channel.rank
-    for r, payload in zip(ranks, payloads, strict=True):
-        if r != me:
-            mailbox.send(payload, r, TAG_ALLTOALL)
-    return [payloads[i] if r == me else mailbox.receive(r, TAG_ALLTOALL) for i, r in enumerate(ranks)]

@@ -32,6 +32,8 @@ from mpi4py import MPI
 
 from .channel import POLL_SLEEP, Channel
 
+SPIN_POLLS = 3  # polls before a wait for a message sleeps (the pipelines compute in between)
+
 Payload = bytes | np.ndarray
 Handler = Callable[[int, int, np.ndarray], None]
 
@@ -122,7 +124,7 @@ class Mailbox:
                 return found
             self.channel.check()
             polls += 1
-            if polls > 50:
+            if polls > SPIN_POLLS:
                 time.sleep(POLL_SLEEP)
 
     def receive(self, source: int, tag: int) -> np.ndarray:
@@ -139,7 +141,7 @@ class Mailbox:
             self._reap_sends()
             self.channel.check()
             polls += 1
-            if polls > 50:
+            if polls > SPIN_POLLS:
                 time.sleep(POLL_SLEEP)
 
     def receive_into(self, source: int, tag: int, target: np.ndarray) -> None:
@@ -159,7 +161,7 @@ class Mailbox:
             self._reap_sends()
             self.channel.check()
             polls += 1
-            if polls > 50:
+            if polls > SPIN_POLLS:
                 time.sleep(POLL_SLEEP)
 
     def close(self) -> None:
