@@ -1,0 +1,183 @@
+"""The reductions of CompressedComm (Allreduce, Iallreduce, Reduce, Reduce_scatter_block): how
+each reads mpi4py's arguments, and which path it takes (see :class:`..comm.CompressedComm`)."""
+
+from __future__ import annotations
+
+from mpi4py import MPI
+
+from .. import reduction
+from .. import settings as agreement
+from ..buffers import Buffer, is_in_place, parse
+from ..guard import Guard
+from ..settings import INVALID, MAX, MIN, SUM
+from ..transport.channel import Channel
+
+_REDUCIBLE = (SUM, MAX, MIN, INVALID)  # INVALID: refused on every rank by the start agreement
+
+
+class ReductionMethods:
+    """Allreduce, Iallreduce, Reduce and Reduce_scatter_block (a mixin of CompressedComm)."""
+
+    def _reduction_views(self, sendbuf, recvbuf, blocks: int = 1):
+        """(x, out) views when this reduction can be compressed, else None."""
+        if is_in_place(sendbuf):
+            recv = parse(recvbuf, blocks=blocks, writable=True)
+            return None if recv is None else (recv, recv)
+        send = parse(sendbuf, blocks=blocks)
+        recv = parse(recvbuf, writable=True)
+        if send is None or recv is None or send.flat.dtype != recv.flat.dtype:
+            return None
+        if blocks == 1 and send.count != recv.count:
+            return None  # let mpi4py raise its usual count mismatch
+        return send, recv
+
+    def _reduce_work(self, what: str, send: Buffer, out, code: int, mode: str, root: int = 0, channel=None):
+        settings, size = self._settings, self.Get_size()
+
+        def work(agreed) -> bool:
+            plan = reduction.make_plan(agreed, code, size, send.flat, settings, send.block_shape)
+            if plan is None:
+                return False
+            job = reduction.Reduction(
+                self._mailbox(channel), self._layout, send.flat, plan, settings, self.stats, self._choose_algorithm
+            )
+            if mode == "allreduce":
+                job.allreduce(out)
+            elif mode == "reduce":
+                job.reduce(out, root)
+            else:
+                job.reduce_scatter_block(out, send.count, send.block_shape)
+            self.stats.add(calls=1)
+            return True
+
+        return work
+
+    def Allreduce(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM) -> None:
+        """mpi4py's Allreduce; SUM/MAX/MIN of large float buffers within the bound, the same
+        bits on every rank."""
+        if not self._active():
+            return super().Allreduce(sendbuf, recvbuf, op)
+        self._guard.next_call()
+        args = (sendbuf, recvbuf, op)
+
+        def run():
+            return MPI.Intracomm.Allreduce(self, sendbuf, recvbuf, op)
+
+        if self._plain_only:
+            return self._guard.plain("Allreduce", None, run, args)
+        views = self._reduction_views(sendbuf, recvbuf)
+        code = agreement.op_code(op)
+        x = views[0] if views else None
+        call = self._call("Allreduce", x, code, problem=views[1].problem if views else 0)
+        if views is None or code not in _REDUCIBLE or not self._large(x):
+            return self._run("Allreduce", call, run, args)
+        self._run(
+            "Allreduce",
+            call,
+            run,
+            args,
+            self._reduce_work("Allreduce", x, views[1].flat, code, "allreduce"),
+            lambda: reduction.maxima(x.flat, code, x.block_shape),
+            x.block_bytes,
+            x.block_bytes,
+            force=code == INVALID,
+        )
+
+    def Iallreduce(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM) -> MPI.Request:
+        """Nonblocking Allreduce; the returned request's Wait() completes it."""
+        views = self._reduction_views(sendbuf, recvbuf) if self.compressing and self._guard else None
+        code = agreement.op_code(op)
+        if views is None or code not in (SUM, MAX, MIN) or not self._large(views[0]) or views[1].problem:
+            return super().Iallreduce(sendbuf, recvbuf, op)
+        x, out = views
+        guard = self._background()
+        call = self._call("Allreduce", x, code)
+        work = self._reduce_work("Iallreduce", x, out.flat, code, "allreduce", channel=guard.channel)
+
+        def job() -> None:
+            outcome = guard.compressed(call, lambda: reduction.maxima(x.flat, code, x.block_shape), work)
+            if not outcome.done:
+                MPI.Intracomm.Allreduce(guard.channel.control, sendbuf, recvbuf, op)
+
+        return self._worker.submit(job)
+
+    def _background(self) -> Guard:
+        """The worker thread's guard and channel, made at the first nonblocking call (collective:
+        every rank makes its nonblocking calls in the same order)."""
+        if self._worker_guard is None:
+            channel = Channel(self)
+            channel.node_of, channel.stats = self.nodes.node_of, self.stats
+            self._worker_guard = Guard(self, channel, self._settings.min_bytes, self.stats)
+        return self._worker_guard
+
+    def Reduce(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM, root: int = 0) -> None:
+        """mpi4py's Reduce; the root's result meets the bound. Other ranks' recvbuf is untouched."""
+        if not self._active() or not (isinstance(root, int) and 0 <= root < self.Get_size()):
+            return super().Reduce(sendbuf, recvbuf, op, root)
+        self._guard.next_call()
+        args = (sendbuf, recvbuf, op, root)
+
+        def run():
+            return MPI.Intracomm.Reduce(self, sendbuf, recvbuf, op, root)
+
+        if self._plain_only:
+            return self._guard.plain("Reduce", None, run, args)
+        rank = self.Get_rank()
+        views = None
+        if rank == root:
+            views = self._reduction_views(sendbuf, recvbuf)
+        elif not is_in_place(sendbuf):
+            send = parse(sendbuf)
+            views = None if send is None else (send, None)
+        code = agreement.op_code(op)
+        x = views[0] if views else None
+        problem = views[1].problem if views and views[1] is not None else 0
+        call = self._call("Reduce", x, code, root, problem)
+        if views is None or code not in _REDUCIBLE or not self._large(x):
+            return self._run("Reduce", call, run, args)
+        out = views[1].flat if views[1] is not None else None
+        self._run(
+            "Reduce",
+            call,
+            run,
+            args,
+            self._reduce_work("Reduce", x, out, code, "reduce", root),
+            lambda: reduction.maxima(x.flat, code, x.block_shape),
+            x.block_bytes,
+            x.block_bytes,
+            force=code == INVALID,
+        )
+
+    def Reduce_scatter_block(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM) -> None:
+        """mpi4py's Reduce_scatter_block; each rank's block meets the bound."""
+        if not self._active():
+            return super().Reduce_scatter_block(sendbuf, recvbuf, op)
+        self._guard.next_call()
+        args = (sendbuf, recvbuf, op)
+
+        def run():
+            return MPI.Intracomm.Reduce_scatter_block(self, sendbuf, recvbuf, op)
+
+        if self._plain_only:
+            return self._guard.plain("Reduce_scatter_block", None, run, args)
+        views = self._reduction_views(sendbuf, recvbuf, blocks=self.Get_size())
+        code = agreement.op_code(op)
+        ok = views is not None
+        if ok:
+            send, recv = views
+            out = recv.block(0) if send is recv else recv.flat
+            ok = send.count > 0 and out.size == send.count and send.flat.nbytes >= self._settings.min_bytes
+        call = self._call("Reduce_scatter_block", views[0] if ok else None, code, problem=views[1].problem if ok else 0)
+        if not ok or code not in _REDUCIBLE:
+            return self._run("Reduce_scatter_block", call, run, args)
+        self._run(
+            "Reduce_scatter_block",
+            call,
+            run,
+            args,
+            self._reduce_work("Reduce_scatter_block", send, out, code, "reduce_scatter_block"),
+            lambda: reduction.maxima(send.flat, code, send.block_shape),
+            send.flat.nbytes,
+            send.flat.nbytes,
+            force=code == INVALID,
+        )
