@@ -24,7 +24,7 @@ from ...stages.predictors.lorenzo import LorenzoPredictor
 # saves at least 3 % (rANS decodes at about half Huffman's speed: 0-14 % smaller on the
 # shared fields, most at loose bounds on smooth fields), on arrays of at least this many codes
 RANS_GAIN = 1.03
-CODED_BELOW_BITS = 2.0  # bits per value: below it candidates are sized by Huffman + zstd
+CODED_BELOW_BITS = 1.0  # bits per value: below it candidates are sized by Huffman + zstd
 RANS_MIN_CODES = 4096
 RADIUS = LorenzoPredictor.radius  # the quantizer's: codes beyond it are unpredictable values
 SAMPLE_POINTS = 8192  # at least this many points are tried per candidate ...
