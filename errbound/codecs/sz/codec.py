@@ -21,7 +21,7 @@ from ...layout import as_4d_shape
 from ...stage import which
 from ...stages.coders import huffman, rans
 from ...stages.coders.zstd import ZstdLossless
-from ...stages.predictors.interpolation import InterpolationPredictor
+from ...stages.predictors.interpolation import InterpolationPredictor, choose_anchor, level_bounds, level_count
 from ...stages.predictors.lorenzo import LorenzoPredictor
 from ...stream import section
 from .policy import RANS_GAIN, RANS_MIN_CODES, choose
@@ -74,7 +74,7 @@ def decode_stages(
     predictor = which(stages, *PREDICTORS.values()).load(stages)
     entropy = which(stages, huffman.Huffman, rans.Rans).load(stages)
     lossless = ZstdLossless.load(stages)
-    _check_predictor(predictor, stages, shape)
+    _check_predictor(predictor, stages, shape, eb)
     count = predictor.expected_codes(shape)
     if entropy.alphabet != 2 * predictor.radius:
         raise CorruptStreamError(f"{entropy.name} alphabet does not match the quantizer radius")
@@ -124,7 +124,7 @@ class SZCodec(Codec):
         return decode_stages(stages, sections, shape, dtype, eb)
 
 
-def _check_predictor(predictor, stages, shape) -> None:
+def _check_predictor(predictor, stages, shape, eb=None) -> None:
     """Refuse predictor parameters the encoder never writes: the kernels index with them
     unchecked (an axis number beyond 3 in ``order`` crashed the interpreter), and a
     coerced value (``cubic: null``) would silently decode different numbers."""
@@ -158,3 +158,11 @@ def _check_predictor(predictor, stages, shape) -> None:
     for name, value in (("alpha", predictor.alpha), ("beta", predictor.beta)):
         if not (math.isfinite(value) and 1.0 <= value <= 1e6):
             raise bad(f"{name} {value}")
+    if eb is not None:
+        # a bound that the level factors push below the smallest float64 leaves a zero
+        # quantization step (a forged header; the encoder never writes one)
+        anchor = choose_anchor(tuple(shape)) if predictor.anchor is None else predictor.anchor
+        levels = level_count(as_4d_shape(shape), anchor)
+        steps = 2.0 * level_bounds(eb, levels, predictor.alpha, predictor.beta)
+        if not (np.all(steps > 0) and np.all(np.isfinite(steps))):
+            raise CorruptStreamError(f"{predictor.name} stage: bound {eb!r} leaves no usable quantization step")
