@@ -292,7 +292,7 @@ def time_series(case: Case, reps: int, warmup: int, noise: bool = False) -> dict
 
 
 def first_calls(
-    op: str, nbytes: int, world: MPI.Intracomm, payloads: Payloads, settings: dict, reps: int, trials: int = 5
+    op: str, nbytes: int, world: MPI.Intracomm, payloads: Payloads, settings: dict, reps: int, trials: int = 9
 ) -> dict:
     """The first call of `op` on a fresh plain duplicate of world and on a fresh CompressedComm
     (default settings: the first call is the one a program pays for), in `trials` trials with

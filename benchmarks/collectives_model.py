@@ -154,7 +154,7 @@ def cluster_table(speeds: dict[str, float], ratios: dict[str, float], nbytes: in
                     m = machine(
                         op,
                         ratios["reduce" if op == "allreduce" else "move"],
-                        {**speeds, "copy": memory / per_node},
+                        {**speeds, "copy": min(speeds["copy"], memory / per_node)},
                         gbit * 1e9 / 8,
                         1.0,
                         min(4 << 20, nbytes / per_node),

@@ -28,10 +28,10 @@ from .buffers import Buffer
 from .guard import Call, Guard
 from .methods import MovementMethods, ReductionMethods
 from .policy import Adaptive
-from .settings import INVALID, MAX, MIN, SUM, Settings
+from .settings import Settings
 from .stats import Stats
 from .topology import Topology, discover
-from .transport.channel import Channel
+from .transport.channel import POLL_SLEEP, Channel
 from .transport.mailbox import Mailbox
 from .transport.nonblocking import CompressedRequest, Worker
 
@@ -39,7 +39,6 @@ from .transport.nonblocking import CompressedRequest, Worker
 # real data: Allreduce 0.55x at 128 KiB, 2.9x at 256 KiB; every collective >= 1.1x from
 # 512 KiB; 4 ranks on 2 cores need ~2 MiB). Faster links move it up: adapt=True finds it.
 DEFAULT_MIN_BYTES = 512 * 1024
-_REDUCIBLE = (SUM, MAX, MIN, INVALID)  # INVALID: refused on every rank by the start agreement
 _OPS = {
     "Allreduce": "allreduce",
     "Iallreduce": "allreduce",
@@ -189,6 +188,7 @@ class CompressedComm(ReductionMethods, MovementMethods, MPI.Intracomm):
                 "speeds": probe.speeds(control, settings.codec),
                 "link": probe.link(control, self._layout) if self._layout.nodes > 1 else {},
                 "cores": probe.cores_per_rank(control),
+                "agreement": probe.agreement_seconds(self._channel),
             }
             estimate = self._estimate
         self._adaptive = Adaptive(settings.adapt, estimate)
@@ -276,7 +276,9 @@ class CompressedComm(ReductionMethods, MovementMethods, MPI.Intracomm):
             quantize=speeds["quantize"],
         )
         k, ell = layout.nodes, layout.ranks_per_node
-        compressed = costmodel.compressed_layout(op, nbytes, k, ell, machine)
+        # every compressed call also pays its two agreements and a few polls' sleeps
+        fixed = 2 * self._machine["agreement"] + 6 * POLL_SLEEP
+        compressed = costmodel.compressed_layout(op, nbytes, k, ell, machine) + fixed
         if ell == 1 and op in ("allreduce", "bcast", "allgather", "reduce_scatter_block", "reduce"):
             plain = costmodel.plain(op if op != "reduce" else "reduce_scatter_block", nbytes, k, machine.link)
         else:

@@ -61,11 +61,16 @@ def plain_layout(op: str, nbytes: float, nodes: int, per_node: int, m: Machine) 
     compressed path: the vector each rank ends with (Alltoall: each rank's whole buffer)."""
     k, ell = nodes, per_node
     part = (k - 1) / k
+    # passes over the node's share of the message through memory, per rank: a reduce-scatter
+    # receives and adds (2), an allgather or a broadcast receives (1)
     inside = (ell - 1) / ell * nbytes / m.memory if ell > 1 else 0.0
     if op == "allreduce":
         wire = 2 * part * nbytes
+        inside *= 3
+    elif op in ("reduce", "reduce_scatter_block"):
+        wire = part * nbytes
         inside *= 2
-    elif op in ("reduce", "reduce_scatter_block", "allgather", "gather", "scatter"):
+    elif op in ("allgather", "gather", "scatter"):
         wire = part * nbytes
     elif op == "bcast":
         wire = nbytes if k <= 2 else min(math.ceil(math.log2(k)), 2 * part) * nbytes
@@ -179,11 +184,13 @@ def compressed_layout(op: str, nbytes: float, nodes: int, per_node: int, m: Mach
             return reduction_algorithm(op, nbytes, k, 1, m)[1]
         return compressed(op, nbytes, k, m, bcast_tree(k, max(1, round(nbytes / m.chunk))))
     share = nbytes / ell
-    copy = (ell - 1) / ell * nbytes / m.memory  # one rank's in-node traffic, either way
+    copy = (ell - 1) / ell * nbytes / m.memory  # one pass over the node's other shares, per rank
     cores = min(m.cores, 1.0)
     quantize = m.quantize or m.encode
     if op in REDUCTIONS:
-        before = (nbytes / quantize + 2 * copy) / cores  # quantize all, trade and add shares
+        # quantize all (reads the floats, writes the codes: no faster than memory allows),
+        # then receive and add the other ranks' codes of this rank's share
+        before = max(nbytes / quantize / cores, 2 * nbytes / m.memory) + 2 * copy / cores
         cross_op = "reduce_scatter_block" if op == "reduce_scatter_block" else op
         between = reduction_algorithm(cross_op, share, k, ell, m)[1] if k > 1 else share / m.decode / cores
         after = copy / cores if op == "allreduce" else copy / ell / cores
@@ -194,7 +201,7 @@ def compressed_layout(op: str, nbytes: float, nodes: int, per_node: int, m: Mach
         work = share / min(m.encode, m.decode)
         wire = nbytes / wire_rate
         fill = (k - 1) * (min(m.chunk, share) / wire_rate / ell + m.latency)
-        return max(work / cores, wire) + fill + 2 * copy / cores
+        return max(work / cores, wire) + fill + copy / cores  # every rank receives the other shares
     if op == "allgather":
         work = nbytes / (k * ell) / m.encode + part * share / m.decode
         wire = part * nbytes / wire_rate

@@ -213,6 +213,17 @@ def _exchange(comm: MPI.Intracomm, other: int, nbytes: int) -> tuple[float, floa
     return nbytes / min(times), min(pings) / 2
 
 
+def agreement_seconds(channel) -> float:
+    """What one small agreement of a compressed collective takes (median of 5, the slowest
+    rank's): every compressed call pays two, which the model adds to its estimate."""
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        channel.allreduce_max(np.zeros(19))
+        times.append(time.perf_counter() - start)
+    return float(channel.control.allreduce(sorted(times)[2], MPI.MAX))
+
+
 def cores_per_rank(comm: MPI.Intracomm) -> float:
     """The cores of this host divided by the ranks on it (at most the threads each uses)."""
     names = comm.allgather(MPI.Get_processor_name())
