@@ -164,5 +164,5 @@ def _check_predictor(predictor, stages, shape, eb=None) -> None:
         anchor = choose_anchor(tuple(shape)) if predictor.anchor is None else predictor.anchor
         levels = level_count(as_4d_shape(shape), anchor)
         steps = 2.0 * level_bounds(eb, levels, predictor.alpha, predictor.beta)
-        if not (np.all(steps > 0) and np.all(np.isfinite(steps))):
+        if not np.all(steps > 0):
             raise CorruptStreamError(f"{predictor.name} stage: bound {eb!r} leaves no usable quantization step")
