@@ -102,8 +102,8 @@ class CompressedComm(ReductionMethods, MovementMethods, MPI.Intracomm):
     Messages under ``min_bytes``, non-float data, derived datatypes and other ops go to plain
     MPI unchanged, and so does everything between ranks of one node. ``consistent=True`` makes
     Bcast's root keep what the other ranks receive. ``algorithm`` forces the algorithm between
-    nodes of Allreduce ("ring", "doubling" on power-of-two node counts) instead of "auto" (the
-    cost model's choice); ``bcast_algorithm`` the Bcast tree ("binomial", pipelined "chain" or
+    nodes of Allreduce and Reduce ("ring"; "doubling" and "halving" on power-of-two node
+    counts, doubling for Allreduce only; "tree") instead of "auto" (the cost model's choice); ``bcast_algorithm`` the Bcast tree ("binomial", pipelined "chain" or
     "binary"). ``segment_bytes`` is the chunk size of the pipelined algorithms (0: the default;
     a value at least the message size turns pipelining off); it changes speed, never results.
     ``adapt`` (on by default) takes, per collective and size, the path that the cost model

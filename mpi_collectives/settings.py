@@ -16,7 +16,7 @@ import errbound
 
 from .errors import SettingsError, SettingsMismatchError
 
-ALGORITHMS = ("auto", "ring", "doubling")
+ALGORITHMS = ("auto", "ring", "doubling", "halving", "tree")
 BCAST_ALGORITHMS = ("auto", "binomial", "chain", "binary")
 
 # op codes travel in the agreement vector (float64), so they are small integers

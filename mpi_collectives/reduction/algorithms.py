@@ -36,6 +36,13 @@ def power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
+def possible(name: str, allreduce: bool, peers: int) -> bool:
+    """Whether algorithm `name` runs an Allreduce (or a Reduce) among this many peers."""
+    if name in ("doubling", "halving"):
+        return power_of_two(peers) and (allreduce or name == "halving")
+    return True
+
+
 def _split(lo: int, hi: int, shape: tuple[int, ...]) -> int:
     """The midpoint of [lo, hi), on a row boundary of shape where the range holds whole rows."""
     row_size, _ = row_layout(shape)

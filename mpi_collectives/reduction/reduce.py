@@ -273,10 +273,13 @@ class Reduction:
         name = "ring"  # also wherever the chunk size is set: pipelining was asked for
         if mode != REDUCE_SCATTER and self.choose is not None and not settings.segment_bytes:
             name = self.choose("allreduce" if mode == ALLREDUCE else "reduce", len(peers), nbytes)
-        if settings.algorithm == "doubling" and mode == ALLREDUCE and algorithms.power_of_two(len(peers)):
-            name = "doubling"
-        elif settings.algorithm == "ring":
-            name = "ring"
+        forced = settings.algorithm
+        if (
+            mode != REDUCE_SCATTER
+            and forced in algorithms.ALGORITHMS
+            and algorithms.possible(forced, mode == ALLREDUCE, len(peers))
+        ):
+            name = forced  # asked for (where it applies; "doubling" is an Allreduce's)
         if name != "ring":
             self._log_steps(name, mode, share, values, out, out_start, root_node)
             return

@@ -322,11 +322,11 @@ def main() -> None:
         check_rooted_reductions(abs_comm, f"abs {name} random", x, 1e-3)
         check_movement(abs_comm, f"abs {name} random", x, lambda _: 1e-3)
         check_nonfinite(abs_comm, dtype)
-    for algorithm in ("ring", "doubling"):
+    for algorithm in ("ring", "doubling", "halving", "tree"):
         comm = CompressedComm(WORLD, abs=1e-2, algorithm=algorithm, min_bytes=MIN_BYTES, adapt=False)
-        check_reductions(
-            comm, f"{algorithm} float32 random", inputs("random", np.float32), lambda _: 1e-2, ops=("SUM",)
-        )
+        x = inputs("random", np.float32)
+        check_reductions(comm, f"{algorithm} float32 random", x, lambda _: 1e-2, ops=("SUM", "MAX"))
+        check_rooted_reductions(comm, f"{algorithm} float32 random", x, 1e-2)
         comm.Free()
     if data_dir is not None:
         field = inputs("real", np.float32, data_dir=data_dir)
