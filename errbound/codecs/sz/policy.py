@@ -25,6 +25,7 @@ from ...stages.predictors.lorenzo import LorenzoPredictor
 # shared fields, most at loose bounds on smooth fields), on arrays of at least this many codes
 RANS_GAIN = 1.03
 CODED_BELOW_BITS = 1.0  # bits per value: below it candidates are sized by Huffman + zstd
+LORENZO_SCREEN = 2.0  # the numpy estimate of Lorenzo within this of the best: its kernel decides
 RANS_MIN_CODES = 4096
 RADIUS = LorenzoPredictor.radius  # the quantizer's: codes beyond it are unpredictable values
 SAMPLE_POINTS = 8192  # at least this many points are tried per candidate ...
@@ -182,14 +183,15 @@ def choose(data: np.ndarray, eb: float):
         size = size_of(interp(best_cubic, block_order, alpha, beta))
         if size < best_size:
             best_ab, best_size = (alpha, beta), size
-    if small or coded:  # the kernel itself: cheaper on a small array, and real codes to code
+    # Lorenzo: the numpy estimate screens it out where it is clearly worse (then its kernels
+    # need not compile); where it is close, its kernel decides (the estimate's model of the
+    # reconstruction error misjudges residual-like data such as hlr's by up to 15 %)
+    if small or lorenzo_estimated_size(blocks, eb) < LORENZO_SCREEN * best_size:
         lorenzo = LorenzoPredictor()
         if size_of(lorenzo) < best_size:
             return lorenzo, lorenzo.__dict__.pop("encoded") if small else None
-        if small:  # the whole array was coded with the array's own anchors and order: keep that
-            return best, best.__dict__.pop("encoded")
-    elif lorenzo_estimated_size(blocks, eb) < best_size:
-        return LorenzoPredictor(), None
+    if small:  # the whole array was coded with the array's own anchors and order: keep that
+        return best, best.__dict__.pop("encoded")
     return InterpolationPredictor(
         best_cubic, None if best_order is None else list(best_order), best_ab[0], best_ab[1], anchor=anchor
     ), None
