@@ -211,7 +211,7 @@ def test_one_rank_passes_through_and_invalid_settings_raise():
         {"rel": math.nan},
         {"abs": 1, "codec": "x"},
         {"abs": 1, "min_bytes": -1},
-        {"abs": 1, "algorithm": "tree"},
+        {"abs": 1, "algorithm": "star"},
     ):
         with pytest.raises(SettingsError):
             CompressedComm(MPI.COMM_SELF, **bad)
