@@ -58,6 +58,10 @@ def child(codec: str, cache: str, warm: bool):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--codecs", default="sz,fz,sperr,hlr,zfp")
@@ -70,8 +74,7 @@ def main(argv=None) -> int:
             c3, c1 = child(codec, cold, False)
             warmed = child(codec, warm, True)
             w3, w1 = child(codec, warm, False) if warmed else (None, None)
-        fmt = lambda v: "-" if v is None else f"{v:.2f}"
-        print(f"| {codec} | {c3:.2f} | {c1:.2f} | {fmt(w3)} | {fmt(w1)} |", flush=True)
+        print(f"| {codec} | {c3:.2f} | {c1:.2f} | {_seconds(w3)} | {_seconds(w1)} |", flush=True)
     return 0
 
 
