@@ -311,6 +311,13 @@ def _compress_abs(header, codec: Codec, work: np.ndarray, eb: float) -> bytes:
             sections = sections + [("patches", encode_patches(bad, work.reshape(-1)[bad]))]
     header.abs_bound = eb
     header.stages = stages
+    return _pack(header, codec, sections)
+
+
+def _pack(header: stream.Header, codec: Codec, sections) -> bytes:
+    """The container, naming the codec version a decoder needs for these stages: a stream
+    that uses nothing newer keeps the older version, so older errbounds still read it."""
+    header.codec_version = codec.stream_version(header.stages)
     return stream.pack(header, sections)
 
 
@@ -337,7 +344,7 @@ def _compress_pw_rel(header, codec: Codec, work: np.ndarray, bound: Bound) -> by
         sections.append(("patches", encode_patches(bad, work.reshape(-1)[bad])))
     header.abs_bound = eb
     header.stages = [transform.record()] + stages + ([] if ZstdLossless.present(stages) else [lossless.record()])
-    return stream.pack(header, sections)
+    return _pack(header, codec, sections)
 
 
 def _compress_psnr(header, codec: Codec, work: np.ndarray, bound: Bound) -> bytes:
@@ -346,7 +353,7 @@ def _compress_psnr(header, codec: Codec, work: np.ndarray, bound: Bound) -> byte
         found = direct(work, bound.value)  # (stages, sections, header bound) or None
         if found is not None:
             header.stages, sections, header.abs_bound = found
-            return stream.pack(header, sections)
+            return _pack(header, codec, sections)
     value_range = finite_range(work)
     eb = psnr_to_abs(bound.value, value_range)
     for _ in range(PSNR_RETRIES):

@@ -53,6 +53,12 @@ class Codec:
     ) -> np.ndarray:
         raise NotImplementedError
 
+    @classmethod
+    def stream_version(cls, stages: list[dict]) -> int:
+        """The codec version a decoder needs for a stream with these stage records (a codec
+        whose newer version added an optional stage names the older one where it is absent)."""
+        return cls.version
+
     def __repr__(self) -> str:
         return f"<errbound codec {self.name} v{self.version}: {' -> '.join(self.stage_names)}>"
 

@@ -81,3 +81,19 @@ def test_sz_keeps_the_smaller_coder_and_decodes_either():
         assert np.max(np.abs(y.astype(np.float64) - x)) <= 1e-3 * float(x.max() - x.min())
     with pytest.raises(CodecOptionError):
         errbound.compress(x, "sz", rel=1e-3, entropy="arithmetic")
+
+
+def test_a_rans_stream_needs_sz_v2_and_a_huffman_stream_stays_v1(monkeypatch):
+    """An errbound whose sz predates rans refuses a rans stream as too new, not as corrupt;
+    streams without rans keep version 1, which every errbound reads."""
+    from errbound.codecs.sz.codec import SZCodec
+
+    x = np.fromfunction(lambda i, j, k: np.sin(i / 5) * np.cos(j / 7) + k / 40, (40, 48, 56), dtype=np.float32)
+    x += np.random.default_rng(2).normal(0, 0.02, x.shape).astype(np.float32) * (x > 0.5)
+    plain = errbound.compress(x, "sz", rel=1e-3)
+    best = errbound.compress(x, "sz", rel=1e-3, entropy="best")
+    assert errbound.info(plain)["codec_version"] == 1 and errbound.info(best)["codec_version"] == 2
+    monkeypatch.setattr(SZCodec, "version", 1)  # what 0.2.0 declares
+    errbound.decompress(plain)
+    with pytest.raises(errbound.UnsupportedStreamError, match="needs codec sz v2"):
+        errbound.decompress(best)

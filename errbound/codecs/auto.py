@@ -237,7 +237,7 @@ class AutoCodec(Codec):
         stages, sections = best.result
         choice = AutoChoice(
             best.codec,
-            codec.version,
+            codec.stream_version(stages),
             {t.codec: float(f"{t.ratio:.4g}") for t in trials},
             best.values,
             {t.codec: float(f"{data.nbytes / t.full_bytes:.4g}") for t in trials if t.full_bytes},
