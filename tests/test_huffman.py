@@ -79,6 +79,34 @@ def test_long_codes_take_the_slow_path():
     roundtrip(s, int(s.max()) + 1)
 
 
+@pytest.mark.parametrize("n", [2047, 2048, 5000, 70_000])
+@pytest.mark.parametrize("sigma", [None, 3.0, 40.0, 3000.0])
+def test_multi_symbol_tables_roundtrip(n, sigma):
+    # both decoder tables (small and large streams), with and without multi-symbol entries,
+    # and streams whose last symbols end inside an entry
+    s = typical(n, np.random.default_rng(n), sigma)
+    for cut in (n, n - 1, n - 2, n - 17):
+        roundtrip(s[:cut], 65536)
+
+
+def test_multi_symbol_entries_keep_far_symbols_apart():
+    # short codes more than 2**16 apart cannot share an entry's 16-bit fields
+    rng = np.random.default_rng(14)
+    s = rng.choice(np.array([3, 70_000, 1_000_000, 200_000], np.int32), 100_000, p=[0.4, 0.3, 0.2, 0.1])
+    roundtrip(s.astype(np.int32), 1 << 20)
+    s[rng.random(s.size) < 0.01] = 65_539  # just past the fields' reach from base 3
+    roundtrip(s, 1 << 20)
+
+
+def test_long_and_short_codes_interleaved():
+    # geometric tails give codes well past the 10- and 12-bit tables between runs of short ones
+    rng = np.random.default_rng(15)
+    for n in (3000, 40_000, 200_000):
+        s = (32768 + rng.geometric(0.3, n) * rng.choice([-1, 1], n)).astype(np.int32)
+        s[rng.random(n) < 0.5] = 32768
+        roundtrip(s, 65536)
+
+
 def test_input_dtypes_give_identical_bytes():
     s = typical(5000, np.random.default_rng(3), 40.0)
     blobs = {huffman.encode(s.astype(dt), 65536) for dt in (np.int32, np.uint32, np.int64, np.uint16)}
@@ -246,13 +274,20 @@ CORRUPTION_CASES = [
     (np.random.default_rng(11).geometric(0.4, 1500).astype(np.int32), 64),
     (np.full(100, 5, np.int32), 16),
     (_runs_of_the_common_symbol(np.random.default_rng(13), 2000), 12),
+    # multi-symbol entries: the small table, then the large one (over 2**18 bits)
+    (typical(6000, np.random.default_rng(16), 40.0), 65536),
+    (typical(50_000, np.random.default_rng(17), 40.0), 65536),
 ]
 
 
 @pytest.mark.parametrize("symbols,alphabet", CORRUPTION_CASES)
 def test_truncation_always_detected(symbols, alphabet):
     blob = huffman.encode(symbols, alphabet)
-    for cut in range(len(blob)):
+    cuts = range(len(blob))
+    if len(blob) > 8000:  # every cut of the header and the tail, a sample of the rest
+        rng = np.random.default_rng(len(blob))
+        cuts = sorted({*range(64), *range(len(blob) - 64, len(blob)), *rng.integers(0, len(blob), 300).tolist()})
+    for cut in cuts:
         assert decode_or_raise(blob[:cut], symbols.size, alphabet), cut
 
 
