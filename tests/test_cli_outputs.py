@@ -186,3 +186,13 @@ def test_hostile_bounds_files_are_clean_errors_or_work(tmp_path):
     assert res.returncode == 0, res.stderr
     with h5py.File(tmp_path / "o.h5") as f:
         np.testing.assert_array_equal(f["x"][...], x)  # no relative error allowed: stored exactly
+
+
+def test_the_temporary_file_is_private_while_it_is_written(tmp_path):
+    out = tmp_path / "secret.eb"
+    out.write_bytes(b"old")
+    out.chmod(0o600)
+    with atomic.atomic_output(out) as tmp:
+        assert stat.S_IMODE(tmp.stat().st_mode) == 0o600
+        tmp.write_bytes(b"new")
+    assert out.read_bytes() == b"new" and stat.S_IMODE(out.stat().st_mode) == 0o600

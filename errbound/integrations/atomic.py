@@ -94,6 +94,9 @@ def atomic_output(path) -> Iterator[Path]:
         raise OutputPathError(f"{path.parent}: no such directory for the output")
     remove_stale_temporaries(path)
     tmp = temporary_name(path)
+    # created owner-only: the new contents of a private file must not be readable by others
+    # while they are written; the final mode is set below, before the rename
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
