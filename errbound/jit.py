@@ -21,6 +21,7 @@ and what a process does the first time it needs a kernel.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import functools
@@ -36,7 +37,8 @@ from pathlib import Path
 import numba
 
 log = logging.getLogger("errbound")
-NOTICE_AFTER_S = 1.0
+# a first use that compiles longer than this says so (ERRBOUND_COMPILE_NOTICE_S overrides it)
+NOTICE_AFTER_S = float(os.environ.get("ERRBOUND_COMPILE_NOTICE_S", "1.0"))
 PACKAGE = Path(__file__).resolve().parent
 
 
@@ -112,9 +114,7 @@ def _executor():
     global _pool
     with _pool_lock:
         if _pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _pool = ThreadPoolExecutor(
+            _pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=max(1, numba.config.NUMBA_NUM_THREADS - 1), thread_name_prefix="errbound"
             )
         return _pool
@@ -136,24 +136,53 @@ def run_tasks(task_kernel, ntasks: int, *args, task_size: int = 1) -> None:
     against 0.9 s, measured), the tasks run on plain Python threads (serial ``nogil``
     kernels are safe there whatever numba's threading layer), and a small chunk pays no
     parallel launch."""
-    count = min(threads(), ntasks, ntasks * max(task_size, 1) // MIN_VALUES_PER_THREAD)
+    count = min(_usable_threads(), ntasks, ntasks * max(task_size, 1) // MIN_VALUES_PER_THREAD)
     if count <= 1:
         task_kernel(0, ntasks, *args)
         return
     cuts = [ntasks * i // count for i in range(count + 1)]
-    pool = _executor()
-    futures = [pool.submit(task_kernel, cuts[i], cuts[i + 1], *args) for i in range(1, count)]
-    task_kernel(cuts[0], cuts[1], *args)
-    for future in futures:
-        future.result()
+    _run_spans([(task_kernel, (cuts[i], cuts[i + 1], *args)) for i in range(count)])
 
 
 def parallel_map(fn, items) -> list:
-    """``[fn(item) for item in items]`` on errbound's threads (fn releases the GIL)."""
+    """``[fn(item) for item in items]`` on errbound's threads (fn releases the GIL), at most
+    :func:`threads` at a time."""
     items = list(items)
-    if threads() <= 1 or len(items) <= 1:
+    count = min(_usable_threads(), len(items))
+    if count <= 1:
         return [fn(item) for item in items]
-    return list(_executor().map(fn, items))
+    results: list = [None] * len(items)
+
+    def span(first: int, stop: int) -> None:
+        for i in range(first, stop):
+            results[i] = fn(items[i])
+
+    cuts = [len(items) * i // count for i in range(count + 1)]
+    _run_spans([(span, (cuts[i], cuts[i + 1])) for i in range(count)])
+    return results
+
+
+def _usable_threads() -> int:
+    """threads(), or 1 on a pool thread: work started from inside a task runs inline (the
+    pool's threads are all busy with the outer spans; waiting on them would deadlock)."""
+    if threading.current_thread().name.startswith("errbound"):
+        return 1
+    return threads()
+
+
+def _run_spans(spans: list) -> None:
+    """Run (fn, args) spans: the first in this thread, the rest on the pool. Every span has
+    finished (or failed) before this returns or raises: a span still running after an error
+    would go on writing into the caller's buffers."""
+    pool = _executor()
+    futures = [pool.submit(fn, *args) for fn, args in spans[1:]]
+    try:
+        fn, args = spans[0]
+        fn(*args)
+    finally:
+        concurrent.futures.wait(futures)
+    for future in futures:
+        future.result()  # the first failure of a pool span, if any
 
 
 # --------------------------------------------------------------------------- first use
@@ -177,50 +206,75 @@ def _errbound_version() -> str:
 
 
 @contextlib.contextmanager
-def _compile_lock(what: str) -> Iterator[None]:
+def _compile_lock(what: str, stamp: Path) -> Iterator[None]:
+    """Hold the cross-process compile lock for the block, unless ``stamp`` appears while this
+    process waits for it: then the holder compiled this path, and the block runs unlocked
+    (loading from the cache), so that ranks do not take turns running their first calls."""
     try:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         handle = open(STATE_DIR / "compile.lock", "a+b")  # noqa: SIM115 - held for the block
     except OSError:  # nowhere to lock: compile without coordination
         yield
         return
+    held = False
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             log.warning("errbound: waiting for another process that is compiling errbound's kernels (%s)", what)
             fcntl.flock(handle, fcntl.LOCK_EX)
+        held = not stamp.exists()
+        if not held:
+            fcntl.flock(handle, fcntl.LOCK_UN)
         yield
     finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        if held:
+            with contextlib.suppress(OSError):
+                fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
 
 
 class _Notice:
-    """Says once, after NOTICE_AFTER_S, that a first use is compiling (if it still is)."""
+    """Says once that a first use is compiling, as soon as it has both run NOTICE_AFTER_S
+    and compiled something (a first use that only loads from the cache says nothing)."""
 
     def __init__(self, what: str):
         self.what = what
         self.compiled = 0
-        self.timer = threading.Timer(NOTICE_AFTER_S, self._say)
+        self.due = False
+        self.said = False
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(NOTICE_AFTER_S, self._expire)
         self.timer.daemon = True
 
-    def _say(self) -> None:
-        if self.compiled:
-            log.warning(
-                "errbound: compiling the kernels of the %s (first use with the numba cache %s); the next "
-                "calls are fast. `errbound warmup` compiles ahead of time.",
-                self.what,
-                cache_location(),
-            )
+    def _expire(self) -> None:
+        with self.lock:
+            self.due = True
+        self._maybe_say()
+
+    def _compiling(self) -> None:
+        with self.lock:
+            self.compiled += 1
+        self._maybe_say()
+
+    def _maybe_say(self) -> None:
+        with self.lock:
+            if not (self.due and self.compiled) or self.said:
+                return
+            self.said = True
+        log.warning(
+            "errbound: compiling the kernels of the %s (first use with the numba cache %s); the next "
+            "calls are fast. `errbound warmup` compiles ahead of time.",
+            self.what,
+            cache_location(),
+        )
 
     def listener(self):
         notice = self
 
         class Listener(numba.core.event.Listener):
             def on_start(self, event):
-                notice.compiled += 1
+                notice._compiling()
 
             def on_end(self, event):
                 pass
@@ -241,7 +295,7 @@ def first_use(key: tuple, what: str) -> Iterator[None]:
     with _first_lock:
         stamp = _stamp(key)
         notice = _Notice(what)
-        lock = contextlib.nullcontext() if stamp.exists() else _compile_lock(what)
+        lock = contextlib.nullcontext() if stamp.exists() else _compile_lock(what, stamp)
         _active.on = True
         try:
             with lock, numba.core.event.install_listener("numba:compile", notice.listener()):

@@ -6,7 +6,7 @@ makes every later process load them from the cache instead: the first call of a 
 takes a fraction of a second instead of tens of seconds. Each (codec, dtype, dimensions)
 case runs the codec's encoder and decoder on a small array shaped to take every path the
 codec has for it (both ``sz`` predictors, ``fz``'s long-row and 64-bit-code paths, ``sperr``'s
-PSNR search, ``hlr``'s low-rank tiles); ``tests/test_warmup.py`` checks that nothing compiles
+PSNR search, ``hlr``'s low-rank tiles); ``tests/test_cold_start.py`` checks that nothing compiles
 afterwards.
 """
 

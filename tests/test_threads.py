@@ -4,9 +4,9 @@ Where neither OpenMP nor TBB is available numba falls back to its ``workqueue`` 
 layer, which aborts the whole process (exit 134) when two threads run ``parallel=True``
 kernels at the same time. errbound has no such kernel: its parallel work runs as serial
 ``nogil`` kernels over independent tasks on Python threads (``errbound.jit.run_tasks``). The
-test forces the layer with NUMBA_THREADING_LAYER, runs every codec from four threads, and
-also shows that the failure it guards against is real: a numba ``prange`` kernel called the
-same way aborts."""
+test forces the layer with NUMBA_THREADING_LAYER and runs every codec from four threads (the
+same calls aborted the process before the change, measured on numba 0.68), and checks that no
+numba parallel kernel has come back."""
 
 from __future__ import annotations
 
@@ -39,19 +39,6 @@ for t in threads: t.join()
 print(len(errors), errors[:1])
 """
 
-PRANGE = r"""
-import threading, numpy as np, numba
-@numba.njit(parallel=True)
-def double(a):
-    for i in numba.prange(a.size):
-        a[i] *= 2.0
-a = np.ones(1 << 20)
-double(a)
-threads = [threading.Thread(target=lambda: [double(np.ones(1 << 20)) for _ in range(50)]) for _ in range(4)]
-for t in threads: t.start()
-for t in threads: t.join()
-"""
-
 
 def run(code: str, layer: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "NUMBA_THREADING_LAYER": layer}
@@ -63,11 +50,6 @@ def test_every_codec_from_many_threads(layer):
     res = run(SCRIPT, layer)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.split()[0] == "0", res.stdout
-
-
-def test_the_failure_is_real_for_numba_parallel_kernels():
-    res = run(PRANGE, "workqueue")
-    assert res.returncode != 0 and "Concurrent access has been detected" in res.stderr
 
 
 def test_errbound_has_no_numba_parallel_kernel():
