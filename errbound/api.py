@@ -106,7 +106,7 @@ def decompress(
     if device not in (None, "cpu", "gpu"):
         raise UnsupportedInputError(f"device must be 'cpu' or 'gpu', got {device!r}")
     if device == "gpu" or is_device_array(out):
-        return _decompress_device(blob, out)
+        return _decompress_device(blob, out, max_bytes)
     header, sections = stream.unpack(blob)
     dtype = _header_dtype(header)
     shape = header.shape
@@ -144,10 +144,18 @@ def _first_use(direction: str, codec: str, dtype: np.dtype, ndim: int):
     key = (direction, codec, dtype.char, ndim)
     if key in _FIRST_USES_DONE or codec == "raw":
         return contextlib.nullcontext()
-    _FIRST_USES_DONE.add(key)
+    return _first_use_block(key, f"{codec} {direction}r ({ndim}-D {dtype})")
+
+
+@contextlib.contextmanager
+def _first_use_block(key: tuple, what: str):
     from .jit import first_use  # numba: loaded with the first codec, never by `import errbound`
 
-    return first_use(key, f"{codec} {direction}r ({ndim}-D {dtype})")
+    with first_use(key, what):
+        yield
+    # only a call that got through marks the path warm: a first call that failed (a corrupt
+    # stream, a bad bound) leaves the next one under the compile lock and its notice
+    _FIRST_USES_DONE.add(key)
 
 
 def _decode(header, codec, sections, shape, dtype) -> np.ndarray:
@@ -404,10 +412,14 @@ def _compress_device(data, codec: str, bound: Bound, options: dict) -> bytes:
     return blob
 
 
-def _decompress_device(blob, out):
+def _decompress_device(blob, out, max_bytes: int | None):
     cp = require_cupy()
     header, sections = stream.unpack(blob)
     dtype = _header_dtype(header)
+    # the host path's checks, before any device memory is asked for
+    _check_size(math.prod(header.shape) * dtype.itemsize, header.shape, dtype, max_bytes)
+    if out is not None and (out.shape != tuple(header.shape) or out.dtype != dtype):
+        raise UnsupportedInputError(f"out= must have shape {tuple(header.shape)} and dtype {dtype}")
     codec = _codec_for(header)
     plain = not PointwiseRelative.present(header.stages)
     if hasattr(codec, "decode_device") and plain and math.prod(header.shape) > 0:
@@ -424,10 +436,8 @@ def _decompress_device(blob, out):
         result = (grid.T if header.order == "F" else grid).reshape(header.shape)
         result = cp.asfortranarray(result) if header.order == "F" and result.ndim >= 2 else cp.ascontiguousarray(result)
     else:
-        result = cp.asarray(decompress(blob))
+        result = cp.asarray(decompress(blob, max_bytes=max_bytes))
     if out is not None:
-        if out.shape != result.shape or out.dtype != result.dtype:
-            raise UnsupportedInputError(f"out= must have shape {result.shape} and dtype {result.dtype}")
         out[...] = result
         return out
     return result

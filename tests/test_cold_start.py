@@ -79,6 +79,28 @@ def test_the_first_use_says_it_compiles_once_and_can_be_silenced(tmp_path):
     assert res.returncode == 0 and "errbound: compiling" not in res.stderr
 
 
+FAILED_FIRST = r"""
+import json, numpy as np, errbound, errbound.api as api
+blob = errbound.compress(np.linspace(0, 1, 5000, dtype=np.float32), "fz", abs=1e-3)
+header, sections = errbound.stream.unpack(blob)
+cut = [(name, data[: len(data) // 2]) for name, data in sections.items()]  # a valid container, cut codec data
+try:
+    errbound.decompress(errbound.stream.pack(header, cut))
+except errbound.errors.CorruptStreamError:
+    pass
+after_failure = [list(k) for k in api._FIRST_USES_DONE if k[0] == "decode"]
+errbound.decompress(blob)
+after_success = [list(k) for k in api._FIRST_USES_DONE if k[0] == "decode"]
+print(json.dumps({"failed": after_failure, "ok": after_success}))
+"""
+
+
+def test_a_first_use_that_failed_is_not_marked_warm(tmp_path):
+    # the next call must still go through the compile lock (and its notice)
+    got = result(run(FAILED_FIRST, fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))))
+    assert got["failed"] == [] and got["ok"] == [["decode", "fz", "f", 1]]
+
+
 def test_cli_warmup_compiles_ahead_so_nothing_compiles_later(tmp_path):
     env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"), ERRBOUND_PROGRESS="0")
     res = subprocess.run(

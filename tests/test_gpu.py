@@ -48,3 +48,14 @@ def test_fortran_ordered_device_arrays_round_trip_in_their_order():
     assert blob == errbound.compress(x, codec="fz", abs=1e-3)
     y = errbound.decompress(blob, device="gpu")
     assert y.flags.f_contiguous and np.max(np.abs(cp.asnumpy(y) - x)) <= 1e-3
+
+
+@pytest.mark.parametrize("codec", ["fz", "sz"])  # a GPU decoder, and the host fallback
+def test_gpu_decode_caps_the_output_like_the_host(codec):
+    x = demo_field((32, 32, 32), seed=10)
+    blob = errbound.compress(x, codec=codec, abs=1e-3)
+    with pytest.raises(errbound.errors.OutputLimitError, match="max_bytes"):
+        errbound.decompress(blob, device="gpu", max_bytes=x.nbytes - 1)
+    with pytest.raises(errbound.errors.UnsupportedInputError, match="out="):
+        errbound.decompress(blob, out=cp.empty((32, 32, 31), np.float32))
+    assert errbound.decompress(blob, device="gpu", max_bytes=x.nbytes).shape == x.shape
