@@ -97,3 +97,14 @@ def test_a_rans_stream_needs_sz_v2_and_a_huffman_stream_stays_v1(monkeypatch):
     errbound.decompress(plain)
     with pytest.raises(errbound.UnsupportedStreamError, match="needs codec sz v2"):
         errbound.decompress(best)
+
+
+def test_a_forged_precision_is_refused_before_its_tables_are_built():
+    # two symbols take 12 bits of precision; a forged 20 would have the decoder build eight
+    # 2**20-slot tables (64 MiB) for a 30-byte block
+    c = np.where(np.arange(100) % 3 == 0, CENTER, CENTER + 1).astype(np.int32)
+    blob = bytearray(rans.encode(c, 2 * CENTER, CENTER))
+    assert blob[1] == 100 and blob[2] == 12  # kind, count, precision (one varint byte each)
+    blob[2] = 20
+    with pytest.raises(CorruptStreamError, match="precision 20 for 2 symbols"):
+        rans.decode(bytes(blob), c.size, 2 * CENTER, CENTER)

@@ -332,6 +332,13 @@ def decode(blob, count: int | None = None, alphabet: int | None = None, center: 
     m = r.varint("table size")
     if not 2 <= m <= min(MAX_SYMBOLS, data.size):
         raise CorruptStreamError(f"rans table claims {m} symbols")
+    # the encoder derives the precision from the table size: holding the stream to it keeps
+    # the decoder's tables proportional to the bytes it was given (a forged precision of 20
+    # with two symbols would ask for 8 contexts x 2**20 slots)
+    if precision != _precision(m):
+        raise CorruptStreamError(
+            f"rans block: precision {precision} for {m} symbols (the encoder uses {_precision(m)})"
+        )
     symbols_of = np.cumsum(r.varints(m, "symbol table") + 1) - 1
     if symbols_of[-1] >= limit:
         raise CorruptStreamError(f"rans table holds symbol {symbols_of[-1]} outside [0, {limit})")
