@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "fuzz"))
 import streams as fuzz  # noqa: E402
 
-CODECS = ("sz", "fz", "sperr", "hlr", "zfp", "raw")
+CODECS = ("sz", "fz", "sperr", "hlr", "zfp", "raw", "auto")
 CASES_PER_CODEC = 3000
 
 

@@ -118,15 +118,29 @@ def seed_arrays() -> dict[str, tuple[np.ndarray, str, dict, dict]]:
     )
     seeds["zfp-fortran"] = (np.asfortranarray(field((12, 14), np.float32)), "zfp", {"abs": 1e-3}, {})
     seeds["empty"] = (np.zeros((3, 0), np.float32), "sz", {"abs": 1.0}, {})
+    # auto: the container names the codec it chose, with auto's own record
+    seeds["auto-3d"] = (field((12, 16, 20), np.float32), "auto", {"rel": 1e-3}, {})
+    seeds["auto-1d-pw_rel"] = (field((4000,), np.float64), "auto", {"pw_rel": 1e-2}, {})
     return seeds
 
 
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "streams"
+
+
 def seed_streams() -> dict[str, bytes]:
+    """The seed arrays' streams, plus every stored fixture stream whose stage chain holds
+    ``rans`` (sz v2: entropy="best" keeps rANS only where it is 3 % smaller, which small
+    seed arrays rarely are)."""
     import errbound
 
-    return {
+    seeds = {
         name: errbound.compress(x, codec, **bound, **opts) for name, (x, codec, bound, opts) in seed_arrays().items()
     }
+    for manifest in sorted(FIXTURES.glob("*/manifest.json")):
+        for name, case in json.loads(manifest.read_text())["cases"].items():
+            if "rans" in case["stages"]:
+                seeds[f"{case['stream_codec']}-fixture-{name}"] = (manifest.parent / f"{name}.eb").read_bytes()
+    return seeds
 
 
 # --------------------------------------------------------------------------- stream surgery
