@@ -74,6 +74,8 @@ def _choose_cache_dir() -> Path | None:
 
 
 CACHE_DIR = _choose_cache_dir()
+# numba keeps one cache folder per process: where errbound moves it (a read-only install),
+# the process's other numba code caches there too (README says so; NUMBA_CACHE_DIR wins)
 if CACHE_DIR is not None:
     numba.config.CACHE_DIR = str(CACHE_DIR)
 #: stamps and the compile lock live here
