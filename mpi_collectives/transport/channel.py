@@ -237,7 +237,15 @@ def _free_at_exit() -> None:
 
 
 class Window:
-    """A few int64 words per rank: flags that other ranks set, then this rank's last calls."""
+    """A few int64 words per rank: flags that other ranks set, then this rank's last calls.
+
+    Records are written so that a reader never takes a half-written one for a whole one: the
+    sequence number is written last (a record being written has -1 there), with
+    ``Win_sync`` between the steps, and a reader takes a call record only where two reads one
+    after the other agree (a record rewritten between or during them differs in one of them).
+    A flag's words are put first and its sequence number after them, in a second put that
+    starts only once the first has completed at the target; the target synchronizes its copy
+    of the window before it reads the flag's words."""
 
     def __init__(self, comm: MPI.Intracomm):
         self.comm = comm
@@ -256,23 +264,42 @@ class Window:
     def publish(self, seq: int, path: int, kind: int, count: int, itemsize: int, op: int, root: int) -> None:
         """This rank's call number seq: which path, which collective, how it was called."""
         at = _FLAG + (seq % _SLOTS) * _FIELDS
-        self.mem[at : at + 7] = (seq, path, kind, count, itemsize, op, root)
+        mem, sync = self.mem, self.win.Sync
+        mem[at] = -1  # being written
+        sync()
+        mem[at + 1 : at + 7] = (path, kind, count, itemsize, op, root)
+        sync()
+        mem[at] = seq
+        sync()
 
     def flag(self) -> tuple[int, int, int, int]:
         """(seq, kind, detail, from rank) that another rank set here, seq 0 if none."""
-        seq, kind, detail, source = (int(v) for v in self.mem[:_FLAG])
+        seq = int(self.mem[0])
+        if not seq:
+            return 0, 0, 0, 0
+        self.win.Sync()  # the flag's words were put before its seq: see them as they arrived
+        kind, detail, source = (int(v) for v in self.mem[1:_FLAG])
         return seq, kind, detail, source
 
     def clear_flag(self) -> None:
         self.mem[:_FLAG] = 0
+        self.win.Sync()
+
+    def _get(self, rank: int) -> np.ndarray:
+        words = np.empty(_SLOTS * _FIELDS, np.int64)
+        self.win.Get(words, rank, target=(_FLAG, _SLOTS * _FIELDS, MPI.INT64_T))
+        self.win.Flush(rank)
+        return words.reshape(_SLOTS, _FIELDS)
 
     def read(self, rank: int) -> list[tuple[int, ...]]:
-        """The calls `rank` published (one-sided: it need not take part)."""
-        words = np.empty(_FLAG + _SLOTS * _FIELDS, np.int64)
-        self.win.Get(words, rank)
-        self.win.Flush(rank)
-        slots = words[_FLAG:].reshape(_SLOTS, _FIELDS)
-        return [tuple(int(v) for v in s[:7]) for s in slots if s[0] >= 0]
+        """The calls `rank` published (one-sided: it need not take part). A record that was
+        being written while it was read is left out (the caller reads again later)."""
+        first, second = self._get(rank), self._get(rank)
+        return [
+            tuple(int(v) for v in a[:7])
+            for a, b in zip(first, second, strict=True)
+            if a[0] >= 0 and np.array_equal(a[:7], b[:7])
+        ]
 
     def own(self, seq: int) -> tuple[int, ...] | None:
         """What this rank published for its call number seq, if it is still kept."""
@@ -281,9 +308,12 @@ class Window:
         return found if found[0] == seq else None
 
     def set_flag(self, rank: int, seq: int, kind: int, detail: int) -> None:
-        """Set rank's flag words (one-sided), completed at the target before this returns."""
-        words = np.array([seq, kind, detail, self.comm.Get_rank()], np.int64)
-        self.win.Put(words, rank, target=(0, _FLAG, MPI.INT64_T))
+        """Set rank's flag words (one-sided), completed at the target before this returns: the
+        words first, the sequence number (which the target tests) once they have arrived."""
+        words = np.array([kind, detail, self.comm.Get_rank()], np.int64)
+        self.win.Put(words, rank, target=(1, 3, MPI.INT64_T))  # displacements count int64 words
+        self.win.Flush(rank)
+        self.win.Put(np.array([seq], np.int64), rank, target=(0, 1, MPI.INT64_T))
         self.win.Flush(rank)
 
     def free(self) -> None:
