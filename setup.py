@@ -1,56 +1,119 @@
 """The one compiled part of errbound: its HDF5 filter as an HDF5 plugin library.
 
-Everything else is in pyproject.toml. ``errbound/integrations/hdf5/plugin/h5errbound.c`` becomes
-``libh5errbound.so`` beside it (HDF5 loads only files named ``lib*.so*`` from its plugin path):
-a plain shared library, not a Python module, that links libpython so that programs without
-Python (h5dump) can start an interpreter. It needs a C compiler and the Python headers; without
-them the install goes on without the plugin (``errbound h5 plugin-path`` then says so).
+Everything else is in pyproject.toml. Two files are built beside their sources in
+``errbound/integrations/hdf5/plugin/`` (HDF5 loads only files named ``lib*.so*`` from its plugin
+path, so only the first is a plugin to it):
+
+- ``libh5errbound.so`` from ``h5errbound.c``: HDF5's side; it needs no Python headers and links
+  no libpython. It finds the Python runtime the process already runs (a static one like Debian's
+  ``/usr/bin/python3`` included) or, in a program without Python (h5dump), loads this Python's
+  libpython, and only then loads
+- ``h5errbound_python.so`` from ``python_bridge.c``: the Python side, built like an extension
+  module (Python's headers, no libpython: its symbols come from that runtime, never a second one).
+
+It needs a C compiler and the Python headers; without them the install goes on without the
+plugin (``errbound h5 plugin-path`` then says so).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import sysconfig
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-PLUGIN = "errbound.integrations.hdf5.plugin.libh5errbound"
+FOLDER = "errbound/integrations/hdf5/plugin"
+PACKAGE = FOLDER.replace("/", ".")
+#: module name -> file name (none of them a Python module: no extension suffix)
+FILES = {f"{PACKAGE}.libh5errbound": "libh5errbound.so", f"{PACKAGE}.h5errbound_python": "h5errbound_python.so"}
+
+
+def missing_prerequisites(compiler_command: list[str]) -> str:
+    """Why the plugin cannot be built on this machine at all ("" when it can)."""
+    if not compiler_command or not shutil.which(compiler_command[0]):
+        return f"no C compiler ({compiler_command[0] if compiler_command else 'none configured'} not found)"
+    include = sysconfig.get_paths()["include"]
+    if not os.path.isfile(os.path.join(include, "Python.h")):
+        return f"no Python headers ({include}/Python.h is missing: apt install python3-dev, or the like)"
+    return ""
 
 
 class BuildPlugin(build_ext):
-    """Names the plugin ``libh5errbound.so`` (no Python extension suffix)."""
+    """Builds both files or neither (an unbuildable plugin never stops an install)."""
 
     def get_ext_filename(self, fullname: str) -> str:
         # asked with the full dotted name or (distutils' get_ext_fullpath) with the last part only
-        if PLUGIN.endswith(fullname):
-            return os.path.join(*fullname.split("."))[: -len("libh5errbound")] + "libh5errbound.so"
+        for name, filename in FILES.items():
+            if name.endswith(fullname):
+                return os.path.join(*name.split(".")[:-1], filename) if "." in fullname else filename
         return super().get_ext_filename(fullname)
+
+    def build_extensions(self) -> None:
+        plugin = [ext for ext in self.extensions if ext.name in FILES]
+        others = [ext for ext in self.extensions if ext.name not in FILES]
+        for ext in others:
+            self.build_extension(ext)
+        if not plugin:
+            return
+        reason = missing_prerequisites(list(self.compiler.compiler_so))
+        if not reason:
+            try:
+                for ext in plugin:
+                    self.build_extension(ext)
+            except Exception as exc:  # noqa: BLE001 - CompileError, LinkError, ...: the install goes on
+                reason = f"the build failed: {type(exc).__name__}: {exc}"
+        if not reason:
+            return
+        for ext in plugin:  # half a plugin is none
+            path = self.get_ext_fullpath(ext.name)
+            if os.path.exists(path):
+                os.remove(path)
+        self.warn(f"errbound's HDF5 plugin is not built: {reason}")
+
+
+def libpython() -> tuple[str, str]:
+    """This Python's shared libpython (file, soname), for programs without Python; "" where it has none."""
+    soname = sysconfig.get_config_var("INSTSONAME") or ""
+    if ".so" not in soname:  # libpython3.X.a: a Python without a shared library
+        return "", ""
+    path = os.path.join(sysconfig.get_config_var("LIBDIR") or "", soname)
+    return (path if os.path.isfile(path) else ""), soname
 
 
 def plugin() -> list[Extension]:
     if os.name != "posix":  # HDF5 plugins on Windows are DLLs with other rules: not built there yet
         return []
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    libpython = f"python{sys.version_info.major}.{sys.version_info.minor}{getattr(sys, 'abiflags', '')}"
-    # a static Python (no libpython.so) exports its symbols to extension modules itself: the
-    # plugin then works inside Python processes only
-    shared = bool(sysconfig.get_config_var("Py_ENABLE_SHARED"))
+    path, soname = libpython()
+    header = [f"{FOLDER}/h5errbound.h"]
+    flags = ["-fvisibility=hidden"]
+    libraries = ["dl", "pthread"] if sys.platform.startswith("linux") else []
     return [
         Extension(
-            PLUGIN,
-            sources=["errbound/integrations/hdf5/plugin/h5errbound.c"],
+            f"{PACKAGE}.libh5errbound",
+            sources=[f"{FOLDER}/h5errbound.c"],
+            depends=header,
+            define_macros=[
+                ("ERRBOUND_PYTHON_VERSION", json.dumps(f"{sys.version_info.major}.{sys.version_info.minor}")),
+                ("ERRBOUND_LIBPYTHON", json.dumps(path)),
+                ("ERRBOUND_LIBPYTHON_SONAME", json.dumps(soname)),
+            ],
+            libraries=libraries,
+            extra_compile_args=flags,
+        ),
+        Extension(
+            f"{PACKAGE}.h5errbound_python",
+            sources=[f"{FOLDER}/python_bridge.c"],
+            depends=header,
             # the python whose environment the plugin starts when the program has no Python
             # (an editable install's plugin sits in the source tree, far from any site-packages)
             define_macros=[("ERRBOUND_BUILD_PYTHON", json.dumps(sys.executable))],
-            libraries=([libpython] if shared else []) + (["dl"] if sys.platform.startswith("linux") else []),
-            library_dirs=[libdir] if shared and libdir else [],
-            runtime_library_dirs=[libdir] if shared and libdir else [],
-            extra_compile_args=["-fvisibility=hidden"],
-            optional=True,
-        )
+            libraries=libraries,
+            extra_compile_args=flags,
+        ),
     ]
 
 

@@ -96,9 +96,9 @@ def client_env(**extra) -> dict:
     return env
 
 
-def run_client(script: str, *args, **env) -> subprocess.CompletedProcess:
+def run_client(script: str, *args, python: str = sys.executable, **env) -> subprocess.CompletedProcess:
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
+        [python, "-c", textwrap.dedent(script), *map(str, args)],
         env=client_env(**env),
         capture_output=True,
         text=True,
@@ -161,6 +161,7 @@ def test_plugin_library_is_built_and_named_for_hdf5():
     path = plugin.library()  # PluginNotBuiltError when the install could not compile it
     assert path.name.startswith("lib") and ".so" in path.name  # the only files HDF5 tries
     assert [p.name for p in plugin.directory().iterdir() if p.name.startswith("lib")] == [path.name]
+    assert (plugin.directory() / plugin.BRIDGE_NAME).is_file()
 
 
 def test_h5py_and_h5netcdf_read_through_the_plugin_without_errbound(case, tmp_path):
@@ -188,6 +189,40 @@ def test_every_client_reads_in_a_process_that_imported_errbound(case, tmp_path):
         tmp_path,
     )
     check_reads(tmp_path, case, ["h5py", "netcdf4", "xarray-h5netcdf", "xarray-netcdf4"])
+
+
+STATIC_PYTHON_PROBE = """
+import sys
+import h5py, numba, numpy, zstandard  # what reading the test file with errbound's code needs
+maps = open("/proc/self/maps").read()
+print("%d.%d" % sys.version_info[:2], "libpython" in maps)
+"""
+
+
+def static_python() -> str:
+    """A python whose runtime is linked into its executable, not a libpython (Debian's /usr/bin/python3, or the
+    venv python ERRBOUND_TEST_STATIC_PYTHON names), with h5py and errbound's dependencies; else a skip."""
+    python = os.environ.get("ERRBOUND_TEST_STATIC_PYTHON") or shutil.which("python3", path="/usr/bin")
+    if not python:
+        pytest.skip("no /usr/bin/python3 (set ERRBOUND_TEST_STATIC_PYTHON to a python without libpython)")
+    probe = subprocess.run([python, "-c", STATIC_PYTHON_PROBE], capture_output=True, text=True, timeout=120)
+    if probe.returncode:
+        pytest.skip(
+            f"{python} lacks h5py or errbound's dependencies: {(probe.stderr.strip().splitlines() or ['?'])[-1]}"
+        )
+    version, shared = probe.stdout.split()
+    if version != f"{sys.version_info.major}.{sys.version_info.minor}" or shared == "True":
+        pytest.skip(f"{python} is Python {version}{' with a shared libpython' if shared == 'True' else ''}")
+    return python
+
+
+def test_a_python_with_its_runtime_in_the_executable_reads_through_the_plugin(case, tmp_path):
+    """Debian's python3 has no libpython: the plugin must use the runtime in the executable, not load one."""
+    _, _, out, _, _ = case
+    script = "IMPORT_ERRBOUND = False\n" + READERS + "read_h5py()\n"
+    script += "assert 'errbound' in sys.modules and 'libpython' not in open('/proc/self/maps').read()\n"
+    run_client(script, out, tmp_path, python=static_python())
+    check_reads(tmp_path, case, ["h5py", "h5py-partial"])
 
 
 WRITER = """

@@ -3,13 +3,18 @@
     export HDF5_PLUGIN_PATH=$(errbound h5 plugin-path)
     h5dump -d /atm/T out.h5                      # or netCDF4-python, xarray, h5py, ParaView, ...
 
-``pip install errbound`` compiles ``h5errbound.c`` into ``libh5errbound.so`` in this folder
-(``setup.py``; an editable install puts it in the source tree). HDF5 loads it from
-``HDF5_PLUGIN_PATH`` the first time it meets filter 60160. The library holds no codec: each
-callback runs :mod:`.host`, i.e. :func:`errbound.integrations.hdf5.chunks.run_filter`, in the
-process's own Python (under the GIL), or, in a program without Python (h5dump, h5repack), in an
-interpreter it starts on first use with the environment errbound was installed into (the
-venv around its site-packages, else the python that built it; ``ERRBOUND_PYTHON`` overrides).
+``pip install errbound`` compiles ``h5errbound.c`` into ``libh5errbound.so`` and
+``python_bridge.c`` into ``h5errbound_python.so`` in this folder (``setup.py``; an editable
+install puts them in the source tree).
+HDF5 loads the first from ``HDF5_PLUGIN_PATH`` the first time it meets filter 60160; it holds no
+codec and no Python. It finds the Python runtime of the process (the python executable's own,
+whether libpython is a separate library or linked into it as in Debian's ``/usr/bin/python3``)
+and only then loads the bridge, whose Python symbols are that runtime's: never a second
+libpython or interpreter. Each callback runs :mod:`.host`, i.e.
+:func:`errbound.integrations.hdf5.chunks.run_filter`, in that Python (under the GIL), or, in a
+program without Python (h5dump, h5repack), in an interpreter the plugin starts on first use from
+the libpython errbound was built with and the environment errbound was installed into (the venv
+around its site-packages, else the python that built it; ``ERRBOUND_PYTHON`` overrides).
 It writes exactly what the in-process filter (``errbound.hdf5``) writes, and each reads the
 other's files.
 
@@ -25,6 +30,7 @@ from ....errors import ErrboundError
 from .. import chunks
 
 LIBRARY_NAME = "libh5errbound.so"
+BRIDGE_NAME = "h5errbound_python.so"  # loaded by the library, never by HDF5 (not named lib*)
 
 
 class PluginNotBuiltError(ErrboundError, FileNotFoundError):
@@ -39,12 +45,13 @@ def directory() -> Path:
 def library() -> Path:
     """The plugin library's file; PluginNotBuiltError says how to get it when it is missing."""
     path = directory() / LIBRARY_NAME
-    if not path.is_file():
+    missing = [p for p in (path, directory() / BRIDGE_NAME) if not p.is_file()]
+    if missing:
         raise PluginNotBuiltError(
-            f"errbound's HDF5 plugin library {path} is missing: it is compiled when errbound is installed "
-            "(needs a C compiler and the Python headers); reinstall with `pip install --force-reinstall "
-            "--no-binary errbound errbound` or `pip install -e .` from a checkout. Until then, only Python "
-            "processes that `import errbound` read errbound-compressed HDF5 data (through h5py)"
+            f"errbound's HDF5 plugin is missing ({', '.join(str(p) for p in missing)}). It is compiled when errbound is installed (needs a C compiler and the Python headers); "
+            "reinstall with `pip install --force-reinstall --no-binary errbound errbound` or `pip install -e .` "
+            "from a checkout. Until then, only Python processes that `import errbound` read errbound-compressed "
+            "HDF5 data (through h5py)"
         )
     return path
 

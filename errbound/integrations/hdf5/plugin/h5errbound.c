@@ -2,48 +2,51 @@
  * errbound's HDF5 filter (id 60160) as an HDF5 plugin: any HDF5 program finds it through
  * HDF5_PLUGIN_PATH (see errbound/integrations/hdf5/plugin/__init__.py).
  *
- * No codec here: every callback hands its chunk to errbound.integrations.hdf5.plugin.host,
- * the Python code every other route uses. Inside a process that runs Python already (h5py,
- * netCDF4-python, h5netcdf) it runs there, under the GIL. In a program without Python (h5dump,
- * h5repack, netCDF-C tools) the first callback starts an interpreter with the environment
- * errbound was installed into.
+ * No codec here, and no Python: this file is HDF5's side (the plugin's entry points, the caller's
+ * allocator and error stack). Each callback hands its chunk to the Python bridge beside it
+ * (python_bridge.c), which runs errbound's own Python code. Before loading the bridge, this file
+ * settles which Python runtime the bridge binds to, and never adds a second one to a process
+ * that holds one: the program's own when its symbols are visible (any python executable, whether
+ * libpython is a separate library or, as in Debian's /usr/bin/python3, linked into it); a
+ * libpython some library of the process loaded privately (made visible); else, in a program
+ * without Python (h5dump, h5repack), the libpython errbound was built with.
  *
  * One plugin, several HDF5 libraries: a Python process can hold two (h5py's and netCDF4's wheels
  * each bundle one) and both load this same file. A callback must call back into the library
  * that called it (its ids are only valid there, and its buffers must come from its allocator),
  * so each library that asks for the filter gets its own filter class whose callbacks know it.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
+#define _GNU_SOURCE
 #include <dlfcn.h>
 #include <limits.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#ifndef ERRBOUND_BUILD_PYTHON
-#define ERRBOUND_BUILD_PYTHON ""
+#include "h5errbound.h"
+
+/* the Python errbound was built for (setup.py): "3.11", the libpython file ("" for a Python
+ * without one) and its soname */
+#ifndef ERRBOUND_PYTHON_VERSION
+#error "build with setup.py: ERRBOUND_PYTHON_VERSION names the Python the bridge is compiled for"
+#endif
+#ifndef ERRBOUND_LIBPYTHON
+#define ERRBOUND_LIBPYTHON ""
+#endif
+#ifndef ERRBOUND_LIBPYTHON_SONAME
+#define ERRBOUND_LIBPYTHON_SONAME ""
 #endif
 
 #define EXPORT __attribute__((visibility("default")))
 
-/* HDF5's types (>= 1.10), declared here so that building needs no HDF5 headers */
-typedef int64_t hid_t;
-typedef int herr_t;
-typedef int htri_t;
 #define H5E_DEFAULT 0
 #define H5PL_TYPE_FILTER 0
-
 #define FILTER_ID 60160
 /* the name every file stores with the filter: errbound.integrations.hdf5.chunks.FILTER_NAME */
 #define FILTER_NAME "errbound (pip install errbound; HDF5_PLUGIN_PATH=$(errbound h5 plugin-path))"
-#define HOST_MODULE "errbound.integrations.hdf5.plugin.host"
-#define MESSAGE_SIZE 1024
 #define MAX_HOSTS 8
 #define MAX_PRINTED 10
 
@@ -63,8 +66,8 @@ typedef struct {
 typedef struct {
     char key[PATH_MAX];  /* the caller's file, as dladdr names it */
     char path[PATH_MAX]; /* the library's file for the Python side ("": the program holds HDF5) */
-    void *(*allocate)(size_t size, _Bool clear);
-    herr_t (*release)(void *block);
+    allocate_fn allocate;
+    release_fn release;
     herr_t (*push)(hid_t stack, const char *file, const char *func, unsigned line, hid_t cls, hid_t major,
                    hid_t minor, const char *format, ...);
     const hid_t *error_class, *major, *minor;
@@ -75,10 +78,11 @@ static host_t hosts[MAX_HOSTS];
 static int host_count;
 static pthread_mutex_t hosts_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static pthread_mutex_t python_lock = PTHREAD_MUTEX_INITIALIZER;
-static int python_state; /* 0: not seen yet, 1: running (ours or the host's), -1: failed to start */
-static char python_failure[MESSAGE_SIZE];
-static PyObject *host_module; /* used with the GIL held */
+static pthread_mutex_t bridge_lock = PTHREAD_MUTEX_INITIALIZER;
+static int bridge_state; /* 0: not loaded yet, 1: loaded, -1: cannot be loaded (bridge_failure says why) */
+static char bridge_failure[MESSAGE_SIZE];
+static bridge_property_fn bridge_property;
+static bridge_filter_fn bridge_filter;
 
 /* ------------------------------------------------------------------------------------------ */
 /* messages: pushed on the calling library's error stack, and printed (HDF5 itself only says
@@ -104,24 +108,64 @@ static void set_message(char *message, const char *format, ...) {
     va_end(args);
 }
 
-/* the pending Python exception as "Type: text" (GIL held); clears it */
-static void exception_message(char *message, const char *context) {
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    PyErr_NormalizeException(&type, &value, &traceback);
-    PyObject *text = value ? PyObject_Str(value) : NULL;
-    const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
-    const char *name = type ? ((PyTypeObject *)type)->tp_name : "error";
-    set_message(message, "%s: %s: %s", context, name, utf8 ? utf8 : "?");
-    PyErr_Clear();
-    Py_XDECREF(text);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(traceback);
+/* ------------------------------------------------------------------------------------------ */
+/* the Python runtime, and the bridge bound to it */
+
+typedef const char *(*version_fn)(void);
+
+/* a libpython the process holds already, wherever it came from (dl_iterate_phdr sees the
+ * libraries loaded RTLD_LOCAL too, which dlsym(RTLD_DEFAULT) does not) */
+static int find_libpython(struct dl_phdr_info *info, size_t size, void *found) {
+    (void)size;
+    const char *name = info->dlpi_name ? strrchr(info->dlpi_name, '/') : NULL;
+    name = name ? name + 1 : info->dlpi_name;
+    if (name && !strncmp(name, "libpython", 9) && strstr(name, ".so")) {
+        snprintf(found, PATH_MAX, "%s", info->dlpi_name);
+        return 1;
+    }
+    return 0;
 }
 
-/* ------------------------------------------------------------------------------------------ */
-/* where this plugin and its Python live */
+/* Py_GetVersion of the runtime the bridge will bind to, made visible to it; NULL with a message */
+static version_fn python_runtime(char *message) {
+    /* the program's own Python: a python executable (static or not), or libpython loaded globally */
+    version_fn version = (version_fn)dlsym(RTLD_DEFAULT, "Py_GetVersion");
+    if (version)
+        return version;
+    char loaded[PATH_MAX] = "";
+    dl_iterate_phdr(find_libpython, loaded);
+    if (loaded[0]) {
+        void *handle = dlopen(loaded, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
+        version = handle ? (version_fn)dlsym(handle, "Py_GetVersion") : NULL;
+        if (!version)
+            set_message(message, "this process holds %s, which errbound cannot use: %s", loaded,
+                        handle ? "no Py_GetVersion in it" : dlerror());
+        return version;
+    }
+    /* no Python in this program: the build's libpython, loaded globally so that the extension
+     * modules Python imports (numpy's, _ctypes) find its symbols too */
+    const char *candidates[] = {ERRBOUND_LIBPYTHON, ERRBOUND_LIBPYTHON_SONAME};
+    char failures[MESSAGE_SIZE] = "";
+    for (int i = 0; i < 2; i++) {
+        if (!candidates[i][0])
+            continue;
+        void *handle = dlopen(candidates[i], RTLD_NOW | RTLD_GLOBAL);
+        if (handle && (version = (version_fn)dlsym(handle, "Py_GetVersion")))
+            return version;
+        size_t used = strlen(failures);
+        snprintf(failures + used, sizeof failures - used, "%s%s", used ? "; " : "",
+                 handle ? "no Py_GetVersion in it" : dlerror());
+    }
+    if (failures[0])
+        set_message(message, "this program runs no Python, and Python %s's library cannot be loaded: %s",
+                    ERRBOUND_PYTHON_VERSION, failures);
+    else
+        set_message(message,
+                    "this program runs no Python, and the Python errbound was built with (%s) has no shared "
+                    "libpython to start one: the plugin works in Python programs only (h5py, netCDF4-python)",
+                    ERRBOUND_PYTHON_VERSION);
+    return NULL;
+}
 
 static int plugin_file(char *path) {
     Dl_info info;
@@ -130,262 +174,69 @@ static int plugin_file(char *path) {
     return 1;
 }
 
-static void strip_components(char *path, int count) {
-    while (count-- > 0) {
-        char *slash = strrchr(path, '/');
-        if (!slash)
-            return;
-        *slash = '\0';
+static int load_bridge(char *message) {
+    version_fn version = python_runtime(message);
+    if (!version)
+        return -1;
+    const char *running = version();
+    size_t prefix = strlen(ERRBOUND_PYTHON_VERSION);
+    if (strncmp(running, ERRBOUND_PYTHON_VERSION, prefix) || running[prefix] != '.') {
+        set_message(message, "the plugin was built for Python %s, this process runs Python %.10s",
+                    ERRBOUND_PYTHON_VERSION, running);
+        return -1;
     }
-}
-
-/* the folder that holds the errbound package this plugin belongs to (site-packages, or the
- * source tree of an editable install): the plugin is errbound/integrations/hdf5/plugin/lib... */
-static int package_root(char *root) {
-    if (!plugin_file(root))
-        return 0;
-    strip_components(root, 5);
-    return root[0] != '\0';
-}
-
-static int executable(const char *path) { return access(path, X_OK) == 0; }
-
-/* The python executable of the environment errbound was installed into: ERRBOUND_PYTHON; the
- * venv around the site-packages this plugin is in; the installation's own python; the python
- * that built the plugin (editable installs, whose plugin sits in the source tree). 1 when found,
- * 0 when not, -1 (with a message) when ERRBOUND_PYTHON names no executable. */
-static int choose_python(char *python, char *message) {
-    const char *chosen = getenv("ERRBOUND_PYTHON");
-    if (chosen && *chosen) {
-        if (!executable(chosen)) {
-            set_message(message, "ERRBOUND_PYTHON=%s is not an executable python", chosen);
-            return -1;
-        }
-        snprintf(python, PATH_MAX, "%s", chosen);
-        return 1;
+    char self[PATH_MAX], path[PATH_MAX + sizeof BRIDGE_FILE];
+    if (!plugin_file(self)) {
+        set_message(message, "cannot find the plugin's own file");
+        return -1;
     }
-    char root[PATH_MAX];
-    if (package_root(root)) {
-        const char *base = strrchr(root, '/');
-        if (base && (!strcmp(base + 1, "site-packages") || !strcmp(base + 1, "dist-packages"))) {
-            char prefix[PATH_MAX], candidate[PATH_MAX + 64];
-            snprintf(prefix, sizeof prefix, "%s", root);
-            strip_components(prefix, 3); /* <prefix>/lib/pythonX.Y/site-packages */
-            snprintf(candidate, sizeof candidate, "%s/pyvenv.cfg", prefix);
-            int venv = access(candidate, R_OK) == 0;
-            const char *names[] = {"python3", "python", NULL};
-            for (int i = 0; venv && names[i]; i++) {
-                snprintf(candidate, sizeof candidate, "%s/bin/%s", prefix, names[i]);
-                if (executable(candidate) && strlen(candidate) < PATH_MAX) {
-                    snprintf(python, PATH_MAX, "%s", candidate);
-                    return 1;
-                }
-            }
-            snprintf(candidate, sizeof candidate, "%s/bin/python%d.%d", prefix, PY_MAJOR_VERSION, PY_MINOR_VERSION);
-            if (!venv && executable(candidate) && strlen(candidate) < PATH_MAX) {
-                snprintf(python, PATH_MAX, "%s", candidate);
-                return 1;
-            }
-        }
+    snprintf(path, sizeof path, "%s", self);
+    char *slash = strrchr(path, '/');
+    snprintf(slash ? slash + 1 : path, sizeof path - (slash ? (size_t)(slash + 1 - path) : 0), "%s", BRIDGE_FILE);
+    /* the interpreter may outlive HDF5's plugin table (HDF5 closes its plugins at exit): nothing
+     * it can reach is ever unmapped */
+    void *bridge = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+    if (!bridge) {
+        set_message(message, "cannot load the plugin's Python bridge: %s", dlerror());
+        return -1;
     }
-    if (ERRBOUND_BUILD_PYTHON[0] && executable(ERRBOUND_BUILD_PYTHON)) {
-        snprintf(python, PATH_MAX, "%s", ERRBOUND_BUILD_PYTHON);
-        return 1;
+    dlopen(self, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    const int *abi = dlsym(bridge, "errbound_bridge_abi");
+    bridge_property = (bridge_property_fn)dlsym(bridge, "errbound_bridge_property");
+    bridge_filter = (bridge_filter_fn)dlsym(bridge, "errbound_bridge_filter");
+    if (!abi || *abi != BRIDGE_ABI || !bridge_property || !bridge_filter) {
+        set_message(message, "%s does not belong to this plugin (reinstall errbound)", path);
+        return -1;
     }
     return 0;
 }
 
-/* Without a python executable: the installation libpython belongs to, found from its file
- * (<home>/lib/libpython3.X.so with <home>/lib/python3.X/os.py). */
-static int python_home(const char *libpython, char *home) {
-    snprintf(home, PATH_MAX, "%s", libpython);
-    for (int level = 0; level < 4; level++) {
-        strip_components(home, 1);
-        char probe[PATH_MAX + 64];
-        snprintf(probe, sizeof probe, "%s/lib/python%d.%d/os.py", home, PY_MAJOR_VERSION, PY_MINOR_VERSION);
-        if (home[0] && access(probe, R_OK) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Python: the host's, or one started here */
-
-/* sys.path gets the folder holding this plugin's errbound (GIL held); 0 on success */
-static int add_package_root(void) {
-    char root[PATH_MAX];
-    if (!package_root(root))
+/* 0 when the bridge's functions may be called */
+static int ensure_bridge(char *message) {
+    if (__atomic_load_n(&bridge_state, __ATOMIC_ACQUIRE) == 1)
         return 0;
-    PyObject *site = PyImport_ImportModule("site");
-    PyObject *done = site ? PyObject_CallMethod(site, "addsitedir", "s", root) : NULL;
-    Py_XDECREF(site);
-    Py_XDECREF(done);
-    return done ? 0 : -1;
-}
-
-static int start_python(char *message) {
-    Dl_info info;
-    char libpython[PATH_MAX] = "";
-    /* HDF5 opens plugins RTLD_LOCAL, so libpython (which this file links) is not global: the
-     * extension modules Python loads (numpy, _ctypes, ...) would not find its symbols */
-    if (dladdr((void *)&Py_IsInitialized, &info) && info.dli_fname) {
-        snprintf(libpython, sizeof libpython, "%s", info.dli_fname);
-        if (!dlopen(libpython, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL)) {
-            set_message(message, "cannot make %s global: %s", libpython, dlerror());
-            return -1;
-        }
-    }
-    /* the interpreter will point into this file (callbacks, module state): it must stay when
-     * HDF5 closes its plugins at exit */
-    char self[PATH_MAX];
-    if (plugin_file(self))
-        dlopen(self, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
-
-    PyPreConfig preconfig;
-    PyPreConfig_InitPythonConfig(&preconfig);
-    preconfig.utf8_mode = 1;        /* whatever the program's locale */
-    preconfig.configure_locale = 0; /* and leave that locale alone */
-    preconfig.coerce_c_locale = 0;
-    PyStatus status = Py_PreInitialize(&preconfig);
-    if (PyStatus_Exception(status)) {
-        set_message(message, "cannot start Python: %s", status.err_msg ? status.err_msg : "?");
-        return -1;
-    }
-    PyConfig config;
-    PyConfig_InitPythonConfig(&config);
-    config.install_signal_handlers = 0; /* Ctrl-C stays the program's */
-    config.parse_argv = 0;
-    config.configure_c_stdio = 0;
-    char python[PATH_MAX] = "", home[PATH_MAX];
-    int found = choose_python(python, message);
-    if (found < 0) {
-        PyConfig_Clear(&config);
-        return -1;
-    }
-    if (found)
-        status = PyConfig_SetBytesString(&config, &config.program_name, python);
-    else if (libpython[0] && python_home(libpython, home))
-        status = PyConfig_SetBytesString(&config, &config.home, home);
-    if (!PyStatus_Exception(status))
-        status = Py_InitializeFromConfig(&config);
-    PyConfig_Clear(&config);
-    if (PyStatus_Exception(status)) {
-        set_message(message,
-                    "cannot start Python %d.%d (%s): %s; set ERRBOUND_PYTHON to the python of the environment "
-                    "errbound is installed in",
-                    PY_MAJOR_VERSION, PY_MINOR_VERSION, python[0] ? python : "no python found",
-                    status.err_msg ? status.err_msg : "?");
-        return -1;
-    }
-    if (add_package_root() < 0)
-        exception_message(message, "cannot add errbound's folder to sys.path");
-    PyEval_SaveThread(); /* every callback takes the GIL with PyGILState_Ensure */
-    return 0;
-}
-
-/* 0 when Python runs and may be entered with PyGILState_Ensure */
-static int ensure_python(char *message) {
-    if (Py_IsInitialized() && __atomic_load_n(&python_state, __ATOMIC_ACQUIRE) == 1)
-        return 0;
-    pthread_mutex_lock(&python_lock);
-    int result = 0;
-    if (python_state == -1) {
-        snprintf(message, MESSAGE_SIZE, "%s", python_failure);
-        result = -1;
-    } else if (Py_IsInitialized()) {
-        /* the program's own Python (or ours, started by another thread a moment ago) */
-        /* it must be the version this file was built for */
-        char expected[32];
-        snprintf(expected, sizeof expected, "%d.%d.", PY_MAJOR_VERSION, PY_MINOR_VERSION);
-        if (strncmp(Py_GetVersion(), expected, strlen(expected)) != 0) {
-            set_message(python_failure, "the plugin was built for Python %d.%d, this process runs Python %.8s",
-                        PY_MAJOR_VERSION, PY_MINOR_VERSION, Py_GetVersion());
-            __atomic_store_n(&python_state, -1, __ATOMIC_RELEASE);
-        } else {
-            __atomic_store_n(&python_state, 1, __ATOMIC_RELEASE);
-        }
-    } else if (python_state == 1) {
-        set_message(python_failure, "Python has shut down in this process (close HDF5 files before it exits)");
-        __atomic_store_n(&python_state, -1, __ATOMIC_RELEASE);
-    } else {
-        __atomic_store_n(&python_state, start_python(python_failure) == 0 ? 1 : -1, __ATOMIC_RELEASE);
-    }
-    if (python_state == -1) {
-        snprintf(message, MESSAGE_SIZE, "%s", python_failure);
-        result = -1;
-    }
-    pthread_mutex_unlock(&python_lock);
-    return result;
-}
-
-/* the host module's function `name` (new reference; GIL held), or NULL with a message */
-static PyObject *host_function(const char *name, char *message) {
-    if (!host_module) {
-        host_module = PyImport_ImportModule(HOST_MODULE);
-        if (!host_module && PyErr_ExceptionMatches(PyExc_ImportError)) {
-            /* a Python process whose path lacks the errbound this plugin belongs to */
-            PyErr_Clear();
-            if (add_package_root() == 0)
-                host_module = PyImport_ImportModule(HOST_MODULE);
-        }
-        if (!host_module) {
-            exception_message(message, "cannot import " HOST_MODULE);
-            return NULL;
-        }
-    }
-    PyObject *function = PyObject_GetAttrString(host_module, name);
-    if (!function)
-        exception_message(message, "errbound's HDF5 plugin host");
-    return function;
-}
-
-/* a result that is a str is the error message the host function chose */
-static int is_message(PyObject *result, char *message) {
-    if (!PyUnicode_Check(result))
-        return 0;
-    const char *utf8 = PyUnicode_AsUTF8(result);
-    set_message(message, "%s", utf8 ? utf8 : "failure");
-    PyErr_Clear();
-    return 1;
+    pthread_mutex_lock(&bridge_lock);
+    int state = bridge_state;
+    if (state == 0)
+        state = load_bridge(bridge_failure) == 0 ? 1 : -1;
+    if (state == -1)
+        snprintf(message, MESSAGE_SIZE, "%s", bridge_failure);
+    __atomic_store_n(&bridge_state, state, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&bridge_lock);
+    return state == 1 ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* the callbacks */
 
-/* can_apply and set_local: the host function gets the library's file and the three ids */
-static int call_property_function(const host_t *host, const char *name, hid_t dcpl, hid_t type, hid_t space) {
+static int call_property(const host_t *host, const char *name, hid_t dcpl, hid_t type, hid_t space) {
     char message[MESSAGE_SIZE] = "";
-    long result = -1;
-    if (ensure_python(message) == 0) {
-        PyGILState_STATE gil = PyGILState_Ensure();
-        PyObject *function = host_function(name, message);
-        if (function) {
-            PyObject *value = PyObject_CallFunction(function, "sLLL", host->path, (long long)dcpl, (long long)type,
-                                                    (long long)space);
-            if (!value)
-                exception_message(message, name);
-            else if (!is_message(value, message)) {
-                result = PyLong_AsLong(value);
-                if (result == -1 && PyErr_Occurred())
-                    exception_message(message, name);
-            }
-            Py_XDECREF(value);
-            Py_DECREF(function);
-        }
-        PyGILState_Release(gil);
-    }
-    if (message[0])
+    int result = -1;
+    if (ensure_bridge(message) == 0)
+        result = bridge_property(name, host->path, dcpl, type, space, message);
+    if (result < 0)
         report(host, message);
-    return message[0] ? -1 : (int)result;
-}
-
-static htri_t can_apply(const host_t *host, hid_t dcpl, hid_t type, hid_t space) {
-    return call_property_function(host, "can_apply", dcpl, type, space);
-}
-
-static herr_t set_local(const host_t *host, hid_t dcpl, hid_t type, hid_t space) {
-    return call_property_function(host, "set_local", dcpl, type, space);
+    return result;
 }
 
 /* HDF5's filter callback: 0 on failure, else the size of the new *buf (from the library's
@@ -394,47 +245,17 @@ static size_t filter(const host_t *host, unsigned flags, size_t cd_nelmts, const
                      size_t *buf_size, void **buf) {
     char message[MESSAGE_SIZE] = "";
     size_t size = 0;
-    if (ensure_python(message) == 0) {
-        PyGILState_STATE gil = PyGILState_Ensure();
-        PyObject *function = host_function("filter", message);
-        /* copies: nothing in Python may keep pointing at HDF5's buffer once it is released */
-        PyObject *words = function ? PyBytes_FromStringAndSize((const char *)cd_values, cd_nelmts * sizeof(unsigned))
-                                   : NULL;
-        PyObject *data = words ? PyBytes_FromStringAndSize((const char *)*buf, (Py_ssize_t)nbytes) : NULL;
-        PyObject *result = data ? PyObject_CallFunction(function, "IOO", flags, words, data) : NULL;
-        if (function && !result)
-            exception_message(message, "filter");
-        else if (result && !is_message(result, message)) {
-            Py_buffer view;
-            if (PyObject_GetBuffer(result, &view, PyBUF_CONTIG_RO) < 0) {
-                exception_message(message, "filter result");
-            } else {
-                void *out = view.len > 0 ? host->allocate((size_t)view.len, 0) : NULL;
-                if (!out) {
-                    set_message(message, "cannot allocate %zd bytes for the filter's output", view.len);
-                } else {
-                    memcpy(out, view.buf, (size_t)view.len);
-                    host->release(*buf);
-                    *buf = out;
-                    *buf_size = size = (size_t)view.len;
-                }
-                PyBuffer_Release(&view);
-            }
-        }
-        Py_XDECREF(result);
-        Py_XDECREF(data);
-        Py_XDECREF(words);
-        Py_XDECREF(function);
-        PyGILState_Release(gil);
-    }
+    if (ensure_bridge(message) == 0)
+        size = bridge_filter(flags, cd_nelmts, cd_values, nbytes, buf_size, buf, host->allocate, host->release,
+                             message);
     if (!size)
         report(host, message);
     return size;
 }
 
 #define HOST_CALLBACKS(i)                                                                                          \
-    static htri_t can_apply_##i(hid_t d, hid_t t, hid_t s) { return can_apply(&hosts[i], d, t, s); }             \
-    static herr_t set_local_##i(hid_t d, hid_t t, hid_t s) { return set_local(&hosts[i], d, t, s); }             \
+    static htri_t can_apply_##i(hid_t d, hid_t t, hid_t s) { return call_property(&hosts[i], "can_apply", d, t, s); } \
+    static herr_t set_local_##i(hid_t d, hid_t t, hid_t s) { return call_property(&hosts[i], "set_local", d, t, s); } \
     static size_t filter_##i(unsigned f, size_t n, const unsigned v[], size_t b, size_t *s, void **p) {          \
         return filter(&hosts[i], f, n, v, b, s, p);                                                                \
     }
@@ -474,10 +295,11 @@ static void setup_host(host_t *host, int index, const char *path) {
         library = dlopen(NULL, RTLD_LAZY); /* HDF5 linked into the program */
         host->path[0] = '\0';
     }
-    host->allocate = library ? (void *(*)(size_t, _Bool))dlsym(library, "H5allocate_memory") : NULL;
-    host->release = library ? (herr_t(*)(void *))dlsym(library, "H5free_memory") : NULL;
+    host->allocate = library ? (allocate_fn)dlsym(library, "H5allocate_memory") : NULL;
+    host->release = library ? (release_fn)dlsym(library, "H5free_memory") : NULL;
     if (!host->allocate || !host->release) {
-        /* HDF5 < 1.8.15 has neither: it frees filter buffers with free() */
+        /* an HDF5 whose symbols are hidden in the program: its H5free_memory is free() unless it
+         * was built with its memory checker, which cannot be reached without those symbols */
         host->allocate = plain_allocate;
         host->release = plain_release;
     }

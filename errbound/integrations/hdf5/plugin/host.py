@@ -1,4 +1,4 @@
-"""What the plugin library (``h5errbound.c``) calls, one function per filter callback.
+"""What the plugin (``python_bridge.c``, for ``h5errbound.c``) calls, one function per filter callback.
 
 The C side holds the GIL while it calls these, copies what they return into memory from the
 calling HDF5 library's allocator, and turns a ``str`` result into an HDF5 failure with that
