@@ -12,7 +12,7 @@ path, so only the first is a plugin to it):
   module (Python's headers, no libpython: its symbols come from that runtime, never a second one).
 
 It needs a C compiler and the Python headers; without them the install goes on without the
-plugin (``errbound h5 plugin-path`` then says so).
+plugin and ``plugin/NOT_BUILT.txt`` says why (``errbound h5 plugin-path`` and the tests read it).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ FOLDER = "errbound/integrations/hdf5/plugin"
 PACKAGE = FOLDER.replace("/", ".")
 #: module name -> file name (none of them a Python module: no extension suffix)
 FILES = {f"{PACKAGE}.libh5errbound": "libh5errbound.so", f"{PACKAGE}.h5errbound_python": "h5errbound_python.so"}
+NOT_BUILT = "NOT_BUILT.txt"  # errbound.integrations.hdf5.plugin.NOT_BUILT
 
 
 def missing_prerequisites(compiler_command: list[str]) -> str:
@@ -43,7 +44,7 @@ def missing_prerequisites(compiler_command: list[str]) -> str:
 
 
 class BuildPlugin(build_ext):
-    """Builds both files or neither (an unbuildable plugin never stops an install)."""
+    """Builds both files or neither, and records why not (an unbuildable plugin never stops an install)."""
 
     def get_ext_filename(self, fullname: str) -> str:
         # asked with the full dotted name or (distutils' get_ext_fullpath) with the last part only
@@ -59,20 +60,31 @@ class BuildPlugin(build_ext):
             self.build_extension(ext)
         if not plugin:
             return
+        # an editable install copies the built files into the source tree afterwards; the record goes there itself
+        folders = {os.path.dirname(self.get_ext_fullpath(plugin[0].name))}
+        if getattr(self, "editable_mode", False):
+            folders.add(FOLDER)
         reason = missing_prerequisites(list(self.compiler.compiler_so))
         if not reason:
             try:
                 for ext in plugin:
                     self.build_extension(ext)
-            except Exception as exc:  # noqa: BLE001 - CompileError, LinkError, ...: the install goes on
+            except Exception as exc:  # noqa: BLE001 - CompileError, LinkError, ...: recorded, the install goes on
                 reason = f"the build failed: {type(exc).__name__}: {exc}"
-        if not reason:
-            return
-        for ext in plugin:  # half a plugin is none
-            path = self.get_ext_fullpath(ext.name)
-            if os.path.exists(path):
-                os.remove(path)
-        self.warn(f"errbound's HDF5 plugin is not built: {reason}")
+        for folder in folders:
+            os.makedirs(folder, exist_ok=True)
+            record = os.path.join(folder, NOT_BUILT)
+            if not reason:
+                if os.path.exists(record):
+                    os.remove(record)
+                continue
+            for filename in FILES.values():  # half a plugin, or an earlier build's, is none
+                if os.path.exists(os.path.join(folder, filename)):
+                    os.remove(os.path.join(folder, filename))
+            with open(record, "w") as out:
+                out.write(reason + "\n")
+        if reason:
+            self.warn(f"errbound's HDF5 plugin is not built: {reason}")
 
 
 def libpython() -> tuple[str, str]:
@@ -103,6 +115,7 @@ def plugin() -> list[Extension]:
             ],
             libraries=libraries,
             extra_compile_args=flags,
+            optional=True,  # build_extensions builds both or neither; an editable install then copies what exists
         ),
         Extension(
             f"{PACKAGE}.h5errbound_python",
@@ -113,6 +126,7 @@ def plugin() -> list[Extension]:
             define_macros=[("ERRBOUND_BUILD_PYTHON", json.dumps(sys.executable))],
             libraries=libraries,
             extra_compile_args=flags,
+            optional=True,  # build_extensions builds both or neither; an editable install then copies what exists
         ),
     ]
 

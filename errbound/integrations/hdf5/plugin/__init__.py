@@ -5,7 +5,7 @@
 
 ``pip install errbound`` compiles ``h5errbound.c`` into ``libh5errbound.so`` and
 ``python_bridge.c`` into ``h5errbound_python.so`` in this folder (``setup.py``; an editable
-install puts them in the source tree).
+install puts them in the source tree, and ``NOT_BUILT.txt`` there says why when it could not).
 HDF5 loads the first from ``HDF5_PLUGIN_PATH`` the first time it meets filter 60160; it holds no
 codec and no Python. It finds the Python runtime of the process (the python executable's own,
 whether libpython is a separate library or linked into it as in Debian's ``/usr/bin/python3``)
@@ -31,6 +31,7 @@ from .. import chunks
 
 LIBRARY_NAME = "libh5errbound.so"
 BRIDGE_NAME = "h5errbound_python.so"  # loaded by the library, never by HDF5 (not named lib*)
+NOT_BUILT = "NOT_BUILT.txt"  # setup.py's record of why the plugin was not built
 
 
 class PluginNotBuiltError(ErrboundError, FileNotFoundError):
@@ -42,13 +43,24 @@ def directory() -> Path:
     return Path(__file__).resolve().parent
 
 
+def not_built_reason() -> str:
+    """Why the install did not build the plugin, as setup.py recorded it ("" when it did or left no record)."""
+    try:
+        return (directory() / NOT_BUILT).read_text().strip()
+    except OSError:
+        return ""
+
+
 def library() -> Path:
     """The plugin library's file; PluginNotBuiltError says how to get it when it is missing."""
     path = directory() / LIBRARY_NAME
     missing = [p for p in (path, directory() / BRIDGE_NAME) if not p.is_file()]
     if missing:
+        reason = not_built_reason()
         raise PluginNotBuiltError(
-            f"errbound's HDF5 plugin is missing ({', '.join(str(p) for p in missing)}). It is compiled when errbound is installed (needs a C compiler and the Python headers); "
+            f"errbound's HDF5 plugin is missing ({', '.join(str(p) for p in missing)})"
+            + (f": {reason}" if reason else "")
+            + ". It is compiled when errbound is installed (needs a C compiler and the Python headers); "
             "reinstall with `pip install --force-reinstall --no-binary errbound errbound` or `pip install -e .` "
             "from a checkout. Until then, only Python processes that `import errbound` read errbound-compressed "
             "HDF5 data (through h5py)"
