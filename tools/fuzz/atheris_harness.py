@@ -53,7 +53,6 @@ def seed(corpus: Path) -> None:
 
 
 def main() -> None:
-
     for arg in sys.argv[1:]:
         if not arg.startswith("-"):
             seed(Path(arg))
