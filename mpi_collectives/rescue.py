@@ -28,7 +28,9 @@ def _array(msg):
         if len(msg) > 3 or (len(msg) == 3 and not isinstance(msg[1], int)):
             return None
     try:
-        array = np.asarray(buf)
+        # bytes, bytearray, array.array: as the buffer protocol shows them to mpi4py (a bytes
+        # object is read-only unsigned chars, not a numpy string)
+        array = buf if isinstance(buf, np.ndarray) else np.asarray(memoryview(buf))
     except (TypeError, ValueError):
         return None
     if datatype is None:
@@ -78,15 +80,31 @@ def _scratch(msg, blocks: int = 1):
     return [data, data.nbytes // datatype.Get_size(), datatype]
 
 
+def _like(scratch: list, blocks: int = 1) -> list:
+    """A scratch message of the same datatype as `scratch`, with 1/blocks of its count."""
+    data, count, datatype = scratch
+    return [np.zeros(count // blocks * datatype.Get_size(), np.uint8), count // blocks, datatype]
+
+
 def stand_in(what: str, comm: MPI.Intracomm, args: tuple) -> tuple[int, Callable[[], None]] | None:
     """(problem, a call that completes `what` with scratch buffers), or None if the arguments
     cannot be described."""
     plain = MPI.Intracomm
     if what in ("Allreduce", "Reduce_scatter_block"):
         sendbuf, recvbuf, op = args
-        recv = _scratch(recvbuf)
+        # mpi4py requires the receive buffer to match the send buffer; the others' call has the
+        # send buffer's signature, so the stand-in takes it for both (a bytes receive buffer
+        # beside a float send buffer would make the stand-in itself fail)
         send = None if is_in_place(sendbuf) else _scratch(sendbuf)
-        if recv is None or (send is None and not is_in_place(sendbuf)):
+        if is_in_place(sendbuf):
+            recv = _scratch(recvbuf)
+        elif send is not None and what == "Allreduce":
+            recv = _like(send)
+        elif send is not None and send[1] % comm.Get_size() == 0:
+            recv = _like(send, comm.Get_size())
+        else:
+            recv = None
+        if recv is None:
             return None
         problem = problem_of(sendbuf, recvbuf, writable=(1,))
         if what == "Allreduce":
@@ -96,9 +114,13 @@ def stand_in(what: str, comm: MPI.Intracomm, args: tuple) -> tuple[int, Callable
         sendbuf, recvbuf, op, root = args
         root_here = comm.Get_rank() == root
         send = None if is_in_place(sendbuf) else _scratch(sendbuf)
-        recv = _scratch(recvbuf) if root_here else None
-        if (send is None and not is_in_place(sendbuf)) or (root_here and recv is None):
+        if send is None and not is_in_place(sendbuf):
             return None
+        recv = None
+        if root_here:
+            recv = _like(send) if send is not None else _scratch(recvbuf)
+            if recv is None:
+                return None
         problem = problem_of(sendbuf, recvbuf if root_here else None, writable=(1,))
         return problem, lambda: plain.Reduce(comm, MPI.IN_PLACE if send is None else send, recv, op, root)
     if what == "Bcast":
