@@ -53,25 +53,15 @@ _OPS = {
 }
 
 
-_COLLECTIVES = (
-    "Allreduce",
-    "Iallreduce",
-    "Reduce",
-    "Reduce_scatter_block",
-    "Bcast",
-    "Ibcast",
-    "Gather",
-    "Scatter",
-    "Allgather",
-    "Alltoall",
-)
+# the blocking collectives that may compress (the nonblocking ones: Iallreduce, Ibcast)
+_BLOCKING = ("Allreduce", "Reduce", "Reduce_scatter_block", "Bcast", "Gather", "Scatter", "Allgather", "Alltoall")
 
 
-def _plain_bcast(comm: MPI.Intracomm, method):
+def _plain_bcast(method):
     def bcast(buf, root: int = 0, *, consistent: bool | None = None):
-        return method(comm, buf, root)
+        return method(buf, root)
 
-    bcast.__doc__ = method.__doc__
+    bcast.__name__, bcast.__doc__ = method.__name__, method.__doc__
     return bcast
 
 
@@ -192,14 +182,16 @@ class CompressedComm(ReductionMethods, MovementMethods, MPI.Intracomm):
             }
             estimate = self._estimate
         self._adaptive = Adaptive(settings.adapt, estimate)
-        if self._plain_only:
-            # one node: plain MPI from the first call, with nothing in between (a Python
-            # wrapper alone costs ~0.7 us, 1.7x of an 8-byte Bcast on shared memory); Bcast
-            # keeps a thin one for its consistent= keyword
-            for name in _COLLECTIVES:
+        if self._plain_only and self._guard is not None:
+            # one node: mpi4py's own methods from the first call, each behind one test of a
+            # flag after it returns (a rank whose buffer mpi4py refuses sets it on the others;
+            # see Guard.checked_plain); Bcast keeps its consistent= keyword
+            for name in _BLOCKING:
+                setattr(self, name, self._guard.checked_plain(name, getattr(MPI.Intracomm, name)))
+            self.Bcast = _plain_bcast(self.Bcast)
+            for name in ("Iallreduce", "Ibcast"):
                 setattr(self, name, getattr(MPI.Intracomm, name).__get__(self, type(self)))
-            self.Bcast = _plain_bcast(self, MPI.Intracomm.Bcast)
-            self.Ibcast = _plain_bcast(self, MPI.Intracomm.Ibcast)
+            self.Ibcast = _plain_bcast(self.Ibcast)
 
     # -- properties and communicator management ----------------------------------------------
 

@@ -28,8 +28,13 @@ without costing every small message a round trip, so two other things cover it:
   that rank sets the flag on every other rank, completes the collective with a scratch
   buffer of the same signature, and every rank raises the same :class:`InvalidBufferError`.
 
-Plain calls on a communicator that never compresses (one node, ``adapt=True``) only test the
-flag after the call: a load from memory.
+  Where several ranks refuse, every rank names the lowest of them.
+
+A communicator that never compresses (one node, ``adapt=True``) runs mpi4py's own blocking
+methods (:meth:`Guard.checked_plain`): nothing is published or agreed, and a call costs one
+test of the flag after it returns (a load from memory) besides mpi4py's own work; the rescue
+of a refused buffer works as above. Its nonblocking calls are mpi4py's own, unwrapped: a
+refused buffer raises on its rank only, as with plain MPI.
 """
 
 from __future__ import annotations
@@ -67,6 +72,18 @@ PROBLEMS = {
     NOT_CONTIGUOUS: "a non-contiguous buffer",
     UNUSABLE: "a buffer that MPI cannot use",
     LOCAL_FAILURE: "an error before the collective started",
+}
+
+# each collective's arguments as rescue.stand_in takes them (mpi4py's defaults filled in)
+_SIGNATURES: dict[str, Callable[..., tuple]] = {
+    "Allreduce": lambda sendbuf, recvbuf, op=MPI.SUM: (sendbuf, recvbuf, op),
+    "Reduce_scatter_block": lambda sendbuf, recvbuf, op=MPI.SUM: (sendbuf, recvbuf, op),
+    "Reduce": lambda sendbuf, recvbuf, op=MPI.SUM, root=0: (sendbuf, recvbuf, op, root),
+    "Bcast": lambda buf, root=0: (buf, root),
+    "Gather": lambda sendbuf, recvbuf, root=0: (sendbuf, recvbuf, root),
+    "Scatter": lambda sendbuf, recvbuf, root=0: (sendbuf, recvbuf, root),
+    "Allgather": lambda sendbuf, recvbuf: (sendbuf, recvbuf),
+    "Alltoall": lambda sendbuf, recvbuf: (sendbuf, recvbuf),
 }
 
 MAXIMA = 6  # values a collective may ask the start agreement for (their maxima over ranks)
@@ -180,8 +197,46 @@ class Guard:
         for rank in range(self.size):
             if rank != self.rank:
                 window.set_flag(rank, self.seq, FLAG_BUFFER, detail)
-        join()  # the others' call completes
-        raise InvalidBufferError(_buffer_message(what, self.rank, problem)) from exc
+        join()  # the others' call completes (and every other refusing rank's flag has arrived)
+        rank = self.rank
+        flag_seq, kind, found, source = window.flag()
+        if flag_seq == self.seq and kind == FLAG_BUFFER:
+            window.clear_flag()
+            if source < rank:  # a lower rank refused too: name that one, as every rank does
+                rank, problem = source, found & 255
+        raise InvalidBufferError(_buffer_message(what, rank, problem)) from exc
+
+    def checked_plain(self, what: str, method: Callable) -> Callable:
+        """``method`` (mpi4py's own) for a communicator that never compresses (one node): the
+        call runs as it is, then one load from memory tests the flag that a rank whose
+        buffer mpi4py refused sets on every other rank (it completes the collective with a
+        scratch message, so the others return; then every rank raises the same
+        InvalidBufferError). Nothing is published and nothing is agreed."""
+        comm, mem, signature = self.comm, self.channel.window.mem, _SIGNATURES[what]
+
+        def call(*args, **kwargs):
+            self.seq += 1
+            try:
+                result = method(comm, *args, **kwargs)
+            except MPI.Exception:
+                if mem[0]:
+                    self._flagged(self.seq, None)
+                raise
+            except Exception as exc:  # noqa: BLE001 - mpi4py refused an argument before MPI started
+                try:
+                    full = signature(*args, **kwargs)
+                except TypeError:
+                    raise exc from None  # not a call mpi4py could have taken either
+                found = stand_in(what, comm, full)
+                if found is None:
+                    raise
+                self._rescue_refused(what, found[0], exc, found[1])
+            if mem[0]:
+                self._flagged(self.seq, None)
+            return result
+
+        call.__name__, call.__doc__ = what, method.__doc__
+        return call
 
     # -- compressed calls ------------------------------------------------------------------------
 

@@ -27,8 +27,6 @@ class MovementMethods:
         def run():
             return MPI.Intracomm.Bcast(self, buf, root)
 
-        if self._plain_only:
-            return self._guard.plain("Bcast", None, run, args)
         view = self._bcast_view(buf, root)
         call = self._call("Bcast", view, root=root)
         if not self._large(view):
@@ -91,8 +89,6 @@ class MovementMethods:
         def run():
             return MPI.Intracomm.Gather(self, sendbuf, recvbuf, root)
 
-        if self._plain_only:
-            return self._guard.plain("Gather", None, run, args)
         send = recv = None
         ok = False
         if self.Get_rank() == root:
@@ -138,8 +134,6 @@ class MovementMethods:
         def run():
             return MPI.Intracomm.Scatter(self, sendbuf, recvbuf, root)
 
-        if self._plain_only:
-            return self._guard.plain("Scatter", None, run, args)
         send = recv = None
         ok = False
         rank = self.Get_rank()
@@ -198,8 +192,6 @@ class MovementMethods:
         def run():
             return plain_method(self, sendbuf, recvbuf)
 
-        if self._plain_only:
-            return self._guard.plain(what, None, run, args)
         send, recv = self._gather_views(sendbuf, recvbuf, send_blocks)
         problem = (recv.problem if recv is not None else 0) or (send.problem if send is not None else 0)
         call = self._call(what, recv, problem=problem)

@@ -63,8 +63,6 @@ class ReductionMethods:
         def run():
             return MPI.Intracomm.Allreduce(self, sendbuf, recvbuf, op)
 
-        if self._plain_only:
-            return self._guard.plain("Allreduce", None, run, args)
         views = self._reduction_views(sendbuf, recvbuf)
         code = agreement.op_code(op)
         x = views[0] if views else None
@@ -120,8 +118,6 @@ class ReductionMethods:
         def run():
             return MPI.Intracomm.Reduce(self, sendbuf, recvbuf, op, root)
 
-        if self._plain_only:
-            return self._guard.plain("Reduce", None, run, args)
         rank = self.Get_rank()
         views = None
         if rank == root:
@@ -158,8 +154,6 @@ class ReductionMethods:
         def run():
             return MPI.Intracomm.Reduce_scatter_block(self, sendbuf, recvbuf, op)
 
-        if self._plain_only:
-            return self._guard.plain("Reduce_scatter_block", None, run, args)
         views = self._reduction_views(sendbuf, recvbuf, blocks=self.Get_size())
         code = agreement.op_code(op)
         ok = views is not None

@@ -220,7 +220,7 @@ def _receive_and_drop(comm: MPI.Intracomm, source: int, tag: int) -> None:
 PLAIN, COMPRESSED = 1, 2
 _FIELDS = 8  # seq, path, kind, count, itemsize, op, root, spare
 _SLOTS = 4  # the last few calls: a rank may have moved on by the time another reads
-_FLAG = 4  # flag words first: seq, kind, detail, from rank
+_FLAG = 4  # flag words first: seq, kind, (size - from rank) << 32 | detail, spare
 FLAG_STRADDLE, FLAG_BUFFER = 1, 2
 
 
@@ -273,13 +273,14 @@ class Window:
         sync()
 
     def flag(self) -> tuple[int, int, int, int]:
-        """(seq, kind, detail, from rank) that another rank set here, seq 0 if none."""
+        """(seq, kind, detail, from rank) that another rank set here, seq 0 if none; where
+        several ranks set it for one call, the lowest of them."""
         seq = int(self.mem[0])
         if not seq:
             return 0, 0, 0, 0
         self.win.Sync()  # the flag's words were put before its seq: see them as they arrived
-        kind, detail, source = (int(v) for v in self.mem[1:_FLAG])
-        return seq, kind, detail, source
+        kind, key = int(self.mem[1]), int(self.mem[2])
+        return seq, kind, key & 0xFFFFFFFF, self.size - (key >> 32)
 
     def clear_flag(self) -> None:
         self.mem[:_FLAG] = 0
@@ -287,7 +288,7 @@ class Window:
 
     def _get(self, rank: int) -> np.ndarray:
         words = np.empty(_SLOTS * _FIELDS, np.int64)
-        self.win.Get(words, rank, target=(_FLAG, _SLOTS * _FIELDS, MPI.INT64_T))
+        self.win.Get([words, MPI.INT64_T], rank, target=(_FLAG, _SLOTS * _FIELDS, MPI.INT64_T))
         self.win.Flush(rank)
         return words.reshape(_SLOTS, _FIELDS)
 
@@ -309,11 +310,14 @@ class Window:
 
     def set_flag(self, rank: int, seq: int, kind: int, detail: int) -> None:
         """Set rank's flag words (one-sided), completed at the target before this returns: the
-        words first, the sequence number (which the target tests) once they have arrived."""
-        words = np.array([kind, detail, self.comm.Get_rank()], np.int64)
-        self.win.Put(words, rank, target=(1, 3, MPI.INT64_T))  # displacements count int64 words
+        words first, the sequence number (which the target tests) once they have arrived.
+        Where several ranks flag one call (two refused buffers), the target keeps the lowest
+        rank's detail: every rank then raises the same message."""
+        key = ((self.size - self.comm.Get_rank()) << 32) | detail
+        self.win.Put([np.array([kind], np.int64), MPI.INT64_T], rank, target=(1, 1, MPI.INT64_T))  # in int64 words
+        self.win.Accumulate([np.array([key], np.int64), MPI.INT64_T], rank, target=(2, 1, MPI.INT64_T), op=MPI.MAX)
         self.win.Flush(rank)
-        self.win.Put(np.array([seq], np.int64), rank, target=(0, 1, MPI.INT64_T))
+        self.win.Put([np.array([seq], np.int64), MPI.INT64_T], rank, target=(0, 1, MPI.INT64_T))
         self.win.Flush(rank)
 
     def free(self) -> None:
