@@ -167,7 +167,8 @@ class CompressedComm(ReductionMethods, MovementMethods, MPI.Intracomm):
         if self._channel is not None:
             self._channel.node_of, self._channel.stats = self.nodes.node_of, self.stats
         self._worker = Worker()
-        self._worker_guard: Guard | None = None
+        # the nonblocking calls' guard, made here (collective) wherever a call may compress
+        self._worker_guard: Guard | None = None if self._plain_only else self._background()
         self._machine: dict[str, dict] = {}
         self._ratios: dict[tuple[str, int], float] = {}
         estimate = None
@@ -242,6 +243,7 @@ class CompressedComm(ReductionMethods, MovementMethods, MPI.Intracomm):
                 self._channel.free()
             if self._worker_guard is not None:
                 self._worker_guard.channel.free()
+                self._worker_guard.comm.Free()
             self._settings = None
         super().Free()
 

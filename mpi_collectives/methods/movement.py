@@ -61,21 +61,34 @@ class MovementMethods:
         return work
 
     def Ibcast(self, buf, root: int = 0, *, consistent: bool | None = None) -> MPI.Request:
-        """Nonblocking Bcast; the returned request's Wait() completes it."""
-        if not (self.compressing and self._guard) or not (isinstance(root, int) and 0 <= root < self.Get_size()):
+        """Nonblocking Bcast; the returned request's Wait() completes it. On a communicator
+        that may compress, every call runs on the worker thread through the guard (see
+        Iallreduce)."""
+        guard = self._worker_guard
+        if guard is None or not (isinstance(root, int) and 0 <= root < self.Get_size()):
             return super().Ibcast(buf, root)
         view = self._bcast_view(buf, root)
-        if not self._large(view) or view.problem:
-            return super().Ibcast(buf, root)
-        guard = self._background()
         call = self._call("Bcast", view, root=root)
+        args = (buf, root)
+
+        def run():
+            return MPI.Intracomm.Bcast(guard.comm, buf, root)
+
+        if not self._large(view):
+
+            def plain_job() -> None:
+                guard.next_call()
+                guard.plain("Bcast", call, run, args)
+
+            return self._worker.submit(plain_job)
         work = self._bcast_work(view, root, self._keep(view, consistent), channel=guard.channel)
 
         def job() -> None:
-            maxima = movement.bcast_maxima(self._settings, view, self.Get_rank(), root)
-            outcome = guard.compressed(call, lambda: maxima, work)
+            guard.next_call()
+            maxima = lambda: movement.bcast_maxima(self._settings, view, self.Get_rank(), root)  # noqa: E731
+            outcome = guard.compressed(call, maxima, work)
             if not outcome.done:
-                MPI.Intracomm.Bcast(guard.channel.control, buf, root)
+                run()
 
         return self._worker.submit(job)
 

@@ -82,31 +82,48 @@ class ReductionMethods:
         )
 
     def Iallreduce(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM) -> MPI.Request:
-        """Nonblocking Allreduce; the returned request's Wait() completes it."""
-        views = self._reduction_views(sendbuf, recvbuf) if self.compressing and self._guard else None
-        code = agreement.op_code(op)
-        if views is None or code not in (SUM, MAX, MIN) or not self._large(views[0]) or views[1].problem:
+        """Nonblocking Allreduce; the returned request's Wait() completes it.
+
+        On a communicator that may compress, every call runs on the worker thread, in call
+        order, through the same guard as the blocking collectives (on the worker's own
+        communicators): a rank whose message is under min_bytes meets one whose message is
+        over it, and a refused buffer, in an agreement, and Wait() raises the same error on
+        every rank."""
+        guard = self._worker_guard
+        if guard is None:
             return super().Iallreduce(sendbuf, recvbuf, op)
-        x, out = views
-        guard = self._background()
-        call = self._call("Allreduce", x, code)
-        work = self._reduce_work("Iallreduce", x, out.flat, code, "allreduce", channel=guard.channel)
+        views = self._reduction_views(sendbuf, recvbuf)
+        code = agreement.op_code(op)
+        x = views[0] if views else None
+        call = self._call("Allreduce", x, code, problem=views[1].problem if views else 0)
+        args = (sendbuf, recvbuf, op)
+
+        def run():
+            return MPI.Intracomm.Allreduce(guard.comm, sendbuf, recvbuf, op)
+
+        if views is None or code not in _REDUCIBLE or not (self._large(x) or code == INVALID):
+
+            def plain_job() -> None:
+                guard.next_call()
+                guard.plain("Allreduce", call, run, args)
+
+            return self._worker.submit(plain_job)
+        work = self._reduce_work("Iallreduce", x, views[1].flat, code, "allreduce", channel=guard.channel)
 
         def job() -> None:
+            guard.next_call()
             outcome = guard.compressed(call, lambda: reduction.maxima(x.flat, code, x.block_shape), work)
             if not outcome.done:
-                MPI.Intracomm.Allreduce(guard.channel.control, sendbuf, recvbuf, op)
+                run()
 
         return self._worker.submit(job)
 
     def _background(self) -> Guard:
-        """The worker thread's guard and channel, made at the first nonblocking call (collective:
-        every rank makes its nonblocking calls in the same order)."""
-        if self._worker_guard is None:
-            channel = Channel(self)
-            channel.node_of, channel.stats = self.nodes.node_of, self.stats
-            self._worker_guard = Guard(self, channel, self._settings.min_bytes, self.stats)
-        return self._worker_guard
+        """The worker thread's guard: its own channel (with a window, for ranks that straddle
+        min_bytes) and its own duplicate for plain calls; made at construction (collective)."""
+        channel = Channel(self, window=True)
+        channel.node_of, channel.stats = self.nodes.node_of, self.stats
+        return Guard(MPI.Intracomm(MPI.Intracomm.Dup(self)), channel, self._settings.min_bytes, self.stats)
 
     def Reduce(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM, root: int = 0) -> None:
         """mpi4py's Reduce; the root's result meets the bound. Other ranks' recvbuf is untouched."""
