@@ -72,12 +72,16 @@ def problem_of(*messages, writable: tuple = ()) -> int:
 
 
 def _scratch(msg, blocks: int = 1):
-    """[bytes, count, datatype] of the same signature as msg (count per block x blocks)."""
+    """[bytes, count, datatype] of the same signature as msg; the count is per block, as
+    mpi4py reads an explicit count for the side of a collective that has one block per rank."""
     found = _array(msg)
     if found is None:
         return None
     data, datatype = found
-    return [data, data.nbytes // datatype.Get_size(), datatype]
+    count = data.nbytes // datatype.Get_size()
+    if count % blocks:
+        return None
+    return [data, count // blocks, datatype]
 
 
 def _like(scratch: list, blocks: int = 1) -> list:
@@ -136,8 +140,9 @@ def stand_in(what: str, comm: MPI.Intracomm, args: tuple) -> tuple[int, Callable
         root_here = root is None or comm.Get_rank() == root
         needs_send = not (is_in_place(sendbuf) or (what == "Scatter" and not root_here))
         needs_recv = not (is_in_place(recvbuf) or (what == "Gather" and not root_here))
-        send = _scratch(sendbuf) if needs_send else None
-        recv = _scratch(recvbuf) if needs_recv else None
+        size = comm.Get_size()
+        send = _scratch(sendbuf, size if what in ("Alltoall", "Scatter") else 1) if needs_send else None
+        recv = _scratch(recvbuf, size if what in ("Alltoall", "Allgather", "Gather") else 1) if needs_recv else None
         if (needs_send and send is None) or (needs_recv and recv is None):
             return None
         send_arg = send if needs_send else (MPI.IN_PLACE if is_in_place(sendbuf) else None)
