@@ -9,6 +9,7 @@ from .. import reduction
 from .. import settings as agreement
 from ..buffers import Buffer, is_in_place, parse
 from ..guard import Guard
+from ..rescue import problem_of
 from ..settings import INVALID, MAX, MIN, SUM
 from ..transport.channel import Channel
 
@@ -24,11 +25,15 @@ class ReductionMethods:
             recv = parse(recvbuf, blocks=blocks, writable=True)
             return None if recv is None else (recv, recv)
         send = parse(sendbuf, blocks=blocks)
-        recv = parse(recvbuf, writable=True)
-        if send is None or recv is None or send.flat.dtype != recv.flat.dtype:
+        if send is None:
             return None
-        if blocks == 1 and send.count != recv.count:
-            return None  # let mpi4py raise its usual count mismatch
+        recv = parse(recvbuf, writable=True)
+        if recv is None or send.flat.dtype != recv.flat.dtype or (blocks == 1 and send.count != recv.count):
+            # a receive buffer that mpi4py would refuse on this rank only (bytes, another
+            # type or count): this rank takes the others' path with the send buffer's
+            # signature and a problem, and the collective fails on every rank
+            problem = problem_of(sendbuf, recvbuf, writable=(1,))
+            return send, Buffer(send.flat[: send.count], send.count, 1, send.block_shape, problem)
         return send, recv
 
     def _reduce_work(self, what: str, send: Buffer, out, code: int, mode: str, root: int = 0, channel=None):
