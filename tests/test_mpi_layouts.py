@@ -130,18 +130,26 @@ def misuse(request) -> tuple[int, dict]:
     return request.param, json_of(mpirun(request.param, str(SCRIPTS / "misuse.py"), timeout=200))
 
 
-def test_misuse_raises_the_same_error_on_every_rank_within_seconds(misuse):
+def test_misuse_raises_the_same_error_on_every_rank_never_hangs(misuse):
+    """Each scenario's calls return or raise on every rank (a hang fails the launch's
+    timeout); the compressing communicator and one with the default settings on one node
+    (mpi4py's own methods) both work afterwards."""
     ranks, report = misuse
     works = report.pop("still works")
-    assert len(report) == 12
+    assert len(report) == 25
     for name, per_rank in report.items():
         assert len(per_rank) == ranks
-        assert all(seconds < 10 for _, _, seconds in per_rank), (name, per_rank)
-        if name == "Bcast sizes straddle min_bytes (root small)":
+        if name.endswith("(root small)"):
             # as with plain MPI, the root's small message leaves at once and the root returns;
             # the receivers, which expected more, raise
             assert per_rank[0][0] == "no exception"
             per_rank = per_rank[1:]
+        elif name.endswith("may return)"):
+            # on one node these are plain MPI's calls: a Bcast root or a Reduce sender returns
+            # once its message has left, which may be before the refusing rank has flagged
+            # it; a rank that has not returned by then raises too
+            per_rank = [outcome for outcome in per_rank if outcome[0] != "no exception"]
+            assert per_rank, name
         kinds = {(kind, message) for kind, message, _ in per_rank}
         assert len(kinds) == 1, (name, per_rank)  # the same class and message on every rank
         kind = per_rank[0][0]

@@ -98,14 +98,27 @@ def out_of_memory_decoding(comm: CompressedComm) -> None:
 
 
 def still_works(comm: CompressedComm) -> bool:
-    x = np.full(LARGE, 1.0 + RANK)
-    out = np.empty_like(x)
-    comm.Allreduce(x, out, MPI.SUM)
-    return bool(np.allclose(out, SIZE * (SIZE + 1) / 2, atol=1e-3))
+    """A blocking and a nonblocking Allreduce, one compressed and one plain, give the sum."""
+    ok = True
+    for n in (LARGE, SMALL):
+        x = np.full(n, 1.0 + RANK)
+        out, nb_out = np.empty_like(x), np.empty_like(x)
+        comm.Allreduce(x, out, MPI.SUM)
+        comm.Iallreduce(x, nb_out, MPI.SUM).Wait()
+        ok &= bool(np.allclose(out, SIZE * (SIZE + 1) / 2, atol=1e-3) and np.array_equal(out, nb_out))
+    return ok
+
+
+def refused(n: int) -> object:
+    """A receive buffer that mpi4py refuses: read-only bytes on the last rank."""
+    return bytes(8 * n) if RANK == SIZE - 1 else np.empty(n)
 
 
 def main() -> None:
     comm = CompressedComm(WORLD, abs=1e-3, min_bytes=MIN_BYTES, adapt=False)
+    # the default settings on one node: mpi4py's own methods (plain MPI from the first call)
+    one_node = CompressedComm(WORLD, abs=1e-3)
+    assert not one_node.compressing
     unpipelined = CompressedComm(
         WORLD, abs=1e-3, segment_bytes=1 << 40, algorithm="ring", bcast_algorithm="chain", adapt=False
     )
@@ -141,6 +154,43 @@ def main() -> None:
         "Allreduce read-only receive buffer, small message": lambda: comm.Allreduce(
             data(SMALL), read_only(SMALL) if last else np.empty(SMALL), MPI.SUM
         ),
+        "Allreduce bytes receive buffer on one rank": lambda: comm.Allreduce(data(LARGE), refused(LARGE), MPI.SUM),
+        "Allreduce bytes receive buffer on one rank, small message": lambda: comm.Allreduce(
+            data(SMALL), refused(SMALL), MPI.SUM
+        ),
+        "Iallreduce sizes straddle min_bytes": lambda: comm.Iallreduce(
+            data(LARGE if RANK == 0 else SMALL), np.empty(LARGE if RANK == 0 else SMALL), MPI.SUM
+        ).Wait(),
+        "Iallreduce sizes straddle min_bytes (rank 0 small)": lambda: comm.Iallreduce(
+            data(SMALL if RANK == 0 else LARGE), np.empty(SMALL if RANK == 0 else LARGE), MPI.SUM
+        ).Wait(),
+        "Ibcast sizes straddle min_bytes (root large)": lambda: comm.Ibcast(
+            data(LARGE) if RANK == 0 else np.empty(SMALL), root=0
+        ).Wait(),
+        "Ibcast sizes straddle min_bytes (root small)": lambda: comm.Ibcast(
+            data(SMALL) if RANK == 0 else np.empty(LARGE), root=0
+        ).Wait(),
+        "Iallreduce read-only receive buffer on one rank": lambda: comm.Iallreduce(
+            data(LARGE), read_only(LARGE) if last else np.empty(LARGE), MPI.SUM
+        ).Wait(),
+        "Iallreduce bytes receive buffer on one rank, small message": lambda: comm.Iallreduce(
+            data(SMALL), refused(SMALL), MPI.SUM
+        ).Wait(),
+        "one node: Allreduce read-only receive buffer on one rank": lambda: one_node.Allreduce(
+            data(SMALL), read_only(SMALL) if last else np.empty(SMALL), MPI.SUM
+        ),
+        "one node: Allreduce bytes receive buffer on one rank": lambda: one_node.Allreduce(
+            data(SMALL), refused(SMALL), op=MPI.SUM
+        ),
+        "one node: Reduce read-only receive buffer at the root (others may return)": lambda: one_node.Reduce(
+            data(SMALL), read_only(SMALL) if RANK == 0 else None, MPI.SUM, root=0
+        ),
+        "one node: Bcast bytes buffer on one receiver (root may return)": lambda: one_node.Bcast(
+            data(SMALL) if RANK == 0 else refused(SMALL), root=0
+        ),
+        "one node: Allgather non-contiguous receive buffer on one rank": lambda: one_node.Allgather(
+            data(SMALL), strided(SMALL * SIZE) if last else np.empty(SMALL * SIZE)
+        ),
         "MemoryError inside one rank's compressed Allreduce": lambda: out_of_memory(unpipelined),
         "MemoryError while one rank decodes a compressed Bcast": lambda: out_of_memory_decoding(unpipelined),
     }
@@ -149,7 +199,7 @@ def main() -> None:
         WORLD.Barrier()
         results[name] = outcome(call)
         WORLD.Barrier()
-        works[name] = still_works(comm)
+        works[name] = still_works(comm) and still_works(one_node)
     everyone = WORLD.gather((results, works))
     if RANK == 0:
         report = {name: [r[0][name] for r in everyone] for name in scenarios}
