@@ -175,12 +175,14 @@ class CompressedComm(ReductionMethods, MovementMethods, MPI.Intracomm):
         if not self._plain_only:
             probe.warm_up(settings.codec)
             control = self._channel.control  # a plain communicator: the probes' messages stay private
-            self._machine = {
+            measured = {
                 "speeds": probe.speeds(control, settings.codec),
                 "link": probe.link(control, self._layout) if self._layout.nodes > 1 else {},
                 "cores": probe.cores_per_rank(control),
                 "agreement": probe.agreement_seconds(self._channel),
             }
+            # every input of the cost model agreed: every rank then decides alike (review 1.2)
+            self._machine = probe.agree(control, measured)
             estimate = self._estimate
         self._adaptive = Adaptive(settings.adapt, estimate)
         if self._plain_only and self._guard is not None:

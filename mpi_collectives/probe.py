@@ -9,6 +9,8 @@ a compilation nor a guess.
   smooth synthetic field of 2 MiB, cut in chunks as the pipelines cut them): quantize alone,
   quantize + encode and decode + write for reductions, the block codec for data movement.
   One rank per host measures while the others of the host sleep; every rank gets the result.
+* ``agree``: every rank's measurements become the same numbers (the slowest rank's), so
+  that the cost model decides the same on every rank.
 * ``link``: the link between nodes (the lowest ranks of nodes 0 and 1 exchange 2 MiB both
   ways, best of three after a warm-up exchange; a 8-byte ping-pong for the latency) and the
   shared memory inside a node (two ranks of one node exchange 8 MiB).
@@ -222,6 +224,36 @@ def agreement_seconds(channel) -> float:
         channel.allreduce_max(np.zeros(19))
         times.append(time.perf_counter() - start)
     return float(channel.control.allreduce(sorted(times)[2], MPI.MAX))
+
+
+# how each measurement is agreed: the largest value for times, the smallest for speeds and cores
+_LARGEST = {"latency", "agreement"}
+
+
+def agree(comm: MPI.Intracomm, machine: dict) -> dict:
+    """The measurements as every rank uses them (collective, one Allreduce): the slowest
+    rank's speeds, link, memory and cores, the longest latency and agreement time. Each
+    rank measures (or caches) its own, and the cost model must decide the same on every
+    rank, or ranks would take different paths for one call."""
+    names = []
+    for key in sorted(machine):
+        value = machine[key]
+        if isinstance(value, dict):
+            names += [(key, inner) for inner in sorted(value)]
+        else:
+            names.append((key, None))
+    signs = np.array([1.0 if (inner or key) in _LARGEST else -1.0 for key, inner in names])
+    values = np.array([machine[key][inner] if inner else machine[key] for key, inner in names], np.float64)
+    agreed = np.empty_like(values)
+    comm.Allreduce(signs * values, agreed, MPI.MAX)
+    agreed *= signs
+    result = {key: dict(value) if isinstance(value, dict) else value for key, value in machine.items()}
+    for (key, inner), value in zip(names, agreed.tolist(), strict=True):
+        if inner:
+            result[key][inner] = value
+        else:
+            result[key] = value
+    return result
 
 
 def cores_per_rank(comm: MPI.Intracomm) -> float:

@@ -9,6 +9,7 @@ timeout (a hang fails the test).
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -120,6 +121,23 @@ def test_mpi4py_own_collective_tests_pass_on_nodes(nodes, ranks, request):
         assert rank["failures"] == 0 and rank["errors"] == 0, rank["problems"]
         assert rank["run"] >= 40 and rank["skipped"] == 0
         assert rank["compressed_calls"] > 50
+
+
+def test_every_rank_decides_alike_where_the_ranks_measure_differently():
+    """Rank 0 runs on one core (its cores per rank differ from the others'): the cost model's
+    inputs are agreed at construction, so every rank takes the same path, estimate and
+    algorithm for every collective over a size sweep that crosses the decision."""
+    need_cliques()
+    everyone = json_of(mpirun(4, str(SCRIPTS / "decisions.py"), nodes=2))
+    machine, choices = everyone[0]["machine"], everyone[0]["choices"]
+    assert all(rank["machine"] == machine for rank in everyone)
+    assert all(rank["choices"] == choices for rank in everyone)
+    own = [rank["own_cores"] for rank in everyone]
+    assert machine["cores"] == min(own)
+    if len(os.sched_getaffinity(0)) > 1:
+        assert len(set(own)) > 1  # the ranks' own measurements really differed
+    paths = {compressed for _, _, _, compressed, _, _ in choices}
+    assert paths == {True, False}  # the sweep crosses from plain to compressed
 
 
 # ------------------------------------------------------------------ misuse
