@@ -173,8 +173,8 @@ class CompressedComm(ReductionMethods, MovementMethods, MPI.Intracomm):
         self._ratios: dict[tuple[str, int], float] = {}
         estimate = None
         if not self._plain_only:
-            probe.warm_up(settings.codec)
             control = self._channel.control  # a plain communicator: the probes' messages stay private
+            probe.warm_up_per_host(control, settings.codec)
             measured = {
                 "speeds": probe.speeds(control, settings.codec),
                 "link": probe.link(control, self._layout) if self._layout.nodes > 1 else {},

@@ -4,7 +4,8 @@ a compilation nor a guess.
 * ``warm_up``: errbound's kernels compile (or load from numba's cache) on first use, which
   took seconds inside the first timed collective; they are run here on tiny arrays of both
   float types, every dimensionality the collectives use and both code widths, once per
-  process, while construction is collective anyway.
+  process, while construction is collective anyway; the first rank of each host first, the
+  others once its kernels are in the cache (``warm_up_per_host``: one compilation per host).
 * ``speeds``: one core's throughput of the compressed paths' compute on this machine (a
   smooth synthetic field of 2 MiB, cut in chunks as the pipelines cut them): quantize alone,
   quantize + encode and decode + write for reductions, the block codec for data movement.
@@ -74,6 +75,21 @@ def warm_up(codec: str = "fz") -> None:
         grid.divide_into(np.arange(512, dtype=np.int32), 7, np.empty(512, np.float32))
         grid.divide_into(np.arange(512, dtype=np.int64), 7, np.empty(512, np.float64))
         _WARM.add(codec)
+
+
+def warm_up_per_host(comm: MPI.Intracomm, codec: str = "fz") -> None:
+    """warm_up() on every rank, the lowest rank of each host first while the others of the
+    host wait (collective): numba's cache is per machine, so the host's kernels compile
+    once, and the other ranks load them from the cache instead of all compiling them at
+    once (errbound's own first-use lock covers its codecs' entry points, not the kernels of
+    errbound.quantized and of this package that the collectives call directly)."""
+    names = comm.allgather(MPI.Get_processor_name())
+    first_on_host = names.index(names[comm.Get_rank()]) == comm.Get_rank()
+    if first_on_host:
+        warm_up(codec)
+    _quiet_wait(comm.Ibarrier())
+    if not first_on_host:
+        warm_up(codec)
 
 
 def _field(count: int) -> np.ndarray:

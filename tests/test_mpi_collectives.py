@@ -325,6 +325,16 @@ def test_mpi4py_own_collective_tests_pass_on_a_compressed_comm(nranks, mpi4py_te
 
 @pytest.mark.mpi
 @needs_mpiexec
+def test_ranks_of_a_host_compile_each_kernel_once_between_them(tmp_path):
+    """With an empty numba cache, construction compiles the collectives' kernels on one rank
+    of the host; the others load them from the cache (they compiled them all at once)."""
+    command = [str(MPIEXEC), "-n", "3", sys.executable, str(SCRIPTS / "cold_comm.py")]
+    counts = json_of(run(command, timeout=600, env={"NUMBA_CACHE_DIR": str(tmp_path / "numba")}))
+    assert counts[0] > 10 and counts[1:] == [0, 0], counts
+
+
+@pytest.mark.mpi
+@needs_mpiexec
 def test_dropin_runner_replaces_comm_world_of_an_unmodified_program(compiled):
     app = SCRIPTS / "plain_app.py"
     result = json_of(
