@@ -185,6 +185,31 @@ def test_buffer_specs_that_compress_and_those_that_pass_through():
     assert buffers.parse(np.frombuffer(b"\0" * 8, np.float32)).problem == 0  # read-only is fine to send
 
 
+def test_stand_ins_read_bytes_buffers_as_mpi4py_does():
+    """A refused bytes/bytearray buffer is described through the buffer protocol, and the
+    stand-in that completes the collective for the other ranks runs (it raised mpi4py's
+    ValueError for a bytes receive buffer beside a float send buffer)."""
+    from mpi_collectives import rescue
+
+    comm, x = MPI.COMM_SELF, np.arange(4.0)
+    for what, args in [
+        ("Allreduce", (x, bytes(32), MPI.SUM)),
+        ("Allreduce", (x, bytearray(32), MPI.MAX)),
+        ("Allreduce", (MPI.IN_PLACE, bytes(32), MPI.SUM)),
+        ("Reduce", (x, bytes(32), MPI.SUM, 0)),
+        ("Reduce_scatter_block", (x, bytes(32), MPI.SUM)),
+        ("Bcast", (bytes(32), 0)),
+        ("Allgather", (x, bytes(32))),
+        ("Alltoall", (bytes(32), bytearray(32))),
+        ("Gather", (x, bytes(32), 0)),
+        ("Scatter", (bytes(32), np.empty(4), 0)),
+    ]:
+        problem, join = rescue.stand_in(what, comm, args)
+        join()  # completes without an exception of its own
+        assert problem in (buffers.READ_ONLY, rescue.UNUSABLE), (what, problem)
+    assert rescue.stand_in("Allreduce", comm, (x, bytes(32), MPI.SUM))[0] == buffers.READ_ONLY
+
+
 def test_segments_cover_the_array_and_follow_rows():
     segs = even_segments(17 * 96 * 192, 4, (17, 96, 192))
     assert segs.starts[0] == 0 and segs.starts[-1] == 17 * 96 * 192
