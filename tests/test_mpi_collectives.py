@@ -360,6 +360,16 @@ def test_ranks_of_a_host_compile_each_kernel_once_between_them(tmp_path):
 
 @pytest.mark.mpi
 @needs_mpiexec
+def test_window_readers_never_see_a_half_written_record():
+    """One rank publishes call records as fast as it can while another reads them for 2 s:
+    every record read is whole (the old write order could not be caught tearing here; the
+    invariant is checked all the same)."""
+    report = json_of(mpirun(2, str(SCRIPTS / "window_records.py"), "2", timeout=120))
+    assert report["read"] > 1000 and report["torn records"] == 0, report
+
+
+@pytest.mark.mpi
+@needs_mpiexec
 def test_dropin_runner_replaces_comm_world_of_an_unmodified_program(compiled):
     app = SCRIPTS / "plain_app.py"
     result = json_of(
