@@ -1,13 +1,21 @@
 """The compute sections of compressed collectives: one at a time per process, sized threads.
 
-errbound's kernels are numba-parallel. Two reasons to wrap every call:
+errbound's kernels are serial; errbound splits large work into independent tasks that run
+on its own pool of Python threads (``errbound.jit.run_tasks``), as many as
+``numba.get_num_threads()`` says in the calling thread. This package's one parallel kernel
+(the reciprocal-grid decode, :mod:`.reduction.grid`) is numba-parallel. Every compute call
+is wrapped, for two reasons:
 
-* numba's default threading layer must not run parallel kernels from two Python threads at
-  once, and the nonblocking worker computes beside the main thread: hence one lock;
-* MPI jobs usually start one rank per core, and each rank's numba would start a thread per
-  core too; oversubscribed OpenMP threads spin and can slow a run tenfold (measured: 45 s
-  against 4.5 s for examples/heat_mpi.py, 4 ranks on 2 cores). Each rank therefore uses its
-  share of the cores of its node, and the caller's own numba setting is restored afterwards.
+* the nonblocking worker computes beside the main thread, and numba's workqueue threading
+  layer (the fallback without OpenMP or TBB) aborts the process when two threads run
+  parallel kernels at once; and two threads computing at once would each take the rank's
+  whole share of the cores: hence one lock per process;
+* MPI jobs usually start one rank per core, and each rank would otherwise use every core
+  of the node (errbound's task threads, numba's OpenMP threads): oversubscribed threads
+  spin and can slow a run tenfold (measured: 45 s against 4.5 s for examples/heat_mpi.py,
+  4 ranks on 2 cores). Each rank therefore sets numba's thread count, which errbound's task
+  pool follows, to its share of the cores of its node, and the caller's own setting is
+  restored afterwards.
 """
 
 from __future__ import annotations
