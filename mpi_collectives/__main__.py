@@ -26,6 +26,7 @@ from mpi4py import MPI
 
 from .comm import DEFAULT_MIN_BYTES, CompressedComm
 from .errors import CollectiveError
+from .settings import ALGORITHMS, BCAST_ALGORITHMS, KEYWORDS
 
 PROG = "python -m mpi_collectives"
 USAGE_ERROR = 2
@@ -97,6 +98,19 @@ def parse_args(argv: list[str], rank: int = 0) -> argparse.Namespace:
     )
     parser.add_argument("--consistent", action="store_true", help="Bcast roots keep what the receivers get")
     parser.add_argument(
+        "--algorithm",
+        choices=ALGORITHMS,
+        default="auto",
+        help="Allreduce/Reduce algorithm between nodes (default auto: the cost model's choice)",
+    )
+    parser.add_argument(
+        "--segment-bytes",
+        type=_bytes,
+        default=0,
+        help="chunk size of the pipelined algorithms (default 0: theirs); changes speed, never results",
+    )
+    parser.add_argument("--bcast-algorithm", choices=BCAST_ALGORITHMS, default="auto", help="Bcast tree (default auto)")
+    parser.add_argument(
         "--no-adapt",
         dest="adapt",
         action="store_false",
@@ -129,15 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(rank, f"cannot open the program {args.program!r}{where}: no such readable file")
         return USAGE_ERROR
     try:
-        comm = CompressedComm(
-            world,
-            abs=args.abs,
-            rel=args.rel,
-            codec=args.codec,
-            min_bytes=args.min_bytes,
-            consistent=args.consistent,
-            adapt=args.adapt,
-        )
+        comm = CompressedComm(world, **{name: getattr(args, name) for name in KEYWORDS})
     except CollectiveError as exc:  # raised alike on every rank
         _say(rank, str(exc))
         return USAGE_ERROR

@@ -132,15 +132,15 @@ class CompressedComm(ReductionMethods, MovementMethods, MPI.Intracomm):
             raise TypeError(f"CompressedComm needs an intracommunicator, got {comm!r}")
         obj = super().__new__(cls, MPI.Intracomm.Dup(comm))
         settings = Settings(
-            _as_float(abs),
-            _as_float(rel),
-            codec,
-            min_bytes,
-            bool(consistent),
-            algorithm,
-            segment_bytes,
-            bcast_algorithm,
-            bool(adapt),
+            abs=_as_float(abs),
+            rel=_as_float(rel),
+            codec=codec,
+            min_bytes=min_bytes,
+            consistent=bool(consistent),
+            algorithm=algorithm,
+            segment_bytes=segment_bytes,
+            bcast_algorithm=bcast_algorithm,
+            adapt=bool(adapt),
         )
         try:
             agreement.check_settings(obj, settings)
@@ -211,19 +211,7 @@ class CompressedComm(ReductionMethods, MovementMethods, MPI.Intracomm):
     def _derive(self, comm: MPI.Intracomm) -> MPI.Intracomm:
         if comm == MPI.COMM_NULL:
             return comm
-        s = self._settings
-        derived = CompressedComm(
-            comm,
-            abs=s.abs,
-            rel=s.rel,
-            codec=s.codec,
-            min_bytes=s.min_bytes,
-            consistent=s.consistent,
-            algorithm=s.algorithm,
-            segment_bytes=s.segment_bytes,
-            bcast_algorithm=s.bcast_algorithm,
-            adapt=s.adapt,
-        )
+        derived = CompressedComm(comm, **self._settings.keywords())
         MPI.Intracomm.Free(comm)
         return derived
 

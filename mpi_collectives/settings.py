@@ -40,6 +40,10 @@ class Settings:
     bcast_algorithm: str = "auto"
     adapt: bool = True  # time compressed against plain MPI and keep the faster
 
+    def keywords(self) -> dict:
+        """These settings as CompressedComm's keyword arguments (the fields are named alike)."""
+        return dataclasses.asdict(self)
+
     def problem(self) -> str | None:
         """Why these settings are invalid, or None."""
         if (self.abs is None) == (self.rel is None):
@@ -58,6 +62,10 @@ class Settings:
         if self.bcast_algorithm not in BCAST_ALGORITHMS:
             return f"bcast_algorithm must be one of {BCAST_ALGORITHMS}, got {self.bcast_algorithm!r}"
         return None
+
+
+#: CompressedComm's keyword arguments, the fields of Settings
+KEYWORDS = tuple(f.name for f in dataclasses.fields(Settings))
 
 
 def check_settings(comm: MPI.Intracomm, settings: Settings) -> None:

@@ -242,6 +242,19 @@ def test_one_rank_passes_through_and_invalid_settings_raise():
             CompressedComm(MPI.COMM_SELF, **bad)
 
 
+def test_the_runner_takes_every_setting_under_its_own_name():
+    """python -m mpi_collectives builds its CompressedComm from Settings' field names: every
+    setting has an option, and the parsed options are the constructor's keywords."""
+    from mpi_collectives.__main__ import parse_args
+
+    args = parse_args(["--rel", "1e-3", "--algorithm", "ring", "--segment-bytes", "4096", "app.py"])
+    keywords = {name: getattr(args, name) for name in settings.KEYWORDS}
+    assert keywords["algorithm"] == "ring" and keywords["segment_bytes"] == 4096 and keywords["rel"] == 1e-3
+    comm = CompressedComm(MPI.COMM_SELF, **keywords)
+    assert comm.settings.keywords() == {**keywords, "abs": None}
+    comm.Free()
+
+
 # ------------------------------------------------------------------ real MPI runs
 
 
