@@ -136,7 +136,10 @@ def test_global_low_rank_plan_on_a_matricized_stack():
 SHARED_2D_3D = [n for n in field_names() if n.count("x") in (1, 2)]
 
 
-@pytest.mark.parametrize("name", SHARED_2D_3D)
+@pytest.mark.parametrize(
+    "name",
+    SHARED_2D_3D or [pytest.param("<no shared data>", marks=pytest.mark.skip(reason="shared data folder not present"))],
+)
 def test_bound_on_shared_fields(name):
     x = load_field(name)
     span = float(x.max()) - float(x.min())

@@ -199,7 +199,10 @@ def test_direct_psnr_lands_within_half_a_decibel(target):
 FIELDS = field_names()
 
 
-@pytest.mark.parametrize("name", FIELDS or [pytest.param("<no shared data>", marks=pytest.mark.skip)])
+@pytest.mark.parametrize(
+    "name",
+    FIELDS or [pytest.param("<no shared data>", marks=pytest.mark.skip(reason="shared data folder not present"))],
+)
 def test_bound_on_shared_field_float32_and_float64(name):
     data = load_field(name)
     for dtype in (np.float32, np.float64):

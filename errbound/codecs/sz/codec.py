@@ -170,6 +170,7 @@ def _check_predictor(predictor, stages, shape, eb=None) -> None:
         # quantization step (a forged header; the encoder never writes one)
         anchor = choose_anchor(tuple(shape)) if predictor.anchor is None else predictor.anchor
         levels = level_count(as_4d_shape(shape), anchor)
-        steps = 2.0 * level_bounds(eb, levels, predictor.alpha, predictor.beta)
+        with np.errstate(over="ignore"):  # near float64's largest bound the doubled step is inf: still usable
+            steps = 2.0 * level_bounds(eb, levels, predictor.alpha, predictor.beta)
         if not np.all(steps > 0):
             raise CorruptStreamError(f"{predictor.name} stage: bound {eb!r} leaves no usable quantization step")
