@@ -48,9 +48,10 @@ def _low_rank(dtype: str) -> np.ndarray:
     return np.exp(-np.abs(t[:, None] - t[None, :])).astype(dtype)
 
 
-def _calls(codec: str, dtype: str, ndim: int) -> list[tuple[np.ndarray, dict]]:
+def _calls(codec: str, dtype: str, ndim: int) -> list[tuple[str, np.ndarray, dict]]:
     x = _field(SHAPES[ndim], dtype)
     calls = [(x, {"rel": 1e-3}), (x, {"pw_rel": 1e-3})]
+    extra = []
     if codec == "sz":
         calls += [(x, {"rel": 1e-4, "predictor": "interpolation"}), (x, {"rel": 1e-4, "predictor": "lorenzo"})]
         calls.append((x, {"rel": 1e-3, "entropy": "best"}))  # the rANS coder's context counts (and coder where kept)
@@ -58,9 +59,17 @@ def _calls(codec: str, dtype: str, ndim: int) -> list[tuple[np.ndarray, dict]]:
         calls.append((x * 1e12, {"abs": 1e-6}))  # codes beyond int32: the 64-bit path
     if codec == "sperr":
         calls.append((x, {"psnr": 60.0}))
-    if codec == "hlr" and ndim == 2:
-        calls.append((_low_rank(dtype), {"abs": 1e-5}))
-    return calls
+    if codec == "hlr":
+        if ndim >= 2:  # low-rank tiles (a 3-D or 4-D array is matricized along its first axis)
+            calls.append(
+                (_low_rank(dtype).reshape({2: (160, 160), 3: (160, 16, 10), 4: (160, 4, 4, 10)}[ndim]), {"abs": 1e-5})
+            )
+        # the residual is coded with sz's stages, with whichever predictor its policy picks
+        # for the data, as the array or (2-D) as a 4-D tensor view
+        for n in (ndim, 4) if ndim == 2 else (ndim,):
+            y = _field(SHAPES[n], dtype)
+            extra += [("sz", y, {"rel": 1e-4, "predictor": p}) for p in ("interpolation", "lorenzo")]
+    return [(codec, array, options) for array, options in calls] + extra
 
 
 def cases(
@@ -82,8 +91,8 @@ def warmup(
     done = []
     for case in cases(codecs, dtypes, ndims):
         t0 = time.perf_counter()
-        for array, options in _calls(case.codec, case.dtype, case.ndim):
-            decompress(compress(array, case.codec, **options))
+        for codec, array, options in _calls(case.codec, case.dtype, case.ndim):
+            decompress(compress(array, codec, **options))
         case.seconds = time.perf_counter() - t0
         done.append(case)
         if on_case is not None:

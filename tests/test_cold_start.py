@@ -115,6 +115,27 @@ def test_cli_warmup_compiles_ahead_so_nothing_compiles_later(tmp_path):
     assert result(run(USE, env))["compiled"] == 0
 
 
+HLR_AFTER_WARMUP = r"""
+import json, sys, numpy as np
+from numba.core import event
+import errbound
+if sys.argv[1] == "warm":
+    errbound.warmup(["hlr"], dtypes=["float32"], ndims=[3])
+    sys.exit()
+# a field whose residual sz codes with Lorenzo: warmup must have compiled that path too
+x = np.random.default_rng(0).standard_normal((40, 40, 40)).cumsum(0).cumsum(1).astype(np.float32)
+with event.install_recorder("numba:compile") as rec:
+    errbound.decompress(errbound.compress(x, "hlr", rel=1e-3))
+print(json.dumps({"compiled": sorted({e.data["dispatcher"].py_func.__qualname__ for _, e in rec.buffer if e.is_start})}))
+"""
+
+
+def test_hlr_warmup_covers_the_residual_predictors(tmp_path):
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"), ERRBOUND_PROGRESS="0")
+    assert run(HLR_AFTER_WARMUP, env, "warm").returncode == 0
+    assert result(run(HLR_AFTER_WARMUP, env, "use"))["compiled"] == []
+
+
 def _read_only_copy(tmp_path: Path) -> Path | None:
     """errbound's package in a read-only folder (a read-only bind mount as root, file modes
     otherwise), or None where neither is possible."""
