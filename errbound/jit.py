@@ -236,12 +236,16 @@ def _compile_lock(what: str, stamp: Path) -> Iterator[None]:
         handle.close()
 
 
+WARMUP_HINT = "`errbound warmup` compiles ahead of time."
+
+
 class _Notice:
     """Says once that a first use is compiling, as soon as it has both run NOTICE_AFTER_S
     and compiled something (a first use that only loads from the cache says nothing)."""
 
-    def __init__(self, what: str):
+    def __init__(self, what: str, hint: str):
         self.what = what
+        self.hint = hint
         self.compiled = 0
         self.due = False
         self.said = False
@@ -266,9 +270,10 @@ class _Notice:
             self.said = True
         log.warning(
             "errbound: compiling the kernels of the %s (first use with the numba cache %s); the next "
-            "calls are fast. `errbound warmup` compiles ahead of time.",
+            "calls are fast. %s",
             self.what,
             cache_location(),
+            self.hint,
         )
 
     def listener(self):
@@ -285,7 +290,7 @@ class _Notice:
 
 
 @contextlib.contextmanager
-def first_use(key: tuple, what: str) -> Iterator[None]:
+def first_use(key: tuple, what: str, hint: str = WARMUP_HINT) -> Iterator[None]:
     """Run the block as this process's first use of a codec path (``key``) if it is one:
     under the compile lock unless a stamp shows the path compiled already, with the notice,
     and stamped afterwards. A first use inside another (compress decoding what it wrote)
@@ -296,7 +301,7 @@ def first_use(key: tuple, what: str) -> Iterator[None]:
         return
     with _first_lock:
         stamp = _stamp(key)
-        notice = _Notice(what)
+        notice = _Notice(what, hint)
         lock = contextlib.nullcontext() if stamp.exists() else _compile_lock(what, stamp)
         _active.on = True
         try:

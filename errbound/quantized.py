@@ -439,3 +439,14 @@ def _decode(parts: CodeStreamParts, count: int, scratch_slot: str | None) -> np.
     if parts.wide_index.size:
         values[parts.wide_index] = parts.wide_value
     return lorenzo_restore(values, parts.shape) if parts.predicted else values
+
+
+def first_use(name: str, what: str, hint: str):
+    """A context manager for a package that calls these kernels directly and warms them up
+    (mpi_collectives): the block runs as errbound's codecs run their first use, under a
+    lock between processes sharing the numba cache (one compiles, the others then load)
+    unless a stamp shows it done, and with the compile notice (``what`` is compiling, then
+    ``hint``) where it compiles for more than a second."""
+    from .jit import first_use as codec_first_use  # numba: loaded here, not by `import errbound.quantized`
+
+    return codec_first_use(("quantized", name), what, hint)

@@ -131,14 +131,16 @@ def main() -> None:
     rank = world.Get_rank()
     # adapt=False: this demo runs on one machine, where the default runs plain MPI (ranks on
     # one node share memory, faster than any compressor); forced, every rank counts as a node
+    if rank == 0:
+        print(
+            f"{world.Get_size()} ranks, grid {SHAPE[0]}x{SHAPE[1]} float64, rel bound {args.rel:g}; "
+            "errors are max |compressed - uncompressed| / bound",
+            flush=True,
+        )
     comm = CompressedComm(world, rel=args.rel, adapt=False)
     height = terrain(args.terrain)
     fast, exact = Heat(comm, height), Heat(world, height)
     if rank == 0:
-        print(
-            f"{world.Get_size()} ranks, grid {SHAPE[0]}x{SHAPE[1]} float64, rel bound {args.rel:g}; "
-            "errors are max |compressed - uncompressed| / bound"
-        )
         print(
             f"{'step':>5s} {'Allreduce':>10s} {'Bcast':>8s} {'T drift':>10s} {'sent MB':>8s} {'saved MB':>9s} {'ratio':>6s}"
         )

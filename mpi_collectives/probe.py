@@ -50,7 +50,14 @@ def warm_up(codec: str = "fz") -> None:
             return
         from .movement import blockcodec  # the block codec: imported here, not at start-up
 
-        with compute():
+        with (
+            qz.first_use(
+                f"collectives-{codec}",
+                "compressed collectives",
+                "Later runs load them from the cache (a job's first `CompressedComm` pays this once per machine).",
+            ),
+            compute(),
+        ):
             for dtype in (np.float32, np.float64):
                 for shape in ((512,), (16, 32), (4, 8, 16), (2, 4, 8, 8)):
                     x = np.cumsum(np.linspace(0.0, 1.0, 512)).astype(dtype).reshape(shape)
@@ -70,10 +77,10 @@ def warm_up(codec: str = "fz") -> None:
                     target = np.empty(512, dtype)
                     blockcodec.decode(blockcodec.encode(flat, shape, 1e-3, codec), target)
                     blockcodec.encode(flat, shape, 1e-3, codec, np.empty(512, dtype))
-        from .reduction import grid
+            from .reduction import grid
 
-        grid.divide_into(np.arange(512, dtype=np.int32), 7, np.empty(512, np.float32))
-        grid.divide_into(np.arange(512, dtype=np.int64), 7, np.empty(512, np.float64))
+            grid.divide_into(np.arange(512, dtype=np.int32), 7, np.empty(512, np.float32))
+            grid.divide_into(np.arange(512, dtype=np.int64), 7, np.empty(512, np.float64))
         _WARM.add(codec)
 
 
