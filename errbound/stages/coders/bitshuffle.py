@@ -224,19 +224,20 @@ def _unshuffle(first, stop, masks, dense, dense_off, sparse_off, dense_planes, s
                 for g in range(_GROUPS):
                     xs[g] = 0
                 # gather straight from the two streams (absent planes add nothing): 1.3x
-                # faster than first copying every plane, zeros included, into a block buffer
+                # faster than first copying every plane, zeros included, into a block buffer;
+                # indexed, not sliced: a slice per plane made the serial kernel 1.75x slower
                 for p in range(8):
                     plane = 8 * byte + p
                     if (group_mask >> np.uint64(p)) & np.uint64(1):
                         sh = np.uint64(8 * p)
                         if plane < dense:
-                            src = dense_bytes[src_dense : src_dense + _GROUPS]
+                            for g in range(_GROUPS):
+                                xs[g] |= np.uint64(dense_bytes[src_dense + g]) << sh
                             src_dense += _GROUPS
                         else:
-                            src = sparse_bytes[src_sparse : src_sparse + _GROUPS]
+                            for g in range(_GROUPS):
+                                xs[g] |= np.uint64(sparse_bytes[src_sparse + g]) << sh
                             src_sparse += _GROUPS
-                        for g in range(_GROUPS):
-                            xs[g] |= np.uint64(src[g]) << sh
                 sh = np.uint64(8 * byte)
                 for g in range(_GROUPS):
                     x = _transpose8(xs[g])
