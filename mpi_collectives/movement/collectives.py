@@ -270,6 +270,24 @@ def _cut(count: int, parts: int, row: int, trailing: tuple[int, ...]) -> list[tu
 # --------------------------------------------------------------------------------- Gather, Scatter
 
 
+def _send_block(mailbox, layout, dest, values, shape, tag, bound, settings, stats) -> None:
+    """``values`` to rank ``dest``: floats inside a node, compressed (and counted) between nodes."""
+    if layout.node_of[dest] == layout.node_of[mailbox.channel.rank]:
+        mailbox.send(values, dest, tag)
+    else:
+        payload = blockcodec.encode(values, shape, bound, settings.codec)
+        stats.add(sent=len(payload), raw=values.nbytes, messages=1)
+        mailbox.send(payload, dest, tag, compressed=True)
+
+
+def _receive_block(mailbox, layout, source, tag, target) -> None:
+    """What :func:`_send_block` sent from rank ``source``, into ``target``."""
+    if layout.node_of[source] == layout.node_of[mailbox.channel.rank]:
+        mailbox.receive_into(source, tag, target)
+    else:
+        blockcodec.decode(mailbox.receive(source, tag), target)
+
+
 def gather(
     mailbox: Mailbox,
     layout: Topology,
@@ -284,23 +302,12 @@ def gather(
     bound = bound_of(settings, agreed)
     if not bound > 0:
         return False
-    rank = mailbox.channel.rank
-    root_node = layout.node_of[root]
-    if rank != root:
-        if layout.node_of[rank] == root_node:
-            mailbox.send(send.flat, root, exchange.TAG_GATHER)
-        else:
-            payload = blockcodec.encode(send.flat, send.block_shape, bound, settings.codec)
-            stats.add(sent=len(payload), raw=send.flat.nbytes, messages=1)
-            mailbox.send(payload, root, exchange.TAG_GATHER, compressed=True)
+    if mailbox.channel.rank != root:
+        _send_block(mailbox, layout, root, send.flat, send.block_shape, exchange.TAG_GATHER, bound, settings, stats)
     else:
         for i in range(layout.size):
-            if i == root:
-                continue
-            if layout.node_of[i] == root_node:
-                mailbox.receive_into(i, exchange.TAG_GATHER, recv.block(i))
-            else:
-                blockcodec.decode(mailbox.receive(i, exchange.TAG_GATHER), recv.block(i))
+            if i != root:
+                _receive_block(mailbox, layout, i, exchange.TAG_GATHER, recv.block(i))
         if send is not None:
             recv.block(root)[...] = send.flat
     mailbox.close()
@@ -321,24 +328,16 @@ def scatter(
     bound = bound_of(settings, agreed)
     if not bound > 0:
         return False
-    rank = mailbox.channel.rank
-    root_node = layout.node_of[root]
-    if rank == root:
+    if mailbox.channel.rank == root:
         for i in range(layout.size):
-            if i == root:
-                continue
-            if layout.node_of[i] == root_node:
-                mailbox.send(send.block(i), i, exchange.TAG_SCATTER)
-            else:
-                payload = blockcodec.encode(send.block(i), send.block_shape, bound, settings.codec)
-                stats.add(sent=len(payload), raw=send.block(i).nbytes, messages=1)
-                mailbox.send(payload, i, exchange.TAG_SCATTER, compressed=True)
+            if i != root:
+                _send_block(
+                    mailbox, layout, i, send.block(i), send.block_shape, exchange.TAG_SCATTER, bound, settings, stats
+                )
         if recv is not None:
             recv.flat[...] = send.block(root)
-    elif layout.node_of[rank] == root_node:
-        mailbox.receive_into(root, exchange.TAG_SCATTER, recv.flat)
     else:
-        blockcodec.decode(mailbox.receive(root, exchange.TAG_SCATTER), recv.flat)
+        _receive_block(mailbox, layout, root, exchange.TAG_SCATTER, recv.flat)
     mailbox.close()
     return True
 
@@ -495,23 +494,13 @@ def alltoall(
     rank = mailbox.channel.rank
     # IN_PLACE: the blocks to send live where the received ones go; send from a copy
     source = send if send is not None else Buffer(recv.flat.copy(), recv.count, recv.blocks, recv.block_shape)
-    node = layout.node_of[rank]
-    for i in range(layout.size):
-        if i == rank:
-            continue
-        if layout.node_of[i] == node:
-            mailbox.send(source.block(i), i, exchange.TAG_ALLTOALL)
-        else:
-            payload = blockcodec.encode(source.block(i), source.block_shape, bound, settings.codec)
-            stats.add(sent=len(payload), raw=source.block(i).nbytes, messages=1)
-            mailbox.send(payload, i, exchange.TAG_ALLTOALL, compressed=True)
-    for i in range(layout.size):
-        if i == rank:
-            continue
-        if layout.node_of[i] == node:
-            mailbox.receive_into(i, exchange.TAG_ALLTOALL, recv.block(i))
-        else:
-            blockcodec.decode(mailbox.receive(i, exchange.TAG_ALLTOALL), recv.block(i))
+    others = [i for i in range(layout.size) if i != rank]
+    for i in others:
+        _send_block(
+            mailbox, layout, i, source.block(i), source.block_shape, exchange.TAG_ALLTOALL, bound, settings, stats
+        )
+    for i in others:
+        _receive_block(mailbox, layout, i, exchange.TAG_ALLTOALL, recv.block(i))
     recv.block(rank)[...] = source.block(rank)
     mailbox.close()
     return True
