@@ -114,6 +114,7 @@ def test_each_dataset_gets_its_rules_bound(compressed):
         assert np.abs(sst[...][finite].astype(np.float64) - data["sst"][finite]).max() <= 0.01
         assert files.errbound_params(f["atm/T"]).codec == "sz"
         assert files.errbound_params(f["ocean/surface/sst"]).codec == "zfp"
+        assert files.errbound_params(f["atm/Q"]).codec == "auto"  # its rule names no codec
         assert files.errbound_params(f["atm/keep_T"]) is None  # copy = true
         assert files.errbound_params(f["tiny"]) is None  # under min_bytes
 
@@ -143,6 +144,18 @@ def test_info_check_reports_errors_within_bounds(compressed):
     rows = {r["path"]: r for r in files.file_info(folder / "out.h5", check=folder / "in.h5")}
     assert rows["/atm/T"]["err_over_bound"] <= 1 and rows["/ocean/surface/sst"]["err_over_bound"] <= 1
     assert rows["/atm/Q"]["psnr"] >= 55 and rows["/atm/T"]["ratio"] > 2
+
+
+def test_without_a_codec_h5_compress_picks_per_chunk_with_auto(tmp_path):
+    data = make_input(tmp_path / "in.h5")
+    res = run_cli("h5", "compress", tmp_path / "in.h5", tmp_path / "out.h5", "--rel", "1e-3")
+    assert res.returncode == 0, res.stderr
+    rows = {r["path"]: r for r in files.file_info(tmp_path / "out.h5", check=tmp_path / "in.h5")}
+    for name in ("/atm/T", "/atm/Q", "/ocean/surface/sst"):
+        assert rows[name]["codec"] == "auto" and rows[name]["err_over_bound"] <= 1, rows[name]
+    with h5py.File(tmp_path / "out.h5") as f:
+        t = f["atm/T"][...].astype(np.float64)
+    assert np.abs(t - data["T"]).max() <= 1e-3 * float(data["T"].max() - data["T"].min())
 
 
 def test_decompress_restores_plain_datasets(compressed, tmp_path):

@@ -15,7 +15,8 @@ from conftest import field_names, load_field
 import errbound
 from errbound.bounds import finite_range
 from errbound.bounds import psnr as measure_psnr
-from errbound.integrations.tune import parse_target, sample_regions
+from errbound.codec import codec_names
+from errbound.integrations.tune import AUTO_WITHIN, DEFAULT_CODECS, parse_target, sample_regions
 
 FAST = ["sz", "zfp"]  # the tuner tries every lossy codec by default; two keep the tests quick
 
@@ -55,6 +56,20 @@ def test_psnr_choice_meets_the_target_when_compressed_with_its_bound():
     assert {c["codec"] for c in result.candidates} == set(FAST)
     best = max(c["ratio"] for c in result.candidates if c["met"])
     assert result.predicted_ratio == best
+
+
+def test_by_default_auto_is_a_candidate_and_kept_within_one_percent_of_the_best():
+    x = smooth((40, 80, 90))
+    result = errbound.tune(x, "max-rel=1e-3")
+    rows = {c["codec"]: c for c in result.candidates}
+    assert set(rows) == {c for c in DEFAULT_CODECS if c in codec_names()} and "auto" in rows
+    best = max(r["ratio"] for r in rows.values())
+    assert result.codec == (
+        "auto" if rows["auto"]["ratio"] >= AUTO_WITHIN * best else max(rows, key=lambda c: rows[c]["ratio"])
+    )
+    assert result.predicted_ratio >= AUTO_WITHIN * best
+    y = errbound.decompress(errbound.compress(x, result.codec, **result.bound))
+    assert np.abs(y.astype(np.float64) - x).max() <= 1e-3 * float(x.max() - x.min())
 
 
 def test_max_rel_choice_is_a_rel_bound_and_ratio_choice_reaches_about_the_ratio():

@@ -29,7 +29,12 @@ def add_parser(sub, codecs: list[str]) -> None:
     p.add_argument("input", metavar="IN.h5")
     p.add_argument("output", metavar="OUT.h5")
     p.add_argument("--config", metavar="TOML", help="bounds file (errbound tune writes one)")
-    p.add_argument("--codec", default="sz", choices=codecs, help="codec with a bound flag (default sz)")
+    p.add_argument(
+        "--codec",
+        default="auto",
+        choices=codecs,
+        help="codec with a bound flag (default auto: per chunk the codec with the best ratio)",
+    )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--abs", type=bound_arg("abs"), metavar="X", help="|x - x'| <= X")
     group.add_argument("--rel", type=bound_arg("rel"), metavar="X", help="|x - x'| <= X * (max - min) of each dataset")

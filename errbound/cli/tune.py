@@ -24,7 +24,11 @@ def add_parser(sub) -> None:
         "--verify", action="store_true", help="compress the file with the chosen bounds and show the real results"
     )
     p.add_argument(
-        "--codecs", type=names_arg(lossy), metavar="LIST", default=None, help="candidates (default every lossy codec)"
+        "--codecs",
+        type=names_arg(lossy),
+        metavar="LIST",
+        default=None,
+        help="candidates (default auto,sz,zfp,fz,sperr; hlr only when named)",
     )
     p.add_argument(
         "--sample", type=positive_int, default=1 << 16, metavar="N", help="sample values per variable (default 65536)"

@@ -43,7 +43,10 @@ RATIO_MARGIN = 1.03
 TARGETS = ("psnr", "ratio", "max-rel")
 #: the candidates when none are named: the registered ones of these. hlr is left out because it
 #: is ~100x slower (16 s for a 1.2 MB field here) and the search compresses the sample ~10 times
-DEFAULT_CODECS = ("sz", "zfp", "fz", "sperr")
+DEFAULT_CODECS = ("auto", "sz", "zfp", "fz", "sperr")
+#: ``auto`` is kept when its sampled result is within this factor of the best fixed codec's: it
+#: chooses again for every chunk of the dataset, where the two sampled blocks cannot see
+AUTO_WITHIN = 0.99
 
 
 @dataclass
@@ -200,6 +203,14 @@ def choose(sample: _Sample, target: str, codecs: Sequence[str] | None = None) ->
         raise BoundError(f"no candidate codec could compress the sample: {failed}")
     key = (lambda r: (r["met"], r["psnr"], r["ratio"])) if kind == "ratio" else (lambda r: (r["met"], r["ratio"]))
     best = max(rows, key=key)
+    auto = next((r for r in rows if r["codec"] == "auto"), None)
+    if auto is not None and auto is not best and auto["met"] >= best["met"]:
+        close = (
+            auto["psnr"] >= best["psnr"] - 20 * math.log10(1 / AUTO_WITHIN)
+            if kind == "ratio"
+            else auto["ratio"] >= AUTO_WITHIN * best["ratio"]
+        )
+        best = auto if close else best
     return TuneResult(
         best["codec"],
         best["mode"],
