@@ -33,7 +33,6 @@ from errbound.integrations.hdf5 import files, plugin  # noqa: E402
 COMPRESSED = ("/atm/T", "/atm/u", "/ocn/sst")
 BOUNDS_TOML = """
 [default]
-codec = "sz"
 rel = 1e-3
 
 [[rule]]
@@ -79,6 +78,13 @@ def case(tmp_path_factory):
         ocn.createVariable("mask", "i1", ("lat", "lon"))[:] = smooth_field((40, 70), 4) > 0
     (folder / "bounds.toml").write_text(BOUNDS_TOML)
     assert cli(["h5", "compress", str(src), str(out), "--config", str(folder / "bounds.toml")]) == 0
+    with h5py.File(out) as f:  # the default rule names no codec: auto, as errbound h5 compress writes by default
+        assert (
+            chunk_codec.parse_cd_values(
+                f["atm/T"].id.get_create_plist().get_filter_by_id(chunk_codec.FILTER_ID)[1]
+            ).codec
+            == "auto"
+        )
     originals, bounds = {}, {}
     with h5py.File(src, "r") as fin, h5py.File(out, "r") as fout:
         for path in COMPRESSED:
