@@ -75,13 +75,21 @@ def estimated_size(predictor, blocks: list[np.ndarray], eb: float, coded: bool =
     """Bytes the candidate would need: the Shannon entropy of its codes (Huffman + zstd land
     close to it, and it costs only a histogram), or with ``coded`` their Huffman + zstd size,
     plus its exact unpredictable values."""
+    return _sized(predictor, *_sample_codes(predictor, blocks, eb), coded)
+
+
+def _sample_codes(predictor, blocks: list[np.ndarray], eb: float) -> tuple[np.ndarray, int]:
+    """The candidate's codes on the blocks, and the bytes of its unpredictable values."""
     codes, unpred_bytes = [], 0
     for block in blocks:
         c, u, r = predictor.encode(block, eb)
         codes.append(c)
         unpred_bytes += u.nbytes
         predictor.encoded = (c, u, r)  # a small array is its own sample: its final encode is this one
-    codes = codes[0] if len(codes) == 1 else np.concatenate(codes)
+    return (codes[0] if len(codes) == 1 else np.concatenate(codes)), unpred_bytes
+
+
+def _sized(predictor, codes: np.ndarray, unpred_bytes: int, coded: bool) -> float:
     if coded:
         return len(ZstdLossless().compress(huffman.encode(codes, 2 * predictor.radius))) + unpred_bytes
     return _entropy_bytes(codes) + unpred_bytes
@@ -153,16 +161,17 @@ def choose(data: np.ndarray, eb: float):
     # predictors (a smooth 1-D series at rel 1e-2: entropy 103 bytes for Lorenzo against 172
     # for interpolation, coded 248 against 138). There the candidates are sized coded.
     first = interp(True, None, 1.25, 2.0)
+    first_codes = _sample_codes(first, blocks, eb)  # also the first candidate below: coded once
     values = sum(b.size for b in blocks)
-    coded = 8 * estimated_size(first, blocks, eb) < CODED_BELOW_BITS * values
+    coded = 8 * _sized(first, *first_codes, False) < CODED_BELOW_BITS * values
 
     def size_of(predictor):
         return estimated_size(predictor, blocks, eb, coded)
 
     best_cubic, best_size, best = True, None, None
     for cubic in (True, False):
-        candidate = interp(cubic, None, 1.25, 2.0)
-        size = size_of(candidate)
+        candidate = first if cubic else interp(cubic, None, 1.25, 2.0)
+        size = _sized(first, *first_codes, coded) if cubic else size_of(candidate)
         if best_size is None or size < best_size:
             best_cubic, best_size, best = cubic, size, candidate
     best_order = None
