@@ -95,19 +95,17 @@ def _encode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, n
     return nu if ok else nu + 1
 
 
-# The traversal is written once with an ``encode`` flag and compiled twice, into the two
-# entry points below, where the flag is a constant: inlined there, the branch on it folds
-# away, so the hot loop holds no test of the direction (encoding measured 20 % faster than
-# testing a runtime flag per point). Both branches are typed in both entry points, so the
-# encoder's point is a call (typed and compiled once; as fast) and only the decoder's small
-# one is inlined: inlining both doubled the typing and optimizing of the cold compile.
-# Plain module functions, not closures: numba's cache keys a closure by its pickled cells,
-# and a cell holding a jitted function pickles differently in every process, so closures
-# recompiled on every start.
+# One kernel runs both directions: the flag is tested once per row of the innermost axis,
+# not per point, and each direction has its own copy of that short loop, so the hot loop
+# holds no test of the direction. Compiling one kernel instead of an encoder and a decoder
+# (each typing the whole traversal) saves a cold process that compresses and decompresses
+# about a second. The encoder's point is a call (typed once); the decoder's small one is
+# inlined. A plain module function, not a closure: numba's cache keys a closure by its
+# pickled cells, and a cell holding a jitted function pickles differently in every process.
 
 
-@kernel(inline="always")
-def _traverse(w, shape4, encode, cubic, order, level_eb, eb, anchor, radius, codes, unpred):
+@kernel
+def traverse_kernel(w, shape4, encode, cubic, order, level_eb, eb, anchor, radius, codes, unpred):
     """Run the full traversal. Encode: w holds the data and ends as the reconstruction,
     codes/unpred are written. Decode: w is filled from codes/unpred.
     Returns (number of codes, number of unpredictable values)."""
@@ -175,26 +173,21 @@ def _traverse(w, shape4, encode, cubic, order, level_eb, eb, anchor, radius, cod
                             kfix = i1 >> shift
                         else:
                             kfix = i2 >> shift
-                        for i3 in range(begin[3], n3, jump[3]):
-                            k = (i3 >> shift) if d == 3 else kfix
-                            idx = base + i3
-                            pred = _predict(w, idx, off, k, n, cubic)
-                            if encode:
+                        if encode:
+                            for i3 in range(begin[3], n3, jump[3]):
+                                k = (i3 >> shift) if d == 3 else kfix
+                                idx = base + i3
+                                pred = _predict(w, idx, off, k, n, cubic)
                                 nu = _encode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, nu)
-                            else:
+                                nc += 1
+                        else:
+                            for i3 in range(begin[3], n3, jump[3]):
+                                k = (i3 >> shift) if d == 3 else kfix
+                                idx = base + i3
+                                pred = _predict(w, idx, off, k, n, cubic)
                                 nu = _decode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, nu)
-                            nc += 1
+                                nc += 1
     return nc, nu
-
-
-@kernel
-def encode_kernel(w, shape4, cubic, order, level_eb, eb, anchor, radius, codes, unpred):
-    return _traverse(w, shape4, True, cubic, order, level_eb, eb, anchor, radius, codes, unpred)
-
-
-@kernel
-def decode_kernel(w, shape4, cubic, order, level_eb, eb, anchor, radius, codes, unpred):
-    return _traverse(w, shape4, False, cubic, order, level_eb, eb, anchor, radius, codes, unpred)
 
 
 def level_count(shape: tuple[int, ...], anchor: int) -> int:
@@ -269,8 +262,8 @@ class InterpolationPredictor(Stage):
         work = np.array(data, copy=True).reshape(-1)
         codes = np.empty(work.size, np.int32)
         unpred = np.empty(work.size, data.dtype)
-        nc, nu = encode_kernel(
-            work, np.array(shape4, np.int64), self.cubic, order, unit * eb, eb, anchor, self.radius, codes, unpred
+        nc, nu = traverse_kernel(
+            work, np.array(shape4, np.int64), True, self.cubic, order, unit * eb, eb, anchor, self.radius, codes, unpred
         )
         return codes[:nc], unpred[:nu], work.reshape(data.shape)
 
@@ -289,7 +282,17 @@ class InterpolationPredictor(Stage):
         work = np.empty(math.prod(shape4), dtype)
         codes = kernel_array(codes, np.int32)
         unpred = kernel_array(unpred, dtype)
-        decode_kernel(
-            work, np.array(shape4, np.int64), self.cubic, order, unit * eb, eb, anchor, self.radius, codes, unpred
+        traverse_kernel(
+            work,
+            np.array(shape4, np.int64),
+            False,
+            self.cubic,
+            order,
+            unit * eb,
+            eb,
+            anchor,
+            self.radius,
+            codes,
+            unpred,
         )
         return work.reshape(shape)

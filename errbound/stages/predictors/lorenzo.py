@@ -73,17 +73,52 @@ def _pred_3d(row, up, back, corner, j, prev):
     ) + prev
 
 
+# One kernel per dimensionality runs both directions: the flag is tested once per row, and
+# each direction has its own copy of the row loop, so no loop tests it per point (a runtime
+# flag tested per point was 1.5x slower). The row functions are calls, each typed once for
+# both directions: an encoder and a decoder compiled apart (each with every row function
+# inlined) cost a cold process that compresses and decompresses about a second more. Plain
+# module functions, not closures: numba's cache keys a closure by its pickled cells, and a
+# cell holding a jitted function pickles differently in every process.
+
+
 @kernel(inline="always")
-def _point(encode, row, j, pred, step, inv_step, eb, radius, codes, nc):
-    """Encode or decode one point (``encode`` is a constant in every caller, and LLVM folds
-    the other branch away). The encoder is a call, typed once for all call sites; the small
-    decoder is inlined at each (as a call it cost decoding ~9 %)."""
+def _pred_4d(w, i, s0, s1, s2, prev):
+    a = np.float64(w[i - s2]) + np.float64(w[i - s1]) + np.float64(w[i - s0])
+    b = (
+        np.float64(w[i - 1 - s2])
+        + np.float64(w[i - 1 - s1])
+        + np.float64(w[i - 1 - s0])
+        + np.float64(w[i - s2 - s1])
+        + np.float64(w[i - s2 - s0])
+        + np.float64(w[i - s1 - s0])
+    )
+    c = (
+        np.float64(w[i - 1 - s2 - s1])
+        + np.float64(w[i - 1 - s2 - s0])
+        + np.float64(w[i - 1 - s1 - s0])
+        + np.float64(w[i - s2 - s1 - s0])
+    )
+    d = np.float64(w[i - 1 - s2 - s1 - s0])
+    return ((a - b) + (c - d)) + prev
+
+
+@kernel(inline="always")
+def _row_4d(w, base, m3, s0, s1, s2, encode, step, inv_step, eb, radius, codes, nc):
+    prev = np.float64(w[base])
     if encode:
-        return _encode_point(row, j, pred, step, inv_step, eb, radius, codes, nc)
-    return _decode_point(row, j, pred, step, inv_step, eb, radius, codes, nc)
+        for i3 in range(1, m3):
+            i = base + i3
+            pred = _pred_4d(w, i, s0, s1, s2, prev)
+            prev = _encode_point(w, i, pred, step, inv_step, eb, radius, codes, nc + i3 - 1)
+    else:
+        for i3 in range(1, m3):
+            i = base + i3
+            pred = _pred_4d(w, i, s0, s1, s2, prev)
+            prev = _decode_point(w, i, pred, step, inv_step, eb, radius, codes, nc + i3 - 1)
 
 
-@kernel(inline="always")
+@kernel
 def _kernel_4d(p, encode, eb, radius, codes):
     m0, m1, m2, m3 = p.shape
     w = p.reshape(-1)
@@ -96,46 +131,34 @@ def _kernel_4d(p, encode, eb, radius, codes):
     for i0 in range(1, m0):
         for i1 in range(1, m1):
             for i2 in range(1, m2):
-                base = i0 * s0 + i1 * s1 + i2 * s2
-                prev = np.float64(w[base])
-                for i3 in range(1, m3):
-                    i = base + i3
-                    # inclusion-exclusion over the 15 corners behind the point, in a fixed order
-                    a = np.float64(w[i - s2]) + np.float64(w[i - s1]) + np.float64(w[i - s0])
-                    b = (
-                        np.float64(w[i - 1 - s2])
-                        + np.float64(w[i - 1 - s1])
-                        + np.float64(w[i - 1 - s0])
-                        + np.float64(w[i - s2 - s1])
-                        + np.float64(w[i - s2 - s0])
-                        + np.float64(w[i - s1 - s0])
-                    )
-                    c = (
-                        np.float64(w[i - 1 - s2 - s1])
-                        + np.float64(w[i - 1 - s2 - s0])
-                        + np.float64(w[i - 1 - s1 - s0])
-                        + np.float64(w[i - s2 - s1 - s0])
-                    )
-                    d = np.float64(w[i - 1 - s2 - s1 - s0])
-                    pred = ((a - b) + (c - d)) + prev
-                    prev = _point(encode, w, i, pred, step, inv_step, eb, radius, codes, nc)
-                    nc += 1
+                _row_4d(w, i0 * s0 + i1 * s1 + i2 * s2, m3, s0, s1, s2, encode, step, inv_step, eb, radius, codes, nc)
+                nc += m3 - 1
 
 
-@kernel(inline="always")
-def _row_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
+@kernel
+def _row_3d_encode(p, i0, i1, step, inv_step, eb, radius, codes):
     m1, m2 = p.shape[1], p.shape[2]
     row, up, back, corner = p[i0, i1], p[i0, i1 - 1], p[i0 - 1, i1], p[i0 - 1, i1 - 1]
     nc = ((i0 - 1) * (m1 - 1) + (i1 - 1)) * (m2 - 1) - 1
     prev = np.float64(row[0])
     for j in range(1, m2):
-        prev = _point(
-            encode, row, j, _pred_3d(row, up, back, corner, j, prev), step, inv_step, eb, radius, codes, nc + j
-        )
+        pred = _pred_3d(row, up, back, corner, j, prev)
+        prev = _encode_point(row, j, pred, step, inv_step, eb, radius, codes, nc + j)
+
+
+@kernel
+def _row_3d_decode(p, i0, i1, step, inv_step, eb, radius, codes):
+    m1, m2 = p.shape[1], p.shape[2]
+    row, up, back, corner = p[i0, i1], p[i0, i1 - 1], p[i0 - 1, i1], p[i0 - 1, i1 - 1]
+    nc = ((i0 - 1) * (m1 - 1) + (i1 - 1)) * (m2 - 1) - 1
+    prev = np.float64(row[0])
+    for j in range(1, m2):
+        pred = _pred_3d(row, up, back, corner, j, prev)
+        prev = _decode_point(row, j, pred, step, inv_step, eb, radius, codes, nc + j)
 
 
 @kernel(inline="always")
-def _row_pair_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
+def _row_pair_3d_encode(p, i0, i1, step, inv_step, eb, radius, codes):
     """Rows (i0, i1) and (i0 + 1, i1 - 1): neither reads the other, so their chains interleave."""
     m1, m2 = p.shape[1], p.shape[2]
     ra, ua, ba, ca = p[i0, i1], p[i0, i1 - 1], p[i0 - 1, i1], p[i0 - 1, i1 - 1]
@@ -147,130 +170,134 @@ def _row_pair_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
     for j in range(1, m2):
         preda = _pred_3d(ra, ua, ba, ca, j, pa)
         predb = _pred_3d(rb, ub, bb, cb, j, pb)
-        pa = _point(encode, ra, j, preda, step, inv_step, eb, radius, codes, na + j)
-        pb = _point(encode, rb, j, predb, step, inv_step, eb, radius, codes, nb + j)
+        pa = _encode_point(ra, j, preda, step, inv_step, eb, radius, codes, na + j)
+        pb = _encode_point(rb, j, predb, step, inv_step, eb, radius, codes, nb + j)
 
 
 @kernel(inline="always")
+def _row_pair_3d_decode(p, i0, i1, step, inv_step, eb, radius, codes):
+    """The decoder's pair of rows (see the encoder's)."""
+    m1, m2 = p.shape[1], p.shape[2]
+    ra, ua, ba, ca = p[i0, i1], p[i0, i1 - 1], p[i0 - 1, i1], p[i0 - 1, i1 - 1]
+    rb, ub, bb, cb = p[i0 + 1, i1 - 1], p[i0 + 1, i1 - 2], p[i0, i1 - 1], p[i0, i1 - 2]
+    na = ((i0 - 1) * (m1 - 1) + (i1 - 1)) * (m2 - 1) - 1
+    nb = (i0 * (m1 - 1) + (i1 - 2)) * (m2 - 1) - 1
+    pa = np.float64(ra[0])
+    pb = np.float64(rb[0])
+    for j in range(1, m2):
+        preda = _pred_3d(ra, ua, ba, ca, j, pa)
+        predb = _pred_3d(rb, ub, bb, cb, j, pb)
+        pa = _decode_point(ra, j, preda, step, inv_step, eb, radius, codes, na + j)
+        pb = _decode_point(rb, j, predb, step, inv_step, eb, radius, codes, nb + j)
+
+
+@kernel
+def _row_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
+    if encode:
+        _row_3d_encode(p, i0, i1, step, inv_step, eb, radius, codes)
+    else:
+        _row_3d_decode(p, i0, i1, step, inv_step, eb, radius, codes)
+
+
+@kernel(inline="always")
+def _row_pair_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
+    if encode:
+        _row_pair_3d_encode(p, i0, i1, step, inv_step, eb, radius, codes)
+    else:
+        _row_pair_3d_decode(p, i0, i1, step, inv_step, eb, radius, codes)
+
+
+@kernel
 def _kernel_3d(p, encode, eb, radius, codes):
     """Planes are taken in pairs and walked along a diagonal: row t of the first plane
     beside row t - 1 of the second, whose inputs are all done by then."""
     m0, m1 = p.shape[0], p.shape[1]
     step = 2.0 * eb
     inv_step = 1.0 / step
-    i0 = 1
-    while i0 + 1 < m0:
-        _row_3d(p, i0, 1, encode, step, inv_step, eb, radius, codes)
+    # row indices are int64 everywhere: a literal argument (1) compiles another specialisation
+    first, last = np.int64(1), np.int64(m1 - 1)
+    for i0 in range(1, m0 - 1, 2):
+        _row_3d(p, i0, first, encode, step, inv_step, eb, radius, codes)
         for t in range(2, m1):
             _row_pair_3d(p, i0, t, encode, step, inv_step, eb, radius, codes)
-        _row_3d(p, i0 + 1, m1 - 1, encode, step, inv_step, eb, radius, codes)
-        i0 += 2
-    if i0 < m0:
+        _row_3d(p, i0 + 1, last, encode, step, inv_step, eb, radius, codes)
+    if (m0 - 1) % 2 == 1:
         for t in range(1, m1):
-            _row_3d(p, i0, t, encode, step, inv_step, eb, radius, codes)
+            _row_3d(p, np.int64(m0 - 1), t, encode, step, inv_step, eb, radius, codes)
 
 
-@kernel(inline="always")
-def _kernel_2d(p, encode, eb, radius, codes):
+@kernel
+def _row_pair_2d(a, ua, b, na, nb, encode, step, inv_step, eb, radius, codes):
     """Rows in pairs: the second row's point j needs the first row's point j, computed
     just before it, so the second chain trails the first by one point and both run."""
+    pa = np.float64(a[0])
+    pb = np.float64(b[0])
+    if encode:
+        for j in range(1, a.shape[0]):
+            pred = (np.float64(ua[j]) - np.float64(ua[j - 1])) + pa
+            pa = _encode_point(a, j, pred, step, inv_step, eb, radius, codes, na + j)
+            pred = (np.float64(a[j]) - np.float64(a[j - 1])) + pb
+            pb = _encode_point(b, j, pred, step, inv_step, eb, radius, codes, nb + j)
+    else:
+        for j in range(1, a.shape[0]):
+            pred = (np.float64(ua[j]) - np.float64(ua[j - 1])) + pa
+            pa = _decode_point(a, j, pred, step, inv_step, eb, radius, codes, na + j)
+            pred = (np.float64(a[j]) - np.float64(a[j - 1])) + pb
+            pb = _decode_point(b, j, pred, step, inv_step, eb, radius, codes, nb + j)
+
+
+@kernel
+def _row_2d(a, ua, na, encode, step, inv_step, eb, radius, codes):
+    pa = np.float64(a[0])
+    if encode:
+        for j in range(1, a.shape[0]):
+            pred = (np.float64(ua[j]) - np.float64(ua[j - 1])) + pa
+            pa = _encode_point(a, j, pred, step, inv_step, eb, radius, codes, na + j)
+    else:
+        for j in range(1, a.shape[0]):
+            pred = (np.float64(ua[j]) - np.float64(ua[j - 1])) + pa
+            pa = _decode_point(a, j, pred, step, inv_step, eb, radius, codes, na + j)
+
+
+@kernel
+def _kernel_2d(p, encode, eb, radius, codes):
     m0, m1 = p.shape
     step = 2.0 * eb
     inv_step = 1.0 / step
-    i0 = 1
-    while i0 < m0:
-        a, ua = p[i0], p[i0 - 1]
+    for i0 in range(1, m0 - 1, 2):
         na = (i0 - 1) * (m1 - 1) - 1
-        pa = np.float64(a[0])
-        if i0 + 1 < m0:
-            b = p[i0 + 1]
-            nb = na + (m1 - 1)
-            pb = np.float64(b[0])
-            for j in range(1, m1):
-                pa = _point(
-                    encode,
-                    a,
-                    j,
-                    (np.float64(ua[j]) - np.float64(ua[j - 1])) + pa,
-                    step,
-                    inv_step,
-                    eb,
-                    radius,
-                    codes,
-                    na + j,
-                )
-                pb = _point(
-                    encode,
-                    b,
-                    j,
-                    (np.float64(a[j]) - np.float64(a[j - 1])) + pb,
-                    step,
-                    inv_step,
-                    eb,
-                    radius,
-                    codes,
-                    nb + j,
-                )
-            i0 += 2
-        else:
-            for j in range(1, m1):
-                pa = _point(
-                    encode,
-                    a,
-                    j,
-                    (np.float64(ua[j]) - np.float64(ua[j - 1])) + pa,
-                    step,
-                    inv_step,
-                    eb,
-                    radius,
-                    codes,
-                    na + j,
-                )
-            i0 += 1
+        _row_pair_2d(p[i0], p[i0 - 1], p[i0 + 1], na, na + (m1 - 1), encode, step, inv_step, eb, radius, codes)
+    if (m0 - 1) % 2 == 1:
+        na = np.int64((m0 - 2) * (m1 - 1) - 1)
+        _row_2d(p[m0 - 1], p[m0 - 2], na, encode, step, inv_step, eb, radius, codes)
 
 
-@kernel(inline="always")
+@kernel
 def _kernel_1d(p, encode, eb, radius, codes):
     w = p.reshape(-1)
     step = 2.0 * eb
     inv_step = 1.0 / step
     prev = np.float64(w[0])
-    for i in range(1, w.shape[0]):
-        prev = _point(encode, w, i, prev, step, inv_step, eb, radius, codes, i - 1)
-
-
-# Two entry points, each with the direction as a constant: everything above is inlined into
-# them, so the branch on ``encode`` folds away and no kernel tests it per point (the same
-# code with a runtime flag was 1.5x slower). Plain module functions, not closures: numba's
-# cache keys a closure by its pickled cells, and a cell holding a jitted function pickles
-# differently in every process, so closures recompiled on every start.
-
-# The ndim branches repeat in both entry points on purpose: numba turns ``p.ndim`` into a
-# constant only in the function it is typed in, so a shared inlined dispatcher fails to type.
+    if encode:
+        for i in range(1, w.shape[0]):
+            prev = _encode_point(w, i, prev, step, inv_step, eb, radius, codes, i - 1)
+    else:
+        for i in range(1, w.shape[0]):
+            prev = _decode_point(w, i, prev, step, inv_step, eb, radius, codes, i - 1)
 
 
 @kernel
-def encode_kernel(p, eb, radius, codes):
+def lorenzo_kernel(p, encode, eb, radius, codes):
+    """Encode (p holds the data, padded; it ends as the reconstruction and codes are
+    written) or decode (codes into p, whose unpredictable points are already in place)."""
     if p.ndim == 1:
-        _kernel_1d(p, True, eb, radius, codes)
+        _kernel_1d(p, encode, eb, radius, codes)
     elif p.ndim == 2:
-        _kernel_2d(p, True, eb, radius, codes)
+        _kernel_2d(p, encode, eb, radius, codes)
     elif p.ndim == 3:
-        _kernel_3d(p, True, eb, radius, codes)
+        _kernel_3d(p, encode, eb, radius, codes)
     else:
-        _kernel_4d(p, True, eb, radius, codes)
-
-
-@kernel
-def decode_kernel(p, eb, radius, codes):
-    if p.ndim == 1:
-        _kernel_1d(p, False, eb, radius, codes)
-    elif p.ndim == 2:
-        _kernel_2d(p, False, eb, radius, codes)
-    elif p.ndim == 3:
-        _kernel_3d(p, False, eb, radius, codes)
-    else:
-        _kernel_4d(p, False, eb, radius, codes)
+        _kernel_4d(p, encode, eb, radius, codes)
 
 
 def _live_shape(shape):
@@ -299,7 +326,7 @@ class LorenzoPredictor(Stage):
         padded, inner, live = _padded(data.shape, data.dtype)
         inner[...] = data.reshape(live)
         codes = np.empty(data.size, np.int32)
-        encode_kernel(padded, eb, self.radius, codes)
+        lorenzo_kernel(padded, True, eb, self.radius, codes)
         # rejected points keep their input value, so they are gathered in row-major order
         unpred = inner[codes.reshape(live) == 0]
         return codes, unpred, inner.reshape(data.shape)
@@ -316,5 +343,5 @@ class LorenzoPredictor(Stage):
         padded, inner, live = _padded(shape, dtype)
         # the caller checked that unpred holds one value per zero code
         inner[codes.reshape(live) == 0] = unpred
-        decode_kernel(padded, eb, self.radius, codes)
+        lorenzo_kernel(padded, False, eb, self.radius, codes)
         return np.ascontiguousarray(inner).reshape(shape)
