@@ -152,7 +152,7 @@ def split_set(t, r, dims, levels, groups, out, v, with_or):
     mask &= 15
     start = t[r, _START]
     # per axis: the cut axes of its group (a child stays coarse there if low along all of them)
-    g0 = g1 = g2 = g3 = 0
+    g0 = g1 = g2 = g3 = np.int64(0)  # int64, not literals: each literal argument compiles another specialisation
     if structured:
         for b in range(4):
             if mask & (1 << b):
@@ -315,9 +315,10 @@ def _code(v, dims, levels, groups, root, top, encode, words, nbits, sets, pixels
     pixv = pixels[1]
     lsi = lsp[0]
     lsv = lsp[1]
-    pos = 0
+    pos = np.int64(0)  # int64, not literals: each literal argument compiles another specialisation
+    one = np.int64(1)
     acc = np.uint64(0)
-    ns = 0
+    ns = np.int64(0)
     npix = 0
     nlsp = 0
     for n in range(top, -1, -1):
@@ -326,13 +327,13 @@ def _code(v, dims, levels, groups, root, top, encode, words, nbits, sets, pixels
         thr = np.int64(1) << n
         old = nlsp
         # sorting pass, pixels: the insignificant ones are compacted to the front
-        w = 0
+        w = np.int64(0)
         for i in range(npix):
             idx = pix[i]
             if encode:
                 val = pixv[i]
                 sig = np.int64((val & _MAG) >= thr)
-                acc, pos = put_bit_if(words, acc, pos, sig, 1)
+                acc, pos = put_bit_if(words, acc, pos, sig, one)
                 acc, pos = put_bit_if(words, acc, pos, val >> 62, sig)
             else:
                 sig = get_bit(words, pos)
@@ -349,7 +350,7 @@ def _code(v, dims, levels, groups, root, top, encode, words, nbits, sets, pixels
         # sorting pass, sets (the root at the top plane, significant by definition): kept
         # sets are compacted to the front, children appended behind, then moved up
         ns0 = ns
-        w = 0
+        w = np.int64(0)
         for i in range(-1 if n == top else 0, ns0):
             if i < 0:
                 for f in range(_FIELDS):
@@ -357,7 +358,7 @@ def _code(v, dims, levels, groups, root, top, encode, words, nbits, sets, pixels
             else:
                 if encode:
                     sig = np.int64((sets[i, _OR] & _MAG) >= thr)
-                    acc, pos = put_bit_if(words, acc, pos, sig, 1)
+                    acc, pos = put_bit_if(words, acc, pos, sig, one)
                 else:
                     sig = get_bit(words, pos)
                     pos += 1
@@ -366,7 +367,7 @@ def _code(v, dims, levels, groups, root, top, encode, words, nbits, sets, pixels
                         _copy(sets, w, sets, i)
                     w += 1
                     continue
-                _copy(stack, 0, sets, i)
+                _copy(stack, np.int64(0), sets, i)
             sp = 1
             while sp > 0:  # split significant sets, testing their children at once
                 sp -= 1
@@ -414,7 +415,7 @@ def _code(v, dims, levels, groups, root, top, encode, words, nbits, sets, pixels
         # refinement pass over the pixels significant before this plane
         for i in range(old):
             if encode:
-                acc, pos = put_bit_if(words, acc, pos, (lsv[i] >> n) & 1, 1)  # n < 62: never the sign
+                acc, pos = put_bit_if(words, acc, pos, (lsv[i] >> n) & 1, one)  # n < 62: never the sign
             else:
                 lsv[i] |= get_bit(words, pos) << n
                 pos += 1

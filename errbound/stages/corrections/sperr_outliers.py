@@ -117,7 +117,7 @@ def _put_eg(words, pos, v, b):
         t >>= 1
         nbits += 1
     for _ in range(nbits - 1 - b):
-        pos = put_bit(words, pos, 0)
+        pos = put_bit(words, pos, np.int64(0))
     for j in range(nbits - 1, -1, -1):
         pos = put_bit(words, pos, (w >> j) & 1)
     return pos
@@ -143,7 +143,7 @@ def _get_eg(words, pos, b, nbits):
 def _encode(words, ci, ck, ei, bc, be, unit):
     """Writes the codes into ``words`` (zeroed, large enough: see _code_bits); returns the
     number of bits written."""
-    pos = 0
+    pos = np.int64(0)  # int64, not the literal 0: a literal argument compiles another specialisation
     last = -1
     for j in range(ci.size):
         pos = _put_eg(words, pos, ci[j] - last - 1, bc)
@@ -164,7 +164,7 @@ def _decode(words, nbits, nc, ne, bc, be, unit, size):
     ci = np.empty(nc, np.int64)
     ck = np.empty(nc, np.int64)
     ei = np.empty(ne, np.int64)
-    pos = 0
+    pos = np.int64(0)
     last = -1
     for j in range(nc):
         g, pos = _get_eg(words, pos, bc, nbits)

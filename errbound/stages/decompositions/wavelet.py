@@ -219,7 +219,7 @@ def _axis_last(flat, n1, n2, n3, m1, m2, m3, lo, hi, inverse):
                 s[j] = flat[base + j] * INV_K
             for j in range(np.uint64(no)):
                 d[j] = flat[base + np.uint64(ne) + j] * K
-            _lift_line(s, d, ne, no, True)
+            _lift_line(s, d, ne, no, inverse)  # the flag, not a literal: one specialisation
             for j in range(np.uint64(ne)):
                 flat[base + np.uint64(2) * j] = s[j]
             for j in range(np.uint64(no)):
@@ -229,7 +229,7 @@ def _axis_last(flat, n1, n2, n3, m1, m2, m3, lo, hi, inverse):
                 s[j] = flat[base + np.uint64(2) * j]
             for j in range(np.uint64(no)):
                 d[j] = flat[base + np.uint64(2) * j + np.uint64(1)]
-            _lift_line(s, d, ne, no, False)
+            _lift_line(s, d, ne, no, inverse)
             for j in range(np.uint64(ne)):
                 flat[base + j] = s[j] * K
             for j in range(np.uint64(no)):
