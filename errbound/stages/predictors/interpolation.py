@@ -117,8 +117,8 @@ def traverse_kernel(w, shape4, encode, cubic, order, level_eb, eb, anchor, radiu
     strides[0] = n1 * n2 * n3
     dims = np.empty(4, np.int64)
     dims[0], dims[1], dims[2], dims[3] = n0, n1, n2, n3
-    nc = 0
-    nu = 0
+    nc = np.int64(0)  # int64, not the literal 0: a literal argument compiles another specialisation
+    nu = np.int64(0)
     top = level_eb.shape[0] - 1
     if anchor > 0:
         for i0 in range(0, n0, anchor):
@@ -134,7 +134,7 @@ def traverse_kernel(w, shape4, encode, cubic, order, level_eb, eb, anchor, radiu
     else:
         step = 2.0 * level_eb[top]
         if encode:
-            # idx = nc = 0, a variable: a literal 0 would compile another specialisation
+            # idx = nc (0 here, but an int64 variable: see above)
             nu = _encode_point(w, nc, 0.0, step, 1.0 / step, eb, radius, codes, nc, unpred, nu)
         else:
             c = codes[nc]
