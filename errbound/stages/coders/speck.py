@@ -109,7 +109,7 @@ def dequantize(v, q, out):
 # would cost two atomic reference-count updates per use, more than the work on the row.
 
 
-@kernel
+@kernel(inline="always")
 def _parts(d0, d1, d2, d3, l0, l1, l2, l3, v0, v1, v2, v3):
     """The axes a set is cut along (4-bit mask) from its depths d, lengths l and the axes'
     level counts v; +16 when the cut halves the box instead of following the subbands.

@@ -30,6 +30,8 @@ ALPHA = -1.586134342059924
 BETA = -0.052980118572961
 GAMMA = 0.882911075530934
 DELTA = 0.443506852043971
+# the four lifting steps in forward order; even steps predict, odd steps update
+LIFTING = (ALPHA, BETA, GAMMA, DELTA)
 # low band * K and high band / K: the low-pass filter then has DC gain sqrt(2) like bior4.4,
 # and the transform is close to orthonormal, so one quantization step suits every subband
 K = 1.149604398650036
@@ -122,7 +124,7 @@ class CDF97(Stage):
 # The order of the four steps and of each sum is fixed, so any build gives the same numbers.
 
 
-@kernel
+@kernel(inline="always")
 def _predict(s, d, ne, no, c):
     """d[i] += c (s[i] + s[i+1]) over one line (separate arrays, unsigned indices: no
     negative-index fix-ups in the loop, so it vectorises)."""
@@ -133,7 +135,7 @@ def _predict(s, d, ne, no, c):
         d[no - 1] += c * (s[ne - 1] + s[ne - 1])
 
 
-@kernel
+@kernel(inline="always")
 def _update(s, d, ne, no, c):
     """s[i] += c (d[i-1] + d[i]) over one line."""
     if no == 0:
@@ -146,21 +148,24 @@ def _update(s, d, ne, no, c):
         s[ne - 1] += c * (d[no - 1] + d[no - 1])
 
 
+# The lifting steps run from one loop, so each step function has one call site and is
+# inlined there: a separately compiled function costs ~0.1 s on a cold start, more than
+# typing its body once more. Forward: predict ALPHA, update BETA, predict GAMMA, update
+# DELTA; inverse: the same steps backwards with negated coefficients.
+
+
 @kernel
 def _lift_line(s, d, ne, no, inverse):
-    if inverse:
-        _update(s, d, ne, no, -DELTA)
-        _predict(s, d, ne, no, -GAMMA)
-        _update(s, d, ne, no, -BETA)
-        _predict(s, d, ne, no, -ALPHA)
-    else:
-        _predict(s, d, ne, no, ALPHA)
-        _update(s, d, ne, no, BETA)
-        _predict(s, d, ne, no, GAMMA)
-        _update(s, d, ne, no, DELTA)
+    for k in range(4):
+        step = 3 - k if inverse else k
+        c = -LIFTING[step] if inverse else LIFTING[step]
+        if step % 2 == 0:
+            _predict(s, d, ne, no, c)
+        else:
+            _update(s, d, ne, no, c)
 
 
-@kernel
+@kernel(inline="always")
 def _predict_rows(t, ne, no, w, c):
     """The same on rows of width w: t holds the ne rows of S, then the no rows of D. Row
     slices let the inner loops vectorise (their cost is spread over a whole row)."""
@@ -173,7 +178,7 @@ def _predict_rows(t, ne, no, w, c):
             x[k] += c * (a[k] + b[k])
 
 
-@kernel
+@kernel(inline="always")
 def _update_rows(t, ne, no, w, c):
     if no == 0:
         return
@@ -189,16 +194,13 @@ def _update_rows(t, ne, no, w, c):
 
 @kernel
 def _lift_rows(t, ne, no, w, inverse):
-    if inverse:
-        _update_rows(t, ne, no, w, -DELTA)
-        _predict_rows(t, ne, no, w, -GAMMA)
-        _update_rows(t, ne, no, w, -BETA)
-        _predict_rows(t, ne, no, w, -ALPHA)
-    else:
-        _predict_rows(t, ne, no, w, ALPHA)
-        _update_rows(t, ne, no, w, BETA)
-        _predict_rows(t, ne, no, w, GAMMA)
-        _update_rows(t, ne, no, w, DELTA)
+    for k in range(4):
+        step = 3 - k if inverse else k
+        c = -LIFTING[step] if inverse else LIFTING[step]
+        if step % 2 == 0:
+            _predict_rows(t, ne, no, w, c)
+        else:
+            _update_rows(t, ne, no, w, c)
 
 
 @kernel
