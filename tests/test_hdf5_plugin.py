@@ -372,6 +372,9 @@ def test_cli_names_the_plugin_path_and_h5repack_words(case, capsys):
     assert cli(["h5", "ud", "--codec", "sz", "--abs", "0.02"]) == 0
     words = capsys.readouterr().out.strip()
     assert words == "UD=60160,0,8," + ",".join(map(str, chunk_codec.filter("sz", abs=0.02)["compression_opts"]))
+    assert cli(["h5", "ud", "--abs", "0.02"]) == 0  # the default codec is auto, as for h5 compress
+    words = capsys.readouterr().out.strip()
+    assert words == "UD=60160,0,8," + ",".join(map(str, chunk_codec.filter("auto", abs=0.02)["compression_opts"]))
     assert cli(["h5", "info", str(case[2])]) == 0
     assert f"HDF5_PLUGIN_PATH={plugin.directory()}" in capsys.readouterr().out
     with h5py.File(case[2], "r") as f:  # what a reader without errbound is told to install

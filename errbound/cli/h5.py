@@ -69,7 +69,7 @@ def add_parser(sub, codecs: list[str]) -> None:
         "(with HDF5_PLUGIN_PATH set). rel and psnr take each chunk's range (h5repack shows the filter one "
         "chunk at a time); errbound h5 compress takes the dataset's.",
     )
-    p.add_argument("--codec", default="sz", choices=codecs, help="codec (default sz)")
+    p.add_argument("--codec", default="auto", choices=codecs, help="codec (default auto, as for errbound h5 compress)")
     group = p.add_mutually_exclusive_group(required=True)
     for mode, flag in BOUND_FLAGS:
         group.add_argument(flag, dest=mode, type=bound_arg(mode), metavar="X")
