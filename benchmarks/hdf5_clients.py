@@ -5,7 +5,7 @@
     python benchmarks/hdf5_clients.py --repeat 7 --rel 1e-4
 
 A netCDF-4 file holding real fields (``../shared/data``; a synthetic field where it is missing)
-is compressed with ``errbound h5 compress --rel R``. Then, each client in a fresh process:
+is compressed with ``errbound h5 compress --codec sz --rel R``. Then, each client in a fresh process:
 
 * ``h5py in-process``: h5py after ``import errbound`` (the ctypes filter in h5py's HDF5);
 * ``h5py plugin``, ``netCDF4 plugin``, ``xarray (netcdf4) plugin``: no ``import errbound``,
@@ -124,7 +124,7 @@ def make_files(folder: Path, rel: float) -> tuple[Path, Path, list, dict]:
     with open(os.devnull, "w") as quiet:
         stdout, sys.stdout = sys.stdout, quiet
         try:
-            assert cli(["h5", "compress", str(src), str(out), "--rel", str(rel)]) == 0
+            assert cli(["h5", "compress", str(src), str(out), "--codec", "sz", "--rel", str(rel)]) == 0
         finally:
             sys.stdout = stdout
     import h5py
@@ -212,7 +212,7 @@ def main() -> int:
             results["h5dump plugin (new process per read)"] = h5dump_client(out, folder, variables, args.repeat, env)
         mb = next(iter(results.values()))["bytes"] / 1e6
         print(
-            f"# {len(variables)} float32 datasets, {mb:.1f} MB decoded, errbound h5 compress --rel {args.rel:g} (sz); "
+            f"# {len(variables)} float32 datasets, {mb:.1f} MB decoded, errbound h5 compress --codec sz --rel {args.rel:g}; "
             f"{os.path.getsize(src) / 1e6:.1f} MB -> {os.path.getsize(out) / 1e6:.2f} MB; median of {args.repeat} "
             f"full reads after a warm-up; load average {load0:.2f}"
         )

@@ -16,7 +16,7 @@ import errbound
 from errbound.bounds import finite_range
 from errbound.bounds import psnr as measure_psnr
 from errbound.codec import codec_names
-from errbound.integrations.tune import AUTO_WITHIN, DEFAULT_CODECS, parse_target, sample_regions
+from errbound.integrations.tune import AUTO_WITHIN, DEFAULT_CODECS, choose, parse_target, sample_regions
 
 FAST = ["sz", "zfp"]  # the tuner tries every lossy codec by default; two keep the tests quick
 
@@ -70,6 +70,47 @@ def test_by_default_auto_is_a_candidate_and_kept_within_one_percent_of_the_best(
     assert result.predicted_ratio >= AUTO_WITHIN * best
     y = errbound.decompress(errbound.compress(x, result.codec, **result.bound))
     assert np.abs(y.astype(np.float64) - x).max() <= 1e-3 * float(x.max() - x.min())
+
+
+class _StubSample:
+    """Fixed, known results per codec: ratio grows and PSNR falls with the absolute bound."""
+
+    range, values, total = 1.0, 1000, 1000
+
+    def __init__(self, ratio: dict, psnr: dict):
+        self.ratio, self.psnr = ratio, psnr
+
+    def measure(self, codec, abs=None, rel=None):  # noqa: A002 - the bound's keyword
+        eb = abs if abs is not None else rel * self.range
+        return {
+            "ratio": self.ratio[codec] * math.sqrt(eb / 1e-3),
+            "psnr": self.psnr[codec] - 20 * math.log10(eb),
+            "max_rel": eb / self.range,
+        }
+
+
+@pytest.mark.parametrize(
+    "ratio, psnr, target, picked",
+    [
+        ({"auto": 9.95, "sz": 10.0, "zfp": 5.0}, {"auto": 0, "sz": 0, "zfp": 0}, "max-rel=1e-3", "auto"),  # 0.5 % less
+        ({"auto": 9.8, "sz": 10.0, "zfp": 5.0}, {"auto": 0, "sz": 0, "zfp": 0}, "max-rel=1e-3", "sz"),  # 2 % less
+        (
+            {"auto": 12.0, "sz": 10.0, "zfp": 5.0},
+            {"auto": 0, "sz": 0, "zfp": 0},
+            "max-rel=1e-3",
+            "auto",
+        ),  # best outright
+        # ratio targets: same bound for both, then PSNR within 0.087 dB keeps auto, 0.2 dB does not
+        ({"auto": 10.0, "sz": 10.0, "zfp": 10.0}, {"auto": 60.0, "sz": 60.05, "zfp": 50.0}, "ratio=20", "auto"),
+        ({"auto": 10.0, "sz": 10.0, "zfp": 10.0}, {"auto": 60.0, "sz": 60.2, "zfp": 50.0}, "ratio=20", "sz"),
+        # a target auto misses on the sample never goes to auto, however close its ratio
+        ({"auto": 11.0, "sz": 10.0, "zfp": 5.0}, {"auto": -1e9, "sz": 0.0, "zfp": 0.0}, "psnr=40", "sz"),
+    ],
+)
+def test_auto_is_kept_within_one_percent_of_the_best_and_only_where_it_meets_the_target(ratio, psnr, target, picked):
+    result = choose(_StubSample(ratio, psnr), target, ["auto", "sz", "zfp"])
+    assert result.codec == picked, result.candidates
+    assert result.met
 
 
 def test_max_rel_choice_is_a_rel_bound_and_ratio_choice_reaches_about_the_ratio():

@@ -12,8 +12,12 @@ codec's own stages, and its sections under the codec's name (``sz.codes``), deco
 codec. Decoding needs no guess and no sampling. The header names the codec ``auto``, so a
 version of errbound without it refuses the stream by name (``unknown codec 'auto'``).
 
-Not the default codec: when ``sperr`` wins (the climate fields at loose bounds) ``auto`` costs
-``sperr``'s time, 3-5x that of ``sz`` (see ``benchmarks/compare.py``).
+Not the default of :func:`errbound.compress`, the filters or the collectives: when ``sperr`` wins
+(the climate fields at loose bounds) ``auto`` costs ``sperr``'s time, 3-5x that of ``sz`` (see
+``benchmarks/compare.py``). Files written once and read for years take it by default:
+``errbound h5 compress`` (and ``h5 ud``) and ``errbound tune``'s candidates. There a large 2-D
+chunk (both sides >= HLR_MIN_SIDE) whose corner probe is low-rank may be coded with ``hlr``,
+which the tuner leaves out of its own candidates for its time.
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ Targets:
 * ``max-rel=E``: every error <= E * (max - min). Every codec guarantees that with ``rel = E``;
   the one with the best predicted ratio wins.
 
+``auto`` is among the default candidates and wins also when it comes within ``AUTO_WITHIN``
+(1 %) of the best fixed codec: within 1 % of its ratio (psnr and max-rel targets), or of its
+RMS error, 0.087 dB of PSNR (ratio targets). It chooses again for every chunk of the dataset,
+which the two sampled blocks cannot see.
+
 The sample: the whole array up to ``sample_values`` (default 2**16) values; beyond that two
 blocks of the same shape as the array, spread along its diagonal, about ``sample_values`` in
 all. The ratio is predicted from the sample's compressed payload (stream headers counted once
@@ -44,8 +49,9 @@ TARGETS = ("psnr", "ratio", "max-rel")
 #: the candidates when none are named: the registered ones of these. hlr is left out because it
 #: is ~100x slower (16 s for a 1.2 MB field here) and the search compresses the sample ~10 times
 DEFAULT_CODECS = ("auto", "sz", "zfp", "fz", "sperr")
-#: ``auto`` is kept when its sampled result is within this factor of the best fixed codec's: it
-#: chooses again for every chunk of the dataset, where the two sampled blocks cannot see
+#: ``auto`` is kept when its sampled result is within this factor of the best fixed codec's
+#: (ratio; for ratio targets, RMS error: 20 log10(1/0.99) = 0.087 dB of PSNR): it chooses again
+#: for every chunk of the dataset, where the two sampled blocks cannot see
 AUTO_WITHIN = 0.99
 
 

@@ -163,7 +163,8 @@ def choose(data: np.ndarray, eb: float):
     first = interp(True, None, 1.25, 2.0)
     first_codes = _sample_codes(first, blocks, eb)  # also the first candidate below: coded once
     values = sum(b.size for b in blocks)
-    coded = 8 * _sized(first, *first_codes, False) < CODED_BELOW_BITS * values
+    first_entropy = _sized(first, *first_codes, False)
+    coded = 8 * first_entropy < CODED_BELOW_BITS * values
 
     def size_of(predictor):
         return estimated_size(predictor, blocks, eb, coded)
@@ -171,7 +172,10 @@ def choose(data: np.ndarray, eb: float):
     best_cubic, best_size, best = True, None, None
     for cubic in (True, False):
         candidate = first if cubic else interp(cubic, None, 1.25, 2.0)
-        size = _sized(first, *first_codes, coded) if cubic else size_of(candidate)
+        if not cubic:
+            size = size_of(candidate)
+        else:
+            size = _sized(first, *first_codes, True) if coded else first_entropy
         if best_size is None or size < best_size:
             best_cubic, best_size, best = cubic, size, candidate
     best_order = None

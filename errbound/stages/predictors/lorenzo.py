@@ -75,9 +75,11 @@ def _pred_3d(row, up, back, corner, j, prev):
 
 # One kernel per dimensionality runs both directions: the flag is tested once per row, and
 # each direction has its own copy of the row loop, so no loop tests it per point (a runtime
-# flag tested per point was 1.5x slower). The row functions are calls, each typed once for
-# both directions: an encoder and a decoder compiled apart (each with every row function
-# inlined) cost a cold process that compresses and decompresses about a second more. Plain
+# flag tested per point was 1.5x slower). One build for both directions: an encoder and a
+# decoder compiled apart (each with every row function inlined) cost a cold process that
+# compresses and decompresses about a second more. The edge rows of 3-D and the 2-D rows are
+# calls, typed once; the 3-D pair rows and the 4-D rows are inlined at their one site, which
+# kept their speed (as calls, 4-5 % slower on rows of ~100 points; measured). Plain
 # module functions, not closures: numba's cache keys a closure by its pickled cells, and a
 # cell holding a jitted function pickles differently in every process.
 

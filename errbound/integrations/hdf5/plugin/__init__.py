@@ -68,8 +68,9 @@ def library() -> Path:
     return path
 
 
-def repack_filter(codec: str = "sz", **bound) -> str:
-    """``h5repack``'s ``-f`` argument for a codec and one bound: ``UD=60160,0,8,w0,...,w7``.
+def repack_filter(codec: str = "auto", **bound) -> str:
+    """``h5repack``'s ``-f`` argument for a codec and one bound: ``UD=60160,0,8,w0,...,w7``
+    (default codec ``auto``, as ``errbound h5 compress`` writes).
 
     The 8 words are the user part of the filter parameters (``errbound.hdf5``'s docstring):
     layout version, codec name (2 words of ASCII), bound mode, bound (float64, 2 words), the
