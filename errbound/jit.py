@@ -191,18 +191,31 @@ class _Crew:
             while len(self._members) < len(spans) - 1:
                 self._hire()
             members = self._members[: len(spans) - 1]
-            for member, span in zip(members, spans[1:], strict=True):
-                member[2], member[3] = span, None
-                member[0].release()
+            released = waited = 0
             try:
-                fn, args = spans[0]
-                fn(*args)
-            finally:  # every span has finished before this returns or raises
-                for member in members:
-                    member[1].acquire()
+                try:
+                    for member, span in zip(members, spans[1:], strict=True):
+                        member[2], member[3] = span, None
+                        member[0].release()
+                        released += 1
+                    fn, args = spans[0]
+                    fn(*args)
+                finally:  # every span has finished before this returns or raises
+                    for member in members[:released]:
+                        member[1].acquire()
+                        waited += 1
+            except BaseException:
+                if waited < len(members):
+                    # interrupted (Ctrl-C) while handing over or waiting: some member may still
+                    # run, or owe a "done" that a later run would take for its own. Retire the
+                    # whole crew; its threads finish their spans and then idle.
+                    self._members = []
+                raise
+            errors = [member[3] for member in members if member[3] is not None]
             for member in members:
-                if member[3] is not None:
-                    raise member[3]
+                member[3] = None  # the exception (and the arrays its traceback holds) goes now
+            if errors:
+                raise errors[0]
             return True
         finally:
             self._busy.release()
@@ -216,8 +229,8 @@ class _Crew:
         def work() -> None:
             while True:
                 go.acquire()
-                fn, args = member[2]
                 try:
+                    fn, args = member[2]
                     fn(*args)
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
                     member[3] = exc

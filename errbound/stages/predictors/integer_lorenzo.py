@@ -119,7 +119,7 @@ def _quantize_row(x, inv_step, limit, codes):
 
 @kernel(inline="always")
 def _check_row(x, codes, step, eb, bad):
-    """prequantize_kernel's check, on one row, in one branch-free loop: the reconstruction is
+    """prequantize_chunks' check, on one row, in one branch-free loop: the reconstruction is
     rounded to x's dtype in a register (as the decoder will), not stored to a scratch row and
     read back: that store kept the serial kernels 13-30 % behind their old prange builds
     (numba marks a prange body's arrays as not aliasing; a serial kernel's may alias, and a
