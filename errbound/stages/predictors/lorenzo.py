@@ -138,29 +138,23 @@ def _kernel_4d(p, encode, eb, radius, codes):
 
 
 @kernel
-def _row_3d_encode(p, i0, i1, step, inv_step, eb, radius, codes):
+def _row_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
     m1, m2 = p.shape[1], p.shape[2]
     row, up, back, corner = p[i0, i1], p[i0, i1 - 1], p[i0 - 1, i1], p[i0 - 1, i1 - 1]
     nc = ((i0 - 1) * (m1 - 1) + (i1 - 1)) * (m2 - 1) - 1
     prev = np.float64(row[0])
-    for j in range(1, m2):
-        pred = _pred_3d(row, up, back, corner, j, prev)
-        prev = _encode_point(row, j, pred, step, inv_step, eb, radius, codes, nc + j)
-
-
-@kernel
-def _row_3d_decode(p, i0, i1, step, inv_step, eb, radius, codes):
-    m1, m2 = p.shape[1], p.shape[2]
-    row, up, back, corner = p[i0, i1], p[i0, i1 - 1], p[i0 - 1, i1], p[i0 - 1, i1 - 1]
-    nc = ((i0 - 1) * (m1 - 1) + (i1 - 1)) * (m2 - 1) - 1
-    prev = np.float64(row[0])
-    for j in range(1, m2):
-        pred = _pred_3d(row, up, back, corner, j, prev)
-        prev = _decode_point(row, j, pred, step, inv_step, eb, radius, codes, nc + j)
+    if encode:
+        for j in range(1, m2):
+            pred = _pred_3d(row, up, back, corner, j, prev)
+            prev = _encode_point(row, j, pred, step, inv_step, eb, radius, codes, nc + j)
+    else:
+        for j in range(1, m2):
+            pred = _pred_3d(row, up, back, corner, j, prev)
+            prev = _decode_point(row, j, pred, step, inv_step, eb, radius, codes, nc + j)
 
 
 @kernel(inline="always")
-def _row_pair_3d_encode(p, i0, i1, step, inv_step, eb, radius, codes):
+def _row_pair_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
     """Rows (i0, i1) and (i0 + 1, i1 - 1): neither reads the other, so their chains interleave."""
     m1, m2 = p.shape[1], p.shape[2]
     ra, ua, ba, ca = p[i0, i1], p[i0, i1 - 1], p[i0 - 1, i1], p[i0 - 1, i1 - 1]
@@ -169,44 +163,18 @@ def _row_pair_3d_encode(p, i0, i1, step, inv_step, eb, radius, codes):
     nb = (i0 * (m1 - 1) + (i1 - 2)) * (m2 - 1) - 1
     pa = np.float64(ra[0])
     pb = np.float64(rb[0])
-    for j in range(1, m2):
-        preda = _pred_3d(ra, ua, ba, ca, j, pa)
-        predb = _pred_3d(rb, ub, bb, cb, j, pb)
-        pa = _encode_point(ra, j, preda, step, inv_step, eb, radius, codes, na + j)
-        pb = _encode_point(rb, j, predb, step, inv_step, eb, radius, codes, nb + j)
-
-
-@kernel(inline="always")
-def _row_pair_3d_decode(p, i0, i1, step, inv_step, eb, radius, codes):
-    """The decoder's pair of rows (see the encoder's)."""
-    m1, m2 = p.shape[1], p.shape[2]
-    ra, ua, ba, ca = p[i0, i1], p[i0, i1 - 1], p[i0 - 1, i1], p[i0 - 1, i1 - 1]
-    rb, ub, bb, cb = p[i0 + 1, i1 - 1], p[i0 + 1, i1 - 2], p[i0, i1 - 1], p[i0, i1 - 2]
-    na = ((i0 - 1) * (m1 - 1) + (i1 - 1)) * (m2 - 1) - 1
-    nb = (i0 * (m1 - 1) + (i1 - 2)) * (m2 - 1) - 1
-    pa = np.float64(ra[0])
-    pb = np.float64(rb[0])
-    for j in range(1, m2):
-        preda = _pred_3d(ra, ua, ba, ca, j, pa)
-        predb = _pred_3d(rb, ub, bb, cb, j, pb)
-        pa = _decode_point(ra, j, preda, step, inv_step, eb, radius, codes, na + j)
-        pb = _decode_point(rb, j, predb, step, inv_step, eb, radius, codes, nb + j)
-
-
-@kernel
-def _row_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
     if encode:
-        _row_3d_encode(p, i0, i1, step, inv_step, eb, radius, codes)
+        for j in range(1, m2):
+            preda = _pred_3d(ra, ua, ba, ca, j, pa)
+            predb = _pred_3d(rb, ub, bb, cb, j, pb)
+            pa = _encode_point(ra, j, preda, step, inv_step, eb, radius, codes, na + j)
+            pb = _encode_point(rb, j, predb, step, inv_step, eb, radius, codes, nb + j)
     else:
-        _row_3d_decode(p, i0, i1, step, inv_step, eb, radius, codes)
-
-
-@kernel(inline="always")
-def _row_pair_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
-    if encode:
-        _row_pair_3d_encode(p, i0, i1, step, inv_step, eb, radius, codes)
-    else:
-        _row_pair_3d_decode(p, i0, i1, step, inv_step, eb, radius, codes)
+        for j in range(1, m2):
+            preda = _pred_3d(ra, ua, ba, ca, j, pa)
+            predb = _pred_3d(rb, ub, bb, cb, j, pb)
+            pa = _decode_point(ra, j, preda, step, inv_step, eb, radius, codes, na + j)
+            pb = _decode_point(rb, j, predb, step, inv_step, eb, radius, codes, nb + j)
 
 
 @kernel
