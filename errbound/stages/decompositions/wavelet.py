@@ -154,11 +154,17 @@ def _update(s, d, ne, no, c):
 # DELTA; inverse: the same steps backwards with negated coefficients.
 
 
+@kernel(inline="always")
+def _lifting_step(k, inverse):
+    """The k-th lifting step to run: (which of the four, its coefficient)."""
+    step = 3 - k if inverse else k
+    return step, (-LIFTING[step] if inverse else LIFTING[step])
+
+
 @kernel
 def _lift_line(s, d, ne, no, inverse):
     for k in range(4):
-        step = 3 - k if inverse else k
-        c = -LIFTING[step] if inverse else LIFTING[step]
+        step, c = _lifting_step(k, inverse)
         if step % 2 == 0:
             _predict(s, d, ne, no, c)
         else:
@@ -195,8 +201,7 @@ def _update_rows(t, ne, no, w, c):
 @kernel
 def _lift_rows(t, ne, no, w, inverse):
     for k in range(4):
-        step = 3 - k if inverse else k
-        c = -LIFTING[step] if inverse else LIFTING[step]
+        step, c = _lifting_step(k, inverse)
         if step % 2 == 0:
             _predict_rows(t, ne, no, w, c)
         else:
