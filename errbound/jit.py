@@ -143,9 +143,7 @@ def run_tasks(task_kernel, ntasks: int, *args, task_size: int = 1) -> None:
         task_kernel(0, ntasks, *args)
         return
     cuts = [ntasks * i // count for i in range(count + 1)]
-    spans = [(task_kernel, (cuts[i], cuts[i + 1], *args)) for i in range(count)]
-    if not _crew.run(spans):  # another thread has the crew: the pool
-        _run_spans(spans)
+    _run_spans([(task_kernel, (cuts[i], cuts[i + 1], *args)) for i in range(count)])
 
 
 def parallel_map(fn, items) -> list:
@@ -175,7 +173,7 @@ def _usable_threads() -> int:
 
 
 class _Crew:
-    """Threads that take one span each from run_tasks, handed over with a pair of locks per
+    """Threads that take one span each from _run_spans, handed over with a pair of locks per
     thread: ~10 us a hand-off against ~40 us through the pool's futures (measured here), which
     is most of what 2 threads gain on a 1 MiB chunk. One caller at a time; a second one
     meanwhile goes to the pool."""
@@ -256,9 +254,12 @@ if hasattr(os, "register_at_fork"):
 
 
 def _run_spans(spans: list) -> None:
-    """Run (fn, args) spans: the first in this thread, the rest on the pool. Every span has
-    finished (or failed) before this returns or raises: a span still running after an error
-    would go on writing into the caller's buffers."""
+    """Run (fn, args) spans: the first in this thread, the rest on the crew, or on the pool
+    while another thread has the crew. Every span has finished (or failed) before this
+    returns or raises: a span still running after an error would go on writing into the
+    caller's buffers."""
+    if _crew.run(spans):
+        return
     pool = _executor()
     futures = [pool.submit(fn, *args) for fn, args in spans[1:]]
     try:
