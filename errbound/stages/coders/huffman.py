@@ -403,8 +403,8 @@ def _read_varint_kernel(data, pos):
 @_jit
 def _decode_coded(data, pos, n, limit, out):
     """The Huffman-coded block from its table size on, into ``out`` (n symbols): one call,
-    so a small block pays one dispatch. Returns (error, detail, detail): 0 or a key of
-    ``_CODED_ERRORS``, checked in the order of the format."""
+    so a small block pays one dispatch. Returns (error, detail, detail): 0, or a code that
+    :func:`_coded_error` turns into its message, checked in the order of the format."""
     m, pos, err = _read_varint_kernel(data, pos)
     if err:
         return 5 + err, 0, 0
