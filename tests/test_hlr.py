@@ -126,6 +126,33 @@ def test_low_rank_matrix_uses_blocks_and_keeps_the_bound(dtype):
         assert len(blob) < len(errbound.compress(a, "sz", abs=eb))
 
 
+def test_residual_is_coded_in_the_arrays_own_dtype():
+    """v2: a float32 array's residual is float32 (lowrank v2, hlr v2); a float64 array's
+    stream is what v1 wrote (a v1 record without the parameter), so older readers read it."""
+    for dtype, version in ((np.float32, 2), (np.float64, 1)):
+        a = kernel_matrix(256, dtype)
+        blob, out = roundtrip(a, "hlr", "abs", 1e-4)
+        meta = errbound.info(blob)
+        record = next(s for s in meta["stages"] if s["name"] == "lowrank")
+        assert record["params"]["blocks"] > 0
+        assert record["version"] == version and meta["codec_version"] == version
+        if dtype == np.float32:
+            assert record["params"]["residual"] == "float32"
+        else:
+            assert "residual" not in record["params"]
+    # a v1 record means a float64 residual (the 0.2.0 fixture hlr-lowrank-f32 decodes so)
+    assert lr.LowRankTiles.from_params({"split": 1, "leaf": 8, "tolerance": 0.0, "blocks": 1}).residual == "float64"
+
+
+@pytest.mark.parametrize("residual", ["float16", "", 3, None])
+def test_forged_residual_dtypes_raise(lowrank_blob, residual):
+    def forge(obj, secs):
+        next(s for s in obj["stages"] if s["name"] == "lowrank")["params"]["residual"] = residual
+
+    with pytest.raises(CorruptStreamError, match="lowrank"):
+        errbound.decompress(_forge(lowrank_blob, forge))
+
+
 def test_global_low_rank_plan_on_a_matricized_stack():
     a = smooth_low_rank((60, 40, 50), rank=3, noise=1e-4)
     blob, _ = roundtrip(a, "hlr", "abs", 1e-4)

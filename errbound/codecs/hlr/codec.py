@@ -43,7 +43,7 @@ from ...stages.transforms.cluster_order import ClusterOrder
 from ...stages.transforms.tensor_view import TensorView
 from ...stream import section
 from ..sz import decode_stages, encode_stages
-from .policy import SECTIONS, Search, single_threaded_blas
+from .policy import SECTIONS, Search, residual, single_threaded_blas
 
 # Why matricization and not Tucker/HOSVD (benchmarks/lowrank.py --only tucker: the six
 # shared 3-D fields at rel 1e-2 and 1e-3, residuals through the same `sz` stages): 16^3 HOSVD
@@ -64,7 +64,9 @@ class HLRCodec(Codec):
     """
 
     name = "hlr"
-    version = 1
+    # v2: the lowrank stage may code the residual in the array's own dtype (float32); a
+    # stream whose residual is float64 (every float64 array, every v1 stream) stays v1
+    version = 2
     stage_names = (
         "cluster-order?",
         "tensor-view?",
@@ -75,6 +77,11 @@ class HLRCodec(Codec):
         "hlr-corrections",
     )
     checks_bound = True
+
+    @classmethod
+    def stream_version(cls, stages):
+        lowrank_records = [r for r in stages if isinstance(r, dict) and r.get("name") == LowRankTiles.name]
+        return 2 if any(r.get("version") == 2 for r in lowrank_records) else 1
 
     def __init__(self, leaf: int | None = None, tolerance: float | None = None):
         self.policy = lowrank.Policy()
@@ -106,12 +113,11 @@ class HLRCodec(Codec):
             if best.view is not None:
                 records.insert(0, TensorView(best.view).record())
             return records, sections
-        rows = math.prod(data.shape[: best.split])
-        resid = None if best.coded else (data.reshape(rows, -1).astype(np.float64) - best.low).reshape(data.shape)
+        resid = None if best.coded else residual(data, best.low, best.split)
         stages, sections, decoded_resid = best.coded or encode_stages(resid, eb, names=SECTIONS)
         decoded = combine(best.low, decoded_resid, data.dtype)
         fixes = encode_corrections(data, decoded, eb)
-        stage = LowRankTiles(best.split, self.policy.leaf, self.policy.tolerance * eb, best.blocks)
+        stage = LowRankTiles(best.split, self.policy.leaf, self.policy.tolerance * eb, best.blocks, data.dtype.name)
         sections = [("lowrank-table", best.table), ("lowrank-factors", best.blob)] + sections
         if fixes is not None:
             sections.append(("corrections", fixes))
@@ -171,7 +177,7 @@ class HLRCodec(Codec):
         low = lowrank.reconstruct((rows, cols), blocks, factors)
         if not np.isfinite(low).all():
             raise CorruptStreamError("low-rank factors reconstruct to non-finite values")
-        resid = decode_stages(stages, sections, shape, np.dtype(np.float64), eb, names=SECTIONS)
+        resid = decode_stages(stages, sections, shape, np.dtype(stage.residual), eb, names=SECTIONS)
         out = combine(low, resid, dtype)
         if "corrections" in sections:
             apply_corrections(sections["corrections"], out)

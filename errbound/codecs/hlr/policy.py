@@ -101,7 +101,7 @@ class Search:
                 continue
             seen.add((rows, cols))
             matrix = data.reshape(rows, cols).astype(np.float64)
-            planner = lr.Planner(matrix, eb, _dense_bits_for(matrix, eb), self.policy)
+            planner = lr.Planner(matrix, eb, _dense_bits_for(data.reshape(rows, cols), eb), self.policy)
             if min(rows, cols) >= MIN_SIDE and planner.promising():
                 root = planner.plan()
                 if lr.collect(root):
@@ -120,8 +120,7 @@ class Search:
         if not exact and best.low is not None:
             # estimates misjudged kernel matrices by up to 1.5x (measured): code the winner
             # and the dense plan for real and keep the smaller
-            rows = math.prod(data.shape[: best.split])
-            best.coded = _sz_encode((data.reshape(rows, -1).astype(np.float64) - best.low).reshape(data.shape), eb)
+            best.coded = _sz_encode(residual(data, best.low, best.split), eb)
             best.cost = len(best.blob) + len(best.table) + sum(len(b) for _, b in best.coded[1])
             best = min(self.dense_trial(data, eb, True), best, key=_cost)
         return best
@@ -156,7 +155,7 @@ class Search:
         # the decoder's L: from the decoded factors, by the decoder's own kernels
         factors = lr.scale_factors(lr.zfp_decode(blob[4:], values.size), blocks, x)
         trial.low = lr.reconstruct(matrix.shape, blocks, factors)
-        resid = (matrix - trial.low).reshape(data.shape)
+        resid = (matrix - trial.low).reshape(data.shape).astype(data.dtype, copy=False)
         if exact:
             trial.coded = _sz_encode(resid, eb)
             trial.cost += sum(len(b) for _, b in trial.coded[1])
@@ -183,6 +182,13 @@ def _cost(trial: Trial) -> float:
     return trial.cost
 
 
+def residual(data: np.ndarray, low: np.ndarray, split: int) -> np.ndarray:
+    """``x - L`` in the array's own dtype (the lowrank stage's ``residual``): the difference
+    is formed in float64 and rounded once; where L is zero it is the value itself."""
+    rows = math.prod(data.shape[:split])
+    return (data.reshape(rows, -1).astype(np.float64) - low).reshape(data.shape).astype(data.dtype, copy=False)
+
+
 def _sz_encode(data: np.ndarray, eb: float):
     """The `sz` stages on ``data``, under hlr's section names; with the decoder's reconstruction."""
     return encode_stages(data, eb, names=SECTIONS)
@@ -191,7 +197,8 @@ def _sz_encode(data: np.ndarray, eb: float):
 def _dense_bits_for(matrix: np.ndarray, eb: float):
     """A tile's cost if stored densely: the entropy of its `sz` codes, with the predictor that
     `sz` picks for the whole matrix (its choice decides how dense regions and residuals are
-    coded, so costing tiles with another predictor misjudged them by up to 2x, measured)."""
+    coded, so costing tiles with another predictor misjudged them by up to 2x, measured).
+    ``matrix`` is the array's matrix view in its own dtype, the one its residual is coded in."""
     chosen = []  # decided on first use: plans that are never costed skip the sampling
 
     def dense_bits(tile: np.ndarray) -> float:
@@ -203,7 +210,7 @@ def _dense_bits_for(matrix: np.ndarray, eb: float):
         else:
             order = template.order if min(tile.shape) > 1 else None
             predictor = InterpolationPredictor(template.cubic, order, template.alpha, template.beta, anchor=0)
-        codes, unpred, _ = predictor.encode(np.ascontiguousarray(tile), eb)
+        codes, unpred, _ = predictor.encode(np.ascontiguousarray(tile, matrix.dtype), eb)
         counts = np.bincount(codes - codes.min()) if codes.size else np.zeros(1)
         p = counts[counts > 0] / max(codes.size, 1)
         return float(-(p * np.log2(p)).sum()) * codes.size + 64.0 * unpred.size

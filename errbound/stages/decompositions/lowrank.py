@@ -68,15 +68,24 @@ class LowRankTiles(Stage):
 
     ``split``: the matrix has ``prod(shape[:split])`` rows (the rest are columns);
     ``leaf``: the quadtree's leaf size; ``tolerance``: the zfp tolerance of the factors;
-    ``blocks``: the number of low-rank blocks (0 = the codec stored the array densely).
+    ``blocks``: the number of low-rank blocks (0 = the codec stored the array densely);
+    ``residual``: the dtype the residual ``x - L`` was coded in (version 2; version 1 always
+    coded it in float64, which a record without the parameter means).
     """
 
     name = "lowrank"
+    # v2: the residual in the array's own dtype. A float32 array then needs only float32
+    # kernels (its float64 residual compiled every `sz` kernel a second time: 2.2 s of a
+    # cold first call) and its unpredictable residuals take 4 bytes, not 8. A float64
+    # residual is still written as a v1 record, so those streams are unchanged.
+    version = 2
+    optional = frozenset({"residual"})
 
     split: int
     leaf: int
     tolerance: float
     blocks: int
+    residual: str = "float64"
 
     def __post_init__(self):
         for key in ("split", "leaf", "blocks"):
@@ -90,8 +99,16 @@ class LowRankTiles(Stage):
             or self.blocks < 0
             or self.split < 0
             or not (self.tolerance >= 0 and math.isfinite(self.tolerance))
+            or self.residual not in ("float32", "float64")
         ):
             raise ValueError("low-rank stage parameters out of range")
+
+    def record(self) -> dict:
+        if self.residual == "float64":  # what version 1 wrote: older readers keep reading it
+            params = self.params()
+            del params["residual"]
+            return {"name": self.name, "version": 1, "params": params}
+        return super().record()
 
 
 # ---------------------------------------------------------------------------------------------
