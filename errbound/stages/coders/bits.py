@@ -8,14 +8,14 @@ import numpy as np
 from ...jit import kernel
 
 
-@kernel
+@kernel(internal=True)
 def put_bit(words, pos, bit):
     """Write one bit straight into ``words`` (zeroed); returns the next position."""
     words[pos >> 6] |= np.uint64(bit) << np.uint64(pos & 63)
     return pos + 1
 
 
-@kernel
+@kernel(internal=True)
 def put_bit_if(words, acc, pos, bit, cond):
     """Append ``bit`` when cond is 1, without branches: the open word lives in ``acc`` and is
     stored on every call (a store inside a branch makes numba count references on each call)."""
@@ -26,7 +26,7 @@ def put_bit_if(words, acc, pos, bit, cond):
     return acc & keep, pos
 
 
-@kernel
+@kernel(internal=True)
 def get_bit(words, pos):
     """Bit ``pos``; reads past the end return the last word's bits (callers keep a zero word of
     padding there, so a forged stream's garbage reads stay in bounds)."""

@@ -125,7 +125,7 @@ def _parts(d0, d1, d2, d3, l0, l1, l2, l3, v0, v1, v2, v3):
     return (1 if l0 >= 2 else 0) | (2 if l1 >= 2 else 0) | (4 if l2 >= 2 else 0) | (8 if l3 >= 2 else 0) | 16
 
 
-@kernel
+@kernel(internal=True)
 def _child_depth(d, group_cut, high):
     if d < 0 or group_cut == 0:
         return d
@@ -186,7 +186,7 @@ def split_set(t, r, dims, levels, groups, out, v, with_or):
     return c
 
 
-@kernel
+@kernel(internal=True)
 def _children_or(v, start, l0, l1, l2, l3, mask, s0, s1, s2, kids):
     """Bit-OR of the values of every child (ordered as split_set orders them), from one scan
     of the parent box, into kids[:, _OR]."""
@@ -234,7 +234,7 @@ def box_or(u, t, r, dims):
     return acc
 
 
-@kernel
+@kernel(internal=True)
 def _copy(dst, di, src, si):
     """Set record si of src -> record di of dst."""
     for f in range(_FIELDS):

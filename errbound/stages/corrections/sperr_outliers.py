@@ -107,7 +107,7 @@ def apply_corrections(r, idx, k, step):
 # --------------------------------------------------------------------------- position/value codes
 
 
-@kernel
+@kernel(internal=True)
 def _put_eg(words, pos, v, b):
     """Order-b exponential-Golomb code of v >= 0."""
     w = v + (np.int64(1) << b)
@@ -123,7 +123,7 @@ def _put_eg(words, pos, v, b):
     return pos
 
 
-@kernel
+@kernel(internal=True)
 def _get_eg(words, pos, b, nbits):
     """Returns (value, pos); value -1 when the code runs past the end or beyond 2^62."""
     zeros = 0

@@ -161,7 +161,7 @@ def _lifting_step(k, inverse):
     return step, (-LIFTING[step] if inverse else LIFTING[step])
 
 
-@kernel
+@kernel(internal=True)
 def _lift_line(s, d, ne, no, inverse):
     for k in range(4):
         step, c = _lifting_step(k, inverse)
@@ -198,7 +198,7 @@ def _update_rows(t, ne, no, w, c):
             x[k] += c * (a[k] + b[k])
 
 
-@kernel
+@kernel(internal=True)
 def _lift_rows(t, ne, no, w, inverse):
     for k in range(4):
         step, c = _lifting_step(k, inverse)

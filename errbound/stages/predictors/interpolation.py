@@ -71,7 +71,7 @@ def _decode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, n
     return nu
 
 
-@kernel
+@kernel(internal=True)
 def _encode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, nu):
     """Quantize w[idx] against pred; on return w[idx] holds the reconstruction. A NaN or
     infinite prediction fails the range test and stores the point exactly.

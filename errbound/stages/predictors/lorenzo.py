@@ -27,7 +27,7 @@ from ...layout import kernel_array
 from ...stage import Stage
 
 
-@kernel
+@kernel(internal=True)
 def _encode_point(row, j, pred, step, inv_step, eb, radius, codes, nc):
     """Quantize row[j] against pred; row[j] ends as the reconstruction, which is returned.
     Any integer q that passes the check is a valid code (the decoder only replays
@@ -120,7 +120,7 @@ def _row_4d(w, base, m3, s0, s1, s2, encode, step, inv_step, eb, radius, codes, 
             prev = _decode_point(w, i, pred, step, inv_step, eb, radius, codes, nc + i3 - 1)
 
 
-@kernel
+@kernel(internal=True)
 def _kernel_4d(p, encode, eb, radius, codes):
     m0, m1, m2, m3 = p.shape
     w = p.reshape(-1)
@@ -137,7 +137,7 @@ def _kernel_4d(p, encode, eb, radius, codes):
                 nc += m3 - 1
 
 
-@kernel
+@kernel(internal=True)
 def _row_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
     m1, m2 = p.shape[1], p.shape[2]
     row, up, back, corner = p[i0, i1], p[i0, i1 - 1], p[i0 - 1, i1], p[i0 - 1, i1 - 1]
@@ -177,7 +177,7 @@ def _row_pair_3d(p, i0, i1, encode, step, inv_step, eb, radius, codes):
             pb = _decode_point(rb, j, predb, step, inv_step, eb, radius, codes, nb + j)
 
 
-@kernel
+@kernel(internal=True)
 def _kernel_3d(p, encode, eb, radius, codes):
     """Planes are taken in pairs and walked along a diagonal: row t of the first plane
     beside row t - 1 of the second, whose inputs are all done by then."""
@@ -196,7 +196,7 @@ def _kernel_3d(p, encode, eb, radius, codes):
             _row_3d(p, np.int64(m0 - 1), t, encode, step, inv_step, eb, radius, codes)
 
 
-@kernel
+@kernel(internal=True)
 def _row_pair_2d(a, ua, b, na, nb, encode, step, inv_step, eb, radius, codes):
     """Rows in pairs: the second row's point j needs the first row's point j, computed
     just before it, so the second chain trails the first by one point and both run."""
@@ -216,7 +216,7 @@ def _row_pair_2d(a, ua, b, na, nb, encode, step, inv_step, eb, radius, codes):
             pb = _decode_point(b, j, pred, step, inv_step, eb, radius, codes, nb + j)
 
 
-@kernel
+@kernel(internal=True)
 def _row_2d(a, ua, na, encode, step, inv_step, eb, radius, codes):
     pa = np.float64(a[0])
     if encode:
@@ -229,7 +229,7 @@ def _row_2d(a, ua, na, encode, step, inv_step, eb, radius, codes):
             pa = _decode_point(a, j, pred, step, inv_step, eb, radius, codes, na + j)
 
 
-@kernel
+@kernel(internal=True)
 def _kernel_2d(p, encode, eb, radius, codes):
     m0, m1 = p.shape
     step = 2.0 * eb
@@ -242,7 +242,7 @@ def _kernel_2d(p, encode, eb, radius, codes):
         _row_2d(p[m0 - 1], p[m0 - 2], na, encode, step, inv_step, eb, radius, codes)
 
 
-@kernel
+@kernel(internal=True)
 def _kernel_1d(p, encode, eb, radius, codes):
     w = p.reshape(-1)
     step = 2.0 * eb
