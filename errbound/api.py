@@ -211,7 +211,7 @@ def info(blob) -> dict:
         "original_bytes": original,
         "compressed_bytes": len(blob),
         "ratio": original / len(blob) if len(blob) else math.inf,
-        "format_version": f"{stream.FORMAT_MAJOR}.{stream.FORMAT_MINOR}",
+        "format_version": "{}.{}".format(*header.format),
     }
 
 

@@ -6,29 +6,79 @@ Layout (all integers little-endian; see docs/format.md)::
     4      1  format major version (a reader refuses a newer major)
     5      1  format minor version (additions a reader may ignore)
     6      4  header length H
-    10     H  header: compact UTF-8 JSON (codec, dtype, shape, order, bound, stages, sections)
+    10     H  header: compact UTF-8 JSON (codec, dtype, shape, order, bound, stages, sections);
+              format 2: that JSON as a zstd frame without its 4 magic bytes, coded with the
+              fixed dictionary of errbound.header_dictionary
     10+H   .. sections, back to back, lengths listed in the header
     end-4  4  CRC-32 of every byte before it
 
 The checksum is verified before anything is parsed, so a damaged stream is reported as
-corrupt instead of being decoded into wrong numbers.
+corrupt instead of being decoded into wrong numbers. Format 1 (errbound <= 0.3.0.dev, plain
+JSON headers) is read as ever; format 2 is written since the header became most of a small
+chunk's stream (a 370-byte sz header against 2-3 KiB of data in a 16 KiB chunk).
 """
 
 from __future__ import annotations
 
 import json
 import struct
+import threading
 import zlib
 from dataclasses import dataclass, field
 
 from .errors import CorruptStreamError, UnsupportedStreamError
 
 MAGIC = b"ERRB"
-FORMAT_MAJOR = 1
+FORMAT_MAJOR = 2
 FORMAT_MINOR = 0
 _PREFIX = struct.Struct("<4sBBI")
 _TRAILER = struct.Struct("<I")
 OVERHEAD = _PREFIX.size + _TRAILER.size
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # dropped from the stored header frame: 4 bytes of every stream
+MAX_HEADER_BYTES = 1 << 20  # a decoded header larger than this is not one errbound wrote
+
+_local = threading.local()  # zstd contexts are reusable but not shareable between threads
+
+
+def _header_dictionary():
+    from zstandard import DICT_TYPE_RAWCONTENT, ZstdCompressionDict
+
+    from .header_dictionary import HEADER_DICTIONARY
+
+    return ZstdCompressionDict(HEADER_DICTIONARY, dict_type=DICT_TYPE_RAWCONTENT)
+
+
+def encode_header(head: bytes) -> bytes:
+    """Format 2's header bytes for the header JSON ``head``."""
+    ctx = getattr(_local, "compressor", None)
+    if ctx is None:
+        from zstandard import ZstdCompressor
+
+        ctx = _local.compressor = ZstdCompressor(
+            level=19, dict_data=_header_dictionary(), write_checksum=False, write_dict_id=False
+        )
+    frame = ctx.compress(head)
+    assert frame[:4] == _ZSTD_MAGIC
+    return frame[4:]
+
+
+def decode_header(raw: bytes, major: int) -> bytes:
+    """The header JSON of a stream of format ``major`` from its stored header bytes."""
+    if major < 2:
+        return raw
+    import zstandard
+
+    frame = _ZSTD_MAGIC + raw
+    try:
+        declared = zstandard.frame_content_size(frame)
+        if not 0 <= declared <= MAX_HEADER_BYTES:  # we always write the size; -1: absent
+            raise CorruptStreamError("stream header does not declare a plausible size")
+        ctx = getattr(_local, "decompressor", None)
+        if ctx is None:
+            ctx = _local.decompressor = zstandard.ZstdDecompressor(dict_data=_header_dictionary())
+        return ctx.decompress(frame, max_output_size=max(declared, 1))
+    except zstandard.ZstdError as exc:
+        raise CorruptStreamError(f"stream header cannot be decoded: {exc}") from None
 
 
 @dataclass
@@ -44,6 +94,8 @@ class Header:
     abs_bound: float | None
     stages: list[dict] = field(default_factory=list)
     sections: list[tuple[str, int]] = field(default_factory=list)
+    # (major, minor) of the container it was read from; not stored in the JSON
+    format: tuple[int, int] = (FORMAT_MAJOR, FORMAT_MINOR)
 
     def to_json(self) -> bytes:
         obj = {
@@ -97,7 +149,7 @@ class Header:
 
 def pack(header: Header, sections: list[tuple[str, bytes]]) -> bytes:
     header.sections = [(name, len(data)) for name, data in sections]
-    head = header.to_json()
+    head = encode_header(header.to_json())
     parts = [_PREFIX.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, len(head)), head]
     parts.extend(bytes(data) if not isinstance(data, bytes) else data for _, data in sections)
     body = b"".join(parts)
@@ -115,6 +167,8 @@ def unpack(blob) -> tuple[Header, dict[str, memoryview]]:
     magic, major, minor, head_len = _PREFIX.unpack_from(view, 0)
     if magic != MAGIC:
         raise CorruptStreamError("not an errbound stream (bad magic bytes)")
+    if major == 0:
+        raise CorruptStreamError("stream format 0 does not exist")
     if major > FORMAT_MAJOR:
         raise UnsupportedStreamError(
             f"stream format {major}.{minor} is newer than this errbound reads ({FORMAT_MAJOR}.{FORMAT_MINOR})"
@@ -125,7 +179,8 @@ def unpack(blob) -> tuple[Header, dict[str, memoryview]]:
         raise CorruptStreamError("stream checksum mismatch: the stream is truncated or damaged")
     if _PREFIX.size + head_len > body_end:
         raise CorruptStreamError("stream header length runs past the end of the stream")
-    header = Header.from_json(bytes(view[_PREFIX.size : _PREFIX.size + head_len]))
+    header = Header.from_json(decode_header(bytes(view[_PREFIX.size : _PREFIX.size + head_len]), major))
+    header.format = (major, minor)
     pos = _PREFIX.size + head_len
     sections = {}
     for name, length in header.sections:

@@ -5,7 +5,6 @@ also runs through the shared property, adversarial, real-field and corruption su
 from __future__ import annotations
 
 import json
-import struct
 
 import numba
 import numpy as np
@@ -255,12 +254,9 @@ def test_codec_options_are_checked():
 
 def _forge(blob: bytes, mutate) -> bytes:
     """Apply ``mutate(header_obj, sections)`` and re-seal the container's checksum."""
-    head_len = struct.unpack_from("<I", blob, 6)[0]
-    obj = json.loads(blob[10 : 10 + head_len])
-    pos, secs = 10 + head_len, []
-    for name, length in obj["sections"]:
-        secs.append([name, blob[pos : pos + length]])
-        pos += length
+    header, sections = stream.unpack(blob)
+    obj = json.loads(header.to_json())
+    secs = [[name, bytes(data)] for name, data in sections.items()]
     mutate(obj, secs)
     header = stream.Header.from_json(json.dumps(obj).encode())
     return stream.pack(header, [(n, b) for n, b in secs])

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import stream
 from ..codec import Codec, get_codec, register
 from ..errors import CorruptStreamError, UnsupportedStreamError
 from ..layout import as_4d_shape
@@ -99,9 +100,23 @@ def sample_blocks(data: np.ndarray, edge: dict[int, int] = BLOCK_EDGE, share: fl
     return out
 
 
-def _coded_bytes(stages, sections) -> int:
-    """The sections plus the stage records (JSON in the header; they matter on small arrays)."""
-    return sum(len(body) + len(name) for name, body in sections) + len(json.dumps(stages))
+def _coded_bytes(codec: str, data: np.ndarray, eb: float, stages, sections) -> int:
+    """The sections plus the header a stream of them would carry (it matters on small
+    arrays), coded as the container codes its header; ``sections``: (name, bytes or length)."""
+    lengths = [[name, body if isinstance(body, int) else len(body)] for name, body in sections]
+    head = {
+        "codec": codec,
+        "codec_version": 1,
+        "dtype": data.dtype.str,
+        "shape": list(data.shape),
+        "order": "C",
+        "bound": None,
+        "abs_bound": eb,
+        "stages": stages,
+        "sections": lengths,
+    }
+    header = stream.encode_header(json.dumps(head, separators=(",", ":")).encode())
+    return sum(length for _, length in lengths) + len(header) + stream.OVERHEAD
 
 
 class _Trial:
@@ -114,7 +129,7 @@ class _Trial:
             from .sz import encode_stages
 
             stages, sections, _ = encode_stages(data, eb, dataclasses.replace(sz_predictor), entropy=SZ_ENTROPY)
-            coded = _coded_bytes(stages, sections)
+            coded = _coded_bytes(codec, data, eb, stages, sections)
             self.result = (stages, sections)
         elif codec == "sz":
             from ..stages.coders.zstd import ZstdLossless
@@ -131,14 +146,15 @@ class _Trial:
                 codes.append(c)
                 unpredictable += u.nbytes
             lossless = ZstdLossless()
-            _, section = entropy_code(np.concatenate(codes), sz_predictor.radius, lossless, SZ_ENTROPY == "best")
-            coded = len(section) + unpredictable + len(json.dumps(sz_predictor.record())) + 64
+            entropy, section = entropy_code(np.concatenate(codes), sz_predictor.radius, lossless, SZ_ENTROPY == "best")
+            stages = [sz_predictor.record(), entropy.record(), lossless.record()]
+            coded = _coded_bytes(codec, data, eb, stages, [("codes", section), ("unpredictable", unpredictable)])
         else:
             instance = get_codec(codec)()
             coded = 0
             for block in blocks:
                 stages, sections = instance.encode(block, eb)
-                coded += _coded_bytes(stages, sections)
+                coded += _coded_bytes(codec, block, eb, stages, sections)
                 if whole:
                     self.result = (stages, sections)
         self.values = sum(b.size for b in blocks)
@@ -154,7 +170,7 @@ class _Trial:
         else:
             stages, sections = get_codec(self.codec)().encode(data, eb)
         self.result = (stages, sections)
-        self.full_bytes = _coded_bytes(stages, sections)
+        self.full_bytes = _coded_bytes(self.codec, data, eb, stages, sections)
 
 
 def _looks_low_rank(data: np.ndarray, eb: float) -> bool:

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from errbound import stream
+
 _PREFIX = struct.Struct("<4sBBI")
 _CRC = struct.Struct("<I")
 HOSTILE_NUMBERS = [
@@ -158,7 +160,7 @@ class Parts:
 
 def split(blob: bytes) -> Parts:
     magic, major, minor, head_len = _PREFIX.unpack_from(blob, 0)
-    header = json.loads(blob[_PREFIX.size : _PREFIX.size + head_len])
+    header = json.loads(stream.decode_header(bytes(blob[_PREFIX.size : _PREFIX.size + head_len]), major))
     pos = _PREFIX.size + head_len
     sections = []
     for name, length in header["sections"]:
@@ -173,6 +175,8 @@ def join(parts: Parts, lengths_follow: bool = True, header_json: bytes | None = 
     if lengths_follow:
         header["sections"] = [[name, len(data)] for name, data in parts.sections]
     head = header_json if header_json is not None else json.dumps(header, separators=(",", ":")).encode()
+    if parts.major >= 2:  # format 2 stores the header JSON as a zstd frame (errbound.stream)
+        head = stream.encode_header(head)
     body = _PREFIX.pack(b"ERRB", parts.major, parts.minor, len(head)) + head + b"".join(d for _, d in parts.sections)
     return body + _CRC.pack(zlib.crc32(body))
 
