@@ -54,8 +54,10 @@ def encode_header(head: bytes) -> bytes:
     if ctx is None:
         from zstandard import ZstdCompressor
 
+        # level 9: 3 us a header; 19 saved 3 more bytes for 71 us (a 16 KiB chunk's sz call
+        # takes 230 us in all)
         ctx = _local.compressor = ZstdCompressor(
-            level=19, dict_data=_header_dictionary(), write_checksum=False, write_dict_id=False
+            level=9, dict_data=_header_dictionary(), write_checksum=False, write_dict_id=False
         )
     frame = ctx.compress(head)
     assert frame[:4] == _ZSTD_MAGIC
