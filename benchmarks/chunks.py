@@ -13,7 +13,9 @@ untimed call; each number is the median of ``--repeat`` calls, in milliseconds.
 Peers: SZ3 (pysz, INTERP_LORENZO) beside ``sz``, zfpy beside ``zfp``, SPERR (hdf5plugin's filter
 in an in-memory HDF5 file, minus what the same HDF5 calls cost without a filter) beside
 ``sperr``. ``fz`` and ``hlr`` have no C peer: their rows show their own times. "x peer" is
-errbound's time over the peer's (below 1: errbound is faster). Uses errbound's public API
+errbound's time over the peer's (below 1: errbound is faster). Ratios are of whole streams,
+headers included (the peer's as its API returns them; SPERR's from the chunk's HDF5 storage
+size). Uses errbound's public API
 only, so ``PYTHONPATH=<old checkout>`` measures an older version in the same way.
 """
 
@@ -148,7 +150,13 @@ def main(argv=None) -> int:
     head = ["chunk"]
     for codec in codecs:
         peer = PEER_OF.get(codec)
-        head += [f"{peer} c/d" if peer else None, f"{codec} c/d", "x peer" if peer else None, f"{codec} ratio"]
+        head += [
+            f"{peer} c/d" if peer else None,
+            f"{codec} c/d",
+            "x peer" if peer else None,
+            f"{peer} ratio" if peer else None,
+            f"{codec} ratio",
+        ]
     head = [h for h in head if h]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -163,14 +171,15 @@ def main(argv=None) -> int:
             if peer:
                 p = Peer(peer, eb)
                 if p.available():
-                    pc, pd, _ = p.times(x, args.repeat)
+                    pc, pd, pratio = p.times(x, args.repeat)
                     row += [
                         f"{pc:.2f} / {pd:.2f}",
                         f"{c:.2f} / {d:.2f}",
                         f"{c / pc if pc else float('inf'):.1f} / {d / pd if pd else float('inf'):.1f}",
+                        f"{pratio:.1f}",
                     ]
                 else:
-                    row += ["-", f"{c:.2f} / {d:.2f}", "-"]
+                    row += ["-", f"{c:.2f} / {d:.2f}", "-", "-"]
             else:
                 row.append(f"{c:.2f} / {d:.2f}")
             row.append(f"{ratio:.1f}")
