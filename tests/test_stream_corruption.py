@@ -694,9 +694,9 @@ def test_header_that_is_not_a_header(head):
 
 
 def test_header_frames_that_are_not_ours():
-    """Format 2 headers are zstd frames (magic bytes dropped): frames without a content size,
-    with an implausible one, with a dictionary id, or damaged, are refused before any
-    allocation."""
+    """Format 2 headers are zstd frames (magic bytes dropped): frames without a content size
+    or with an implausible one are refused before anything is decoded; truncated or zeroed
+    frames fail to decode."""
     head = json.dumps(split(STREAMS["sz"][0])[0]).encode()
     plain = zstandard.ZstdCompressor(write_content_size=False).compress(head)[4:]
     bomb = zstandard.ZstdCompressor().compress(b" " * (stream.MAX_HEADER_BYTES + 1))[4:]
