@@ -4,7 +4,8 @@ A stream header is a few hundred bytes of JSON (codec, dtype, shape, bound, ever
 parameters), and most of it repeats from stream to stream. Format 2 stores it as a zstd frame
 coded with this raw-content dictionary: typical headers of every codec, least common first
 (zstd's matches at short offsets, the end of the dictionary, cost least). A header then takes
-50-80 bytes instead of 200-700, which is 2-15 % of a 16-64 KiB HDF5 or zarr chunk's stream.
+25-150 bytes (about 60 for `sz`) instead of 200-700, which is 2-15 % of a 16-64 KiB HDF5 or
+zarr chunk's stream.
 
 Every format-2 stream ever written depends on these exact bytes: they are never edited (a
 test pins their SHA-256); a better dictionary would be a new format version beside this one.

@@ -15,7 +15,7 @@ Layout (all integers little-endian; see docs/format.md)::
 The checksum is verified before anything is parsed, so a damaged stream is reported as
 corrupt instead of being decoded into wrong numbers. Format 1 (errbound <= 0.3.0.dev, plain
 JSON headers) is read as ever; format 2 is written since the header became most of a small
-chunk's stream (a 370-byte sz header against 2-3 KiB of data in a 16 KiB chunk).
+chunk's stream (a 370-440 byte sz header against 2-3 KiB of data in a 16 KiB chunk).
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ _TRAILER = struct.Struct("<I")
 OVERHEAD = _PREFIX.size + _TRAILER.size
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # dropped from the stored header frame: 4 bytes of every stream
 MAX_HEADER_BYTES = 1 << 20  # a decoded header larger than this is not one errbound wrote
+# the zstd frame header descriptor (RFC 8878, 3.1.1.1.1): errbound writes single-segment
+# frames without a checksum or a dictionary id
+_SINGLE_SEGMENT = 0x20
+_CHECKSUM_OR_DICT_ID = 0x07
 
 _local = threading.local()  # zstd contexts are reusable but not shareable between threads
 
@@ -65,11 +69,18 @@ def encode_header(head: bytes) -> bytes:
 
 
 def decode_header(raw: bytes, major: int) -> bytes:
-    """The header JSON of a stream of format ``major`` from its stored header bytes."""
+    """The header JSON of a stream of format ``major`` from its stored header bytes.
+
+    Format 2 accepts exactly what errbound writes: one single-segment frame (so its window
+    is its content size, which fixes the decoded bytes for every conforming decoder), no
+    checksum, no dictionary id, a content size of at most MAX_HEADER_BYTES, nothing after
+    the frame."""
     if major < 2:
         return raw
     import zstandard
 
+    if not raw or raw[0] & _SINGLE_SEGMENT == 0 or raw[0] & _CHECKSUM_OR_DICT_ID:
+        raise CorruptStreamError("stream header is not a frame errbound writes")
     frame = _ZSTD_MAGIC + raw
     try:
         declared = zstandard.frame_content_size(frame)
@@ -78,9 +89,13 @@ def decode_header(raw: bytes, major: int) -> bytes:
         ctx = getattr(_local, "decompressor", None)
         if ctx is None:
             ctx = _local.decompressor = zstandard.ZstdDecompressor(dict_data=_header_dictionary())
-        return ctx.decompress(frame, max_output_size=max(declared, 1))
+        # explicit: python-zstandard means to change both defaults
+        out = ctx.decompress(frame, max_output_size=max(declared, 1), read_across_frames=False, allow_extra_data=False)
     except zstandard.ZstdError as exc:
         raise CorruptStreamError(f"stream header cannot be decoded: {exc}") from None
+    if len(out) != declared:
+        raise CorruptStreamError("stream header decodes to another size than it declares")
+    return out
 
 
 @dataclass

@@ -5,6 +5,7 @@ also runs through the shared property, adversarial, real-field and corruption su
 from __future__ import annotations
 
 import json
+import warnings
 
 import numba
 import numpy as np
@@ -150,6 +151,28 @@ def test_forged_residual_dtypes_raise(lowrank_blob, residual):
 
     with pytest.raises(CorruptStreamError, match="lowrank"):
         errbound.decompress(_forge(lowrank_blob, forge))
+
+
+def test_residual_parameter_belongs_to_version_2_records(lowrank_blob):
+    def v1_with_residual(obj, secs):
+        next(s for s in obj["stages"] if s["name"] == "lowrank")["version"] = 1
+
+    def v2_without_residual(obj, secs):
+        del next(s for s in obj["stages"] if s["name"] == "lowrank")["params"]["residual"]
+
+    for forge in (v1_with_residual, v2_without_residual):
+        with pytest.raises(CorruptStreamError, match="residual dtype only in version 2"):
+            errbound.decompress(_forge(lowrank_blob, forge))
+
+
+def test_float32_residuals_beyond_float32_range_are_corrected_silently():
+    """Near float32's maximum, x - L can overflow float32: the point is stored as an
+    unpredictable value and restored exactly by the corrections pass, without warnings."""
+    a = kernel_matrix(512, np.float32) * np.float32(3e38)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        blob, _ = roundtrip(a, "hlr", "rel", 1e-2)
+    assert low_rank_blocks(blob) > 0
 
 
 def test_global_low_rank_plan_on_a_matricized_stack():

@@ -694,15 +694,23 @@ def test_header_that_is_not_a_header(head):
 
 
 def test_header_frames_that_are_not_ours():
-    """Format 2 headers are zstd frames (magic bytes dropped): frames without a content size
-    or with an implausible one are refused before anything is decoded; truncated or zeroed
-    frames fail to decode."""
+    """Format 2 headers are zstd frames (magic bytes dropped), exactly as errbound writes
+    them: frames without a content size or with an implausible one, with a checksum, not
+    single-segment, or with bytes after them are refused; truncated or zeroed ones fail to
+    decode. The same good frame is accepted."""
     head = json.dumps(split(STREAMS["sz"][0])[0]).encode()
     plain = zstandard.ZstdCompressor(write_content_size=False).compress(head)[4:]
     bomb = zstandard.ZstdCompressor().compress(b" " * (stream.MAX_HEADER_BYTES + 1))[4:]
     good = stream.encode_header(head)
-    for stored in (plain, bomb, good[:-3], good[:5], bytes(len(good))):
+    checksummed = zstandard.ZstdCompressor(write_checksum=True).compress(head)[4:]
+    trailing = (good + b"\0", good + b"\x28\xb5\x2f\xfd" + good)  # nothing after the one frame
+    for stored in (plain, bomb, checksummed, good[:-3], good[:5], bytes(len(good)), *trailing):
         _decode_raises(build(stored, b"", encode=False))
+    streamed = zstandard.ZstdCompressor().compressobj()  # a frame that is not single-segment
+    not_single = (streamed.compress(head) + streamed.flush())[4:]
+    assert not_single[0] & 0x20 == 0
+    _decode_raises(build(not_single, b"", encode=False))
+    assert errbound.info(build(good, b"".join(b for _, b in split(STREAMS["sz"][0])[1]), encode=False))
 
 
 @pytest.mark.parametrize("name", ["sz", "pw_rel", "raw-fallback"])

@@ -19,7 +19,9 @@ Mutations (each a function of a seed stream and a random generator):
   keep their headers: the fz code stream, zfp's header, sperr's table) are hit more often;
 - header JSON mutated with the CRC recomputed: a leaf replaced by a hostile value (huge or
   negative integers, NaN, strings, lists, None), a key removed or added, the shape, dtype,
-  codec name, stage names, versions and parameters changed.
+  codec name, stage names, versions and parameters changed; for format-2 seeds, a quarter
+  of these damage the stored header frame itself instead (flips, overwritten, inserted,
+  deleted or appended bytes).
 """
 
 from __future__ import annotations
@@ -274,7 +276,30 @@ def _get(obj, path):
     return obj
 
 
+def stored_header_damage(blob: bytes, rng: random.Random) -> bytes:
+    """The header bytes as stored (format 2: a zstd frame) damaged, the CRC recomputed: what
+    reaches errbound.stream.decode_header (the JSON-level mutations re-encode valid frames)."""
+    magic, major, minor, head_len = _PREFIX.unpack_from(blob, 0)
+    head, rest = blob[_PREFIX.size : _PREFIX.size + head_len], blob[_PREFIX.size + head_len : -_CRC.size]
+    kind = rng.randrange(5)
+    i = rng.randrange(len(head) + 1)
+    if kind == 0:
+        head = _flip(head, rng, rng.choice((1, 1, 2, 4)))
+    elif kind == 1:
+        head = head[:i] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 4))) + head[i + 4 :]
+    elif kind == 2:
+        head = head[:i] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 8))) + head[i:]
+    elif kind == 3:
+        head = head[:i] + head[i + rng.randint(1, 8) :]
+    else:
+        head = head + bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+    body = _PREFIX.pack(magic, major, minor, len(head)) + head + rest
+    return body + _CRC.pack(zlib.crc32(body))
+
+
 def header_mutation(blob: bytes, rng: random.Random, other: bytes) -> bytes:
+    if blob[4] >= 2 and rng.random() < 0.25:
+        return stored_header_damage(blob, rng)
     parts = split(blob)
     header = json.loads(json.dumps(parts.header))
     kind = rng.randrange(10)

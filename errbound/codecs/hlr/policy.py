@@ -155,7 +155,7 @@ class Search:
         # the decoder's L: from the decoded factors, by the decoder's own kernels
         factors = lr.scale_factors(lr.zfp_decode(blob[4:], values.size), blocks, x)
         trial.low = lr.reconstruct(matrix.shape, blocks, factors)
-        resid = (matrix - trial.low).reshape(data.shape).astype(data.dtype, copy=False)
+        resid = residual(data, trial.low, split, matrix)
         if exact:
             trial.coded = _sz_encode(resid, eb)
             trial.cost += sum(len(b) for _, b in trial.coded[1])
@@ -182,11 +182,16 @@ def _cost(trial: Trial) -> float:
     return trial.cost
 
 
-def residual(data: np.ndarray, low: np.ndarray, split: int) -> np.ndarray:
+def residual(data: np.ndarray, low: np.ndarray, split: int, matrix: np.ndarray | None = None) -> np.ndarray:
     """``x - L`` in the array's own dtype (the lowrank stage's ``residual``): the difference
-    is formed in float64 and rounded once; where L is zero it is the value itself."""
-    rows = math.prod(data.shape[:split])
-    return (data.reshape(rows, -1).astype(np.float64) - low).reshape(data.shape).astype(data.dtype, copy=False)
+    is formed in float64 (``matrix``: the array's float64 matrix view, if at hand) and
+    rounded once; where L is zero it is the value itself. A difference beyond float32's
+    range becomes +-inf: the `sz` stages store it as an unpredictable value and the
+    corrections pass restores the point exactly, so the bound holds."""
+    if matrix is None:
+        matrix = data.reshape(math.prod(data.shape[:split]), -1).astype(np.float64)
+    with np.errstate(over="ignore"):
+        return (matrix - low).reshape(data.shape).astype(data.dtype, copy=False)
 
 
 def _sz_encode(data: np.ndarray, eb: float):
@@ -210,7 +215,9 @@ def _dense_bits_for(matrix: np.ndarray, eb: float):
         else:
             order = template.order if min(tile.shape) > 1 else None
             predictor = InterpolationPredictor(template.cubic, order, template.alpha, template.beta, anchor=0)
-        codes, unpred, _ = predictor.encode(np.ascontiguousarray(tile, matrix.dtype), eb)
+        with np.errstate(over="ignore"):  # beyond float32: unpredictable, as in residual()
+            tile = np.ascontiguousarray(tile, matrix.dtype)
+        codes, unpred, _ = predictor.encode(tile, eb)
         counts = np.bincount(codes - codes.min()) if codes.size else np.zeros(1)
         p = counts[counts > 0] / max(codes.size, 1)
         return float(-(p * np.log2(p)).sum()) * codes.size + 64.0 * unpred.size

@@ -103,6 +103,14 @@ class LowRankTiles(Stage):
         ):
             raise ValueError("low-rank stage parameters out of range")
 
+    @classmethod
+    def load(cls, records: list) -> LowRankTiles:
+        stage = super().load(records)
+        record = next(r for r in records if isinstance(r, dict) and r.get("name") == cls.name)
+        if ("residual" in record["params"]) != (record.get("version") == 2):
+            raise CorruptStreamError("stage 'lowrank' has a residual dtype only in version 2 records")
+        return stage
+
     def record(self) -> dict:
         if self.residual == "float64":  # what version 1 wrote: older readers keep reading it
             params = self.params()
