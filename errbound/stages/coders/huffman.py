@@ -191,11 +191,10 @@ def _code_lengths(counts: np.ndarray, max_len: int) -> np.ndarray:
 
 
 @_jit
-def _table_kernel(lens, counts, lo):
-    """(the table varints, used symbol count, bit stream length) for code lengths ``lens``
-    of symbols lo, lo + 1, ...: per used symbol ``(gap << 5) | (length - 1)``, LEB128 (at
-    most 4 bytes: gap < 2**20, length <= 32)."""
-    out = np.empty(4 * lens.size, np.uint8)
+def _table_kernel(lens, counts, lo, out):
+    """(bytes written to ``out``, used symbol count, bit stream length): the table varints
+    for code lengths ``lens`` of symbols lo, lo + 1, ...: per used symbol
+    ``(gap << 5) | (length - 1)``, LEB128 (at most 4 bytes: gap < 2**20, length <= 32)."""
     pos = m = nbits = 0
     prev = -1 - lo
     for s in range(lens.size):
@@ -210,12 +209,14 @@ def _table_kernel(lens, counts, lo):
             prev = s
             m += 1
             nbits += counts[s] * np.int64(lens[s])
-    return out[:pos], m, nbits
+    return pos, m, nbits
 
 
 def _table_varints(lens: np.ndarray, counts: np.ndarray, lo: int = 0):
     """Returns (table bytes, used symbol count, bit stream length); the tables start at symbol ``lo``."""
-    return _table_kernel(lens, np.asarray(counts, np.int64), np.int64(lo))
+    out = np.empty(4 * lens.size, np.uint8)  # allocated here: one np.empty less to compile
+    size, m, nbits = _table_kernel(lens, np.asarray(counts, np.int64), np.int64(lo), out)
+    return out[:size], m, nbits
 
 
 @_jit
@@ -230,10 +231,10 @@ def _pack(symbols, lo, lens, out, pos):
     first = np.zeros(MAX_CODE_LENGTH + 2, np.int64)
     for n in range(1, MAX_CODE_LENGTH + 1):
         first[n + 1] = (first[n] + per_length[n]) << 1
-    codes = np.zeros(lens.size, np.uint32)
+    codes = np.zeros(lens.size, np.int64)  # int64 like every other table here: one np.zeros to compile
     for s in range(lens.size):
         if lens[s]:
-            codes[s] = np.uint32(first[lens[s]])
+            codes[s] = first[lens[s]]
             first[lens[s]] += 1
     acc, nb = np.uint64(0), np.uint64(0)
     for i in range(symbols.size):
