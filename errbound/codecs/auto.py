@@ -122,13 +122,13 @@ def _coded_bytes(codec: str, data: np.ndarray, eb: float, stages, sections) -> i
 class _Trial:
     """One candidate on the sample: its coded bytes, and its result when the sample was the array."""
 
-    def __init__(self, codec: str, data: np.ndarray, eb: float, blocks, whole: bool, sz_predictor):
+    def __init__(self, codec: str, data: np.ndarray, eb: float, blocks, whole: bool, sz_choice):
         self.codec = codec
         self.result = None
         if codec == "sz" and whole:
             from .sz import encode_stages
 
-            stages, sections, _ = encode_stages(data, eb, dataclasses.replace(sz_predictor), entropy=SZ_ENTROPY)
+            stages, sections, _ = encode_stages(data, eb, sz_choice[0], entropy=SZ_ENTROPY, encoded=sz_choice[1])
             coded = _coded_bytes(codec, data, eb, stages, sections)
             self.result = (stages, sections)
         elif codec == "sz":
@@ -137,6 +137,7 @@ class _Trial:
 
             # the predictor chosen for the array, with the anchor grid of each block's size;
             # the blocks' codes entropy-coded together, as the array's are (one table)
+            sz_predictor = sz_choice[0]
             codes, unpredictable = [], 0
             for block in blocks:
                 predictor = dataclasses.replace(sz_predictor)
@@ -161,12 +162,12 @@ class _Trial:
         self.ratio = self.values * data.itemsize / max(coded, 1)
         self.full_bytes = None
 
-    def full(self, data: np.ndarray, eb: float, sz_predictor) -> None:
+    def full(self, data: np.ndarray, eb: float, sz_choice) -> None:
         """Code the whole array (kept as the result)."""
         if self.codec == "sz":
             from .sz import encode_stages
 
-            stages, sections, _ = encode_stages(data, eb, dataclasses.replace(sz_predictor), entropy=SZ_ENTROPY)
+            stages, sections, _ = encode_stages(data, eb, sz_choice[0], entropy=SZ_ENTROPY, encoded=sz_choice[1])
         else:
             stages, sections = get_codec(self.codec)().encode(data, eb)
         self.result = (stages, sections)
@@ -202,29 +203,32 @@ def _sample(data: np.ndarray, with_hlr: bool) -> list[np.ndarray]:
 
 
 def choose(data: np.ndarray, eb: float, names=CANDIDATES):
-    """(the chosen trial, every trial, sz's predictor): every candidate codes the same
-    sample; every candidate within CLOSE of the best there codes the whole array, and the
-    smallest stream wins (samples of a few blocks misjudge by up to ~8 %)."""
+    """(the chosen trial, every trial, sz's choice: its predictor and what its policy coded
+    of the array): every candidate codes the same sample; every candidate within CLOSE of
+    the best there codes the whole array, and the smallest stream wins (samples of a few
+    blocks misjudge by up to ~8 %)."""
     names = candidates_for(data, eb, names)
     blocks = _sample(data, "hlr" in names)
     whole = len(blocks) == 1 and blocks[0] is data
-    sz_predictor = None
+    sz_choice = None
     trials = []
     for name in names:
         if name == "sz":
-            from .sz import choose_predictor
+            from .sz.policy import choose as choose_sz
 
-            sz_predictor = choose_predictor(data, eb)
-        trials.append(_Trial(name, data, eb, blocks, whole, sz_predictor))
+            # (predictor, what the policy coded of the whole array or None): the stream is
+            # the `sz` codec's own
+            sz_choice = choose_sz(data, eb)
+        trials.append(_Trial(name, data, eb, blocks, whole, sz_choice))
     ranked = sorted(trials, key=lambda t: -t.ratio / SLOWER_MARGIN.get(t.codec, 1.0))
     best = ranked[0]
     if whole or len(ranked) < 2 or ranked[1].ratio * CLOSE < best.ratio:
-        return best, trials, sz_predictor
+        return best, trials, sz_choice
     finals = [t for t in ranked if t.ratio * CLOSE >= best.ratio]
     for trial in finals:
-        trial.full(data, eb, sz_predictor)
+        trial.full(data, eb, sz_choice)
     best = min(finals, key=lambda t: (t.full_bytes * SLOWER_MARGIN.get(t.codec, 1.0), CANDIDATES.index(t.codec)))
-    return best, trials, sz_predictor
+    return best, trials, sz_choice
 
 
 @register
@@ -249,11 +253,11 @@ class AutoCodec(Codec):
         self.candidates = tuple(c for c in CANDIDATES if c in candidates)
 
     def encode(self, data, eb):
-        best, trials, sz_predictor = choose(data, eb, self.candidates)
+        best, trials, sz_choice = choose(data, eb, self.candidates)
         codec = get_codec(best.codec)
         self.checks_bound = codec.checks_bound  # the shared verification pass follows the chosen codec
         if best.result is None:
-            best.full(data, eb, sz_predictor)
+            best.full(data, eb, sz_choice)
         stages, sections = best.result
         choice = AutoChoice(
             best.codec,

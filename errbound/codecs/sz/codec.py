@@ -34,28 +34,35 @@ ENTROPY = ("huffman", "best")
 
 
 def encode_stages(
-    data: np.ndarray, eb: float, predictor=None, names: dict[str, str] = SECTIONS, entropy: str = "huffman"
+    data: np.ndarray,
+    eb: float,
+    predictor=None,
+    names: dict[str, str] = SECTIONS,
+    entropy: str = "huffman",
+    encoded=None,
 ):
-    """The sz stages on ``data`` (the predictor chosen by the policy unless given). Returns
-    (stage records, sections named by ``names``, the decoder's reconstruction: the predictor
-    reconstructs in place exactly as its decoder does). ``entropy="best"`` codes the codes
-    with the context-modelled rANS coder where that is smaller (see ``_entropy_code``)."""
-    encoded = None
+    """The sz stages on ``data`` (the predictor chosen by the policy unless given, with what
+    the policy already coded of the array in ``encoded``). Returns (stage records, sections
+    named by ``names``, the decoder's reconstruction: the predictor reconstructs in place
+    exactly as its decoder does). ``entropy="best"`` codes the codes with the
+    context-modelled rANS coder where that is smaller (see ``entropy_code``)."""
     if predictor is None:
         predictor, encoded = choose(data, eb)
-    codes, unpred, recon = encoded or predictor.encode(data, eb)
+    codes, unpred, recon, *huffman_coded = encoded or predictor.encode(data, eb)
     lossless = ZstdLossless()
-    entropy, coded = entropy_code(codes, predictor.radius, lossless, entropy == "best")
+    entropy, coded = entropy_code(codes, predictor.radius, lossless, entropy == "best", *huffman_coded)
     sections = [(names["codes"], coded), (names["unpredictable"], lossless.compress(unpred.tobytes()))]
     return [predictor.record(), entropy.record(), lossless.record()], sections, recon
 
 
-def entropy_code(codes: np.ndarray, radius: int, lossless: ZstdLossless, try_rans: bool):
-    """(entropy stage, codes section): Huffman + zstd, or (``try_rans``) the context-modelled
-    rANS coder where its estimate says it saves RANS_GAIN and the real stream does (the
-    policy's constants)."""
+def entropy_code(codes: np.ndarray, radius: int, lossless: ZstdLossless, try_rans: bool, huffman_coded=None):
+    """(entropy stage, codes section): Huffman + zstd (``huffman_coded`` when the policy
+    already made those bytes), or (``try_rans``) the context-modelled rANS coder where its
+    estimate says it saves RANS_GAIN and the real stream does (the policy's constants)."""
     entropy = huffman.Huffman(2 * radius)
-    coded = lossless.compress(huffman.encode(codes, entropy.alphabet))
+    if huffman_coded is None:
+        huffman_coded = lossless.compress(huffman.encode(codes, entropy.alphabet))
+    coded = huffman_coded
     if (
         not try_rans
         or codes.size < RANS_MIN_CODES
