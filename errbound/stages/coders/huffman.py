@@ -94,7 +94,9 @@ def _histogram(symbols, alphabet_size):
             s = np.int64(symbols[i])
             if s < 0 or s >= alphabet_size:
                 return c, 0, i
-            c[s] += 1
+            # numba tests a signed index for a negative value (Python's wrap-around) on
+            # every access; an unsigned one is used as it is. Every index here is in range.
+            c[np.uint64(s)] += 1
         lo = 0
         while lo < alphabet_size and c[lo] == 0:
             lo += 1
@@ -111,7 +113,7 @@ def _histogram(symbols, alphabet_size):
         hi = max(hi, s)
     c = np.zeros(max(hi - lo + 1, 0), np.int64)
     for i in range(n):
-        c[np.int64(symbols[i]) - lo] += 1
+        c[np.uint64(np.int64(symbols[i]) - lo)] += 1
     return c, lo, -1
 
 
@@ -238,14 +240,14 @@ def _pack(symbols, lo, lens, out, pos):
             first[lens[s]] += 1
     acc, nb = np.uint64(0), np.uint64(0)
     for i in range(symbols.size):
-        s = np.int64(symbols[i]) - lo
+        s = np.uint64(np.int64(symbols[i]) - lo)  # unsigned: no wrap-around test (see _histogram)
         n = np.uint64(lens[s])
         acc = (acc << n) | np.uint64(codes[s])
         nb += n
         if nb >= _U32:
             nb -= _U32
             for k in range(4):
-                out[pos + k] = np.uint8((acc >> (nb + np.uint64(24 - 8 * k))) & np.uint64(0xFF))
+                out[np.uint64(pos + k)] = np.uint8((acc >> (nb + np.uint64(24 - 8 * k))) & np.uint64(0xFF))
             pos += 4
     acc <<= _U32 - nb  # left-align the tail in the low word
     for k in range((nb + np.uint64(7)) // np.uint64(8)):
@@ -441,14 +443,14 @@ def _decode_coded(data, pos, n, limit, out):
     # bits) can be walked whenever nb >= 32.
     while pos + 8 <= end and i + 16 <= n_out:
         w = np.uint64(0)
-        for k in range(8):
-            w = (w << np.uint64(8)) | np.uint64(data[pos + k])
+        for k in range(8):  # unsigned indices: no wrap-around test (see _histogram)
+            w = (w << np.uint64(8)) | np.uint64(data[np.uint64(pos + k)])
         buf |= w >> np.uint64(nb)
         pos += (63 - nb) >> 3
         nb |= 56
         if runs and (buf >> np.uint64(48)) == 0:
             for k in range(16):
-                out[i + k] = run_symbol
+                out[np.uint64(i + k)] = run_symbol
             i += 16
             buf <<= np.uint64(16)
             nb -= 16
@@ -458,9 +460,9 @@ def _decode_coded(data, pos, n, limit, out):
                 e = table[buf >> tshift]
                 n = e & 31
                 if n:
-                    out[i] = b32 + np.int32((e >> 12) & 0xFFFFF)
-                    out[i + 1] = b32 + np.int32((e >> 32) & 0xFFFF)
-                    out[i + 2] = b32 + np.int32((e >> 48) & 0xFFFF)
+                    out[np.uint64(i)] = b32 + np.int32((e >> 12) & 0xFFFFF)
+                    out[np.uint64(i + 1)] = b32 + np.int32((e >> 32) & 0xFFFF)
+                    out[np.uint64(i + 2)] = b32 + np.int32((e >> 48) & 0xFFFF)
                     i += (e >> 5) & 3
                 else:
                     sym, n = _walk(buf, (e >> 7) & 31, first, cnt, offs, ordered, maxlen)
