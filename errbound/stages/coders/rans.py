@@ -141,17 +141,17 @@ def _decode(data, pos, slots, symbols_of, precision, out):
     a1 = np.uint64(0)
     a2 = np.uint64(0)
     for i in range(out.size):
-        e = slots[_PAIR_BUCKETS[a1 + a2], x & mask]
+        e = slots[np.uint64(_PAIR_BUCKETS[a1 + a2]), x & mask]
         if e == missing:
             return 5
         x = ((e >> np.uint64(21)) & field) * (x >> shift) + (e & field)
         for _ in range(2):  # at most two bytes per symbol (precision <= 20, L = 2^23)
             more = x < low
-            x = (x << np.uint64(8)) | np.uint64(data[pos]) if more else x
+            x = (x << np.uint64(8)) | np.uint64(data[np.uint64(pos)]) if more else x
             pos += 1 if more else 0
             if pos > end:
                 return 4
-        out[i] = symbols_of[e >> np.uint64(48)]
+        out[np.uint64(i)] = symbols_of[e >> np.uint64(48)]
         a2 = a1
         a1 = (e >> np.uint64(42)) & np.uint64(63)
     return 0 if pos == end and x == low else 4
