@@ -41,6 +41,19 @@ def test_single_symbol_and_wide_alphabets():
     roundtrip(wide)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_precision_17_with_frequency_one_symbols_round_trips(seed):
+    """Over 32768 distinct symbols take precision 17; with one dominant symbol the rare
+    ones get frequency 1, and one such symbol moves three bytes of state. Up to 0.3.0 the
+    decoder read at most two and called these (correctly written) streams corrupt."""
+    rng = np.random.default_rng(seed)
+    n = 400_000
+    rare = rng.permutation(np.repeat(np.arange(1, 2 * CENTER, dtype=np.int32), 7))[:n]
+    c = np.where(rng.random(n) < 0.7, np.int32(CENTER), rare)
+    assert rans._precision(np.unique(c).size) == 17
+    roundtrip(c)
+
+
 def test_contexts_beat_huffman_where_residuals_cluster():
     from errbound.stages.coders import huffman
 

@@ -74,6 +74,17 @@ def _distance(s, center):
     return min(abs(s - center), 63)
 
 
+@kernel(inline="always")
+def _renormalization_bytes(precision):
+    """The most bytes one symbol moves between state and stream. The decoder's state is
+    at least L = 2**23 before a symbol and at least f * 2**(23 - precision) after it, so
+    refilling L takes two bytes when f >= 2**(precision - 16) and three for any f up to
+    precision 24. The encoder mirrors this. (Up to 0.3.0 the decoder read at most two: a
+    stream of precision 17 with a symbol of frequency 1 did not decode. The encoder
+    always wrote it correctly; those streams decode now.)"""
+    return 2 if precision <= 16 else 3
+
+
 @kernel
 def _context_counts(symbols, index, m, center):
     """Counts per (context, used-symbol index)."""
@@ -87,8 +98,24 @@ def _context_counts(symbols, index, m, center):
     return counts
 
 
+def _reciprocals(freq: np.ndarray, cum: np.ndarray, precision: int):
+    """Tables that let the encoder divide its state x by a frequency f with a multiply:
+    after renormalization x < 2**31, and for 2**(t-1) < f <= 2**t the reciprocal
+    r = ceil(2**(t+31) / f) (< 2**32) gives x // f = (x * r) >> (31 + t) for every such x
+    (exact division by a constant, Alverson 1991; ryg_rans does the same). f = 1 takes
+    r = 2**32 - 1, which gives x - 1 for 0 < x < 2**32, and 2**precision - 1 more bias.
+    Returns (r, shift, bias, 2**precision - f), uint64, shaped like ``freq``."""
+    f = np.maximum(freq, 1).astype(np.uint64)
+    t = np.ceil(np.log2(f.astype(np.float64))).astype(np.uint64)  # exact: f < 2**21
+    one = f == 1
+    rcp = np.where(one, np.uint64((1 << 32) - 1), ((np.uint64(1) << (t + np.uint64(31))) + f - np.uint64(1)) // f)
+    shift = np.where(one, np.uint64(32), t + np.uint64(31))
+    bias = cum.astype(np.uint64) + np.where(one, np.uint64((1 << precision) - 1), np.uint64(0))
+    return rcp, shift, bias, np.uint64(1 << precision) - f
+
+
 @kernel
-def _encode(symbols, index, freq, cum, precision, center, out):
+def _encode(symbols, index, freq, rcp, rcp_shift, bias, complement, precision, center, out):
     """rANS-encode backwards into ``out`` (written from the end); returns the first byte used."""
     n = symbols.size
     ctx = np.empty(n, np.uint8)
@@ -100,17 +127,23 @@ def _encode(symbols, index, freq, cum, precision, center, out):
         a1 = _distance(s, center)
     x = np.uint64(_L)
     pos = out.size
-    shift = np.uint64(precision)
+    steps = _renormalization_bytes(precision)
     for i in range(n - 1, -1, -1):
         k = ctx[i]
         j = index[np.int64(symbols[i])]
         f = np.uint64(freq[k, j])
         limit = np.uint64((_L >> precision) << 8) * f
-        while x >= limit:
-            pos -= 1
-            out[pos] = np.uint8(x & np.uint64(0xFF))
-            x >>= np.uint64(8)
-        x = ((x // f) << shift) + (x % f) + np.uint64(cum[k, j])
+        # as many bytes as the decoder reads back (see _renormalization_bytes), without a
+        # branch, as in the decoder: the byte below pos is scratch until pos moves over it
+        for _ in range(steps):
+            more = x >= limit
+            out[pos - 1] = np.uint8(x & np.uint64(0xFF))
+            pos -= 1 if more else 0
+            x = (x >> np.uint64(8)) if more else x
+        # x' = (x // f) * 2**precision + x % f + cum = x + q * (2**precision - f) + cum, with
+        # q = x // f from a multiply (see _reciprocals; the division was most of the time)
+        q = (x * rcp[k, j]) >> rcp_shift[k, j]
+        x += bias[k, j] + q * complement[k, j]
     for b in range(4):
         pos -= 1
         out[pos] = np.uint8((x >> np.uint64(8 * b)) & np.uint64(0xFF))
@@ -140,12 +173,13 @@ def _decode(data, pos, slots, symbols_of, precision, out):
     missing = np.uint64(0xFFFFFFFFFFFFFFFF)
     a1 = np.uint64(0)
     a2 = np.uint64(0)
+    steps = _renormalization_bytes(precision)
     for i in range(out.size):
         e = slots[np.uint64(_PAIR_BUCKETS[a1 + a2]), x & mask]
         if e == missing:
             return 5
         x = ((e >> np.uint64(21)) & field) * (x >> shift) + (e & field)
-        for _ in range(2):  # at most two bytes per symbol (precision <= 20, L = 2^23)
+        for _ in range(steps):
             more = x < low
             x = (x << np.uint64(8)) | np.uint64(data[np.uint64(pos)]) if more else x
             pos += 1 if more else 0
@@ -273,7 +307,7 @@ def encode(symbols: np.ndarray, alphabet: int, center: int) -> bytes:
     cum[:, 1:] = np.cumsum(freq, axis=1)[:, :-1]
     # each symbol costs at most precision + 1 bits; plus the state
     out = np.empty(a.size * (precision + 8) // 8 + 16, np.uint8)
-    start = _encode(a, full_index, freq, cum, precision, center, out)
+    start = _encode(a, full_index, freq, *_reciprocals(freq, cum, precision), precision, center, out)
     payload = out[start:]
     return bytes(head) + _varints(np.concatenate(table)) + _varints([payload.size]) + payload.tobytes()
 
