@@ -54,6 +54,27 @@ def test_precision_17_with_frequency_one_symbols_round_trips(seed):
     roundtrip(c)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(2, 2 * CENTER - 1),  # distinct symbols: every precision from 12 to 17
+    st.integers(1, 40),  # symbols per distinct one: long inputs give rare ones frequency 1
+    st.floats(0.0, 0.999),  # share of the dominant symbol
+    st.booleans(),  # runs of large codes (the contexts' other end)
+)
+def test_any_table_round_trips(seed, distinct, per_symbol, dominant, clustered):
+    """Every precision, table size and skew the encoder can meet: the decoder rebuilds the
+    symbols (the precision-17 bug above was a round trip that no test had reached)."""
+    rng = np.random.default_rng(seed)
+    n = min(distinct * per_symbol, 400_000) // 8 * 8 + 8
+    symbols = rng.choice(np.arange(1, 2 * CENTER, dtype=np.int32), distinct, replace=False)
+    c = symbols[rng.integers(0, distinct, n)]
+    c[rng.random(n) < dominant] = CENTER
+    if clustered:
+        c = np.sort(c.reshape(-1, 8), axis=1).reshape(-1)
+    roundtrip(c)
+
+
 def test_contexts_beat_huffman_where_residuals_cluster():
     from errbound.stages.coders import huffman
 
