@@ -227,8 +227,8 @@ def choose(data: np.ndarray, eb: float, settle: bool = True):
         for cubic in (best_cubic, not best_cubic):  # on a tie the samples' pick stays
             predictor = final(cubic)
             codes, unpred, recon = predictor.encode(data, eb)
-            coded = ZstdLossless().compress(huffman.encode(codes, 2 * predictor.radius))
-            trials.append((len(coded) + unpred.nbytes, predictor, (codes, unpred, recon, coded)))
+            section = ZstdLossless().compress(huffman.encode(codes, 2 * predictor.radius))
+            trials.append((len(section) + unpred.nbytes, predictor, (codes, unpred, recon, section)))
         _, predictor, encoded = min(trials, key=lambda trial: trial[0])
         return predictor, encoded
     return final(best_cubic), None
