@@ -194,6 +194,16 @@ def test_direct_psnr_lands_within_half_a_decibel(target):
     assert errbound.info(blob)["codec"] == "sperr"
 
 
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("target", [1.0, 3.0])
+def test_a_low_psnr_target_on_float32_raises_no_warning(target):
+    # the step search compared its (then huge) step with a float32 eps, and numpy warned
+    # "overflow encountered in cast" to every caller asking for a few dB
+    x = np.random.default_rng(0).standard_normal((8, 6, 8)).astype(np.float32)
+    got = psnr_of(x, errbound.decompress(errbound.compress(x, "sperr", psnr=target)))
+    assert got >= target
+
+
 # --------------------------------------------------------------------------- shared fields
 
 FIELDS = field_names()

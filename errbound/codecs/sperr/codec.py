@@ -140,7 +140,8 @@ class SperrCodec(Codec):
                 best = (got, stages, sections, header_q)
             if target <= got <= target + policy.PSNR_MARGIN_DB:
                 break
-            if q < unit_range * np.finfo(data.dtype).eps:
+            # float(): against a float32 eps numpy would cast a huge q to float32 (a warning)
+            if q < unit_range * float(np.finfo(data.dtype).eps):
                 break  # below the precision of the data: only exact storage gets there
             q *= 10.0 ** ((got - target - aim) / 20.0)  # PSNR moves 20 dB per decade of the step
         if best is None:
