@@ -45,10 +45,8 @@ def row(path: Path, rel: float, repeat: int) -> str:
     """One field's table row."""
     x = load(path)
     eb = rel * float(x.max() - x.min())
-    try:
-        predictor, _ = choose(x, eb, settle=False)  # the samples' pick: no full-array trial
-    except TypeError:  # an errbound from before the settle parameter
-        predictor, _ = choose(x, eb)
+    choice = choose(x, eb)  # the samples' pick (a close call is not settled here)
+    predictor = choice.predictor if hasattr(choice, "predictor") else choice[0]  # older: a tuple
     codes, unpred, recon = predictor.encode(x, eb)
     decoded = predictor.decode(codes, unpred, x.shape, x.dtype, eb)
     assert np.array_equal(decoded.view(np.uint8), recon.view(np.uint8)), path.name

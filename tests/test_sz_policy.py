@@ -40,9 +40,11 @@ def test_a_close_call_is_settled_on_the_full_array(dtype, monkeypatch):
     monkeypatch.setattr(sz_policy, "FULL_ARRAY_MARGIN", float("inf"))
     data = _smooth_field(dtype)
     eb = 1e-2 * float(data.max() - data.min())
-    predictor, encoded = sz_policy.choose(data, eb)
-    assert isinstance(predictor, InterpolationPredictor)
-    assert encoded is not None and len(encoded) == 4, "the policy coded the whole array"
+    choice = sz_policy.choose(data, eb)
+    assert isinstance(choice.rival, InterpolationPredictor), "a close call"
+    settled = choice.settled(data, eb)
+    assert settled.predictor in (choice.predictor, choice.rival) and settled.rival is None
+    assert settled.encoded is not None and len(settled.encoded) == 4, "the policy coded the whole array"
     stages, sections, recon = encode_stages(data, eb)
     # the reused codes and bytes are exactly what coding with the chosen predictor gives
     again = encode_stages(data, eb, InterpolationPredictor(**stages[0]["params"]))
@@ -54,13 +56,16 @@ def test_a_close_call_is_settled_on_the_full_array(dtype, monkeypatch):
     assert np.max(np.abs(decoded.astype(np.float64) - data)) <= eb
 
 
-def test_estimates_never_code_the_full_array(monkeypatch):
+def test_only_a_stream_settles_a_close_call(monkeypatch):
     monkeypatch.setattr(sz_policy, "FULL_ARRAY_MARGIN", float("inf"))
     data = _smooth_field(np.float32)
     eb = 1e-2 * float(data.max() - data.min())
-    predictor, encoded = sz_policy.choose(data, eb, settle=False)
-    assert encoded is None
-    assert sz_policy.choose_predictor(data, eb) == predictor
+    choice = sz_policy.choose(data, eb)
+    assert choice.encoded is None, "choosing codes samples only"
+    assert sz_policy.choose_predictor(data, eb) == choice.predictor  # estimates: the samples' pick
+    monkeypatch.setattr(sz_policy, "FULL_ARRAY_MARGIN", 1.0)  # nothing is close
+    unsettled = sz_policy.choose(data, eb)
+    assert unsettled.rival is None and unsettled.settled(data, eb) is unsettled
 
 
 ECHAM = "echam5_temperature_17x96x192.f32"

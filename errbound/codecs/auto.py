@@ -128,7 +128,11 @@ class _Trial:
         if codec == "sz" and whole:
             from .sz import encode_stages
 
-            stages, sections, _ = encode_stages(data, eb, sz_choice[0], entropy=SZ_ENTROPY, encoded=sz_choice[1])
+            # an array that is its own sample: the policy coded it whole already (no close call
+            # to settle there)
+            stages, sections, _ = encode_stages(
+                data, eb, sz_choice.predictor, entropy=SZ_ENTROPY, encoded=sz_choice.encoded
+            )
             coded = _coded_bytes(codec, data, eb, stages, sections)
             self.result = (stages, sections)
         elif codec == "sz":
@@ -137,7 +141,7 @@ class _Trial:
 
             # the predictor chosen for the array, with the anchor grid of each block's size;
             # the blocks' codes entropy-coded together, as the array's are (one table)
-            sz_predictor = sz_choice[0]
+            sz_predictor = sz_choice.predictor
             codes, unpredictable = [], 0
             for block in blocks:
                 predictor = dataclasses.replace(sz_predictor)
@@ -167,7 +171,9 @@ class _Trial:
         if self.codec == "sz":
             from .sz import encode_stages
 
-            stages, sections, _ = encode_stages(data, eb, sz_choice[0], entropy=SZ_ENTROPY, encoded=sz_choice[1])
+            # the `sz` codec's own stream: its close call settled now, for a finalist only
+            choice = sz_choice.settled(data, eb)
+            stages, sections, _ = encode_stages(data, eb, choice.predictor, entropy=SZ_ENTROPY, encoded=choice.encoded)
         else:
             stages, sections = get_codec(self.codec)().encode(data, eb)
         self.result = (stages, sections)
@@ -203,10 +209,9 @@ def _sample(data: np.ndarray, with_hlr: bool) -> list[np.ndarray]:
 
 
 def choose(data: np.ndarray, eb: float, names=CANDIDATES):
-    """(the chosen trial, every trial, sz's choice: its predictor and what its policy coded
-    of the array): every candidate codes the same sample; every candidate within CLOSE of
-    the best there codes the whole array, and the smallest stream wins (samples of a few
-    blocks misjudge by up to ~8 %)."""
+    """(the chosen trial, every trial, sz's policy choice): every candidate codes the same
+    sample; every candidate within CLOSE of the best there codes the whole array, and the
+    smallest stream wins (samples of a few blocks misjudge by up to ~8 %)."""
     names = candidates_for(data, eb, names)
     blocks = _sample(data, "hlr" in names)
     whole = len(blocks) == 1 and blocks[0] is data
@@ -216,8 +221,6 @@ def choose(data: np.ndarray, eb: float, names=CANDIDATES):
         if name == "sz":
             from .sz.policy import choose as choose_sz
 
-            # (predictor, what the policy coded of the whole array or None): the stream is
-            # the `sz` codec's own
             sz_choice = choose_sz(data, eb)
         trials.append(_Trial(name, data, eb, blocks, whole, sz_choice))
     ranked = sorted(trials, key=lambda t: -t.ratio / SLOWER_MARGIN.get(t.codec, 1.0))

@@ -47,7 +47,8 @@ def encode_stages(
     exactly as its decoder does). ``entropy="best"`` codes the codes with the
     context-modelled rANS coder where that is smaller (see ``entropy_code``)."""
     if predictor is None:
-        predictor, encoded = choose(data, eb)
+        choice = choose(data, eb).settled(data, eb)
+        predictor, encoded = choice.predictor, choice.encoded
     codes, unpred, recon, *huffman_coded = encoded or predictor.encode(data, eb)
     lossless = ZstdLossless()
     entropy, coded = entropy_code(codes, predictor.radius, lossless, entropy == "best", *huffman_coded)

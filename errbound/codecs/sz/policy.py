@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ...layout import as_4d_shape
+from ...stage import Stage
 from ...stages.coders import huffman
 from ...stages.coders.zstd import ZstdLossless
 from ...stages.predictors.interpolation import InterpolationPredictor, choose_anchor
@@ -138,16 +140,45 @@ def _mixed_difference(x: np.ndarray) -> np.ndarray:
     return x
 
 
+@dataclass
+class Choice:
+    """The policy's pick for an array: the ``predictor``; what it coded of the whole array on
+    the way (``encoded``: codes, unpredictable values, reconstruction[, the codes' Huffman +
+    zstd bytes]) or None; and ``rival``, the other interpolation kind where the samples could
+    not rank the two (far below a bit per value, within FULL_ARRAY_MARGIN), or None."""
+
+    predictor: Stage
+    encoded: tuple | None = None
+    rival: InterpolationPredictor | None = None
+
+    def settled(self, data: np.ndarray, eb: float) -> Choice:
+        """The choice with its close call decided on the whole array: both kinds coded in
+        full, the smaller kept with its codes and bytes (on a tie the samples' pick). Only
+        where a stream is made: estimates and samples take the samples' pick as it is."""
+        if self.rival is None:
+            return self
+        # Far below a bit per value the samples code to a few hundred bytes each, and whether
+        # cubic or linear leaves the longer zero runs is decided by structure they do not
+        # hold (echam5 at rel 1e-2: cubic 4.5 % smaller on two 17^3 samples, linear 6.6 %
+        # smaller on the array). This costs one more pass only where the codes are cheapest.
+        trials = []
+        for predictor in (self.predictor, self.rival):
+            codes, unpred, recon = predictor.encode(data, eb)
+            section = ZstdLossless().compress(huffman.encode(codes, 2 * predictor.radius))
+            trials.append((len(section) + unpred.nbytes, predictor, (codes, unpred, recon, section)))
+        _, predictor, encoded = min(trials, key=lambda trial: trial[0])
+        return Choice(predictor, encoded)
+
+
 def choose_predictor(data: np.ndarray, eb: float):
-    """The predictor stage that compresses samples of `data` best at bound `eb`, for
-    estimates: a close call is not settled on the full array."""
-    return choose(data, eb, settle=False)[0]
+    """The predictor stage that compresses samples of `data` best at bound `eb` (a close
+    call is not settled: for estimates)."""
+    return choose(data, eb).predictor
 
 
-def choose(data: np.ndarray, eb: float, settle: bool = True):
-    """(the predictor stage that compresses samples of `data` best at bound `eb`, and when the
-    whole array was coded on the way, that predictor's (codes, unpredictable values,
-    reconstruction[, the codes' Huffman + zstd bytes]) of it, else None)."""
+def choose(data: np.ndarray, eb: float) -> Choice:
+    """What compresses samples of `data` best at bound `eb` (see :class:`Choice`); a stream
+    takes ``.settled(data, eb)`` of it."""
     blocks = sample_blocks(data)
     live = [a for a in range(4) if as_4d_shape(data.shape)[a] > 1]
     anchor = choose_anchor(data.shape)
@@ -208,30 +239,17 @@ def choose(data: np.ndarray, eb: float, settle: bool = True):
     if small or lorenzo_estimated_size(blocks, eb) < LORENZO_SCREEN * best_size:
         lorenzo = LorenzoPredictor()
         if size_of(lorenzo) < best_size:
-            return lorenzo, lorenzo.__dict__.pop("encoded") if small else None
+            return Choice(lorenzo, lorenzo.__dict__.pop("encoded") if small else None)
     if small:  # the whole array was coded with the array's own anchors and order: keep that
-        return best, best.__dict__.pop("encoded")
+        return Choice(best, best.__dict__.pop("encoded"))
 
     def final(cubic):
         return InterpolationPredictor(
             cubic, None if best_order is None else list(best_order), best_ab[0], best_ab[1], anchor=anchor
         )
 
-    if settle and coded and max(kind_sizes) < FULL_ARRAY_MARGIN * min(kind_sizes):
-        # Far below a bit per value the samples code to a few hundred bytes each, and whether
-        # cubic or linear leaves the longer zero runs is decided by structure they do not
-        # hold (echam5 at rel 1e-2: cubic 4.5 % smaller on two 17^3 samples, linear 6.6 %
-        # smaller on the array). Both are coded in full; the winner's codes are the stream's.
-        # This costs one more pass only where the codes are cheapest to make.
-        trials = []
-        for cubic in (best_cubic, not best_cubic):  # on a tie the samples' pick stays
-            predictor = final(cubic)
-            codes, unpred, recon = predictor.encode(data, eb)
-            section = ZstdLossless().compress(huffman.encode(codes, 2 * predictor.radius))
-            trials.append((len(section) + unpred.nbytes, predictor, (codes, unpred, recon, section)))
-        _, predictor, encoded = min(trials, key=lambda trial: trial[0])
-        return predictor, encoded
-    return final(best_cubic), None
+    close = coded and max(kind_sizes) < FULL_ARRAY_MARGIN * min(kind_sizes)
+    return Choice(final(best_cubic), rival=final(not best_cubic) if close else None)
 
 
 def estimated_bytes(data: np.ndarray, eb: float) -> float:
