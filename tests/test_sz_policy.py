@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import field_names, load_field
+from conftest import DTYPES, check_roundtrip, field_names, load_field
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import errbound
 from errbound.codecs.sz import encode_stages
@@ -66,6 +68,43 @@ def test_only_a_stream_settles_a_close_call(monkeypatch):
     monkeypatch.setattr(sz_policy, "FULL_ARRAY_MARGIN", 1.0)  # nothing is close
     unsettled = sz_policy.choose(data, eb)
     assert unsettled.rival is None and unsettled.settled(data, eb) is unsettled
+
+
+@st.composite
+def sampled_fields(draw):
+    """Arrays large enough that the policy samples them (1-3 D), smooth or rough, with the
+    special values somewhere."""
+    ndim = draw(st.integers(1, 3))
+    shape = {1: (draw(st.integers(17_000, 40_000)),), 2: (draw(st.integers(130, 200)), 140), 3: (30, 26, 24)}[ndim]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = np.cumsum(rng.standard_normal(shape), axis=-1) * 10.0 ** draw(st.integers(-6, 6))
+    x = x.astype(draw(st.sampled_from(DTYPES)))
+    if draw(st.booleans()):
+        flat = x.reshape(-1)
+        flat[rng.choice(x.size, 4, replace=False)] = (np.nan, np.inf, -np.inf, -0.0)
+    return x
+
+
+@settings(max_examples=12, deadline=None)
+@given(sampled_fields(), st.sampled_from([1e-1, 1e-2, 1e-4, 1e-7]))
+def test_a_settled_close_call_holds_the_bound(data, rel):
+    # every sampled array is sized coded, Lorenzo is never tried and every cubic/linear call
+    # counts as close, so the settled path runs on whatever the strategy draws
+    settled = []
+    real = sz_policy.Choice.settled
+
+    def spy(choice, *args):
+        settled.append(choice.rival is not None)
+        return real(choice, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sz_policy, "CODED_BELOW_BITS", float("inf"))
+        patch.setattr(sz_policy, "FULL_ARRAY_MARGIN", float("inf"))
+        patch.setattr(sz_policy, "LORENZO_SCREEN", 0.0)
+        patch.setattr(sz_policy.Choice, "settled", spy)
+        blob = errbound.compress(data, "sz", rel=rel)
+    assert settled == [True], "the close call was settled"
+    check_roundtrip(data, errbound.decompress(blob), "rel", rel, blob)
 
 
 ECHAM = "echam5_temperature_17x96x192.f32"
