@@ -159,6 +159,59 @@ def test_runs_of_a_one_bit_symbol_roundtrip(seed, n):
     assert np.array_equal(huffman.decode(blob, symbols.size, 12), symbols)
 
 
+def _reference_bits(symbols, alphabet_size):
+    """The code bits of ``encode``'s payload, written one bit at a time from the canonical
+    codes of its lengths (by length, then symbol): what the word-at-a-time packer must give."""
+    counts = np.bincount(symbols, minlength=alphabet_size)
+    lens = huffman._code_lengths(counts, huffman.MAX_CODE_LENGTH)
+    code, codes = 0, {}
+    for length in range(1, int(lens.max()) + 1):
+        for symbol in np.flatnonzero(lens == length):
+            codes[int(symbol)] = format(code, f"0{length}b")
+            code += 1
+        code <<= 1
+    bits = "".join(codes[int(s)] for s in symbols)
+    bits += "0" * (-len(bits) % 8)
+    return bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_packed_bits_match_a_bit_by_bit_writer(data):
+    # long codes (Fibonacci-like counts reach the 32-bit limit) and short ones, every
+    # alignment against the 32-bit words the packer writes
+    kinds = data.draw(st.integers(2, 40))
+    fib = [1, 1]
+    while len(fib) < kinds:
+        fib.append(fib[-1] + fib[-2])
+    weights = (
+        fib[:kinds]
+        if data.draw(st.booleans())
+        else data.draw(st.lists(st.integers(1, 50), min_size=kinds, max_size=kinds))
+    )
+    symbols = np.repeat(np.arange(kinds, dtype=np.int32), weights)
+    np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).shuffle(symbols)
+    symbols = symbols[: data.draw(st.integers(2, max(2, symbols.size)))]
+    if np.unique(symbols).size < 2:
+        return
+    blob = roundtrip(symbols, kinds)
+    payload = _reference_bits(symbols, kinds)
+    assert blob.endswith(payload)
+
+
+@pytest.mark.parametrize("width", [1, 7, 2048, 2049, 40_000])
+@pytest.mark.parametrize("n", [1, 5, 4099, 70_001])
+def test_histogram_counts_the_range_in_use(width, n):
+    # four interleaved tables up to 2048 symbols in use, one beyond; lengths not a multiple of 4
+    rng = np.random.default_rng(width + n)
+    symbols = (rng.integers(0, width, n) + 1000).astype(np.int32)
+    if n > 1:
+        symbols[0], symbols[-1] = 1000, 1000 + width - 1
+    counts, lo = huffman.histogram(symbols, 65536)
+    assert lo == symbols.min() and counts.size == symbols.max() - symbols.min() + 1
+    np.testing.assert_array_equal(counts, np.bincount(symbols - lo))
+
+
 # ----------------------------------------------------------------------------- code lengths
 
 

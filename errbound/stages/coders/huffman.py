@@ -24,7 +24,7 @@ from ...errors import CorruptStreamError, UnsupportedInputError
 from ...jit import kernel
 from ...stage import Stage
 
-__all__ = ["Huffman", "encode", "decode", "encoded_size_estimate", "MAX_ALPHABET", "MAX_CODE_LENGTH"]
+__all__ = ["Huffman", "encode", "decode", "encoded_size_estimate", "histogram", "MAX_ALPHABET", "MAX_CODE_LENGTH"]
 
 MAX_CODE_LENGTH = 32
 MAX_ALPHABET = 1 << 20
@@ -76,6 +76,7 @@ class Huffman(Stage):
 
 _jit = kernel
 _U32 = np.uint64(32)
+_INTERLEAVED_WIDTH = 2048  # symbols in use up to which _histogram counts into four tables
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -84,37 +85,40 @@ _U32 = np.uint64(32)
 @_jit
 def _histogram(symbols, alphabet_size):
     """(counts of the symbols lo..hi, lo, -1), or (_, _, index of the first symbol outside
-    the alphabet). Inputs shorter than the alphabet count only the range in use (two passes
-    over them cost less than clearing and scanning 65536 counters: 47 -> 10 us for a 64 KiB
-    chunk); longer ones count in one pass."""
+    the alphabet). Counts only the range in use: a first pass finds it (cheaper than
+    clearing and scanning 65536 counters on a small chunk: 47 -> 10 us at 64 KiB)."""
     n = symbols.size
-    if n >= alphabet_size:
-        c = np.zeros(alphabet_size, np.int64)
+    lo, hi = np.int64(alphabet_size), np.int64(-1)
+    for i in range(n):
+        s = np.int64(symbols[i])
+        lo = min(lo, s)
+        hi = max(hi, s)
+    if lo < 0 or hi >= alphabet_size:
         for i in range(n):
             s = np.int64(symbols[i])
             if s < 0 or s >= alphabet_size:
-                return c, 0, i
-            # numba tests a signed index for a negative value (Python's wrap-around) on
-            # every access; an unsigned one is used as it is. Every index here is in range.
-            c[np.uint64(s)] += 1
-        lo = 0
-        while lo < alphabet_size and c[lo] == 0:
-            lo += 1
-        hi = alphabet_size - 1
-        while hi > lo and c[hi] == 0:
-            hi -= 1
-        return c[lo : hi + 1], lo, -1
-    lo, hi = alphabet_size, -1
-    for i in range(n):
-        s = np.int64(symbols[i])
-        if s < 0 or s >= alphabet_size:
-            return np.zeros(0, np.int64), 0, i
-        lo = min(lo, s)
-        hi = max(hi, s)
-    c = np.zeros(max(hi - lo + 1, 0), np.int64)
-    for i in range(n):
-        c[np.uint64(np.int64(symbols[i]) - lo)] += 1
-    return c, lo, -1
+                return np.zeros(0, np.int64), 0, i
+    width = max(hi - lo + 1, 0)
+    # numba tests a signed index for a negative value (Python's wrap-around) on every
+    # access; an unsigned one is used as it is. Every index here is in range.
+    if width > _INTERLEAVED_WIDTH:
+        c = np.zeros(width, np.int64)
+        for i in range(n):
+            c[np.uint64(np.int64(symbols[i]) - lo)] += 1
+        return c, lo, -1
+    # A few codes dominate at loose bounds: counting them into one counter waits on its
+    # own last increment every time. Four interleaved tables break that chain (echam5 at
+    # rel 1e-2: 1.7 -> 0.65 ns per code); they pay off while they stay in L1.
+    c4 = np.zeros(4 * width, np.int64)
+    m = n - n % 4
+    for i in range(0, m, 4):
+        c4[np.uint64(np.int64(symbols[i]) - lo)] += 1
+        c4[np.uint64(np.int64(symbols[i + 1]) - lo + width)] += 1
+        c4[np.uint64(np.int64(symbols[i + 2]) - lo + 2 * width)] += 1
+        c4[np.uint64(np.int64(symbols[i + 3]) - lo + 3 * width)] += 1
+    for i in range(m, n):
+        c4[np.uint64(np.int64(symbols[i]) - lo)] += 1
+    return c4[:width] + c4[width : 2 * width] + c4[2 * width : 3 * width] + c4[3 * width :], lo, -1
 
 
 @_jit
@@ -222,10 +226,11 @@ def _table_varints(lens: np.ndarray, counts: np.ndarray, lo: int = 0):
 
 
 @_jit
-def _pack(symbols, lo, lens, out, pos):
+def _pack(symbols, lo, lens, words):
     """Write the canonical codes of ``symbols`` (lengths ``lens`` indexed from symbol ``lo``)
-    into ``out`` from byte ``pos``; sized by the caller. Canonical: by length, then symbol,
-    so a length's codes are handed out in symbol order from that length's first code."""
+    into ``words`` as 32-bit words, most significant bit first, the last one left-aligned
+    (sized by the caller: one word per 32 bits, plus one). Canonical: by length, then
+    symbol, so a length's codes are handed out in symbol order from that length's first code."""
     per_length = np.zeros(MAX_CODE_LENGTH + 2, np.int64)
     for s in range(lens.size):
         per_length[lens[s]] += 1
@@ -238,22 +243,22 @@ def _pack(symbols, lo, lens, out, pos):
         if lens[s]:
             codes[s] = first[lens[s]]
             first[lens[s]] += 1
-    acc, nb = np.uint64(0), np.uint64(0)
+    # Branch-free: every code stores the word that would be flushed and moves on only when
+    # 32 bits are complete (a store the next code overwrites costs less than the mispredicted
+    # flush branch: 1.6 -> 0.9 ns per code on the turbulence field at rel 1e-3). At most 31
+    # pending bits plus a code of at most 32 fit the uint64.
+    acc, pending, w = np.uint64(0), np.uint64(0), np.uint64(0)
+    five = np.uint64(5)
     for i in range(symbols.size):
         s = np.uint64(np.int64(symbols[i]) - lo)  # unsigned: no wrap-around test (see _histogram)
         n = np.uint64(lens[s])
         acc = (acc << n) | np.uint64(codes[s])
-        nb += n
-        if nb >= _U32:
-            nb -= _U32
-            for k in range(4):
-                out[np.uint64(pos + k)] = np.uint8((acc >> (nb + np.uint64(24 - 8 * k))) & np.uint64(0xFF))
-            pos += 4
-    acc <<= _U32 - nb  # left-align the tail in the low word
-    for k in range((nb + np.uint64(7)) // np.uint64(8)):
-        out[pos] = np.uint8((acc >> np.uint64(24 - 8 * k)) & np.uint64(0xFF))
-        pos += 1
-    return pos
+        pending += n
+        full = pending >> five
+        pending -= full << five
+        words[w] = np.uint32((acc >> pending) & np.uint64(0xFFFFFFFF))
+        w += full
+    words[w] = np.uint32((acc << (_U32 - pending)) & np.uint64(0xFFFFFFFF))  # the tail, left-aligned
 
 
 # The decoder's table steps stay kernels: on a small stream (a 16 KiB chunk) their numpy
@@ -554,6 +559,13 @@ def encode(symbols: np.ndarray, alphabet_size: int) -> bytes:
     return _encode(symbols, alphabet_size, MAX_CODE_LENGTH, False)
 
 
+def histogram(symbols: np.ndarray, alphabet_size: int) -> tuple[np.ndarray, int]:
+    """(counts of the symbols lo..hi, lo) for a 1-D integer array with values in
+    ``[0, alphabet_size)``: the counts :func:`encode` builds its code from."""
+    _, counts, lo = _histogram_checked(symbols, alphabet_size)
+    return counts, lo
+
+
 def encoded_size_estimate(symbols: np.ndarray, alphabet_size: int) -> int:
     """Exact ``len(encode(symbols, alphabet_size))`` without packing any bits.
 
@@ -578,11 +590,10 @@ def _encode(symbols, alphabet_size: int, max_len: int, size_only: bool):
     size = len(head) + (nbits + 7) // 8
     if size_only:
         return size
-    out = np.empty(size, np.uint8)
-    out[: len(head)] = np.frombuffer(head, np.uint8)
-    end = _pack(a, np.int64(lo), lens, out, len(head))
-    assert end == size
-    return out.tobytes()
+    words = np.empty(nbits // 32 + 1, np.uint32)
+    _pack(a, np.int64(lo), lens, words)
+    # big-endian words are the bytes MSB first, whatever the machine's byte order
+    return head + words.astype(">u4").view(np.uint8)[: (nbits + 7) // 8].tobytes()
 
 
 def _as_bytes(blob) -> np.ndarray:
