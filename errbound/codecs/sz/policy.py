@@ -134,7 +134,8 @@ def lorenzo_estimated_size(blocks: list[np.ndarray], eb: float) -> float:
         unpredictable = ~(np.abs(q) < RADIUS - 1)  # the kernel's range test; NaN fails it
         q[unpredictable] = RADIUS  # one code for them all, as the kernel's 0
         q += RADIUS  # |q| < RADIUS - 1 elsewhere: every code is in [0, 2 * RADIUS]
-    return _entropy_bytes(q.astype(np.int64)) + int(np.count_nonzero(unpredictable)) * blocks[0].itemsize
+    # int32 like the kernels' codes: one histogram kernel to compile
+    return _entropy_bytes(q.astype(np.int32)) + int(np.count_nonzero(unpredictable)) * blocks[0].itemsize
 
 
 _NOISE_CACHED = 1 << 16
