@@ -212,6 +212,22 @@ def test_histogram_counts_the_range_in_use(width, n):
     np.testing.assert_array_equal(counts, np.bincount(symbols - lo))
 
 
+@pytest.mark.parametrize("crowd", [0, 5, 32768, 65535])
+@pytest.mark.parametrize("outliers", [0.0, 0.05, 0.4])
+def test_histogram_of_a_crowd_with_far_outliers(crowd, outliers):
+    # quantization codes: a crowd around one code, the zero code of unpredictable values and
+    # a few far codes; the crowd near either end of the range moves the counting window
+    rng = np.random.default_rng(int(crowd + 100 * outliers))
+    n = 50_001
+    symbols = np.clip(np.rint(rng.laplace(crowd, 30, n)), 0, 65535).astype(np.int32)
+    far = rng.random(n) < outliers
+    symbols[far] = rng.choice([0, 1, 40_000, 65535], int(far.sum()))
+    counts, lo = huffman.histogram(symbols, 65536)
+    assert lo == symbols.min()
+    np.testing.assert_array_equal(counts, np.bincount(symbols - lo))
+    roundtrip(symbols, 65536)
+
+
 # ----------------------------------------------------------------------------- code lengths
 
 
