@@ -105,12 +105,19 @@ def _histogram(symbols, alphabet_size):
     # in L1, so codes outside the window (a wide range is mostly a few far outliers) go to
     # one table over the whole range.
     window = min(width, _WINDOW)
-    # the window is centred on the median of a few symbols: the mean would follow far
-    # outliers (the zero code of unpredictable values) out of the crowd
-    picks = np.empty(min(n, 63), np.int64)
+    # the window is centred on the densest of 31 symbols spread over the input (the one
+    # with the most others within half a window): the mean would follow far outliers (the
+    # zero code of unpredictable values) out of the crowd; no sort (it compiles slowly)
+    picks = np.empty(min(n, 31), np.int64)
     for k in range(picks.size):
         picks[k] = symbols[k * n // picks.size]
-    centre = np.sort(picks)[picks.size // 2] if n else lo
+    centre, best = lo, -1
+    for a in range(picks.size):
+        near = 0
+        for b in range(picks.size):
+            near += abs(picks[b] - picks[a]) <= window // 2
+        if near > best:
+            centre, best = picks[a], near
     start = min(max(centre - window // 2, lo), hi - window + 1)
     c4 = np.zeros(4 * window, np.int64)
     c = np.zeros(width, np.int64)
