@@ -125,6 +125,20 @@ GOLDEN_SMALL = "020b05010102412218005d57"
 GOLDEN_TYPICAL = "52c8a293fef664e8"
 
 
+def test_decode_into_a_callers_buffer():
+    s = typical(5000, np.random.default_rng(8), 30.0)
+    blob = huffman.encode(s, 65536)
+    buf = np.full(6000, -1, np.int32)
+    out = huffman.decode(blob, s.size, 65536, out=buf)
+    assert np.shares_memory(out, buf) and out.size == s.size
+    np.testing.assert_array_equal(out, s)
+    # a buffer that cannot hold the symbols as int32 in one row is not used
+    for unsuitable in (np.zeros(10, np.int32), np.zeros(6000, np.int64), np.zeros((2, 3000), np.int32), buf[::2]):
+        out = huffman.decode(blob, s.size, 65536, out=unsuitable)
+        assert not np.shares_memory(out, unsuitable)
+        np.testing.assert_array_equal(out, s)
+
+
 def test_decode_accepts_buffers():
     s = typical(1000, np.random.default_rng(5), 10.0)
     blob = huffman.encode(s, 65536)

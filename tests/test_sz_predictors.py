@@ -78,3 +78,19 @@ def test_lorenzo_stores_rejected_points_in_row_major_order(dtype):
     rejected = codes == 0
     assert rejected.all()
     assert unpred.tobytes() == x.reshape(-1).tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("name", list(PREDICTORS))
+@pytest.mark.parametrize("shape", [(70,), (5, 9), (4, 3, 6), (2, 3, 2, 3)])
+def test_reused_buffers_give_the_fresh_results(name, dtype, shape):
+    # the buffers first hold a larger, differently shaped array's values: Lorenzo's zero
+    # layers and every code must still be this array's
+    rng = np.random.default_rng(len(shape))
+    x = np.cumsum(rng.standard_normal(shape), axis=-1).astype(dtype)
+    x.reshape(-1)[1] = np.nan
+    fresh = [np.array(a, copy=True) for a in PREDICTORS[name]().encode(x, 0.05)]
+    PREDICTORS[name]().encode(rng.standard_normal((9, 11, 13)).astype(dtype) * 1e3 + 7, 0.05, reuse=True)
+    reused = PREDICTORS[name]().encode(x, 0.05, reuse=True)
+    for a, b in zip(fresh, reused, strict=True):
+        assert a.shape == b.shape and a.tobytes() == np.ascontiguousarray(b).tobytes()

@@ -59,3 +59,30 @@ def test_errbound_has_no_numba_parallel_kernel():
         for node in ast.walk(tree):
             assert not (isinstance(node, ast.keyword) and node.arg == "parallel"), f"{path}: parallel= kernel"
             assert not (isinstance(node, ast.Name) and node.id == "prange"), f"{path}: prange"
+
+
+def test_sz_streams_from_threads_are_the_one_thread_streams():
+    # sz reuses per-thread buffers for its temporaries: threads must never see each other's
+    import concurrent.futures
+
+    import numpy as np
+
+    import errbound
+
+    rng = np.random.default_rng(3)
+    arrays = [
+        np.cumsum(rng.standard_normal(shape), axis=-1).astype(dtype)
+        for shape, dtype in [
+            ((300,), np.float64),
+            ((40, 50), np.float32),
+            ((12, 20, 30), np.float32),
+            ((5000,), np.float32),
+        ]
+    ]
+    serial = [errbound.compress(a, "sz", rel=1e-3) for a in arrays]
+    decoded = [errbound.decompress(b).tobytes() for b in serial]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        streams = list(pool.map(lambda a: errbound.compress(a, "sz", rel=1e-3), arrays * 6))
+        values = list(pool.map(lambda b: errbound.decompress(b).tobytes(), serial * 6))
+    assert streams == serial * 6
+    assert values == decoded * 6

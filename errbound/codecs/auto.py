@@ -131,7 +131,7 @@ class _Trial:
             # an array that is its own sample: the policy coded it whole already (no close call
             # to settle there)
             stages, sections, _ = encode_stages(
-                data, eb, sz_choice.predictor, entropy=SZ_ENTROPY, encoded=sz_choice.encoded
+                data, eb, sz_choice.predictor, entropy=SZ_ENTROPY, encoded=sz_choice.encoded, keep_recon=False
             )
             coded = _coded_bytes(codec, data, eb, stages, sections)
             self.result = (stages, sections)
@@ -173,7 +173,9 @@ class _Trial:
 
             # the `sz` codec's own stream: its close call settled now, for a finalist only
             choice = sz_choice.settled(data, eb)
-            stages, sections, _ = encode_stages(data, eb, choice.predictor, entropy=SZ_ENTROPY, encoded=choice.encoded)
+            stages, sections, _ = encode_stages(
+                data, eb, choice.predictor, entropy=SZ_ENTROPY, encoded=choice.encoded, keep_recon=False
+            )
         else:
             stages, sections = get_codec(self.codec)().encode(data, eb)
         self.result = (stages, sections)

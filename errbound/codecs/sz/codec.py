@@ -18,6 +18,7 @@ import numpy as np
 from ...codec import Codec, register
 from ...errors import CorruptStreamError
 from ...layout import as_4d_shape
+from ...scratch import scratch
 from ...stage import which
 from ...stages.coders import huffman, rans
 from ...stages.coders.zstd import ZstdLossless
@@ -40,16 +41,20 @@ def encode_stages(
     names: dict[str, str] = SECTIONS,
     entropy: str = "huffman",
     encoded=None,
+    keep_recon: bool = True,
 ):
     """The sz stages on ``data`` (the predictor chosen by the policy unless given, with what
     the policy already coded of the array in ``encoded``). Returns (stage records, sections
     named by ``names``, the decoder's reconstruction: the predictor reconstructs in place
-    exactly as its decoder does). ``entropy="best"`` codes the codes with the
-    context-modelled rANS coder where that is smaller (see ``entropy_code``)."""
+    exactly as its decoder does; None without ``keep_recon``, when the predictor's temporaries
+    are reused buffers). ``entropy="best"`` codes the codes with the context-modelled rANS
+    coder where that is smaller (see ``entropy_code``)."""
     if predictor is None:
         choice = choose(data, eb).settled(data, eb)
         predictor, encoded = choice.predictor, choice.encoded
-    codes, unpred, recon, *huffman_coded = encoded or predictor.encode(data, eb)
+    codes, unpred, recon, *huffman_coded = encoded or predictor.encode(data, eb, reuse=not keep_recon)
+    if not keep_recon:
+        recon = None
     lossless = ZstdLossless()
     entropy, coded = entropy_code(codes, predictor.radius, lossless, entropy == "best", *huffman_coded)
     sections = [(names["codes"], coded), (names["unpredictable"], lossless.compress(unpred.tobytes()))]
@@ -93,7 +98,9 @@ def decode_stages(
         codes = rans.decode(coded, count, entropy.alphabet, entropy.center)
     else:
         coded = lossless.decompress(section(sections, names["codes"]), 8 * count + 16 * entropy.alphabet + 4096)
-        codes = huffman.decode(coded, count, entropy.alphabet)
+        # the codes live only until the predictor has decoded them: a reused buffer (a fresh
+        # one cost a quarter of decoding a 3 MB field in page faults)
+        codes = huffman.decode(coded, count, entropy.alphabet, out=scratch("sz-codes", count, np.int32))
     if codes.shape[0] != count:
         raise CorruptStreamError(f"expected {count} quantization codes, stream holds {codes.shape[0]}")
     codes = codes.astype(np.int32, copy=False)
@@ -132,7 +139,7 @@ class SZCodec(Codec):
 
     def encode(self, data, eb):
         predictor = None if self.predictor == "auto" else PREDICTORS[self.predictor]()
-        stages, sections, _ = encode_stages(data, eb, predictor, entropy=self.entropy)
+        stages, sections, _ = encode_stages(data, eb, predictor, entropy=self.entropy, keep_recon=False)
         return stages, sections
 
     def decode(self, stages, sections, shape, dtype, eb):

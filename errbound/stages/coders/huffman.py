@@ -634,7 +634,10 @@ def _as_bytes(blob) -> np.ndarray:
 
 
 def decode(
-    blob: bytes | memoryview | np.ndarray, count: int | None = None, alphabet_size: int | None = None
+    blob: bytes | memoryview | np.ndarray,
+    count: int | None = None,
+    alphabet_size: int | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Decode a blob produced by :func:`encode` into an int32 array.
 
@@ -643,6 +646,8 @@ def decode(
     truncated or inconsistent blob raises :class:`~errbound.errors.CorruptStreamError`; the
     decoder never reads outside the blob. Undetected corruption still yields an array of the
     stored length whose values are symbols of the stored table (so within ``alphabet_size``).
+    ``out``: a 1-D int32 array of at least the symbol count to decode into (a reused buffer
+    saves the page faults of a fresh one); the result is then a view of it.
     """
     limit = MAX_ALPHABET if alphabet_size is None else min(int(alphabet_size), MAX_ALPHABET)
     data = _as_bytes(blob)
@@ -667,7 +672,10 @@ def decode(
         raise CorruptStreamError(f"unknown huffman block type {kind}")
     # n <= nbits <= 8 * (bytes left) in any block that passes the kernel's checks: a larger
     # claimed count fails them before a symbol is written, and must not allocate first
-    out = np.empty(n if n <= 8 * data.size else 0, np.int32)
+    size = n if n <= 8 * data.size else 0
+    if out is None or out.dtype != np.int32 or out.ndim != 1 or out.size < size or not out.flags.c_contiguous:
+        out = np.empty(size, np.int32)
+    out = out[:size]
     err, a, b = _decode_coded(data, pos, n, limit, out)
     if err:
         raise CorruptStreamError(_coded_error(err, a, b))

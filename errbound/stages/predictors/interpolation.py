@@ -21,6 +21,7 @@ import numpy as np
 
 from ...jit import kernel
 from ...layout import as_4d_shape, kernel_array
+from ...scratch import scratch
 from ...stage import Stage
 
 # Anchor grid spacing by effective dimensionality (SZ3's defaults): anchors are stored exactly
@@ -261,11 +262,19 @@ class InterpolationPredictor(Stage):
         levels = level_count(shape4, anchor)
         return shape4, anchor, order, level_bounds(1.0, levels, self.alpha, self.beta)
 
-    def encode(self, data: np.ndarray, eb: float):
-        """data: C-contiguous array (any dims <= 4). Returns (codes int32, unpredictable values, recon)."""
+    def encode(self, data: np.ndarray, eb: float, reuse: bool = False):
+        """data: C-contiguous array (any dims <= 4). Returns (codes int32, unpredictable values, recon).
+        ``reuse``: the codes and the reconstruction are views of this thread's scratch
+        buffers, valid until its next ``reuse`` encode (fresh ones cost 10-20 % of a 1 MB
+        field's compress in page faults)."""
         shape4, anchor, order, unit = self._setup(data.shape)
-        work = np.array(data, copy=True).reshape(-1)
-        codes = np.empty(work.size, np.int32)
+        if reuse:
+            work = scratch("predictor-work", data.size, data.dtype)
+            work[:] = data.reshape(-1)
+            codes = scratch("predictor-codes", data.size, np.int32)
+        else:
+            work = np.array(data, copy=True).reshape(-1)
+            codes = np.empty(work.size, np.int32)
         unpred = np.empty(work.size, data.dtype)
         nc, nu = traverse_kernel(
             work, np.array(shape4, np.int64), True, self.cubic, order, unit * eb, eb, anchor, self.radius, codes, unpred

@@ -24,6 +24,7 @@ import numpy as np
 
 from ...jit import kernel
 from ...layout import kernel_array
+from ...scratch import scratch
 from ...stage import Stage
 
 
@@ -292,10 +293,22 @@ class LorenzoPredictor(Stage):
     def __post_init__(self):
         self.radius = int(self.radius)
 
-    def encode(self, data: np.ndarray, eb: float):
-        padded, inner, live = _padded(data.shape, data.dtype)
+    def encode(self, data: np.ndarray, eb: float, reuse: bool = False):
+        """Returns (codes int32, unpredictable values, recon); ``reuse``: codes and recon are
+        views of this thread's scratch buffers (see InterpolationPredictor.encode)."""
+        if reuse:
+            live = _live_shape(data.shape)
+            padded = scratch("predictor-work", math.prod(n + 1 for n in live), data.dtype).reshape(
+                [n + 1 for n in live]
+            )
+            for axis in range(len(live)):  # the zero layer before each axis; the rest is overwritten
+                padded[(slice(None),) * axis + (0,)] = 0
+            inner = padded[tuple(slice(1, None) for _ in live)]
+            codes = scratch("predictor-codes", data.size, np.int32)
+        else:
+            padded, inner, live = _padded(data.shape, data.dtype)
+            codes = np.empty(data.size, np.int32)
         inner[...] = data.reshape(live)
-        codes = np.empty(data.size, np.int32)
         lorenzo_kernel(padded, True, eb, self.radius, codes)
         # rejected points keep their input value, so they are gathered in row-major order
         unpred = inner[codes.reshape(live) == 0]
