@@ -165,12 +165,24 @@ class Header:
 
 
 def pack(header: Header, sections: list[tuple[str, bytes]]) -> bytes:
-    header.sections = [(name, len(data)) for name, data in sections]
+    bodies = [_as_part(data) for _, data in sections]
+    # lengths in bytes of what is written (len() of a 2-D array would count its rows)
+    header.sections = [(name, len(body)) for (name, _), body in zip(sections, bodies, strict=True)]
     head = encode_header(header.to_json())
-    parts = [_PREFIX.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, len(head)), head]
-    parts.extend(bytes(data) if not isinstance(data, bytes) else data for _, data in sections)
-    body = b"".join(parts)
-    return body + _TRAILER.pack(zlib.crc32(body))
+    parts = [_PREFIX.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, len(head)), head, *bodies]
+    crc = 0
+    for part in parts:  # the checksum part by part: the stream is joined once, trailer included
+        crc = zlib.crc32(part, crc)
+    parts.append(_TRAILER.pack(crc))
+    return b"".join(parts)
+
+
+def _as_part(data):
+    """A section's bytes for joining, without a copy where they are one contiguous buffer."""
+    if isinstance(data, (bytes, bytearray)):
+        return data
+    view = memoryview(data)
+    return view.cast("B") if view.c_contiguous else bytes(data)
 
 
 def unpack(blob) -> tuple[Header, dict[str, memoryview]]:

@@ -761,3 +761,21 @@ def test_patch_indices_that_wrap_around_are_rejected():
     body = struct.pack("<QB", 2, 8) + np.array([2**64 - 1, 1], np.uint64).tobytes() + np.zeros(2, np.float32).tobytes()
     with pytest.raises(CorruptStreamError, match="outside"):
         errbound.decompress(_replace_section(blob, "patches", b"\x00" + body))
+
+
+def test_container_sections_of_any_buffer_are_their_bytes():
+    # a section may be any buffer: its length in the header is its byte count (a 2-D array's
+    # len() is its row count), a strided one is written in C order
+    header = stream.Header(codec="raw", codec_version=1, dtype="<f4", shape=(2,), order="C", bound=None, abs_bound=None)
+    sections = {
+        "bytes": b"abc",
+        "bytearray": bytearray(b"de"),
+        "strided": np.arange(6, dtype=np.uint8).reshape(2, 3)[:, ::2],
+        "2-D": np.arange(4, dtype=np.uint16).reshape(2, 2),
+        "view": memoryview(b"xyz")[1:],
+    }
+    _, back = stream.unpack(stream.pack(header, list(sections.items())))
+    assert {name: bytes(body) for name, body in back.items()} == {
+        name: np.ascontiguousarray(body).tobytes() if isinstance(body, np.ndarray) else bytes(body)
+        for name, body in sections.items()
+    }
