@@ -76,7 +76,7 @@ class Huffman(Stage):
 
 _jit = kernel
 _U32 = np.uint64(32)
-_WINDOW = 2048  # symbols around the mean that _histogram counts into four interleaved tables
+_WINDOW = 2048  # symbols around the crowd that _histogram counts into four interleaved tables
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -646,8 +646,9 @@ def decode(
     truncated or inconsistent blob raises :class:`~errbound.errors.CorruptStreamError`; the
     decoder never reads outside the blob. Undetected corruption still yields an array of the
     stored length whose values are symbols of the stored table (so within ``alphabet_size``).
-    ``out``: a 1-D int32 array of at least the symbol count to decode into (a reused buffer
-    saves the page faults of a fresh one); the result is then a view of it.
+    ``out``: a 1-D int32 array of at least the symbol count to decode a Huffman-coded block
+    into (a reused buffer saves the page faults of a fresh one); the result is then a view
+    of it. An unsuitable ``out`` is not used.
     """
     limit = MAX_ALPHABET if alphabet_size is None else min(int(alphabet_size), MAX_ALPHABET)
     data = _as_bytes(blob)
