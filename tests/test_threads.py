@@ -86,3 +86,21 @@ def test_sz_streams_from_threads_are_the_one_thread_streams():
         values = list(pool.map(lambda b: errbound.decompress(b).tobytes(), serial * 6))
     assert streams == serial * 6
     assert values == decoded * 6
+
+
+def test_release_frees_the_buffers_a_thread_kept():
+    # the README's promise: sz keeps its temporaries per thread, and release() lets them go
+    import numpy as np
+
+    import errbound
+    from errbound import scratch
+
+    x = np.cumsum(np.random.default_rng(4).standard_normal((64, 64, 64)), axis=0).astype(np.float32)
+    blob = errbound.compress(x, "sz", rel=1e-3)
+    errbound.decompress(blob)
+    kept = scratch._local.__dict__.get("buffers", {})
+    assert {"predictor-work", "predictor-codes", "sz-codes"} <= set(kept)
+    assert sum(buf.nbytes for buf in kept.values()) >= 3 * x.nbytes
+    scratch.release()
+    assert not scratch._local.__dict__.get("buffers")
+    assert np.array_equal(errbound.decompress(blob), errbound.decompress(errbound.compress(x, "sz", rel=1e-3)))
