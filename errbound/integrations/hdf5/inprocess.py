@@ -23,6 +23,14 @@ from .h5lib import HDF5Library, hid_t
 last_error: BaseException | None = None
 
 
+# A read-only memoryview of HDF5's buffer without a copy. `(c_char * n).from_address` made a
+# new ctypes array type for every distinct chunk size: 8 us a chunk, a tenth of reading a
+# 16 KiB chunk.
+_memory_view = ctypes.pythonapi.PyMemoryView_FromMemory
+_memory_view.restype = ctypes.py_object
+_memory_view.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
+_PYBUF_READ = 0x100
+
 _CAN_APPLY = ctypes.CFUNCTYPE(ctypes.c_int, hid_t, hid_t, hid_t)
 _SET_LOCAL = ctypes.CFUNCTYPE(ctypes.c_int, hid_t, hid_t, hid_t)
 _FILTER = ctypes.CFUNCTYPE(
@@ -86,7 +94,7 @@ def _set_local(dcpl: int, type_id: int, space: int) -> int:
 def _filter(flags: int, cd_nelmts: int, cd_values, nbytes: int, buf_size, buf) -> int:
     try:
         source = buf[0]
-        raw = memoryview((ctypes.c_char * nbytes).from_address(source)).cast("B")
+        raw = _memory_view(source, nbytes, _PYBUF_READ)
         payload = run_filter(flags, cd_values[:cd_nelmts], raw)
         if isinstance(payload, np.ndarray):
             size, address = payload.nbytes, payload.ctypes.data
