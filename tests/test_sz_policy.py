@@ -120,3 +120,24 @@ def test_echam5_at_rel_1e2_gets_the_smaller_kind():
     sizes = _same_kind_sizes(data, eb, chosen)
     assert _stream_bytes(sections) == min(sizes.values())
     assert sizes[chosen.cubic] < sizes[not chosen.cubic]
+
+
+def test_auto_codes_an_array_it_takes_whole_as_sz_would():
+    # auto codes arrays below WHOLE_BELOW whole with every candidate, but sz's policy still
+    # samples those above its own small size: a close call of sz's must be settled there
+    # too (it was not: auto kept the samples' pick)
+    from errbound.codecs import auto
+
+    z, x = np.meshgrid(np.linspace(0, 3, 100), np.linspace(0, 5, 120), indexing="ij")
+    data = (np.sin(x + z) + 0.2 * z * z).astype(np.float32)  # 12000 values
+    assert data.size < auto.WHOLE_BELOW and sz_policy.sample_blocks(data)[0] is not data, "sz samples it"
+    eb = 1e-2 * float(data.max() - data.min())
+    kinds = [InterpolationPredictor(cubic, None, 1.25, 2.0, anchor=None) for cubic in (True, False)]
+    sizes = [_stream_bytes(encode_stages(data, eb, k, entropy=auto.SZ_ENTROPY)[1]) for k in kinds]
+    assert sizes[0] != sizes[1]
+    better, worse = (kinds[0], kinds[1]) if sizes[0] < sizes[1] else (kinds[1], kinds[0])
+    # the samples picked the worse kind, with the better one as its rival
+    choice = sz_policy.Choice(InterpolationPredictor(**worse.params()), rival=InterpolationPredictor(**better.params()))
+    trial = auto._Trial("sz", data, eb, [data], True, choice)
+    assert trial.result[0][0]["params"]["cubic"] == better.cubic
+    assert _stream_bytes(trial.result[1]) == min(sizes)

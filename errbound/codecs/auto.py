@@ -126,13 +126,9 @@ class _Trial:
         self.codec = codec
         self.result = None
         if codec == "sz" and whole:
-            from .sz import encode_stages
-
-            # an array that is its own sample: the policy coded it whole already (no close call
-            # to settle there)
-            stages, sections, _ = encode_stages(
-                data, eb, sz_choice.predictor, entropy=SZ_ENTROPY, encoded=sz_choice.encoded, keep_recon=False
-            )
+            # an array that is auto's own sample: sz's stream of it (sz's policy may still
+            # have sampled it, so its close call is settled as for a finalist)
+            stages, sections = _sz_stream(data, eb, sz_choice)
             coded = _coded_bytes(codec, data, eb, stages, sections)
             self.result = (stages, sections)
         elif codec == "sz":
@@ -169,17 +165,23 @@ class _Trial:
     def full(self, data: np.ndarray, eb: float, sz_choice) -> None:
         """Code the whole array (kept as the result)."""
         if self.codec == "sz":
-            from .sz import encode_stages
-
-            # the `sz` codec's own stream: its close call settled now, for a finalist only
-            choice = sz_choice.settled(data, eb)
-            stages, sections, _ = encode_stages(
-                data, eb, choice.predictor, entropy=SZ_ENTROPY, encoded=choice.encoded, keep_recon=False
-            )
+            stages, sections = _sz_stream(data, eb, sz_choice)
         else:
             stages, sections = get_codec(self.codec)().encode(data, eb)
         self.result = (stages, sections)
         self.full_bytes = _coded_bytes(self.codec, data, eb, stages, sections)
+
+
+def _sz_stream(data: np.ndarray, eb: float, sz_choice):
+    """The `sz` codec's own stream of the whole array: its close call settled now (only a
+    finalist, or an array auto codes whole, pays for that), with what the policy coded."""
+    from .sz import encode_stages
+
+    choice = sz_choice.settled(data, eb)
+    stages, sections, _ = encode_stages(
+        data, eb, choice.predictor, entropy=SZ_ENTROPY, encoded=choice.encoded, keep_recon=False
+    )
+    return stages, sections
 
 
 def _looks_low_rank(data: np.ndarray, eb: float) -> bool:
