@@ -16,6 +16,7 @@ Lengths are capped at 32 so one code plus < 32 pending bits always fits a uint64
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -623,8 +624,11 @@ def _encode(symbols, alphabet_size: int, max_len: int, size_only: bool):
         return size
     words = np.empty(nbits // 32 + 1, np.uint32)
     _pack(a, np.int64(lo), lens, words)
-    # big-endian words are the bytes MSB first, whatever the machine's byte order
-    return head + words.astype(">u4").view(np.uint8)[: (nbits + 7) // 8].tobytes()
+    # big-endian words are the bytes MSB first: swapped in place on a little-endian machine,
+    # then joined to the head in one copy
+    if sys.byteorder == "little":
+        words.byteswap(inplace=True)
+    return head + words.view(np.uint8)[: (nbits + 7) // 8].data
 
 
 def _as_bytes(blob) -> np.ndarray:
