@@ -10,7 +10,10 @@ and what a process does the first time it needs a kernel.
 - Many processes starting together on a cold node (``mpiexec -n 64``) do not all compile the
   same kernels: the first use of a codec path in a process (``first_use``) takes a lock file
   in the cache folder unless a stamp says the path was compiled already; whoever gets the
-  lock first compiles, the others then load from the cache.
+  lock first compiles, the others then load from the cache. Below that, every kernel
+  signature compiles in one process at a time (``compiled_once_per_cache``), so that work
+  split between processes (the collectives' warm-up on a host's ranks, ``errbound warmup
+  --jobs``) compiles each signature once and in parallel, and saves never collide.
 - A first use that compiles for more than a second says so once, through the ``errbound``
   logger (``logging.getLogger("errbound").setLevel(logging.ERROR)`` silences it).
 - Kernels are serial; parallel work is split into independent tasks that run on a pool of
@@ -29,6 +32,7 @@ import concurrent.futures
 import contextlib
 import fcntl
 import functools
+import hashlib
 import logging
 import os
 import sys
@@ -100,9 +104,112 @@ def kernel(fn=None, *, inline: str = "never", internal: bool = False):
     Python entry point is generated (about 15 ms less of a cold start per function)."""
 
     def decorate(f):
-        return numba.njit(cache=True, nogil=True, inline=inline, no_cpython_wrapper=internal)(f)
+        return compiled_once_per_cache(
+            numba.njit(cache=True, nogil=True, inline=inline, no_cpython_wrapper=internal)(f)
+        )
 
     return decorate if fn is None else decorate(fn)
+
+
+# --------------------------------------------------------------------------- compiles between processes
+
+
+def compiled_once_per_cache(dispatcher):
+    """Let processes that share the numba cache compile ``dispatcher`` together: each
+    signature compiles in one of them while the others wait for it and then load it, and
+    different signatures (and kernels) compile in different processes at once.
+
+    numba alone is not safe there: its cache index holds every signature of a kernel and is
+    rewritten whole on each save, and two processes saving different signatures at once may
+    both take the same data file name, so that the index can name the other signature's
+    machine code. Here a lock file per signature is held from the cache miss to the save,
+    and a lock per kernel around the save itself. A cache hit takes no lock. Returns
+    ``dispatcher`` (for decorators); a dispatcher without a disk cache is left alone."""
+    cache = getattr(dispatcher, "_cache", None)
+    if not isinstance(cache, numba.core.caching.FunctionCache) or isinstance(cache, _SharedCache):
+        return dispatcher
+    shared = _SharedCache(cache)
+    dispatcher._cache = shared
+    compile_signature = dispatcher.compile
+
+    def compile_releasing(sig):
+        try:
+            return compile_signature(sig)
+        finally:  # a compile that failed must not keep the others waiting
+            shared.release(sig)
+
+    dispatcher.compile = compile_releasing
+    return dispatcher
+
+
+class _SharedCache:
+    """numba's FunctionCache for one kernel, with the locks of compiled_once_per_cache."""
+
+    def __init__(self, cache):
+        self._cache = cache
+        index = cache._cache_file._index_path
+        self._name = Path(index).name.removesuffix(".nbi") + "-" + _digest(index)
+        self._held: dict[str, object] = {}
+
+    def __getattr__(self, name):
+        return getattr(self._cache, name)
+
+    def load_overload(self, sig, target_context):
+        found = self._cache.load_overload(sig, target_context)
+        key = str(sig)
+        if found is not None or key in self._held:
+            return found
+        # a miss: wait for whoever compiles this signature now, then look again
+        handle = _lock(f"{self._name}.{_digest(key)}.lock")
+        if handle is None:  # nowhere to lock: compile without coordination
+            return None
+        found = self._cache.load_overload(sig, target_context)
+        if found is not None:
+            _unlock(handle)
+            return found
+        self._held[key] = handle  # compiled here: released after the save (or the failure)
+        return None
+
+    def save_overload(self, sig, data):
+        handle = _lock(f"{self._name}.lock")
+        try:
+            self._cache.save_overload(sig, data)
+        finally:
+            if handle is not None:
+                _unlock(handle)
+            self.release(sig)
+
+    def release(self, sig) -> None:
+        handle = self._held.pop(str(sig), None)
+        if handle is not None:
+            _unlock(handle)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _lock(name: str):
+    """An exclusive lock on the lock file ``name`` among the compile state, waited for; None
+    where the folder cannot be written."""
+    try:
+        folder = STATE_DIR / "kernels"
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / name, "a+b")  # noqa: SIM115 - held until _unlock
+    except OSError:
+        return None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def _unlock(handle) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    handle.close()
 
 
 # --------------------------------------------------------------------------- parallel work
@@ -332,12 +439,12 @@ class _Notice:
     """Says once that a first use is compiling, as soon as it has both run NOTICE_AFTER_S
     and compiled something (a first use that only loads from the cache says nothing)."""
 
-    def __init__(self, what: str, hint: str):
+    def __init__(self, what: str, hint: str, quiet: bool = False):
         self.what = what
         self.hint = hint
         self.compiled = 0
         self.due = False
-        self.said = False
+        self.said = quiet
         self.lock = threading.Lock()
         self.timer = threading.Timer(NOTICE_AFTER_S, self._expire)
         self.timer.daemon = True
@@ -379,19 +486,27 @@ class _Notice:
 
 
 @contextlib.contextmanager
-def first_use(key: tuple, what: str, hint: str = WARMUP_HINT) -> Iterator[None]:
+def first_use(
+    key: tuple, what: str, hint: str = WARMUP_HINT, *, shared: bool = False, say: bool = True
+) -> Iterator[None]:
     """Run the block as this process's first use of a codec path (``key``) if it is one:
     under the compile lock unless a stamp shows the path compiled already, with the notice,
     and stamped afterwards. A first use inside another (compress decoding what it wrote)
-    rides along with the outer one."""
+    rides along with the outer one.
+
+    ``shared``: processes that run the block at the same time split its compiles between
+    them (each takes the work in its own order; a signature another process is compiling is
+    waited for and loaded, see compiled_once_per_cache) instead of one compiling it all
+    under the lock while the others wait. ``say=False``: this process does not say that
+    it compiles (another one of the group does)."""
     if key in _done or getattr(_active, "on", False):
         yield
         _done.add(key)
         return
     with _first_lock:
         stamp = _stamp(key)
-        notice = _Notice(what, hint)
-        lock = contextlib.nullcontext() if stamp.exists() else _compile_lock(what, stamp)
+        notice = _Notice(what, hint, quiet=not say)
+        lock = contextlib.nullcontext() if shared or stamp.exists() else _compile_lock(what, stamp)
         _active.on = True
         try:
             with lock, numba.core.event.install_listener("numba:compile", notice.listener()):

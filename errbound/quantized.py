@@ -441,12 +441,25 @@ def _decode(parts: CodeStreamParts, count: int, scratch_slot: str | None) -> np.
     return lorenzo_restore(values, parts.shape) if parts.predicted else values
 
 
-def first_use(name: str, what: str, hint: str):
+def first_use(name: str, what: str, hint: str, *, shared: bool = False, say: bool = True):
     """A context manager for a package that calls these kernels directly and warms them up
     (mpi_collectives): the block runs as errbound's codecs run their first use, under a
     lock between processes sharing the numba cache (one compiles, the others then load)
     unless a stamp shows it done, and with the compile notice (``what`` is compiling, then
-    ``hint``) where it compiles for more than a second."""
+    ``hint``) where it compiles for more than a second. ``shared``: processes running the
+    block together split its compiles between them instead (each signature of each kernel
+    compiles once, in whichever process gets to it first; the others wait for it and load
+    it), so that they should take the work in different orders; ``say=False``: this
+    process gives no notice (another of the group does)."""
     from .jit import first_use as codec_first_use  # numba: loaded here, not by `import errbound.quantized`
 
-    return codec_first_use(("quantized", name), what, hint)
+    return codec_first_use(("quantized", name), what, hint, shared=shared, say=say)
+
+
+def compiled_once_per_cache(dispatcher):
+    """For a package's own numba kernels beside these (``cache=True``): processes sharing
+    the cache compile each signature once between them, as errbound's own kernels do, and
+    never write the cache at once (see errbound.jit). Returns ``dispatcher``."""
+    from .jit import compiled_once_per_cache as share
+
+    return share(dispatcher)

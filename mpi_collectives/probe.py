@@ -4,8 +4,9 @@ a compilation nor a guess.
 * ``warm_up``: errbound's kernels compile (or load from numba's cache) on first use, which
   took seconds inside the first timed collective; they are run here on tiny arrays of both
   float types, every dimensionality the collectives use and both code widths, once per
-  process, while construction is collective anyway; the first rank of each host first, the
-  others once its kernels are in the cache (``warm_up_per_host``: one compilation per host).
+  process, while construction is collective anyway; the ranks of a host split the work, each
+  starting at its own part, and each kernel signature compiles once per host
+  (``warm_up_per_host``).
 * ``speeds``: one core's throughput of the compressed paths' compute on this machine (a
   smooth synthetic field of 2 MiB, cut in chunks as the pipelines cut them): quantize alone,
   quantize + encode and decode + write for reductions, the block codec for data movement.
@@ -22,6 +23,7 @@ benchmark's many communicators pay once.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -43,60 +45,88 @@ _LINK_BYTES = 2 << 20
 _MEMORY_BYTES = 8 << 20
 
 
-def warm_up(codec: str = "fz") -> None:
-    """Run every kernel the collectives use once, on tiny arrays (numba compiles or loads them)."""
+def warm_up(codec: str = "fz", turn: tuple[int, int] = (0, 1)) -> None:
+    """Run every kernel the collectives use once, on tiny arrays (numba compiles or loads them).
+
+    ``turn=(i, n)``: this process is the i-th of n that warm up together on one numba cache
+    (the ranks of a host): each starts its round of the work at its own share of it, and
+    the kernels compile once between them (``qz.first_use(shared=True)``); the first says
+    that they compile."""
     with _LOCK:
         if codec in _WARM:
             return
-        from .movement import blockcodec  # the block codec: imported here, not at start-up
-
+        tasks = _warm_up_tasks(codec)
+        index, count = turn
+        first = index % len(tasks)  # the heavy parts come first, their kernels' widths apart
         with (
             qz.first_use(
                 f"collectives-{codec}",
-                "compressed collectives",
+                "compressed collectives" + (f" (on {count} ranks of this host)" if count > 1 else ""),
                 "Later runs load them from the cache (a job's first `CompressedComm` pays this once per machine).",
+                shared=count > 1,
+                say=index == 0,
             ),
             compute(),
         ):
-            for dtype in (np.float32, np.float64):
-                for shape in ((512,), (16, 32), (4, 8, 16), (2, 4, 8, 8)):
-                    x = np.cumsum(np.linspace(0.0, 1.0, 512)).astype(dtype).reshape(shape)
-                    flat = x.reshape(-1)
-                    for int_dtype in (np.int32, np.int64):
-                        residuals = qz.quantize_residuals(x, 2.0**-10, out=np.empty(512, int_dtype))
-                        blob = qz.encode_codes(residuals, shape, predict=False)
-                        acc = np.zeros(512, int_dtype)
-                        qz.decode_codes(blob, add_to=acc)
-                        qz.decode_codes(qz.encode_codes(acc, shape), scratch_slot="collective-codes")
-                        out = np.empty(512, dtype)
-                        qz.dequantize_residuals(acc.copy(), shape, out, divisor=1024)
-                        qz.dequantize_residuals(acc.copy(), shape, out, eb=2.0**-10)
-                        codes = qz.quantize(flat, 2.0**-10, int_dtype, out=np.empty(512, int_dtype)).codes
-                        qz.predict(codes, shape, out=np.empty_like(codes))
-                        qz.dequantize(codes, 2.0**-10, out=out)
-                    target = np.empty(512, dtype)
-                    blockcodec.decode(blockcodec.encode(flat, shape, 1e-3, codec), target)
-                    blockcodec.encode(flat, shape, 1e-3, codec, np.empty(512, dtype))
-            from .reduction import grid
-
-            grid.divide_into(np.arange(512, dtype=np.int32), 7, np.empty(512, np.float32))
-            grid.divide_into(np.arange(512, dtype=np.int64), 7, np.empty(512, np.float64))
+            for task in tasks[first:] + tasks[:first]:
+                task()
         _WARM.add(codec)
 
 
+_SHAPES = ((512,), (16, 32), (4, 8, 16), (2, 4, 8, 8))
+
+
+def _warm_up_tasks(codec: str) -> list:
+    """The warm-up in parts that compile different kernels or signatures: the quantized
+    paths per float and code width, the block codec per float type, the reduction grid."""
+    from .movement import blockcodec  # the block codec: imported here, not at start-up
+    from .reduction import grid
+
+    def quantized(dtype, int_dtype):
+        for shape in _SHAPES:
+            x = np.cumsum(np.linspace(0.0, 1.0, 512)).astype(dtype).reshape(shape)
+            residuals = qz.quantize_residuals(x, 2.0**-10, out=np.empty(512, int_dtype))
+            blob = qz.encode_codes(residuals, shape, predict=False)
+            acc = np.zeros(512, int_dtype)
+            qz.decode_codes(blob, add_to=acc)
+            qz.decode_codes(qz.encode_codes(acc, shape), scratch_slot="collective-codes")
+            out = np.empty(512, dtype)
+            qz.dequantize_residuals(acc.copy(), shape, out, divisor=1024)
+            qz.dequantize_residuals(acc.copy(), shape, out, eb=2.0**-10)
+            codes = qz.quantize(x.reshape(-1), 2.0**-10, int_dtype, out=np.empty(512, int_dtype)).codes
+            qz.predict(codes, shape, out=np.empty_like(codes))
+            qz.dequantize(codes, 2.0**-10, out=out)
+
+    def block_codec(dtype):
+        for shape in _SHAPES:
+            flat = np.cumsum(np.linspace(0.0, 1.0, 512)).astype(dtype)
+            blockcodec.decode(blockcodec.encode(flat, shape, 1e-3, codec), np.empty(512, dtype))
+            blockcodec.encode(flat, shape, 1e-3, codec, np.empty(512, dtype))
+
+    def divide(int_dtype, dtype):
+        grid.divide_into(np.arange(512, dtype=int_dtype), 7, np.empty(512, dtype))
+
+    # neighbours in this list share no kernel signature: two ranks starting on them compile
+    # apart (the code widths decide the coders' signatures, the floats the quantizers')
+    pairs = ((np.float32, np.int32), (np.float64, np.int64), (np.float32, np.int64), (np.float64, np.int32))
+    tasks = [functools.partial(quantized, dtype, int_dtype) for dtype, int_dtype in pairs]
+    tasks += [functools.partial(block_codec, np.float32), functools.partial(block_codec, np.float64)]
+    tasks += [functools.partial(divide, np.int32, np.float32), functools.partial(divide, np.int64, np.float64)]
+    return tasks
+
+
 def warm_up_per_host(comm: MPI.Intracomm, codec: str = "fz") -> None:
-    """warm_up() on every rank, the lowest rank of each host first while the others of the
-    host wait (collective): numba's cache is per machine, so the host's kernels compile
-    once, and the other ranks load them from the cache instead of all compiling them at
-    once (errbound's own first-use lock covers its codecs' entry points, not the kernels of
-    errbound.quantized and of this package that the collectives call directly)."""
+    """warm_up() on every rank (collective), the ranks of each host together: numba's cache
+    is per machine, so they split the host's compiles between them (each starts at its own
+    share of the work; a kernel signature another rank compiles is waited for and loaded),
+    and every kernel compiles once per host. errbound's first-use lock, where one process
+    compiles while the others wait, covers its codecs' entry points, not the kernels of
+    errbound.quantized and of this package that the collectives call directly."""
     names = comm.allgather(MPI.Get_processor_name())
-    first_on_host = names.index(names[comm.Get_rank()]) == comm.Get_rank()
-    if first_on_host:
-        warm_up(codec)
+    mine = names[comm.Get_rank()]
+    on_host = [rank for rank, name in enumerate(names) if name == mine]
+    warm_up(codec, (on_host.index(comm.Get_rank()), len(on_host)))
     _quiet_wait(comm.Ibarrier())
-    if not first_on_host:
-        warm_up(codec)
 
 
 def _field(count: int) -> np.ndarray:

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,111 @@ def test_ranks_starting_together_on_a_cold_node_compile_once(tmp_path):
     together = ranks(4, tmp_path / "cache4")
     assert all(r["ok"] for r in together)
     assert alone > 0 and sum(r["compiled"] for r in together) == alone, (alone, together)
+
+
+# a kernel module outside errbound (its cache beside it is the test's own), compiled for the
+# signatures given on the command line in that order, after a common start time; prints the
+# signatures this process compiled and whether every result is right
+SIGNATURES = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from numba.core import event
+import numpy as np
+import shared_kernel
+names = sys.argv[3].split(",")
+while time.time() < float(sys.argv[2]):
+    time.sleep(0.005)
+with event.install_recorder("numba:compile") as rec:
+    ok = all(shared_kernel.check(name) for name in names)
+compiled = [str(e.data["args"]) for _, e in rec.buffer if e.is_start and e.data["dispatcher"].py_func.__name__ == "affine"]
+print(json.dumps({"compiled": compiled, "ok": ok}))
+"""
+
+KERNEL_MODULE = r"""
+import numpy as np
+from errbound.jit import kernel
+
+@kernel
+def affine(x, a, out):
+    for i in range(x.size):
+        out[i] = x[i] * a + 1
+
+@kernel
+def needs_numbers(x):
+    return x + 1
+
+TYPES = {"f4": np.float32, "f8": np.float64, "i4": np.int32, "i8": np.int64, "u2": np.uint16, "c16": np.complex128}
+
+def check(name):
+    x = np.arange(5).astype(TYPES[name])
+    out = np.empty_like(x)
+    affine(x, TYPES[name](3), out)
+    return bool(np.array_equal(out, x * TYPES[name](3) + TYPES[name](1)))
+"""
+
+
+def test_processes_compiling_one_kernel_together_compile_each_signature_once(tmp_path):
+    """Four processes compile six signatures of one kernel at once, each in its own order, on
+    one cold cache: every signature compiles in exactly one of them (the others wait and
+    load it), and the cache they leave holds all six, each with its own machine code (numba
+    alone rewrites the kernel's index whole on every save, so that concurrent saves can
+    drop entries or give two signatures one data file)."""
+    folder = tmp_path / "module"
+    folder.mkdir()
+    (folder / "shared_kernel.py").write_text(KERNEL_MODULE)
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    names = ["f4", "f8", "i4", "i8", "u2", "c16"]
+    start = time.time() + 8.0  # every process imported and waiting before anyone compiles
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SIGNATURES, str(folder), str(start), ",".join(names[k:] + names[:k])],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=env["HOME"],
+        )
+        for k in (0, 2, 3, 5)
+    ]
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    assert all(r["ok"] for r in reports), reports
+    compiled = [sig for r in reports for sig in r["compiled"]]
+    assert len(compiled) == len(names) == len(set(compiled)), reports
+    assert sum(1 for r in reports if r["compiled"]) > 1, reports  # the work was split
+    again = result(run(SIGNATURES, env, str(folder), "0", ",".join(names)))
+    assert again == {"compiled": [], "ok": True}
+
+
+def test_a_compile_that_fails_leaves_no_lock_behind(tmp_path):
+    """A signature that fails to compile releases its lock at once: another process trying
+    it meanwhile gets the same error, not a wait for a lock that is released only when the
+    failed process exits."""
+    code = r"""
+import fcntl, json, sys
+sys.path.insert(0, sys.argv[1])
+import shared_kernel
+from errbound import jit
+errors = []
+for _ in range(2):
+    try:
+        shared_kernel.needs_numbers("text")
+    except Exception as exc:
+        errors.append(type(exc).__name__)
+held = []
+for path in sorted((jit.STATE_DIR / "kernels").glob("*.lock")):
+    with open(path, "a+b") as handle:  # a second open: blocked by a lock this process holds
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held.append(path.name)
+print(json.dumps({"errors": errors, "held": held}))
+"""
+    folder = tmp_path / "module"
+    folder.mkdir()
+    (folder / "shared_kernel.py").write_text(KERNEL_MODULE)
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    assert result(run(code, env, str(folder), timeout=120)) == {"errors": ["TypingError"] * 2, "held": []}

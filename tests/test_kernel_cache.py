@@ -59,3 +59,14 @@ def test_cached_kernels_close_over_constants_only(name):
         if not isinstance(cell.cell_contents, (bool, int, float, str, type(None)))
     ]
     assert not bad, f"{name} closes over {bad}: numba would recompile it in every process"
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_cached_kernels_compile_once_between_processes(name):
+    """Every cached kernel goes through errbound.jit's per-signature locks
+    (``compiled_once_per_cache``): without them, processes sharing a cold cache compile the
+    same signatures at once and can save them over each other."""
+    from errbound.jit import _SharedCache
+
+    kernel = KERNELS[name]
+    assert isinstance(kernel._cache, _SharedCache), f"{name} writes numba's cache without errbound's locks"

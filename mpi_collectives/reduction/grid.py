@@ -118,6 +118,7 @@ def reduction_grid(code: int, nranks: int, bound: float, gmax: float, dtype: np.
 _BLOCK = 1 << 16
 
 
+@qz.compiled_once_per_cache
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _divide(codes, divisor, out):
     n = codes.shape[0]

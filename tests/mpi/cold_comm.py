@@ -2,9 +2,9 @@
 
 Usage: NUMBA_CACHE_DIR=<empty folder> mpiexec -n N python cold_comm.py
 
-Counts numba's compile events for the kernels of errbound and mpi_collectives (numba's own
+Lists numba's compile events for the kernels of errbound and mpi_collectives (numba's own
 helpers recompile in every process that compiles anything). Rank 0 prints one JSON list:
-the count per rank.
+per rank, the kernel signatures it compiled.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from numba.core import event
 WORLD = MPI.COMM_WORLD
 
 
-def ours(recorder) -> int:
-    return sum(
-        1
-        for _, e in recorder.buffer
-        if e.is_start and e.data["dispatcher"].py_func.__module__.startswith(("errbound", "mpi_collectives"))
-    )
+def ours(recorder) -> list[str]:
+    compiled = []
+    for _, e in recorder.buffer:
+        function = e.data["dispatcher"].py_func
+        if e.is_start and function.__module__.startswith(("errbound", "mpi_collectives")):
+            compiled.append(f"{function.__module__}.{function.__qualname__}{e.data['args']}")
+    return compiled
 
 
 def main() -> None:
