@@ -501,7 +501,9 @@ def first_use(
     it compiles (another one of the group does)."""
     if key in _done or getattr(_active, "on", False):
         yield
-        _done.add(key)
+        if key not in _done:  # rode along and got through: its kernels are in the cache now
+            _done.add(key)
+            _touch(_stamp(key))
         return
     with _first_lock:
         stamp = _stamp(key)
@@ -521,6 +523,10 @@ def first_use(
         finally:
             _active.on = False
         _done.add(key)
-        with contextlib.suppress(OSError):
-            stamp.parent.mkdir(parents=True, exist_ok=True)
-            stamp.touch()
+        _touch(stamp)
+
+
+def _touch(stamp: Path) -> None:
+    with contextlib.suppress(OSError):
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()

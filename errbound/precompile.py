@@ -12,6 +12,8 @@ afterwards.
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -84,17 +86,52 @@ def warmup(
     dtypes: Sequence[str] = DTYPES,
     ndims: Sequence[int] = NDIMS,
     on_case: Callable[[WarmupCase], None] | None = None,
+    jobs: int = 1,
 ) -> list[WarmupCase]:
     """Compile (or load from the cache) the kernels of ``codecs`` (default: every codec) for
     ``dtypes`` and numbers of dimensions ``ndims``. ``on_case`` is called after each case.
-    Returns the cases with the seconds each took."""
+    ``jobs`` > 1: the cases run in that many processes at once (each kernel signature still
+    compiles once, see errbound.jit). Returns the cases with the seconds each took."""
+    todo = cases(codecs, dtypes, ndims)
+    if jobs > 1 and len(todo) > 1:
+        return _in_processes(todo, min(jobs, len(todo)), on_case)
     done = []
-    for case in cases(codecs, dtypes, ndims):
-        t0 = time.perf_counter()
-        for codec, array, options in _calls(case.codec, case.dtype, case.ndim):
-            decompress(compress(array, codec, **options))
-        case.seconds = time.perf_counter() - t0
+    for case in todo:
+        case.seconds = _run_case_in_group(case.codec, case.dtype, case.ndim, shared=False)
         done.append(case)
         if on_case is not None:
             on_case(case)
     return done
+
+
+def _run_case(codec: str, dtype: str, ndim: int) -> float:
+    t0 = time.perf_counter()
+    for name, array, options in _calls(codec, dtype, ndim):
+        decompress(compress(array, name, **options))
+    return time.perf_counter() - t0
+
+
+def _run_case_in_group(codec: str, dtype: str, ndim: int, shared: bool = True) -> float:
+    """A case as one first use, which says nothing (a warm-up is meant to compile) and marks
+    every codec path it ran as compiled. ``shared``, in a worker of ``warmup(jobs=...)``: its
+    compiles are split with the other workers instead of taking the compile lock in turn."""
+    from .jit import first_use
+
+    with first_use(("warmup", codec, dtype, ndim), f"{codec} warm-up", shared=shared, say=False):
+        return _run_case(codec, dtype, ndim)
+
+
+def _in_processes(todo: list[WarmupCase], jobs: int, on_case) -> list[WarmupCase]:
+    # cases of different codecs side by side (they share the fewest kernels), `auto` after
+    # the codecs it runs, and fresh interpreters ("spawn"): a forked child of a process that
+    # has compiled inherits numba's and LLVM's state mid-flight
+    order = sorted(range(len(todo)), key=lambda i: (todo[i].codec == "auto", todo[i].dtype, todo[i].ndim, i))
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(_run_case_in_group, todo[i].codec, todo[i].dtype, todo[i].ndim): todo[i] for i in order}
+        for future in concurrent.futures.as_completed(futures):
+            case = futures[future]
+            case.seconds = future.result()
+            if on_case is not None:
+                on_case(case)
+    return todo

@@ -116,6 +116,23 @@ def test_cli_warmup_compiles_ahead_so_nothing_compiles_later(tmp_path):
     assert result(run(USE, env))["compiled"] == 0
 
 
+def test_cli_warmup_in_processes_compiles_each_kernel_once_and_marks_the_paths_warm(tmp_path):
+    """``--jobs 2``: two processes split the cases; afterwards a process compiles nothing,
+    and finds its codec paths stamped (so that many ranks starting later do not take the
+    compile lock in turn to load them)."""
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"), ERRBOUND_PROGRESS="0")
+    command = [sys.executable, "-m", "errbound.cli", "warmup", "--codec", "fz", "--dtype", "float32", "--ndim", "2,3"]
+    res = subprocess.run([*command, "--jobs", "2"], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "compiling 2 codec/dtype/dimension cases" in res.stdout and "(2 processes)" in res.stdout
+    assert "compiling the kernels" not in res.stderr  # a warm-up is meant to compile: no notice
+    stamps = {p.name.split(".")[0] for p in (tmp_path / "cache" / "errbound-jit").glob("*.stamp")}
+    assert {"encode-fz-f-3", "decode-fz-f-3", "encode-fz-f-2", "decode-fz-f-2"} <= stamps, stamps
+    assert result(run(USE, env))["compiled"] == 0
+    bad = subprocess.run([*command, "--jobs", "0"], capture_output=True, text=True, env=env, timeout=600)
+    assert bad.returncode != 0 and "--jobs" in bad.stderr
+
+
 HLR_AFTER_WARMUP = r"""
 import json, sys, numpy as np
 from numba.core import event

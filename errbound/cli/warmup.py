@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from ..codec import codec_names
 from ..integrations.progress import Progress
 from ..jit import cache_location
 from ..precompile import DTYPES, NDIMS, cases, warmup
-from .common import names_arg
+from .common import names_arg, positive_int
 
 
 def add_parser(sub) -> None:
@@ -38,13 +39,37 @@ def add_parser(sub) -> None:
         default=[str(n) for n in NDIMS],
         help="numbers of dimensions (default 1,2,3,4)",
     )
+    p.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"processes compiling at once (default: the usable cores, at most {MAX_JOBS}); each kernel "
+        "still compiles once",
+    )
     p.set_defaults(run=cmd_warmup)
+
+
+MAX_JOBS = 8  # each process holds numba and LLVM (~250 MB while compiling)
+
+
+def default_jobs() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_JOBS))
 
 
 def cmd_warmup(args: argparse.Namespace) -> int:
     ndims = [int(n) for n in args.ndim]
     todo = cases(args.codec, args.dtype, ndims)
-    print(f"compiling {len(todo)} codec/dtype/dimension cases into {cache_location()}")
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    jobs = min(jobs, len(todo))
+    print(
+        f"compiling {len(todo)} codec/dtype/dimension cases into {cache_location()}"
+        + (f" ({jobs} processes)" if jobs > 1 else "")
+    )
     t0 = time.perf_counter()
     with Progress(len(todo), "warmup", force=None) as bar:
         done = warmup(
@@ -52,6 +77,7 @@ def cmd_warmup(args: argparse.Namespace) -> int:
             args.dtype,
             ndims,
             on_case=lambda c: bar.update(1, note=f"{c.codec} {c.dtype} {c.ndim}-D {c.seconds:.1f} s"),
+            jobs=jobs,
         )
     slowest = max(done, key=lambda c: c.seconds)
     print(
