@@ -405,12 +405,15 @@ def _errbound_version() -> str:
 
 @contextlib.contextmanager
 def _compile_lock(what: str, stamp: Path) -> Iterator[None]:
-    """Hold the cross-process compile lock for the block, unless ``stamp`` appears while this
-    process waits for it: then the holder compiled this path, and the block runs unlocked
-    (loading from the cache), so that ranks do not take turns running their first calls."""
+    """Hold the path's cross-process compile lock for the block, unless ``stamp`` appears while
+    this process waits for it: then the holder compiled this path, and the block runs
+    unlocked (loading from the cache), so that ranks do not take turns running their first
+    calls. One lock per path: processes starting different paths (ranks compressing
+    different variables) compile at once, each kernel signature still once between them
+    (compiled_once_per_cache)."""
     try:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
-        handle = open(STATE_DIR / "compile.lock", "a+b")  # noqa: SIM115 - held for the block
+        handle = open(stamp.with_name(stamp.name.removesuffix(".stamp") + ".lock"), "a+b")  # noqa: SIM115 - held for the block
     except OSError:  # nowhere to lock: compile without coordination
         yield
         return
@@ -419,7 +422,7 @@ def _compile_lock(what: str, stamp: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.warning("errbound: waiting for another process that is compiling errbound's kernels (%s)", what)
+            log.warning("errbound: waiting for another process that is compiling the same kernels (%s)", what)
             fcntl.flock(handle, fcntl.LOCK_EX)
         held = not stamp.exists()
         if not held:

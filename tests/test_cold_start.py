@@ -314,6 +314,52 @@ def test_processes_compiling_one_kernel_together_compile_each_signature_once(tmp
     assert again == {"compiled": [], "ok": True}
 
 
+PATH_AT = r"""
+import json, sys, time
+import numpy as np
+from numba.core import event
+import errbound
+codec, dtype, ndim = sys.argv[2], sys.argv[3], int(sys.argv[4])
+x = np.random.default_rng(0).standard_normal((24,) * ndim).cumsum(0).astype(dtype)
+while time.time() < float(sys.argv[1]):
+    time.sleep(0.005)
+with event.install_recorder("numba:compile") as rec:
+    y = errbound.decompress(errbound.compress(x, codec, rel=1e-3))
+ok = bool(np.max(np.abs(y.astype(float) - x)) <= 1e-3 * float(x.max() - x.min()))
+compiled = sorted({f"{e.data['dispatcher'].py_func.__qualname__}{e.data['args']}" for _, e in rec.buffer
+                   if e.is_start and e.data["dispatcher"].py_func.__module__.startswith("errbound")})
+print(json.dumps({"compiled": compiled, "ok": ok}))
+"""
+
+
+def test_processes_starting_different_codec_paths_compile_them_at_once(tmp_path):
+    """Two processes on one cold cache, one starting `fz` on float32 3-D arrays and one `sz`
+    on float64 2-D: each path has its own lock, so neither waits for the other's whole
+    path (as under one lock for every path), and no kernel signature compiles in both."""
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"), ERRBOUND_COMPILE_NOTICE_S="0")
+    start = str(time.time() + 8.0)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PATH_AT, start, *path],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=env["HOME"],
+        )
+        for path in (("fz", "float32", "3"), ("sz", "float64", "2"))
+    ]
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        assert "waiting for another process" not in err, err
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    fz, sz = reports
+    assert fz["ok"] and sz["ok"] and fz["compiled"] and sz["compiled"], reports
+    assert not set(fz["compiled"]) & set(sz["compiled"]), reports
+
+
 def test_a_compile_that_fails_leaves_no_lock_behind(tmp_path):
     """A signature that fails to compile releases its lock at once: another process trying
     it meanwhile gets the same error, not a wait for a lock that is released only when the
