@@ -49,15 +49,18 @@ def warm_up(codec: str = "fz", turn: tuple[int, int] = (0, 1)) -> None:
     """Run every kernel the collectives use once, on tiny arrays (numba compiles or loads them).
 
     ``turn=(i, n)``: this process is the i-th of n that warm up together on one numba cache
-    (the ranks of a host): each starts its round of the work at its own share of it, and
-    the kernels compile once between them (``qz.first_use(shared=True)``); the first says
-    that they compile."""
+    (the ranks of a host): each runs its own share of the parts first, then the rest (by then
+    mostly loaded), and the kernels compile once between them (``qz.first_use(shared=True)``);
+    the first says that they compile."""
     with _LOCK:
         if codec in _WARM:
             return
         tasks = _warm_up_tasks(codec)
         index, count = turn
-        first = index % len(tasks)  # the heavy parts come first, their kernels' widths apart
+        # its own share first (every count-th part from its index: the parts of one rank share
+        # the fewest signatures with the others'), then the rest, mostly loaded by then
+        mine = list(range(index % len(tasks), len(tasks), max(count, 1)))
+        order = mine + [i for i in range(len(tasks)) if i not in mine]
         with (
             qz.first_use(
                 f"collectives-{codec}",
@@ -68,8 +71,8 @@ def warm_up(codec: str = "fz", turn: tuple[int, int] = (0, 1)) -> None:
             ),
             compute(),
         ):
-            for task in tasks[first:] + tasks[:first]:
-                task()
+            for i in order:
+                tasks[i]()
         _WARM.add(codec)
 
 
@@ -106,8 +109,9 @@ def _warm_up_tasks(codec: str) -> list:
     def divide(int_dtype, dtype):
         grid.divide_into(np.arange(512, dtype=int_dtype), 7, np.empty(512, dtype))
 
-    # neighbours in this list share no kernel signature: two ranks starting on them compile
-    # apart (the code widths decide the coders' signatures, the floats the quantizers')
+    # a rank takes every count-th part first: with 2 ranks one takes the float32 parts and the
+    # other the float64 ones, with 4 each takes one float and code width (the widths decide
+    # the coders' signatures, the floats the quantizers'), so that they rarely wait on each other
     pairs = ((np.float32, np.int32), (np.float64, np.int64), (np.float32, np.int64), (np.float64, np.int32))
     tasks = [functools.partial(quantized, dtype, int_dtype) for dtype, int_dtype in pairs]
     tasks += [functools.partial(block_codec, np.float32), functools.partial(block_codec, np.float64)]
