@@ -191,7 +191,7 @@ def _digest(text: str) -> str:
 
 def _lock(name: str):
     """An exclusive lock on the lock file ``name`` among the compile state, waited for; None
-    where the folder cannot be written."""
+    where the folder cannot be written or its file system has no locks."""
     try:
         folder = STATE_DIR / "kernels"
         folder.mkdir(parents=True, exist_ok=True)
@@ -419,20 +419,32 @@ def _compile_lock(what: str, stamp: Path) -> Iterator[None]:
         return
     held = False
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.warning("errbound: waiting for another process that is compiling the same kernels (%s)", what)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        held = not stamp.exists()
-        if not held:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        if _wait_for_lock(handle, what):
+            held = not stamp.exists()
+            if not held:
+                fcntl.flock(handle, fcntl.LOCK_UN)
         yield
     finally:
         if held:
             with contextlib.suppress(OSError):
                 fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def _wait_for_lock(handle, what: str) -> bool:
+    """Take the lock on ``handle``, saying so if another process holds it; False where the
+    file system has no locks (some parallel file systems refuse flock): the caller then
+    compiles without coordination, as numba alone would."""
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("errbound: waiting for another process that is compiling the same kernels (%s)", what)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+    except OSError as exc:
+        log.debug("errbound: no compile lock on %s (%s)", getattr(handle, "name", "?"), exc)
+        return False
+    return True
 
 
 WARMUP_HINT = "`errbound warmup` compiles ahead of time."

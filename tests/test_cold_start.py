@@ -360,6 +360,25 @@ def test_processes_starting_different_codec_paths_compile_them_at_once(tmp_path)
     assert not set(fz["compiled"]) & set(sz["compiled"]), reports
 
 
+NO_LOCKS = r"""
+import errno, fcntl, json
+def refuse(*args):  # as on a parallel file system mounted without flock
+    raise OSError(errno.ENOLCK, "No locks available")
+fcntl.flock = refuse
+import numpy as np, errbound
+x = np.random.default_rng(0).standard_normal((24, 24, 24)).cumsum(0).astype(np.float32)
+y = errbound.decompress(errbound.compress(x, "fz", rel=1e-3))
+print(json.dumps(bool(np.max(np.abs(y.astype(float) - x)) <= 1e-3 * float(x.max() - x.min()))))
+"""
+
+
+def test_a_cache_on_a_file_system_without_locks_still_works(tmp_path):
+    """Where flock fails (Lustre or NFS mounted without it), kernels compile without
+    coordination instead of the first call failing. Fault injection: flock raises ENOLCK."""
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    assert result(run(NO_LOCKS, env)) is True
+
+
 def test_a_compile_that_fails_leaves_no_lock_behind(tmp_path):
     """A signature that fails to compile releases its lock at once: another process trying
     it meanwhile gets the same error, not a wait for a lock that is released only when the
