@@ -91,7 +91,9 @@ def warmup(
     """Compile (or load from the cache) the kernels of ``codecs`` (default: every codec) for
     ``dtypes`` and numbers of dimensions ``ndims``. ``on_case`` is called after each case.
     ``jobs`` > 1: the cases run in that many processes at once (each kernel signature still
-    compiles once, see errbound.jit). Returns the cases with the seconds each took."""
+    compiles once, see errbound.jit); they are started with multiprocessing's "spawn", so
+    a script that calls this needs the usual ``if __name__ == "__main__":`` guard. Returns
+    the cases with the seconds each took."""
     todo = cases(codecs, dtypes, ndims)
     if jobs > 1 and len(todo) > 1:
         return _in_processes(todo, min(jobs, len(todo)), on_case)
@@ -127,11 +129,16 @@ def _in_processes(todo: list[WarmupCase], jobs: int, on_case) -> list[WarmupCase
     # has compiled inherits numba's and LLVM's state mid-flight
     order = sorted(range(len(todo)), key=lambda i: (todo[i].codec == "auto", todo[i].dtype, todo[i].ndim, i))
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    try:
         futures = {pool.submit(_run_case_in_group, todo[i].codec, todo[i].dtype, todo[i].ndim): todo[i] for i in order}
         for future in concurrent.futures.as_completed(futures):
             case = futures[future]
             case.seconds = future.result()
             if on_case is not None:
                 on_case(case)
+    except BaseException:  # a failed case or Ctrl-C: the cases not started are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     return todo
