@@ -35,6 +35,7 @@ from mpi4py import MPI
 from errbound import quantized as qz
 
 from .compute import compute, threads_per_rank
+from .errors import CollectiveFailedError
 from .topology import Topology
 
 _LOCK = threading.Lock()
@@ -129,8 +130,16 @@ def warm_up_per_host(comm: MPI.Intracomm, codec: str = "fz") -> None:
     names = comm.allgather(MPI.Get_processor_name())
     mine = names[comm.Get_rank()]
     on_host = [rank for rank, name in enumerate(names) if name == mine]
-    warm_up(codec, (on_host.index(comm.Get_rank()), len(on_host)))
+    failure = None
+    try:
+        warm_up(codec, (on_host.index(comm.Get_rank()), len(on_host)))
+    except Exception as exc:  # noqa: BLE001 - raised on every rank below, not here alone
+        failure = f"{type(exc).__name__}: {exc}"
     _quiet_wait(comm.Ibarrier())
+    failures = [(rank, text) for rank, text in enumerate(comm.allgather(failure)) if text is not None]
+    if failures:  # a rank that raised alone would leave the others waiting in its next collective
+        rank, text = failures[0]
+        raise CollectiveFailedError(f"compiling the collectives' kernels failed on rank {rank}: {text}")
 
 
 def _field(count: int) -> np.ndarray:

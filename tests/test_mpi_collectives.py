@@ -382,6 +382,18 @@ def test_ranks_of_a_host_compile_each_kernel_once_between_them(tmp_path):
 
 @pytest.mark.mpi
 @needs_mpiexec
+def test_a_warm_up_that_fails_on_one_rank_raises_the_same_error_on_every_rank(tmp_path):
+    """Every rank of a host now compiles part of the warm-up: a rank whose part fails (here
+    an injected full disk) must not leave the others waiting in the next collective."""
+    command = [str(MPIEXEC), "-n", "3", sys.executable, str(SCRIPTS / "cold_comm.py"), "fail-on", "1"]
+    got = json_of(run(command, timeout=600, env={"NUMBA_CACHE_DIR": str(tmp_path / "numba")}))
+    assert len(got) == 3 and all(g == got[0] for g in got), got
+    kind, message = got[0]
+    assert kind == "CollectiveFailedError" and "rank 1" in message and "No space left" in message, got
+
+
+@pytest.mark.mpi
+@needs_mpiexec
 def test_window_readers_never_see_a_half_written_record():
     """One rank publishes call records as fast as it can while another reads them for 2 s:
     every record read is whole (the old write order could not be caught tearing here; the

@@ -1,6 +1,9 @@
 """How many kernels each rank compiles while a CompressedComm is made on a cold machine.
 
-Usage: NUMBA_CACHE_DIR=<empty folder> mpiexec -n N python cold_comm.py
+Usage: NUMBA_CACHE_DIR=<empty folder> mpiexec -n N python cold_comm.py [fail-on RANK]
+
+``fail-on RANK``: that rank's warm-up raises (fault injection); every rank prints instead
+what construction raised on it.
 
 Lists numba's compile events for the kernels of errbound and mpi_collectives (numba's own
 helpers recompile in every process that compiles anything). Rank 0 prints one JSON list:
@@ -10,6 +13,7 @@ per rank, the kernel signatures it compiled.
 from __future__ import annotations
 
 import json
+import sys
 
 from mpi4py import MPI
 from numba.core import event
@@ -26,7 +30,33 @@ def ours(recorder) -> list[str]:
     return compiled
 
 
+def failing(rank: int) -> None:
+    """Construction with the warm-up of ``rank`` failing: what each rank raised."""
+    from mpi_collectives import CompressedComm, probe
+
+    if WORLD.Get_rank() == rank:
+
+        def broken(codec):
+            def fail():
+                raise OSError(28, "No space left on device")
+
+            return [fail]
+
+        probe._warm_up_tasks = broken
+    try:
+        CompressedComm(WORLD, rel=1e-3, adapt=False)
+        got = None
+    except Exception as exc:  # noqa: BLE001 - reported
+        got = [type(exc).__name__, str(exc)]
+    every = WORLD.gather(got)
+    if WORLD.Get_rank() == 0:
+        print(json.dumps(every))
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["fail-on"]:
+        failing(int(sys.argv[2]))
+        return
     WORLD.Barrier()
     with event.install_recorder("numba:compile") as recorder:
         from mpi_collectives import CompressedComm
