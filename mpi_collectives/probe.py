@@ -78,6 +78,10 @@ def warm_up(codec: str = "fz", turn: tuple[int, int] = (0, 1)) -> None:
 
 
 _SHAPES = ((512,), (16, 32), (4, 8, 16), (2, 4, 8, 8))
+# rows longer than the quantizer's row ring take kernels of their own: a 1-D message of over
+# 64 Ki values (a 256 KiB float32 Allreduce) and a few such rows
+_LONG = 1 << 16
+_LONG_SHAPES = ((_LONG + 64,), (2, _LONG + 64))
 
 
 def _warm_up_tasks(codec: str) -> list:
@@ -87,25 +91,27 @@ def _warm_up_tasks(codec: str) -> list:
     from .reduction import grid
 
     def quantized(dtype, int_dtype):
-        for shape in _SHAPES:
-            x = np.cumsum(np.linspace(0.0, 1.0, 512)).astype(dtype).reshape(shape)
-            residuals = qz.quantize_residuals(x, 2.0**-10, out=np.empty(512, int_dtype))
+        for shape in _SHAPES + _LONG_SHAPES:
+            n = math.prod(shape)
+            x = np.cumsum(np.linspace(0.0, 1.0, n)).astype(dtype).reshape(shape)
+            residuals = qz.quantize_residuals(x, 2.0**-10, out=np.empty(n, int_dtype))
             blob = qz.encode_codes(residuals, shape, predict=False)
-            acc = np.zeros(512, int_dtype)
+            acc = np.zeros(n, int_dtype)
             qz.decode_codes(blob, add_to=acc)
             qz.decode_codes(qz.encode_codes(acc, shape), scratch_slot="collective-codes")
-            out = np.empty(512, dtype)
+            out = np.empty(n, dtype)
             qz.dequantize_residuals(acc.copy(), shape, out, divisor=1024)
             qz.dequantize_residuals(acc.copy(), shape, out, eb=2.0**-10)
-            codes = qz.quantize(x.reshape(-1), 2.0**-10, int_dtype, out=np.empty(512, int_dtype)).codes
+            codes = qz.quantize(x.reshape(-1), 2.0**-10, int_dtype, out=np.empty(n, int_dtype)).codes
             qz.predict(codes, shape, out=np.empty_like(codes))
             qz.dequantize(codes, 2.0**-10, out=out)
 
     def block_codec(dtype):
-        for shape in _SHAPES:
-            flat = np.cumsum(np.linspace(0.0, 1.0, 512)).astype(dtype)
-            blockcodec.decode(blockcodec.encode(flat, shape, 1e-3, codec), np.empty(512, dtype))
-            blockcodec.encode(flat, shape, 1e-3, codec, np.empty(512, dtype))
+        for shape in _SHAPES + _LONG_SHAPES:
+            n = math.prod(shape)
+            flat = np.cumsum(np.linspace(0.0, 1.0, n)).astype(dtype)
+            blockcodec.decode(blockcodec.encode(flat, shape, 1e-3, codec), np.empty(n, dtype))
+            blockcodec.encode(flat, shape, 1e-3, codec, np.empty(n, dtype))
 
     def divide(int_dtype, dtype):
         grid.divide_into(np.arange(512, dtype=int_dtype), 7, np.empty(512, dtype))
@@ -116,7 +122,9 @@ def _warm_up_tasks(codec: str) -> list:
     pairs = ((np.float32, np.int32), (np.float64, np.int64), (np.float32, np.int64), (np.float64, np.int32))
     tasks = [functools.partial(quantized, dtype, int_dtype) for dtype, int_dtype in pairs]
     tasks += [functools.partial(block_codec, np.float32), functools.partial(block_codec, np.float64)]
+    # the grid's codes are as wide as the sums need, whatever the float type (both pairs each)
     tasks += [functools.partial(divide, np.int32, np.float32), functools.partial(divide, np.int64, np.float64)]
+    tasks += [functools.partial(divide, np.int64, np.float32), functools.partial(divide, np.int32, np.float64)]
     return tasks
 
 

@@ -7,7 +7,8 @@ what construction raised on it.
 
 Lists numba's compile events for the kernels of errbound and mpi_collectives (numba's own
 helpers recompile in every process that compiles anything). Rank 0 prints one JSON list:
-per rank, the kernel signatures it compiled.
+per rank, the kernel signatures it compiled during construction, and those it compiled in
+the compressed calls that follow (none: construction warmed every kernel up).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 from mpi4py import MPI
 from numba.core import event
 
@@ -62,7 +64,14 @@ def main() -> None:
         from mpi_collectives import CompressedComm
 
         comm = CompressedComm(WORLD, rel=1e-3, adapt=False)  # compresses on one node too
-    counts = WORLD.gather(ours(recorder))
+    with event.install_recorder("numba:compile") as later:
+        for dtype in (np.float32, np.float64):  # compressed calls: above min_bytes
+            for shape in ((1 << 18,), (2, 1 << 17), (64, 64, 64)):  # short rows, long rows
+                x = np.sin(np.linspace(0, 40, 1 << 18) + WORLD.Get_rank()).astype(dtype).reshape(shape)
+                comm.Allreduce(x, np.empty_like(x))
+                comm.Bcast(x, root=0)
+                comm.Allgather(x, np.empty((WORLD.Get_size(), *shape), dtype))
+    counts = WORLD.gather({"construction": ours(recorder), "calls": ours(later)})
     comm.Free()
     if WORLD.Get_rank() == 0:
         print(json.dumps(counts))
