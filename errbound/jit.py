@@ -43,6 +43,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numba
+import numba.core.sigutils
+from numba.core.compiler_lock import global_compiler_lock
 
 log = logging.getLogger("errbound")
 # a first use that compiles longer than this says so (ERRBOUND_COMPILE_NOTICE_S overrides it)
@@ -120,26 +122,42 @@ def compiled_once_per_cache(dispatcher):
     different signatures (and kernels) compile in different processes at once.
 
     numba alone is not safe there: its cache index holds every signature of a kernel and is
-    rewritten whole on each save, and two processes saving different signatures at once may
-    both take the same data file name, so that the index can name the other signature's
-    machine code. Here a lock file per signature is held from the cache miss to the save,
-    and a lock per kernel around the save itself. A cache hit takes no lock. Returns
-    ``dispatcher`` (for decorators); a dispatcher without a disk cache is left alone."""
+    rewritten whole on each save, before the data file; two processes saving different
+    signatures at once may both take the same data file name, and a process reading between
+    another's index and data writes may load a stale data file of another signature (the
+    index can name another signature's machine code either way). Here a lock file per
+    signature is held from the cache miss until the compile returns, the kernel's saves hold
+    its lock exclusively and its loads shared, and a loaded result must carry the signature
+    asked for. Returns ``dispatcher`` (for decorators); one without a disk cache is left alone."""
     cache = getattr(dispatcher, "_cache", None)
     if not isinstance(cache, numba.core.caching.FunctionCache) or isinstance(cache, _SharedCache):
         return dispatcher
-    shared = _SharedCache(cache)
-    dispatcher._cache = shared
+    dispatcher._cache = _SharedCache(cache)
     compile_signature = dispatcher.compile
 
     def compile_releasing(sig):
-        try:
-            return compile_signature(sig)
-        finally:  # a compile that failed must not keep the others waiting
-            shared.release(sig)
+        # numba's (re-entrant) compiler lock around the whole call, so that the signature
+        # locks this call took are released before another thread of the process compiles
+        with global_compiler_lock:
+            _taken.append([])
+            try:
+                return compile_signature(sig)
+            finally:  # after the save, or the failure: never keeps the other processes waiting
+                for name in _taken.pop():
+                    _unlock(_held.pop(name))
 
     dispatcher.compile = compile_releasing
     return dispatcher
+
+
+# signature locks this process holds (by lock file name; one open file per name, as a second
+# open of a file this process has locked would wait for itself), and the names each compile
+# call on the stack took; both only touched under numba's compiler lock
+_held: dict[str, object] = {}
+_taken: list[list[str]] = []
+# a wait on another process's compile longer than this says so (a compile takes seconds; a
+# process stopped while compiling keeps the others waiting)
+KERNEL_WAIT_NOTICE_S = 30.0
 
 
 class _SharedCache:
@@ -149,61 +167,95 @@ class _SharedCache:
         self._cache = cache
         index = cache._cache_file._index_path
         self._name = Path(index).name.removesuffix(".nbi") + "-" + _digest(index)
-        self._held: dict[str, object] = {}
 
     def __getattr__(self, name):
+        if name == "_cache":  # a copy without its state: not numba's cache either
+            raise AttributeError(name)
         return getattr(self._cache, name)
 
     def load_overload(self, sig, target_context):
-        found = self._cache.load_overload(sig, target_context)
-        key = str(sig)
-        if found is not None or key in self._held:
+        found = self._load(sig, target_context)
+        if found is not None or not _taken:  # a hit, or called outside a compile: no lock
             return found
+        name = f"{self._name}.{_digest(str(sig))}.lock"
+        if name in _held:  # this process is compiling it already (a nested call)
+            return None
         # a miss: wait for whoever compiles this signature now, then look again
-        handle = _lock(f"{self._name}.{_digest(key)}.lock")
+        handle = _lock(name, self._name)
         if handle is None:  # nowhere to lock: compile without coordination
             return None
-        found = self._cache.load_overload(sig, target_context)
+        try:
+            found = self._load(sig, target_context)
+        except BaseException:
+            _unlock(handle)
+            raise
         if found is not None:
             _unlock(handle)
             return found
-        self._held[key] = handle  # compiled here: released after the save (or the failure)
+        _held[name] = handle  # compiled here: released when the compile call returns or fails
+        _taken[-1].append(name)
         return None
 
+    def _load(self, sig, target_context):
+        """numba's load, never during a save of this kernel, and only a result that is the
+        signature asked for (anything else is a miss)."""
+        handle = _lock(f"{self._name}.lock", self._name, shared=True)
+        try:
+            found = self._cache.load_overload(sig, target_context)
+        finally:
+            if handle is not None:
+                _unlock(handle)
+        if found is not None:
+            args, _ = numba.core.sigutils.normalize_signature(sig)
+            if tuple(found.signature.args) != tuple(args):
+                return None
+        return found
+
     def save_overload(self, sig, data):
-        handle = _lock(f"{self._name}.lock")
+        handle = _lock(f"{self._name}.lock", self._name)
         try:
             self._cache.save_overload(sig, data)
         finally:
             if handle is not None:
                 _unlock(handle)
-            self.release(sig)
-
-    def release(self, sig) -> None:
-        handle = self._held.pop(str(sig), None)
-        if handle is not None:
-            _unlock(handle)
 
 
 def _digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def _lock(name: str):
-    """An exclusive lock on the lock file ``name`` among the compile state, waited for; None
-    where the folder cannot be written or its file system has no locks."""
+def _lock(name: str, kernel: str, shared: bool = False):
+    """A lock on the lock file ``name`` among the compile state, waited for (saying so after
+    KERNEL_WAIT_NOTICE_S); None where the folder cannot be written or its file system has
+    no locks."""
     try:
         folder = STATE_DIR / "kernels"
         folder.mkdir(parents=True, exist_ok=True)
         handle = open(folder / name, "a+b")  # noqa: SIM115 - held until _unlock
     except OSError:
         return None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-    except OSError:
-        handle.close()
-        return None
-    return handle
+    mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+    start, pause, said = time.monotonic(), 0.002, False
+    while True:
+        try:
+            fcntl.flock(handle, mode)
+            return handle
+        except BlockingIOError:
+            pass
+        except OSError:
+            handle.close()
+            return None
+        if not said and time.monotonic() - start > KERNEL_WAIT_NOTICE_S:
+            said = True
+            log.warning(
+                "errbound: waited %.0f s for another process compiling kernel %s (lock %s); "
+                "a process stopped while compiling keeps the others waiting",
+                time.monotonic() - start,
+                kernel,
+                folder / name,
+            )
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
 
 
 def _unlock(handle) -> None:

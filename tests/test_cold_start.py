@@ -268,6 +268,19 @@ def affine(x, a, out):
 def needs_numbers(x):
     return x + 1
 
+def make(inner):  # kernels from one factory share one cache index (qualname and line)
+    @kernel
+    def twice(x):
+        return inner(x) * 2.0
+    return twice
+
+@kernel
+def leaf(x):
+    return x + 1.0
+
+twice_leaf = make(leaf)
+twice_twice = make(twice_leaf)
+
 TYPES = {"f4": np.float32, "f8": np.float64, "i4": np.int32, "i8": np.int64, "u2": np.uint16, "c16": np.complex128}
 
 def check(name):
@@ -377,6 +390,78 @@ def test_a_cache_on_a_file_system_without_locks_still_works(tmp_path):
     coordination instead of the first call failing. Fault injection: flock raises ENOLCK."""
     env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     assert result(run(NO_LOCKS, env)) is True
+
+
+def test_kernels_sharing_a_cache_index_compile_each_other(tmp_path):
+    """Two kernels from one factory share numba's cache index; one calling the other with the
+    same argument types must not wait on its own lock (a second open of a lock file that this
+    process holds conflicts with it: that hung before)."""
+    code = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import shared_kernel
+print(json.dumps(shared_kernel.twice_twice(1.0)))
+"""
+    folder = tmp_path / "module"
+    folder.mkdir()
+    (folder / "shared_kernel.py").write_text(KERNEL_MODULE)
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    assert result(run(code, env, str(folder), timeout=120)) == 8.0
+
+
+# the window between numba's index write and its data write, widened: the first process
+# saves a new signature over a cache that holds an older build's data files
+SLOW_SAVE = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import numba.core.caching as caching
+save = caching.IndexDataCacheFile._save_data
+def slow(self, name, data):
+    open(sys.argv[2], "w").close()
+    time.sleep(4)
+    save(self, name, data)
+caching.IndexDataCacheFile._save_data = slow
+import shared_kernel
+print(shared_kernel.leaf(1.5))
+"""
+LEAF = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import shared_kernel
+print(json.dumps(shared_kernel.leaf(int(sys.argv[2])) if sys.argv[2:] else shared_kernel.leaf(1.5)))
+"""
+
+
+def test_a_load_during_another_process_save_never_gets_another_signatures_code(tmp_path):
+    """numba writes a kernel's cache index before the data file. A process loading in
+    between could read a data file left by an older build of the kernel (its numbering
+    starts again when the source changes) holding another signature's machine code, and
+    compute wrong numbers with it (an int64 kernel for a float64 call: 2.0 for 1.5 + 1.0).
+    Loads now wait for saves of the same kernel, and a loaded result must be the signature
+    asked for. Fault injection: the save is slowed down to widen the window."""
+    folder = tmp_path / "module"
+    folder.mkdir()
+    module = folder / "shared_kernel.py"
+    module.write_text(KERNEL_MODULE)
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    assert result(run(LEAF, env, str(folder), "3")) == 4  # int64 code in data file 1
+    module.write_text(KERNEL_MODULE + "\n# edited: a new source stamp\n")
+    flag = tmp_path / "saving"
+    saver = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SAVE, str(folder), str(flag)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=env["HOME"],
+    )
+    deadline = time.time() + 120
+    while not flag.exists() and saver.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert flag.exists(), saver.communicate()[1][-3000:]
+    assert result(run(LEAF, env, str(folder))) == 2.5
+    out, err = saver.communicate(timeout=120)
+    assert saver.returncode == 0 and out.strip() == "2.5", err[-3000:]
 
 
 def test_a_compile_that_fails_leaves_no_lock_behind(tmp_path):
