@@ -144,7 +144,9 @@ def compiled_once_per_cache(dispatcher):
                 return compile_signature(sig)
             finally:  # after the save, or the failure: never keeps the other processes waiting
                 for name in _taken.pop():
-                    _unlock(_held.pop(name))
+                    handle = _held.pop(name, None)
+                    if handle is not None:
+                        _unlock(handle)
 
     dispatcher.compile = compile_releasing
     return dispatcher
@@ -158,6 +160,8 @@ _taken: list[list[str]] = []
 # a wait on another process's compile longer than this says so (a compile takes seconds; a
 # process stopped while compiling keeps the others waiting)
 KERNEL_WAIT_NOTICE_S = 30.0
+# the longest wait for a callee's signature lock while holding the caller's (see load_overload)
+NESTED_WAIT_S = 10.0
 
 
 class _SharedCache:
@@ -180,9 +184,13 @@ class _SharedCache:
         name = f"{self._name}.{_digest(str(sig))}.lock"
         if name in _held:  # this process is compiling it already (a nested call)
             return None
-        # a miss: wait for whoever compiles this signature now, then look again
-        handle = _lock(name, self._name)
-        if handle is None:  # nowhere to lock: compile without coordination
+        # a miss: wait for whoever compiles this signature now, then look again. A process
+        # that holds a signature lock already (this is a callee of what it compiles) waits
+        # only so long: two processes taking two signatures' locks in opposite orders
+        # (kernels calling each other, or sharing a cache index) would wait for each other
+        # forever; past the limit it compiles the signature itself (the saves are serialized)
+        handle = _lock(name, self._name, timeout=NESTED_WAIT_S if _held else None)
+        if handle is None:  # nowhere to lock, or waited enough: compile without coordination
             return None
         try:
             found = self._load(sig, target_context)
@@ -224,13 +232,18 @@ def _digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def _lock(name: str, kernel: str, shared: bool = False):
+_kernel_locks = []  # the folder of the kernel locks, once made
+
+
+def _lock(name: str, kernel: str, shared: bool = False, timeout: float | None = None):
     """A lock on the lock file ``name`` among the compile state, waited for (saying so after
     KERNEL_WAIT_NOTICE_S); None where the folder cannot be written or its file system has
-    no locks."""
+    no locks, or after ``timeout`` seconds."""
     try:
-        folder = STATE_DIR / "kernels"
-        folder.mkdir(parents=True, exist_ok=True)
+        if not _kernel_locks:
+            (STATE_DIR / "kernels").mkdir(parents=True, exist_ok=True)
+            _kernel_locks.append(STATE_DIR / "kernels")
+        folder = _kernel_locks[0]
         handle = open(folder / name, "a+b")  # noqa: SIM115 - held until _unlock
     except OSError:
         return None
@@ -243,6 +256,9 @@ def _lock(name: str, kernel: str, shared: bool = False):
         except BlockingIOError:
             pass
         except OSError:
+            handle.close()
+            return None
+        if timeout is not None and time.monotonic() - start > timeout:
             handle.close()
             return None
         if not said and time.monotonic() - start > KERNEL_WAIT_NOTICE_S:

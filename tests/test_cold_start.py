@@ -281,6 +281,18 @@ def leaf(x):
 twice_leaf = make(leaf)
 twice_twice = make(twice_leaf)
 
+@kernel
+def even(n):  # two kernels that call each other: their locks can be taken in either order
+    if n == 0:
+        return True
+    return odd(n - 1)
+
+@kernel
+def odd(n):
+    if n == 0:
+        return False
+    return even(n - 1)
+
 TYPES = {"f4": np.float32, "f8": np.float64, "i4": np.int32, "i8": np.int64, "u2": np.uint16, "c16": np.complex128}
 
 def check(name):
@@ -462,6 +474,56 @@ def test_a_load_during_another_process_save_never_gets_another_signatures_code(t
     assert result(run(LEAF, env, str(folder))) == 2.5
     out, err = saver.communicate(timeout=120)
     assert saver.returncode == 0 and out.strip() == "2.5", err[-3000:]
+
+
+# holds each signature lock it takes for a second (fault injection: widens the window in
+# which another process takes the next lock), then calls the kernel named in argv
+CROSSED = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import errbound.jit as jit
+jit.NESTED_WAIT_S = 2.0
+take = jit._lock
+def slow(name, kernel, shared=False, timeout=None):
+    handle = take(name, kernel, shared, timeout)
+    if handle is not None and name != kernel + ".lock":
+        time.sleep(1.0)
+    return handle
+jit._lock = slow
+import shared_kernel
+while time.time() < float(sys.argv[2]):
+    time.sleep(0.005)
+print(json.dumps(getattr(shared_kernel, sys.argv[3])(3)))
+"""
+
+
+def test_processes_compiling_kernels_that_call_each_other_do_not_wait_for_each_other(tmp_path):
+    """One process compiles `even` (taking its lock, then `odd`'s as a callee), another `odd`
+    (then `even`'s): they take the two locks in opposite orders. A callee's lock is waited
+    for only NESTED_WAIT_S while a caller's is held, then compiled without it; both finished
+    only when their test timed out before."""
+    folder = tmp_path / "module"
+    folder.mkdir()
+    (folder / "shared_kernel.py").write_text(KERNEL_MODULE)
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    start = str(time.time() + 6.0)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CROSSED, str(folder), start, name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=env["HOME"],
+        )
+        for name in ("even", "odd")
+    ]
+    outs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    assert outs == [False, True]
 
 
 def test_a_compile_that_fails_leaves_no_lock_behind(tmp_path):
