@@ -139,7 +139,7 @@ _FIRST_USES_DONE: set[tuple] = set()
 
 def _first_use(direction: str, codec: str, dtype: np.dtype, ndim: int):
     """The first encode or decode of a codec for a dtype and number of dimensions in this
-    process compiles (or loads) its kernels: errbound.jit coordinates that (a lock between
+    process compiles (or loads) its kernels: errbound.compiling coordinates that (a lock between
     processes, a notice when it takes long). Later calls skip it for a set lookup."""
     key = (direction, codec, dtype.char, ndim)
     if key in _FIRST_USES_DONE or codec == "raw":
@@ -149,7 +149,7 @@ def _first_use(direction: str, codec: str, dtype: np.dtype, ndim: int):
 
 @contextlib.contextmanager
 def _first_use_block(key: tuple, what: str):
-    from .jit import first_use  # numba: loaded with the first codec, never by `import errbound`
+    from .compiling import first_use  # numba: loaded with the first codec, never by `import errbound`
 
     with first_use(key, what):
         yield

@@ -1,7 +1,7 @@
 """Compile errbound's kernels ahead of time (``errbound.warmup()``, ``errbound warmup``).
 
 Kernels compile on first use, per dtype and number of dimensions, and are cached on disk
-(``errbound.jit``). A job script, a container build or a CI step that calls ``warmup`` first
+(``errbound.compiling``). A job script, a container build or a CI step that calls ``warmup`` first
 makes every later process load them from the cache instead: the first call of a codec then
 takes a fraction of a second instead of tens of seconds. Each (codec, dtype, dimensions)
 case runs the codec's encoder and decoder on a small array shaped to take every path the
@@ -91,7 +91,7 @@ def warmup(
     """Compile (or load from the cache) the kernels of ``codecs`` (default: every codec) for
     ``dtypes`` and numbers of dimensions ``ndims``. ``on_case`` is called after each case.
     ``jobs`` > 1: the cases run in that many processes at once (each kernel signature still
-    compiles once, see errbound.jit); they are started with multiprocessing's "spawn", so
+    compiles once, see errbound.compiling); they are started with multiprocessing's "spawn", so
     a script that calls this needs the usual ``if __name__ == "__main__":`` guard. Returns
     the cases with the seconds each took."""
     todo = cases(codecs, dtypes, ndims)
@@ -117,7 +117,7 @@ def _run_case_in_group(codec: str, dtype: str, ndim: int, shared: bool = True) -
     """A case as one first use, which says nothing (a warm-up is meant to compile) and marks
     every codec path it ran as compiled. ``shared``, in a worker of ``warmup(jobs=...)``: its
     compiles are split with the other workers instead of taking the compile lock in turn."""
-    from .jit import first_use
+    from .compiling import first_use
 
     with first_use(("warmup", codec, dtype, ndim), f"{codec} warm-up", shared=shared, say=False):
         return _run_case(codec, dtype, ndim)

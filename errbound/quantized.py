@@ -451,7 +451,7 @@ def first_use(name: str, what: str, hint: str, *, shared: bool = False, say: boo
     compiles once, in whichever process gets to it first; the others wait for it and load
     it), so that they should take the work in different orders; ``say=False``: this
     process gives no notice (another of the group does)."""
-    from .jit import first_use as codec_first_use  # numba: loaded here, not by `import errbound.quantized`
+    from .compiling import first_use as codec_first_use  # numba: loaded here, not by `import errbound.quantized`
 
     return codec_first_use(("quantized", name), what, hint, shared=shared, say=say)
 
@@ -459,7 +459,7 @@ def first_use(name: str, what: str, hint: str, *, shared: bool = False, say: boo
 def compiled_once_per_cache(dispatcher):
     """For a package's own numba kernels beside these (``cache=True``): processes sharing
     the cache compile each signature once between them, as errbound's own kernels do, and
-    never write the cache at once (see errbound.jit). Returns ``dispatcher``."""
-    from .jit import compiled_once_per_cache as share
+    never write the cache at once (see errbound.compiling). Returns ``dispatcher``."""
+    from .compiling import compiled_once_per_cache as share
 
     return share(dispatcher)

@@ -25,14 +25,14 @@ PACKAGE = Path(errbound.__file__).resolve().parent
 USE = r"""
 import json, sys, numpy as np
 from numba.core import event
-import errbound, errbound.jit as jit
+import errbound, errbound.compiling as compiling
 def ours(rec):  # errbound's kernels (numba's own helpers recompile in every process that compiles)
     return sum(1 for _, e in rec.buffer if e.is_start and e.data["dispatcher"].py_func.__module__.startswith("errbound"))
 x = np.random.default_rng(0).standard_normal((24, 24, 24)).cumsum(0).astype(np.float32)
 with event.install_recorder("numba:compile") as rec:
     for kwargs in (dict(rel=1e-3), dict(abs=1e-2)):
         errbound.decompress(errbound.compress(x, "fz", **kwargs))
-print(json.dumps({"compiled": ours(rec), "cache": jit.cache_location()}))
+print(json.dumps({"compiled": ours(rec), "cache": compiling.cache_location()}))
 """
 
 
@@ -481,15 +481,15 @@ def test_a_load_during_another_process_save_never_gets_another_signatures_code(t
 CROSSED = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-import errbound.jit as jit
-jit.NESTED_WAIT_S = 2.0
-take = jit._lock
+import errbound.compiling as compiling
+compiling.NESTED_WAIT_S = 2.0
+take = compiling._lock
 def slow(name, kernel, shared=False, timeout=None):
     handle = take(name, kernel, shared, timeout)
     if handle is not None and name != kernel + ".lock":
         time.sleep(1.0)
     return handle
-jit._lock = slow
+compiling._lock = slow
 import shared_kernel
 while time.time() < float(sys.argv[2]):
     time.sleep(0.005)
@@ -534,7 +534,7 @@ def test_a_compile_that_fails_leaves_no_lock_behind(tmp_path):
 import fcntl, json, sys
 sys.path.insert(0, sys.argv[1])
 import shared_kernel
-from errbound import jit
+from errbound import compiling
 errors = []
 for _ in range(2):
     try:
@@ -542,7 +542,7 @@ for _ in range(2):
     except Exception as exc:
         errors.append(type(exc).__name__)
 held = []
-for path in sorted((jit.STATE_DIR / "kernels").glob("*.lock")):
+for path in sorted((compiling.STATE_DIR / "kernels").glob("*.lock")):
     with open(path, "a+b") as handle:  # a second open: blocked by a lock this process holds
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

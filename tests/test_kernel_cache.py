@@ -63,10 +63,10 @@ def test_cached_kernels_close_over_constants_only(name):
 
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_cached_kernels_compile_once_between_processes(name):
-    """Every cached kernel goes through errbound.jit's per-signature locks
+    """Every cached kernel goes through errbound.compiling's per-signature locks
     (``compiled_once_per_cache``): without them, processes sharing a cold cache compile the
     same signatures at once and can save them over each other."""
-    from errbound.jit import _SharedCache
+    from errbound.compiling import _SharedCache
 
     kernel = KERNELS[name]
     assert isinstance(kernel._cache, _SharedCache), f"{name} writes numba's cache without errbound's locks"

@@ -7,8 +7,8 @@ import os
 import time
 
 from ..codec import codec_names
+from ..compiling import cache_location
 from ..integrations.progress import Progress
-from ..jit import cache_location
 from ..precompile import DTYPES, NDIMS, cases, warmup
 from .common import names_arg, positive_int
 

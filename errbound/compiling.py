@@ -1,0 +1,418 @@
+"""Compiled kernels between processes: where numba's cache lives, how processes that share it
+compile each kernel once, and what a process does on its first use of a codec path.
+
+- The cache lives beside the sources when the package is writable (numba's default), else in
+  ``$NUMBA_CACHE_DIR``, else ``$XDG_CACHE_HOME/errbound/numba`` (``~/.cache/...``), else in
+  a per-user folder of the temporary directory: a read-only install (modules, containers,
+  shared prefixes) compiles once per user and machine, not once per run.
+- Many processes starting together on a cold node (``mpiexec -n 64``) do not all compile the
+  same kernels: the first use of a codec path in a process (``first_use``) takes the path's
+  lock file in the cache folder unless a stamp says the path was compiled already; whoever
+  gets the lock first compiles, the others then load from the cache. Below that, every
+  kernel signature compiles in one process at a time (``compiled_once_per_cache``), so that
+  work split between processes (the collectives' warm-up on a host's ranks, ``errbound
+  warmup --jobs``) compiles each signature once and in parallel, and saves never collide.
+- A first use that compiles for more than a second says so once, through the ``errbound``
+  logger (``logging.getLogger("errbound").setLevel(logging.ERROR)`` silences it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numba
+import numba.core.caching
+import numba.core.sigutils
+from numba.core.compiler_lock import global_compiler_lock
+
+log = logging.getLogger("errbound")
+# a first use that compiles longer than this says so (ERRBOUND_COMPILE_NOTICE_S overrides it)
+NOTICE_AFTER_S = float(os.environ.get("ERRBOUND_COMPILE_NOTICE_S", "1.0"))
+PACKAGE = Path(__file__).resolve().parent
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".errbound-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def _choose_cache_dir() -> Path | None:
+    """Where numba keeps compiled kernels (None: beside the sources, numba's own default)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    if _writable(PACKAGE / "__pycache__"):
+        return None
+    candidates = []
+    if os.environ.get("XDG_CACHE_HOME"):
+        candidates.append(Path(os.environ["XDG_CACHE_HOME"]) / "errbound" / "numba")
+    candidates.append(Path.home() / ".cache" / "errbound" / "numba")
+    candidates.append(Path(tempfile.gettempdir()) / f"errbound-numba-{os.getuid()}")
+    for folder in candidates:
+        if _writable(folder):
+            return folder
+    return None
+
+
+CACHE_DIR = _choose_cache_dir()
+# numba keeps one cache folder per process: where errbound moves it (a read-only install),
+# the process's other numba code caches there too (README says so; NUMBA_CACHE_DIR wins)
+if CACHE_DIR is not None:
+    numba.config.CACHE_DIR = str(CACHE_DIR)
+#: stamps and the compile lock live here
+STATE_DIR = (CACHE_DIR or PACKAGE / "__pycache__") / "errbound-jit"
+
+
+def cache_location() -> str:
+    """Where compiled kernels are cached (for messages and ``errbound warmup``)."""
+    return str(CACHE_DIR) if CACHE_DIR is not None else f"beside the sources in {PACKAGE}"
+
+
+# --------------------------------------------------------------------------- compiles between processes
+
+
+def compiled_once_per_cache(dispatcher):
+    """Let processes that share the numba cache compile ``dispatcher`` together: each
+    signature compiles in one of them while the others wait for it and then load it, and
+    different signatures (and kernels) compile in different processes at once.
+
+    numba alone is not safe there: its cache index holds every signature of a kernel and is
+    rewritten whole on each save, before the data file; two processes saving different
+    signatures at once may both take the same data file name, and a process reading between
+    another's index and data writes may load a stale data file of another signature (the
+    index can name another signature's machine code either way). Here a lock file per
+    signature is held from the cache miss until the compile returns, the kernel's saves hold
+    its lock exclusively and its loads shared, and a loaded result must carry the signature
+    asked for. Returns ``dispatcher`` (for decorators); one without a disk cache is left alone."""
+    cache = getattr(dispatcher, "_cache", None)
+    if not isinstance(cache, numba.core.caching.FunctionCache) or isinstance(cache, _SharedCache):
+        return dispatcher
+    dispatcher._cache = _SharedCache(cache)
+    compile_signature = dispatcher.compile
+
+    def compile_releasing(sig):
+        # numba's (re-entrant) compiler lock around the whole call, so that the signature
+        # locks this call took are released before another thread of the process compiles
+        with global_compiler_lock:
+            _taken.append([])
+            try:
+                return compile_signature(sig)
+            finally:  # after the save, or the failure: never keeps the other processes waiting
+                for name in _taken.pop():
+                    handle = _held.pop(name, None)
+                    if handle is not None:
+                        _unlock(handle)
+
+    dispatcher.compile = compile_releasing
+    return dispatcher
+
+
+# signature locks this process holds (by lock file name; one open file per name, as a second
+# open of a file this process has locked would wait for itself), and the names each compile
+# call on the stack took; both only touched under numba's compiler lock
+_held: dict[str, object] = {}
+_taken: list[list[str]] = []
+# a wait on another process's compile longer than this says so (a compile takes seconds; a
+# process stopped while compiling keeps the others waiting)
+KERNEL_WAIT_NOTICE_S = 30.0
+# the longest wait for a callee's signature lock while holding the caller's (see load_overload)
+NESTED_WAIT_S = 10.0
+
+
+class _SharedCache:
+    """numba's FunctionCache for one kernel, with the locks of compiled_once_per_cache."""
+
+    def __init__(self, cache):
+        self._cache = cache
+        index = cache._cache_file._index_path
+        self._name = Path(index).name.removesuffix(".nbi") + "-" + _digest(index)
+
+    def __getattr__(self, name):
+        if name == "_cache":  # a copy without its state: not numba's cache either
+            raise AttributeError(name)
+        return getattr(self._cache, name)
+
+    def load_overload(self, sig, target_context):
+        found = self._load(sig, target_context)
+        if found is not None or not _taken:  # a hit, or called outside a compile: no lock
+            return found
+        name = f"{self._name}.{_digest(str(sig))}.lock"
+        if name in _held:  # this process is compiling it already (a nested call)
+            return None
+        # a miss: wait for whoever compiles this signature now, then look again. A process
+        # that holds a signature lock already (this is a callee of what it compiles) waits
+        # only so long: two processes taking two signatures' locks in opposite orders
+        # (kernels calling each other, or sharing a cache index) would wait for each other
+        # forever; past the limit it compiles the signature itself (the saves are serialized)
+        handle = _lock(name, self._name, timeout=NESTED_WAIT_S if _held else None)
+        if handle is None:  # nowhere to lock, or waited enough: compile without coordination
+            return None
+        try:
+            found = self._load(sig, target_context)
+        except BaseException:
+            _unlock(handle)
+            raise
+        if found is not None:
+            _unlock(handle)
+            return found
+        _held[name] = handle  # compiled here: released when the compile call returns or fails
+        _taken[-1].append(name)
+        return None
+
+    def _load(self, sig, target_context):
+        """numba's load, never during a save of this kernel, and only a result that is the
+        signature asked for (anything else is a miss)."""
+        handle = _lock(f"{self._name}.lock", self._name, shared=True)
+        try:
+            found = self._cache.load_overload(sig, target_context)
+        finally:
+            if handle is not None:
+                _unlock(handle)
+        if found is not None:
+            args, _ = numba.core.sigutils.normalize_signature(sig)
+            if tuple(found.signature.args) != tuple(args):
+                return None
+        return found
+
+    def save_overload(self, sig, data):
+        handle = _lock(f"{self._name}.lock", self._name)
+        try:
+            self._cache.save_overload(sig, data)
+        finally:
+            if handle is not None:
+                _unlock(handle)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+_kernel_locks = []  # the folder of the kernel locks, once made
+
+
+def _lock(name: str, kernel: str, shared: bool = False, timeout: float | None = None):
+    """A lock on the lock file ``name`` among the compile state, waited for (saying so after
+    KERNEL_WAIT_NOTICE_S); None where the folder cannot be written or its file system has
+    no locks, or after ``timeout`` seconds."""
+    try:
+        if not _kernel_locks:
+            (STATE_DIR / "kernels").mkdir(parents=True, exist_ok=True)
+            _kernel_locks.append(STATE_DIR / "kernels")
+        folder = _kernel_locks[0]
+        handle = open(folder / name, "a+b")  # noqa: SIM115 - held until _unlock
+    except OSError:
+        return None
+    mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+    start, pause, said = time.monotonic(), 0.002, False
+    while True:
+        try:
+            fcntl.flock(handle, mode)
+            return handle
+        except BlockingIOError:
+            pass
+        except OSError:
+            handle.close()
+            return None
+        if timeout is not None and time.monotonic() - start > timeout:
+            handle.close()
+            return None
+        if not said and time.monotonic() - start > KERNEL_WAIT_NOTICE_S:
+            said = True
+            log.warning(
+                "errbound: waited %.0f s for another process compiling kernel %s (lock %s); "
+                "a process stopped while compiling keeps the others waiting",
+                time.monotonic() - start,
+                kernel,
+                folder / name,
+            )
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
+
+
+def _unlock(handle) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    handle.close()
+
+
+# --------------------------------------------------------------------------- first use
+
+
+_done: set[tuple] = set()
+_first_lock = threading.Lock()  # one first use at a time per process
+_active = threading.local()  # inside a first use on this thread: nested ones ride along
+
+
+def _stamp(key: tuple) -> Path:
+    versions = f"{_errbound_version()}-numba{numba.__version__}-py{sys.version_info[0]}{sys.version_info[1]}"
+    return STATE_DIR / ("-".join(str(k) for k in key) + f".{versions}.stamp")
+
+
+@functools.cache
+def _errbound_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+@contextlib.contextmanager
+def _compile_lock(what: str, stamp: Path) -> Iterator[None]:
+    """Hold the path's cross-process compile lock for the block, unless ``stamp`` appears while
+    this process waits for it: then the holder compiled this path, and the block runs
+    unlocked (loading from the cache), so that ranks do not take turns running their first
+    calls. One lock per path: processes starting different paths (ranks compressing
+    different variables) compile at once, each kernel signature still once between them
+    (compiled_once_per_cache)."""
+    try:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        handle = open(stamp.with_name(stamp.name.removesuffix(".stamp") + ".lock"), "a+b")  # noqa: SIM115 - held for the block
+    except OSError:  # nowhere to lock: compile without coordination
+        yield
+        return
+    held = False
+    try:
+        if _wait_for_lock(handle, what):
+            held = not stamp.exists()
+            if not held:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
+    finally:
+        if held:
+            with contextlib.suppress(OSError):
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _wait_for_lock(handle, what: str) -> bool:
+    """Take the lock on ``handle``, saying so if another process holds it; False where the
+    file system has no locks (some parallel file systems refuse flock): the caller then
+    compiles without coordination, as numba alone would."""
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("errbound: waiting for another process that is compiling the same kernels (%s)", what)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+    except OSError as exc:
+        log.debug("errbound: no compile lock on %s (%s)", getattr(handle, "name", "?"), exc)
+        return False
+    return True
+
+
+WARMUP_HINT = "`errbound warmup` compiles ahead of time."
+
+
+class _Notice:
+    """Says once that a first use is compiling, as soon as it has both run NOTICE_AFTER_S
+    and compiled something (a first use that only loads from the cache says nothing)."""
+
+    def __init__(self, what: str, hint: str, quiet: bool = False):
+        self.what = what
+        self.hint = hint
+        self.compiled = 0
+        self.due = False
+        self.said = quiet
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(NOTICE_AFTER_S, self._expire)
+        self.timer.daemon = True
+
+    def _expire(self) -> None:
+        with self.lock:
+            self.due = True
+        self._maybe_say()
+
+    def _compiling(self) -> None:
+        with self.lock:
+            self.compiled += 1
+        self._maybe_say()
+
+    def _maybe_say(self) -> None:
+        with self.lock:
+            if not (self.due and self.compiled) or self.said:
+                return
+            self.said = True
+        log.warning(
+            "errbound: compiling the kernels of the %s (first use with the numba cache %s); the next "
+            "calls are fast. %s",
+            self.what,
+            cache_location(),
+            self.hint,
+        )
+
+    def listener(self):
+        notice = self
+
+        class Listener(numba.core.event.Listener):
+            def on_start(self, event):
+                notice._compiling()
+
+            def on_end(self, event):
+                pass
+
+        return Listener()
+
+
+@contextlib.contextmanager
+def first_use(
+    key: tuple, what: str, hint: str = WARMUP_HINT, *, shared: bool = False, say: bool = True
+) -> Iterator[None]:
+    """Run the block as this process's first use of a codec path (``key``) if it is one:
+    under the compile lock unless a stamp shows the path compiled already, with the notice,
+    and stamped afterwards. A first use inside another (compress decoding what it wrote)
+    rides along with the outer one.
+
+    ``shared``: processes that run the block at the same time split its compiles between
+    them (each takes the work in its own order; a signature another process is compiling is
+    waited for and loaded, see compiled_once_per_cache) instead of one compiling it all
+    under the lock while the others wait. ``say=False``: this process does not say that
+    it compiles (another one of the group does)."""
+    if key in _done or getattr(_active, "on", False):
+        yield
+        if key not in _done:  # rode along and got through: its kernels are in the cache now
+            _done.add(key)
+            _touch(_stamp(key))
+        return
+    with _first_lock:
+        stamp = _stamp(key)
+        notice = _Notice(what, hint, quiet=not say)
+        lock = contextlib.nullcontext() if shared or stamp.exists() else _compile_lock(what, stamp)
+        _active.on = True
+        try:
+            with lock, numba.core.event.install_listener("numba:compile", notice.listener()):
+                notice.timer.start()
+                t0 = time.perf_counter()
+                try:
+                    yield
+                finally:
+                    notice.timer.cancel()
+                if notice.compiled:
+                    log.info("errbound: compiled the %s kernels in %.1f s", what, time.perf_counter() - t0)
+        finally:
+            _active.on = False
+        _done.add(key)
+        _touch(stamp)
+
+
+def _touch(stamp: Path) -> None:
+    with contextlib.suppress(OSError):
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
