@@ -2,8 +2,9 @@
 a compilation nor a guess.
 
 * ``warm_up``: errbound's kernels compile (or load from numba's cache) on first use, which
-  took seconds inside the first timed collective; they are run here on tiny arrays of both
-  float types, every dimensionality the collectives use and both code widths, once per
+  took seconds inside the first timed collective; they are run here on small arrays of both
+  float types, every dimensionality the collectives use, rows longer than the quantizer's
+  row ring, and both code widths, once per
   process, while construction is collective anyway; the ranks of a host split the work, each
   starting at its own part, and each kernel signature compiles once per host
   (``warm_up_per_host``).
@@ -47,7 +48,7 @@ _MEMORY_BYTES = 8 << 20
 
 
 def warm_up(codec: str = "fz", turn: tuple[int, int] = (0, 1)) -> None:
-    """Run every kernel the collectives use once, on tiny arrays (numba compiles or loads them).
+    """Run every kernel the collectives use once, on small arrays (numba compiles or loads them).
 
     ``turn=(i, n)``: this process is the i-th of n that warm up together on one numba cache
     (the ranks of a host): each runs its own share of the parts first, then the rest (by then
