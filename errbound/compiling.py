@@ -145,6 +145,11 @@ class _SharedCache:
         self._cache = cache
         index = cache._cache_file._index_path
         self._name = Path(index).name.removesuffix(".nbi") + "-" + _digest(index)
+        self._waiting = f"for another process compiling kernel {self._name}"
+
+    @staticmethod
+    def _path(name: str) -> Path:
+        return STATE_DIR / "kernels" / name
 
     def __getattr__(self, name):
         if name == "_cache":  # a copy without its state: not numba's cache either
@@ -163,7 +168,7 @@ class _SharedCache:
         # only so long: two processes taking two signatures' locks in opposite orders
         # (kernels calling each other, or sharing a cache index) would wait for each other
         # forever; past the limit it compiles the signature itself (the saves are serialized)
-        handle = _lock(name, self._name, timeout=NESTED_WAIT_S if _held else None)
+        handle = _lock(self._path(name), timeout=NESTED_WAIT_S if _held else None, waiting=self._waiting)
         if handle is None:  # nowhere to lock, or waited enough: compile without coordination
             return None
         try:
@@ -181,7 +186,7 @@ class _SharedCache:
     def _load(self, sig, target_context):
         """numba's load, never during a save of this kernel, and only a result that is the
         signature asked for (anything else is a miss)."""
-        handle = _lock(f"{self._name}.lock", self._name, shared=True)
+        handle = _lock(self._path(f"{self._name}.lock"), shared=True, waiting=self._waiting)
         try:
             found = self._cache.load_overload(sig, target_context)
         finally:
@@ -194,7 +199,7 @@ class _SharedCache:
         return found
 
     def save_overload(self, sig, data):
-        handle = _lock(f"{self._name}.lock", self._name)
+        handle = _lock(self._path(f"{self._name}.lock"), waiting=self._waiting)
         try:
             self._cache.save_overload(sig, data)
         finally:
@@ -206,19 +211,27 @@ def _digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-_kernel_locks = []  # the folder of the kernel locks, once made
+_folders: set[Path] = set()  # lock folders made by this process
 
 
-def _lock(name: str, kernel: str, shared: bool = False, timeout: float | None = None):
-    """A lock on the lock file ``name`` among the compile state, waited for (saying so after
-    KERNEL_WAIT_NOTICE_S); None where the folder cannot be written or its file system has
-    no locks, or after ``timeout`` seconds."""
+def _lock(
+    path: Path,
+    shared: bool = False,
+    timeout: float | None = None,
+    waiting: str = "",
+    say_after: float | None = None,
+):
+    """A lock on the lock file ``path``, waited for; a wait longer than ``say_after`` says so
+    once ("waiting ``waiting``"). None where the folder cannot be written or its file system
+    has no locks (some parallel file systems refuse flock: the caller then compiles without
+    coordination, as numba alone would), or after ``timeout`` seconds. ``say_after``:
+    KERNEL_WAIT_NOTICE_S unless given."""
+    say_after = KERNEL_WAIT_NOTICE_S if say_after is None else say_after
     try:
-        if not _kernel_locks:
-            (STATE_DIR / "kernels").mkdir(parents=True, exist_ok=True)
-            _kernel_locks.append(STATE_DIR / "kernels")
-        folder = _kernel_locks[0]
-        handle = open(folder / name, "a+b")  # noqa: SIM115 - held until _unlock
+        if path.parent not in _folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _folders.add(path.parent)
+        handle = open(path, "a+b")  # noqa: SIM115 - held until _unlock
     except OSError:
         return None
     mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
@@ -229,20 +242,23 @@ def _lock(name: str, kernel: str, shared: bool = False, timeout: float | None = 
             return handle
         except BlockingIOError:
             pass
-        except OSError:
+        except OSError as exc:
+            log.debug("errbound: no compile lock on %s (%s)", path, exc)
             handle.close()
             return None
-        if timeout is not None and time.monotonic() - start > timeout:
+        waited = time.monotonic() - start
+        if timeout is not None and waited > timeout:
             handle.close()
             return None
-        if not said and time.monotonic() - start > KERNEL_WAIT_NOTICE_S:
+        if not said and waited >= say_after:
             said = True
             log.warning(
-                "errbound: waited %.0f s for another process compiling kernel %s (lock %s); "
-                "a process stopped while compiling keeps the others waiting",
-                time.monotonic() - start,
-                kernel,
-                folder / name,
+                "errbound: waiting %s (lock %s%s)",
+                waiting,
+                path,
+                f"; {waited:.0f} s so far: a process stopped while compiling keeps the others waiting"
+                if waited
+                else "",
             )
         time.sleep(pause)
         pause = min(2 * pause, 0.05)
@@ -281,41 +297,20 @@ def _compile_lock(what: str, stamp: Path) -> Iterator[None]:
     unlocked (loading from the cache), so that ranks do not take turns running their first
     calls. One lock per path: processes starting different paths (ranks compressing
     different variables) compile at once, each kernel signature still once between them
-    (compiled_once_per_cache)."""
+    (compiled_once_per_cache). Where nothing can be locked, the block runs without."""
+    handle = _lock(
+        stamp.with_name(stamp.name.removesuffix(".stamp") + ".lock"),
+        waiting=f"for another process that is compiling the same kernels ({what})",
+        say_after=0.0,
+    )
+    if handle is not None and stamp.exists():
+        _unlock(handle)
+        handle = None
     try:
-        STATE_DIR.mkdir(parents=True, exist_ok=True)
-        handle = open(stamp.with_name(stamp.name.removesuffix(".stamp") + ".lock"), "a+b")  # noqa: SIM115 - held for the block
-    except OSError:  # nowhere to lock: compile without coordination
-        yield
-        return
-    held = False
-    try:
-        if _wait_for_lock(handle, what):
-            held = not stamp.exists()
-            if not held:
-                fcntl.flock(handle, fcntl.LOCK_UN)
         yield
     finally:
-        if held:
-            with contextlib.suppress(OSError):
-                fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
-
-
-def _wait_for_lock(handle, what: str) -> bool:
-    """Take the lock on ``handle``, saying so if another process holds it; False where the
-    file system has no locks (some parallel file systems refuse flock): the caller then
-    compiles without coordination, as numba alone would."""
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.warning("errbound: waiting for another process that is compiling the same kernels (%s)", what)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-    except OSError as exc:
-        log.debug("errbound: no compile lock on %s (%s)", getattr(handle, "name", "?"), exc)
-        return False
-    return True
+        if handle is not None:
+            _unlock(handle)
 
 
 WARMUP_HINT = "`errbound warmup` compiles ahead of time."
