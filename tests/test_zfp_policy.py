@@ -1,0 +1,142 @@
+"""The `zfp` codec's tolerance search (errbound/codecs/zfp/policy.py).
+
+zfp's fixed-accuracy mode is given a multiple of the bound; these tests hold the search to
+what makes that safe and worth it: the sampled blocks code exactly as they do inside the
+array, the pick is (close to) the best multiple on the whole array, every value stays
+within the bound whatever is picked (specials, tiny and huge bounds, every mode, dtype and
+dimensionality), and ``tolerance="bound"`` still writes zfpy's own stream."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import zfpy
+from conftest import DTYPES, MODES, PROPERTY_EXAMPLES, roundtrip
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import errbound
+from errbound.codecs.zfp import policy
+from errbound.stages.coders import zfp
+from errbound.stages.corrections.patches import violations
+from errbound.stream import unpack
+
+
+def smooth(shape, dtype, seed=0, noise=0.01):
+    rng = np.random.default_rng(seed)
+    grids = np.meshgrid(*[np.linspace(0, 3, n) for n in shape], indexing="ij")
+    x = sum(np.sin((1.0 + k) * g + k) for k, g in enumerate(grids)) + noise * rng.standard_normal(shape)
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1301,), (70, 71), (29, 28, 30), (16, 17, 18, 19)])
+def test_sampled_blocks_code_as_they_do_inside_the_array(shape, dtype):
+    # zfp codes each block on its own in fixed-accuracy mode: the sample's reconstruction
+    # is, bit for bit, the array's reconstruction at the same blocks
+    x = smooth(shape, dtype)
+    eb = 1e-3 * float(np.ptp(x))
+    sample = policy.sample_blocks(x)
+    assert sample is not None and sample.size < x.size / 4
+    for multiple in (1, 4, 16):
+        tol = policy.tolerance(eb, multiple)
+        whole = zfp.decode(zfp.encode(x, tol), x.shape, x.dtype)
+        alone = zfp.decode(zfp.encode(sample, tol), sample.shape, sample.dtype)
+        assert np.array_equal(policy.sample_blocks(whole).view(np.uint8), alone.view(np.uint8))
+
+
+def test_too_few_blocks_give_no_sample():
+    assert policy.sample_blocks(np.zeros((30, 30), np.float32)) is None  # 49 blocks
+    assert policy.sample_blocks(np.zeros(3, np.float32)) is None  # no whole block
+
+
+@pytest.mark.parametrize("eb", [1e-3, 0.75, 1.0, 2.0**-1022, 1e300])
+def test_tolerance_is_a_multiple_of_the_bounds_bit_plane(eb):
+    _, exponent = math.frexp(eb)
+    assert policy.tolerance(eb, 1) == eb
+    for multiple in (2, 8):
+        tol = policy.tolerance(eb, multiple)
+        assert tol == math.ldexp(multiple, exponent - 1) or tol == math.inf
+        assert tol > eb or multiple * 2 ** (exponent - 1) == tol  # never below the bound's plane
+    assert policy.tolerance(1e308, 1 << 16) == math.inf
+
+
+@pytest.mark.parametrize("shape,dtype", [((131072,), np.float64), ((300, 280), np.float32), ((48, 48, 48), np.float32)])
+def test_search_finds_the_best_multiple_of_the_whole_array(shape, dtype):
+    x = smooth(shape, dtype, seed=3)
+    assert x.size >= policy.SEARCH_MIN_VALUES
+    for rel in (1e-2, 1e-4):
+        eb = rel * float(np.ptp(x))
+        sizes = {m: _coded_size(x, eb, m) for m in (1, 2, 4, 8, 16, 32, 64)}
+        chosen = policy.choose_tolerance(x, eb)
+        picked = next(m for m in sizes if policy.tolerance(eb, m) == chosen)
+        assert sizes[picked] <= 1.03 * min(sizes.values()), (rel, picked, sizes)
+        assert sizes[picked] < 0.95 * sizes[1]  # and it pays
+
+
+def _coded_size(x, eb, multiple):
+    stream = zfp.encode(x, policy.tolerance(eb, multiple))
+    return len(stream) + violations(x, zfp.decode(stream, x.shape, x.dtype), eb).size * (4 + x.itemsize)
+
+
+def test_tuned_streams_are_smaller_and_within_the_bound():
+    x = smooth((48, 48, 48), np.float32, seed=5)
+    for rel in (1e-2, 1e-3, 1e-4):
+        tuned, _ = roundtrip(x, "zfp", "rel", rel)
+        plain, _ = roundtrip(x, "zfp", "rel", rel, tolerance="bound")
+        assert len(tuned) < 0.85 * len(plain), rel
+        header, _ = unpack(tuned)
+        (record,) = header.stages
+        assert record["params"]["tolerance"] > header.abs_bound  # what was given to zfpy is recorded
+
+
+def test_bound_tolerance_writes_zfpys_own_stream():
+    x = smooth((40, 50), np.float64, seed=6)
+    eb = 1e-3
+    header, sections = unpack(errbound.compress(x, "zfp", abs=eb, tolerance="bound"))
+    assert bytes(sections["zfp"]) == zfpy.compress_numpy(x, tolerance=eb, write_header=True)
+    assert header.stages[0]["params"]["tolerance"] == eb
+
+
+def test_unknown_tolerance_option_is_refused():
+    with pytest.raises(ValueError, match="zfp tolerance"):
+        errbound.compress(np.zeros(10), "zfp", abs=1e-3, tolerance="loose")
+
+
+@st.composite
+def searched_arrays(draw):
+    """Arrays that take the search path (SEARCH_MIN_VALUES is lowered for them), noisy or
+    smooth, with specials, in every dtype and 1-4 dimensions."""
+    ndim = draw(st.integers(1, 4))
+    side = {1: (1100, 3000), 2: (64, 90), 3: (28, 36), 4: (16, 19)}[ndim]  # >= 256 blocks
+    shape = tuple(draw(st.integers(*side)) for _ in range(ndim))
+    dtype = draw(st.sampled_from(DTYPES))
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    x = smooth(shape, np.float64, seed, noise=draw(st.sampled_from([0.0, 0.01, 1.0])))
+    x = (x * draw(st.sampled_from([1.0, 1e-30, 1e30]))).astype(dtype)
+    assert policy.sample_blocks(x) is not None
+    flat = x.reshape(-1)
+    for pos in rng.choice(x.size, size=int(rng.integers(0, 6)), replace=False):
+        flat[pos] = rng.choice([np.nan, np.inf, -np.inf, -0.0])
+    return x
+
+
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None)
+@given(x=searched_arrays(), mode=st.sampled_from(MODES), exponent=st.integers(-6, -1), ulps=st.booleans())
+def test_bound_holds_whatever_the_search_picks(monkeypatch_module, x, mode, exponent, ulps):
+    if ulps and mode == "abs":  # a few ulps of the largest finite value
+        finite = np.abs(x[np.isfinite(x)])
+        value = 3 * float(np.spacing(finite.max().astype(x.dtype))) if finite.size else 1e-3
+    else:
+        value = {"psnr": 20.0 * -exponent}.get(mode, 10.0**exponent)
+    roundtrip(x, "zfp", mode, value)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(policy, "SEARCH_MIN_VALUES", 1024)
+        yield patch
