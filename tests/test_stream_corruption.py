@@ -50,6 +50,7 @@ def _make_streams():
         "zfp": (xs, "zfp", "abs", 1e-3, {}),  # has a patches section (NaN, Inf, -0.0)
         "pw_rel": (xs, "sz", "pw_rel", 1e-2, {}),
         "pw_rel-zfp": (xs, "zfp", "pw_rel", 1e-2, {}),
+        "zfp-unit-axis": (xs[:, None], "zfp", "abs", 1e-3, {}),  # v2: the stage names the shape coded
         "raw-fallback": (noise, "sz", "abs", 1e-310, {}),
         "empty": (np.zeros((3, 0), np.float32), "sz", "abs", 1.0, {}),
         "0-d": (np.array(1.5), "sz", "abs", 1e-3, {}),
@@ -64,6 +65,7 @@ def _make_streams():
         out[name] = (blob, data)
     assert errbound.info(out["raw-fallback"][0])["codec"] == "raw"
     assert "patches" in errbound.info(out["zfp"][0])["sections"]
+    assert errbound.info(out["zfp-unit-axis"][0])["codec_version"] == 2
     assert {"signs", "zeros"} <= set(errbound.info(out["pw_rel"][0])["sections"])
     return out
 
@@ -608,6 +610,12 @@ FORGERIES = {
     "zstd-level-str": ("raise", _stage_param("zstd", "level", "x")),
     "zstd-level-999": ("raise-or-same", _stage_param("zstd", "level", 999)),
     "zfp-tolerance-str": ("raise-or-same", _stage_param("zfp-accuracy", "tolerance", "x")),
+    # the shape zfp coded (zfp v2): a count that differs, or no shape at all, must be refused
+    **{
+        f"zfp-shape={v!r}": ("raise", _stage_param("zfp-accuracy", "shape", v))
+        for v in ([7], [0, 5], [-1], [1, 2, 3, 4, 5], "x", [2.5], [True], [2**70])
+    },
+    "zfp-shape=None": ("raise-or-same", _stage_param("zfp-accuracy", "shape", None)),
     # sz stages: the kernels index with these, so nothing out of range may reach them
     **{
         f"{st}-{key}={v!r}": ("raise", _stage_param(st, key, v))

@@ -105,6 +105,33 @@ def test_unknown_tolerance_option_is_refused():
         errbound.compress(np.zeros(10), "zfp", abs=1e-3, tolerance="loose")
 
 
+@pytest.mark.parametrize("shape", [(1, 5000), (5000, 1), (1, 1, 5000), (30, 1, 40), (6, 1, 7, 1)])
+def test_axes_of_size_one_are_not_coded(shape):
+    # zfp pads every axis to a block of 4: a unit axis coded as such cost up to twice the bytes
+    squeezed = tuple(n for n in shape if n != 1) or (1,)
+    x = smooth(squeezed, np.float32, seed=7).reshape(shape)
+    blob, _ = roundtrip(x, "zfp", "rel", 1e-3)
+    same, _ = roundtrip(x.reshape(squeezed), "zfp", "rel", 1e-3)
+    header, sections = unpack(blob)
+    assert header.codec_version == 2 and header.stages[0]["params"]["shape"] == list(squeezed)
+    assert bytes(sections["zfp"]) == bytes(unpack(same)[1]["zfp"])
+
+
+def test_sizes_beyond_zfps_header_are_merged_into_slower_axes():
+    # zfp's header holds 16 bits per size in 3-D: zfpy could not write this array at all
+    x = smooth((2, 3, 70000), np.float32, seed=8)
+    blob, _ = roundtrip(x, "zfp", "rel", 1e-3)
+    assert unpack(blob)[0].stages[0]["params"]["shape"] == [6, 70000]
+    assert zfp.coded_shape((5000, 2, 3, 7)) == (10000, 3, 7)  # 4-D: 12 bits per size
+    assert zfp.coded_shape((70000, 70000, 3)) == (70000 * 70000 * 3,)
+
+
+def test_streams_coded_in_their_own_shape_stay_version_1():
+    # older errbounds read them; only a stream that names its coded shape needs v2
+    header, _ = unpack(errbound.compress(smooth((30, 40), np.float64), "zfp", abs=1e-3))
+    assert header.codec_version == 1 and "shape" not in header.stages[0]["params"]
+
+
 @st.composite
 def searched_arrays(draw):
     """Arrays that take the search path (SEARCH_MIN_VALUES is lowered for them), noisy or

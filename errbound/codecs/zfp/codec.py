@@ -9,7 +9,10 @@ needs only zfp's own stream: streams of every tolerance decode the same way.
 
 from __future__ import annotations
 
+import math
+
 from ...codec import Codec, register
+from ...errors import CorruptStreamError
 from ...stages.coders import zfp
 from ...stream import section
 from . import policy
@@ -20,7 +23,9 @@ TOLERANCES = ("tuned", "bound")
 @register
 class ZfpCodec(Codec):
     name = "zfp"
-    version = 1
+    # v2: the stage may name the shape zfp coded (the array's without its axes of size 1,
+    # slow axes merged where zfp's header cannot hold a size); streams without it stay v1
+    version = 2
     stage_names = ("zfp-accuracy",)
     checks_bound = False
 
@@ -32,11 +37,20 @@ class ZfpCodec(Codec):
             raise ValueError(f"zfp tolerance must be one of {list(TOLERANCES)}, got {tolerance!r}")
         self.tolerance = tolerance
 
+    @classmethod
+    def stream_version(cls, stages):
+        return 1 if zfp.ZfpAccuracy.load(stages).shape is None else 2
+
     def encode(self, data, eb):
-        tol = eb if self.tolerance == "bound" else policy.choose_tolerance(data, eb)
-        stage = zfp.ZfpAccuracy(tol)
-        return [stage.record()], [("zfp", zfp.encode(data, tol))]
+        coded = zfp.coded_shape(data.shape)
+        view = data.reshape(coded)
+        tol = eb if self.tolerance == "bound" else policy.choose_tolerance(view, eb)
+        stage = zfp.ZfpAccuracy(tol, shape=None if coded == tuple(data.shape) else list(coded))
+        return [stage.record()], [("zfp", zfp.encode(view, tol))]
 
     def decode(self, stages, sections, shape, dtype, eb):
-        zfp.ZfpAccuracy.load(stages)
-        return zfp.decode(section(sections, "zfp"), shape, dtype)
+        stage = zfp.ZfpAccuracy.load(stages)
+        coded = tuple(shape) if stage.shape is None else tuple(stage.shape)
+        if math.prod(coded) != math.prod(shape):
+            raise CorruptStreamError(f"zfp-accuracy stage codes a {coded} array, the stream holds {tuple(shape)}")
+        return zfp.decode(section(sections, "zfp"), coded, dtype).reshape(shape)

@@ -20,16 +20,51 @@ from ...stage import Stage
 
 @dataclass
 class ZfpAccuracy(Stage):
-    """Stage: zfp fixed accuracy with absolute ``tolerance``, by the zfpy ``library``."""
+    """Stage: zfp fixed accuracy with absolute ``tolerance``, by the zfpy ``library``, on
+    the array viewed as ``shape`` (C order), or as its own shape where ``shape`` is None (not
+    written then: such records read the same in every version)."""
 
     name = "zfp-accuracy"
-    optional = frozenset({"library"})
+    optional = frozenset({"library", "shape"})
 
     tolerance: float
     library: str = "zfpy"
+    shape: list[int] | None = None
 
     def __post_init__(self):
         self.tolerance = float(self.tolerance)
+        if self.shape is not None:
+            sizes = self.shape
+            if (
+                not isinstance(sizes, (list, tuple))
+                or not 1 <= len(sizes) <= 4
+                or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes)
+            ):
+                raise ValueError(f"shape {sizes!r} is not 1-4 sizes of at least 1")
+            self.shape = [int(n) for n in sizes]
+
+    def params(self) -> dict:
+        params = super().params()
+        if self.shape is None:
+            del params["shape"]
+        return params
+
+
+# the most values along one axis zfp's header can describe, by number of dimensions
+_SIZE_LIMIT = {1: 1 << 48, 2: 1 << 24, 3: 1 << 16, 4: 1 << 12}
+
+
+def coded_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape zfp codes an array of ``shape`` (C order) as: without its axes of size 1
+    (zfp pads each to a block of 4: a (1, n) array coded as 2-D took twice the bytes of the
+    same n values in 1-D), and with its slowest axes merged until every size fits zfp's
+    header (3-D sizes above 65536 cannot be written at all)."""
+    dims = [int(n) for n in shape if n != 1] or [1]
+    while len(dims) > 1 and any(n > _SIZE_LIMIT[len(dims)] for n in dims):
+        dims[:2] = [dims[0] * dims[1]]
+    if len(dims) > 4:  # the container allows 4 dimensions: never reached, kept for safety
+        raise ValueError(f"zfp codes at most 4 dimensions, not {tuple(shape)}")
+    return tuple(dims)
 
 
 def encode(values: np.ndarray, tolerance: float) -> bytes:
