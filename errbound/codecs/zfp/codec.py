@@ -1,7 +1,8 @@
 """The `zfp` codec: ZFP's fixed-accuracy mode through zfpy, inside the errbound container.
 
 zfpy's tolerance is a bound in exact arithmetic, and a conservative one: by default the
-codec gives zfpy the larger tolerance that ``policy`` finds smallest once patched. Either
+codec gives zfpy the larger tolerance (a power-of-two multiple of the bound's bit plane)
+that ``policy`` finds smallest once patched. Either
 way the shared check in ``api`` decodes the result and stores every point that misses the
 bound in the output dtype as an exact patch, so the bound holds on every value. Decoding
 needs only zfp's own stream: streams of every tolerance decode the same way.
@@ -30,9 +31,9 @@ class ZfpCodec(Codec):
     checks_bound = False
 
     def __init__(self, tolerance: str = "tuned"):
-        """tolerance: "tuned" (a multiple of the bound searched on sampled blocks, smaller
-        streams: 1.1-2.3x the ratio on the shared fields) or "bound" (zfpy's tolerance is
-        the bound itself, the stream zfpy alone would write)."""
+        """tolerance: "tuned" (a power-of-two multiple of the bound's bit plane, searched on
+        sampled blocks: 1.1-2.3x the ratio on the shared fields) or "bound" (zfpy's
+        tolerance is the bound itself, as zfpy alone is used)."""
         if tolerance not in TOLERANCES:
             raise ValueError(f"zfp tolerance must be one of {list(TOLERANCES)}, got {tolerance!r}")
         self.tolerance = tolerance

@@ -39,7 +39,7 @@ BLOCK = 4
 
 def tolerance(eb: float, multiple: int) -> float:
     """The tolerance for ``multiple`` times the largest power of two not above ``eb`` (the
-    bound itself for 1: the same lowest bit plane, and the stream zfpy would write for it)."""
+    bound's bit plane; for 1 the bound itself, which zfp reads as the same bit plane)."""
     if multiple == 1:
         return eb
     _, exponent = math.frexp(eb)  # exact: eb = m * 2**exponent, 0.5 <= m < 1
@@ -91,6 +91,9 @@ def sample_blocks(data: np.ndarray) -> np.ndarray | None:
     want = max(SAMPLE_MIN_BLOCKS, int(total * SAMPLE_SHARE))
     if 4 * want > total:
         return None
+    # the stacked axis must fit zfp's header (a 64^4 array's share is 8192 blocks of 4:
+    # above 4-D's 4096); the cap still leaves 1024-2^22 blocks by dimensionality
+    want = min(want, zfp.SIZE_LIMIT[data.ndim] // BLOCK)
     picks = np.unique(np.linspace(0, total - 1, want).round().astype(np.int64))
     whole = data[tuple(slice(0, BLOCK * n) for n in counts)]
     split = whole.reshape([d for n in counts for d in (n, BLOCK)])  # (n0, 4, n1, 4, ...)

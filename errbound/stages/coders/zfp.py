@@ -51,16 +51,17 @@ class ZfpAccuracy(Stage):
 
 
 # the most values along one axis zfp's header can describe, by number of dimensions
-_SIZE_LIMIT = {1: 1 << 48, 2: 1 << 24, 3: 1 << 16, 4: 1 << 12}
+SIZE_LIMIT = {1: 1 << 48, 2: 1 << 24, 3: 1 << 16, 4: 1 << 12}
 
 
 def coded_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape zfp codes an array of ``shape`` (C order) as: without its axes of size 1
+    """The shape zfp codes an array of ``shape`` (the kernel layout's C order: a Fortran
+    array's axes reversed) as: without its axes of size 1
     (zfp pads each to a block of 4: a (1, n) array coded as 2-D took twice the bytes of the
     same n values in 1-D), and with its slowest axes merged until every size fits zfp's
     header (3-D sizes above 65536 cannot be written at all)."""
     dims = [int(n) for n in shape if n != 1] or [1]
-    while len(dims) > 1 and any(n > _SIZE_LIMIT[len(dims)] for n in dims):
+    while len(dims) > 1 and any(n > SIZE_LIMIT[len(dims)] for n in dims):
         dims[:2] = [dims[0] * dims[1]]
     if len(dims) > 4:  # the container allows 4 dimensions: never reached, kept for safety
         raise ValueError(f"zfp codes at most 4 dimensions, not {tuple(shape)}")
