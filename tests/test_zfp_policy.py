@@ -155,13 +155,40 @@ def test_a_shape_of_the_same_count_in_another_order_is_refused():
             errbound.decompress(pack(header, list(sections.items())))
 
 
+@pytest.mark.parametrize(
+    "shape,coded",
+    [
+        ((2, 96, 192), (192, 192)),
+        ((17, 3, 192), (17, 576)),
+        ((17, 96, 2), (17, 192)),
+        ((65536, 2), (131072,)),
+        ((2, 3), (6,)),
+        ((4096, 2, 2, 2), (4096, 8)),
+        ((5, 6, 7, 8), (5, 6, 7, 8)),
+    ],
+)
+def test_axes_of_two_or_three_values_are_merged_into_a_neighbour(shape, coded):
+    assert zfp.coded_shape(shape) == coded
+
+
+@pytest.mark.parametrize("shape", [(2, 96, 192), (40, 3, 100), (60, 70, 2)])
+def test_merging_thin_axes_pays(shape):
+    # zfp pads a 2- or 3-value axis to 4: the merged shape codes the same values in fewer bytes
+    x = smooth(shape, np.float32, seed=12)
+    eb = 1e-3 * float(np.ptp(x))
+    blob, _ = roundtrip(x, "zfp", "abs", eb)
+    own_shape = zfp.encode(x, policy.tolerance(eb, policy.START[len(shape)]))
+    assert len(blob) < 0.9 * len(own_shape)
+
+
 def test_sizes_beyond_zfps_header_are_merged_into_slower_axes():
     # zfp's header holds 16 bits per size in 3-D: zfpy could not write this array at all
-    x = smooth((2, 3, 70000), np.float32, seed=8)
+    x = smooth((4, 5, 70000), np.float32, seed=8)
     blob, _ = roundtrip(x, "zfp", "rel", 1e-3)
-    assert unpack(blob)[0].stages[0]["params"]["shape"] == [6, 70000]
-    assert zfp.coded_shape((5000, 2, 3, 7)) == (10000, 3, 7)  # 4-D: 12 bits per size
-    assert zfp.coded_shape((70000, 70000, 3)) == (70000 * 70000 * 3,)
+    assert unpack(blob)[0].stages[0]["params"]["shape"] == [20, 70000]
+    assert zfp.coded_shape((5000, 4, 5, 7)) == (20000, 5, 7)  # 4-D: 12 bits per size
+    assert zfp.coded_shape((70000, 100, 100)) == (7000000, 100)
+    assert zfp.coded_shape((70000, 70000, 30000)) == (70000 * 70000 * 30000,)
 
 
 def test_streams_coded_in_their_own_shape_stay_version_1():

@@ -34,7 +34,7 @@ SAMPLE_MIN_BLOCKS = 64
 # below this many values the sample would be too small to rank multiples, and searching
 # would cost more than a small chunk's whole compression: the starting multiple is kept
 SEARCH_MIN_VALUES = 1 << 16
-BLOCK = 4
+BLOCK = zfp.BLOCK
 
 
 def tolerance(eb: float, multiple: int) -> float:

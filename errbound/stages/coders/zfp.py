@@ -52,15 +52,25 @@ class ZfpAccuracy(Stage):
 
 # the most values along one axis zfp's header can describe, by number of dimensions
 SIZE_LIMIT = {1: 1 << 48, 2: 1 << 24, 3: 1 << 16, 4: 1 << 12}
+BLOCK = 4  # values per axis of one zfp block
 
 
 def coded_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The shape zfp codes an array of ``shape`` (the kernel layout's C order: a Fortran
-    array's axes reversed) as: without its axes of size 1
-    (zfp pads each to a block of 4: a (1, n) array coded as 2-D took twice the bytes of the
-    same n values in 1-D), and with its slowest axes merged until every size fits zfp's
-    header (3-D sizes above 65536 cannot be written at all)."""
+    array's axes reversed) as. zfp pads every axis to its block of 4, so
+
+    - axes of size 1 are dropped (a (1, n) array coded as 2-D took twice the bytes of the
+      same n values in 1-D; an HDF5 chunk of one slice up to 5.7x);
+    - an axis of 2 or 3 values is merged into its faster neighbour (the fastest axis into
+      its slower one), so that the values fill whole blocks: 1.07-1.66x the ratio on 23 of
+      24 slabs of 2-3 layers cut along each axis of the shared 3-D fields, 0.98x on one;
+    - the slowest axes are merged until every size fits zfp's header (3-D sizes above
+      65536 cannot be written at all)."""
     dims = [int(n) for n in shape if n != 1] or [1]
+    while len(dims) > 1 and min(dims) < BLOCK:
+        j = dims.index(min(dims))
+        j = j if j + 1 < len(dims) else j - 1
+        dims[j : j + 2] = [dims[j] * dims[j + 1]]
     while len(dims) > 1 and any(n > SIZE_LIMIT[len(dims)] for n in dims):
         dims[:2] = [dims[0] * dims[1]]
     if len(dims) > 4:  # the container allows 4 dimensions: never reached, kept for safety
