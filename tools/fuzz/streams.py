@@ -121,6 +121,8 @@ def seed_arrays() -> dict[str, tuple[np.ndarray, str, dict, dict]]:
         {"leaf": 8},
     )
     seeds["zfp-fortran"] = (np.asfortranarray(field((12, 14), np.float32)), "zfp", {"abs": 1e-3}, {})
+    # zfp v2: the stage names the shape zfp coded (unit axes dropped, a thin axis merged)
+    seeds["zfp-coded-shape"] = (field((1, 30, 3, 20), np.float32), "zfp", {"rel": 1e-3}, {})
     seeds["empty"] = (np.zeros((3, 0), np.float32), "sz", {"abs": 1.0}, {})
     # auto: the container names the codec it chose, with auto's own record
     seeds["auto-3d"] = (field((12, 16, 20), np.float32), "auto", {"rel": 1e-3}, {})
