@@ -1,18 +1,23 @@
-"""Ratio and time of every codec on HDF5-style slab chunks of the 3-D fields, beside SZ3 and zfpy.
+"""Ratio and time of every codec on slab chunks of the 3-D fields, beside SZ3 and zfpy.
 
-    .venv/bin/python benchmarks/slabs.py [--slabs 1,2,4] [--rel 1e-2,1e-3,1e-4] [--codecs sz,zfp,...]
+    .venv/bin/python benchmarks/slabs.py [--route api|hdf5] [--slabs 1,2,4] [--rel 1e-2,1e-3,1e-4]
+        [--codecs sz,zfp,...]
 
-A file of a 3-D field written one time step (or level) at a time is chunked as slabs of k
-layers, (k, ny, nx): one codec call per chunk, each chunk an array with a thin first axis. Per
-field of ../shared/data (the 3-D ones), slab thickness k and relative bound (of the whole
-field's range, as an absolute bound for every chunk), every codec compresses every chunk of
-the field; printed: the field's bytes over the sum of the chunks' stream bytes, and the
-compress time summed over the chunks (one thread, one pass after one untimed chunk). The
-last lines give each codec's geometric-mean ratio per k over fields and bounds.
+A 3-D field written one time step (or level) at a time is chunked as slabs of k layers,
+(k, ny, nx): one codec call per chunk, each chunk an array with a thin first axis. Per field
+of ../shared/data (the 3-D ones), slab thickness k and relative bound (of the whole field's
+range, as an absolute bound for every chunk), every codec compresses every chunk of the
+field; printed: the field's bytes over the chunks' stored bytes, and the time to compress the
+field (one thread, one pass after one untimed pass over the first chunk). The last lines give
+each codec's geometric-mean ratio per k over fields and bounds.
 
-Peers: SZ3 (pysz, INTERP_LORENZO, ABS) and zfpy (fixed accuracy, tolerance = the bound), on
-the same chunks. Uses errbound's public API only, so ``PYTHONPATH=<old checkout>`` measures an
-older version the same way.
+Routes: ``api`` (default) calls ``errbound.compress`` on each slab as it is, as a program or
+numcodecs (zarr 2) does; ``hdf5`` writes the field into an in-memory HDF5 file with chunks
+(k, ny, nx) through errbound's filter (which drops axes of size 1 before the codec, as the
+zarr 3 codecs do) and counts the dataset's storage size. Peers on the same chunks: SZ3
+(pysz, INTERP_LORENZO, ABS; hdf5plugin.SZ3 on the hdf5 route) and zfp in fixed accuracy with
+the bound as tolerance (zfpy; hdf5plugin.Zfp). Uses errbound's public API only, so
+``PYTHONPATH=<old checkout>`` measures an older version the same way.
 """
 
 from __future__ import annotations
@@ -68,12 +73,55 @@ def peer_compress(name: str):
         return None
 
 
+def per_slab(run):
+    """(field, k, eb) -> stored bytes, calling ``run(chunk, eb)`` on every slab."""
+
+    def field_bytes(field, k, eb):
+        return sum(run(np.ascontiguousarray(field[i : i + k]), eb) for i in range(0, field.shape[0], k))
+
+    return field_bytes
+
+
 def ours(codec: str):
-    return lambda x, eb: len(errbound.compress(x, codec, abs=eb))
+    return per_slab(lambda x, eb: len(errbound.compress(x, codec, abs=eb)))
+
+
+def hdf5_dataset(filter_of):
+    """(field, k, eb) -> storage bytes of the field in an in-memory HDF5 file, chunks (k, ny, nx),
+    with the filter keywords ``filter_of(eb)``."""
+    import h5py
+
+    def field_bytes(field, k, eb):
+        with h5py.File(f"slabs-{time.perf_counter_ns()}.h5", "w", driver="core", backing_store=False) as f:
+            chunks = (min(k, field.shape[0]),) + field.shape[1:]
+            return f.create_dataset("x", data=field, chunks=chunks, **filter_of(eb)).id.get_storage_size()
+
+    return field_bytes
+
+
+def runners_for(route: str, codecs: list[str]) -> dict:
+    if route == "api":
+        runners = {c: ours(c) for c in codecs}
+        for peer in ("SZ3", "zfpy"):
+            run = peer_compress(peer)
+            if run is not None:
+                runners[peer] = per_slab(run)
+        return runners
+    from errbound.integrations import hdf5
+
+    runners = {c: hdf5_dataset(lambda eb, c=c: hdf5.filter(codec=c, abs=eb)) for c in codecs}
+    try:
+        import hdf5plugin
+    except ImportError:
+        return runners
+    runners["SZ3"] = hdf5_dataset(lambda eb: {"compression": hdf5plugin.SZ3(absolute=eb)})
+    runners["ZFP"] = hdf5_dataset(lambda eb: {"compression": hdf5plugin.Zfp(accuracy=eb)})
+    return runners
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--route", choices=("api", "hdf5"), default="api")
     ap.add_argument("--slabs", default="1,2,4", help="slab thicknesses k (layers per chunk)")
     ap.add_argument("--rel", default="1e-2,1e-3,1e-4")
     ap.add_argument("--codecs", default="sz,zfp,fz,sperr,hlr,auto")
@@ -82,13 +130,10 @@ def main(argv=None) -> int:
     slabs = [int(k) for k in args.slabs.split(",")]
     rels = [float(r) for r in args.rel.split(",")]
     names = [c for c in args.codecs.split(",") if c]
-    runners = {c: ours(c) for c in names}
-    for peer in ("SZ3", "zfpy"):
-        run = peer_compress(peer)
-        if run is not None:
-            runners[peer] = run
+    runners = runners_for(args.route, names)
     print(
-        f"# errbound {errbound.__version__} from {Path(errbound.__file__).parent}; slab chunks (k, ny, nx); "
+        f"# errbound {errbound.__version__} from {Path(errbound.__file__).parent}; route {args.route}; "
+        "slab chunks (k, ny, nx); "
         f"ratio (compress s summed over chunks); one thread; load average {os.getloadavg()[0]:.2f}"
     )
     logs: dict[tuple[str, int], list[float]] = {}
@@ -98,16 +143,14 @@ def main(argv=None) -> int:
         print("|---|---|" + "---|" * len(runners))
         span = float(field.max()) - float(field.min())
         for k in slabs:
-            chunks = [np.ascontiguousarray(field[i : i + k]) for i in range(0, field.shape[0], k)]
             for rel in rels:
                 eb = rel * span
                 cells = []
-                for label, run in runners.items():
-                    run(chunks[0], eb)  # untimed: first-call costs are cold_start.py's business
+                for label, field_bytes in runners.items():
+                    field_bytes(field[: min(k, field.shape[0])], k, eb)  # untimed: first calls compile
                     t0 = time.perf_counter()
-                    total = sum(run(c, eb) for c in chunks)
+                    ratio = field.nbytes / field_bytes(field, k, eb)
                     seconds = time.perf_counter() - t0
-                    ratio = field.nbytes / total
                     logs.setdefault((label, k), []).append(math.log(ratio))
                     cells.append(f"{ratio:.2f} ({seconds:.2f})")
                 print(f"| {k} | {rel:g} | " + " | ".join(cells) + " |")

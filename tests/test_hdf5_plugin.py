@@ -26,6 +26,7 @@ import pytest
 h5py = pytest.importorskip("h5py")
 netCDF4 = pytest.importorskip("netCDF4")
 
+import errbound  # noqa: E402
 from errbound.cli.main import main as cli  # noqa: E402
 from errbound.integrations.hdf5 import chunks as chunk_codec  # noqa: E402
 from errbound.integrations.hdf5 import files, plugin  # noqa: E402
@@ -312,6 +313,29 @@ def test_h5dump_reads_every_value_within_its_bound(case, tmp_path):
         values = np.fromfile(raw, original.dtype.newbyteorder("<")).reshape(original.shape)
         np.save(target, values)
     check_reads(tmp_path, case, ["h5dump"])
+
+
+@needs_hdf5_tools
+def test_h5dump_and_netcdf4_read_zfp_chunks_of_two_levels(tmp_path):
+    # each (2, 40, 70) chunk is coded as 80 x 70, without padding its thin axis (zfp v2)
+    data = smooth_field((6, 40, 70), 5, 0.004, 0.01).astype(np.float32)
+    path, raw = tmp_path / "q.h5", tmp_path / "q.bin"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("q", data=data, chunks=(2, 40, 70), **chunk_codec.filter("zfp", abs=0.002))
+        assert errbound.info(ds.id.read_direct_chunk((0, 0, 0))[1])["codec_version"] == 2
+    done = subprocess.run(
+        ["h5dump", "-d", "/q", "-b", "LE", "-o", str(raw), str(path)],
+        env=client_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and "errbound HDF5 filter" not in done.stderr, done.stderr
+    netcdf = "import sys, numpy as np, netCDF4\nnp.save(sys.argv[2], np.ma.getdata(netCDF4.Dataset(sys.argv[1])['q'][...]))\n"
+    run_client(netcdf, path, tmp_path / "netcdf4.npy")
+    for got in (np.fromfile(raw, "<f4").reshape(data.shape), np.load(tmp_path / "netcdf4.npy")):
+        err = np.abs(got.astype(np.float64) - data).max()
+        assert 0 < err <= 0.002, err
 
 
 @needs_hdf5_tools

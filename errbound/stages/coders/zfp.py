@@ -60,7 +60,8 @@ def coded_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     array's axes reversed) as. zfp pads every axis to its block of 4, so
 
     - axes of size 1 are dropped (a (1, n) array coded as 2-D took twice the bytes of the
-      same n values in 1-D; an HDF5 chunk of one slice up to 5.7x);
+      same n values in 1-D, a (1, ny, nx) slice up to 5.7x; the HDF5 filter and the zarr 3
+      codecs drop them before any codec, numcodecs and the API did not);
     - an axis of 2 or 3 values is merged into its faster neighbour (the fastest axis into
       its slower one), so that the values fill whole blocks: 1.07-1.66x the ratio on 23 of
       24 slabs of 2-3 layers cut along each axis of the shared 3-D fields, 0.98x on one;
