@@ -54,7 +54,8 @@ def fields(data: Path):
 
 
 def peer_compress(name: str):
-    """A function (chunk, eb) -> stream bytes for a peer, or None where it is not installed."""
+    """A function (chunk, eb) -> stream bytes for a peer ("SZ3" or "zfpy"), or None where it
+    is not installed."""
     try:
         if name == "SZ3":
             from pysz import sz, szAlgorithm, szConfig, szErrorBoundMode
@@ -66,9 +67,11 @@ def peer_compress(name: str):
                 return int(sz.compress(x, cfg)[0].nbytes)
 
             return run
-        import zfpy
+        if name == "zfpy":
+            import zfpy
 
-        return lambda x, eb: len(zfpy.compress_numpy(x, tolerance=eb))
+            return lambda x, eb: len(zfpy.compress_numpy(x, tolerance=eb))
+        raise ValueError(f"unknown peer {name!r}")
     except ImportError:
         return None
 
@@ -107,7 +110,7 @@ def runners_for(route: str, codecs: list[str]) -> dict:
             if run is not None:
                 runners[peer] = per_slab(run)
         return runners
-    from errbound.integrations import hdf5
+    from errbound import hdf5
 
     runners = {c: hdf5_dataset(lambda eb, c=c: hdf5.filter(codec=c, abs=eb)) for c in codecs}
     try:

@@ -610,7 +610,8 @@ FORGERIES = {
     "zstd-level-str": ("raise", _stage_param("zstd", "level", "x")),
     "zstd-level-999": ("raise-or-same", _stage_param("zstd", "level", 999)),
     "zfp-tolerance-str": ("raise-or-same", _stage_param("zfp-accuracy", "tolerance", "x")),
-    # the shape zfp coded (zfp v2): a count that differs, or no shape at all, must be refused
+    # the shape zfp coded (zfp v2): a count that differs, a malformed shape or too many sizes
+    # is refused (no shape on a v2 stream: refused by zfp's header check, below)
     **{
         f"zfp-shape={v!r}": ("raise", _stage_param("zfp-accuracy", "shape", v))
         for v in ([7], [0, 5], [-1], [1, 2, 3, 4, 5], "x", [2.5], [True], [2**70])

@@ -4,6 +4,5 @@
 """
 
 from .codec import ZfpCodec
-from .policy import choose_tolerance
 
-__all__ = ["ZfpCodec", "choose_tolerance"]
+__all__ = ["ZfpCodec"]

@@ -32,8 +32,9 @@ class ZfpCodec(Codec):
 
     def __init__(self, tolerance: str = "tuned"):
         """tolerance: "tuned" (a power-of-two multiple of the bound's bit plane, searched on
-        sampled blocks: 1.1-2.3x the ratio on the shared fields) or "bound" (zfpy's
-        tolerance is the bound itself, as zfpy alone is used)."""
+        sampled blocks of arrays of at least 65536 values, a fixed multiple by dimensionality
+        below: 1.06-2.46x the ratio on the shared fields) or "bound" (zfpy's tolerance is the
+        bound itself: zfpy's own stream of the coded shape)."""
         if tolerance not in TOLERANCES:
             raise ValueError(f"zfp tolerance must be one of {list(TOLERANCES)}, got {tolerance!r}")
         self.tolerance = tolerance

@@ -7,8 +7,8 @@ shared fields, least in 3-D, where its decorrelating transform spreads the trunc
 64 values. A tolerance of a few times the bound therefore keeps every value, or all but a
 handful, within the bound, and the shared verification pass stores the few that miss as
 exact patches. On the shared fields the best multiple was 2 for 1-D series, 4-8 for 2-D
-fields and 8-16 for 3-D ones: 1.06-1.14x, 1.19-1.56x and 1.23-2.29x the ratio of the bound
-itself, with patches counted (``benchmarks/codecs.py``, and the note of the change).
+fields and 8-16 for 3-D ones: 1.06-1.14x, 1.19-1.56x and 1.23-2.46x the ratio of the bound
+itself, with patches counted (``benchmarks/codecs.py``; CHANGELOG, 0.3.0, Changed).
 
 zfp codes each 4^d block on its own in this mode, so a sample made of whole, aligned blocks
 codes and reconstructs those blocks bit for bit as the array does: its size and its misses
@@ -92,7 +92,7 @@ def sample_blocks(data: np.ndarray) -> np.ndarray | None:
     if 4 * want > total:
         return None
     # the stacked axis must fit zfp's header (a 64^4 array's share is 8192 blocks of 4:
-    # above 4-D's 4096); the cap still leaves 1024-2^22 blocks by dimensionality
+    # above 4-D's 4096); the cap still leaves at least 1024 blocks
     want = min(want, zfp.SIZE_LIMIT[data.ndim] // BLOCK)
     picks = np.unique(np.linspace(0, total - 1, want).round().astype(np.int64))
     whole = data[tuple(slice(0, BLOCK * n) for n in counts)]
