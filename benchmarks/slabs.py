@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     print(
         f"# errbound {errbound.__version__} from {Path(errbound.__file__).parent}; route {args.route}; "
         "slab chunks (k, ny, nx); "
-        f"ratio (compress s summed over chunks); one thread; load average {os.getloadavg()[0]:.2f}"
+        f"ratio (seconds to compress the field); one thread; load average {os.getloadavg()[0]:.2f}"
     )
     logs: dict[tuple[str, int], list[float]] = {}
     for name, field in fields(args.data):

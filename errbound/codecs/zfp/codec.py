@@ -2,10 +2,10 @@
 
 zfpy's tolerance is a bound in exact arithmetic, and a conservative one: by default the
 codec gives zfpy the larger tolerance (a power-of-two multiple of the bound's bit plane)
-that ``policy`` finds smallest once patched. Either
-way the shared check in ``api`` decodes the result and stores every point that misses the
-bound in the output dtype as an exact patch, so the bound holds on every value. Decoding
-needs only zfp's own stream: streams of every tolerance decode the same way.
+that ``policy`` finds smallest once patched. Either way the shared check in ``api`` decodes
+the result and stores every point that misses the bound in the output dtype as an exact
+patch, so the bound holds on every value. Decoding needs only zfp's own stream and the
+shape it was coded in: streams of every tolerance decode the same way.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ TOLERANCES = ("tuned", "bound")
 @register
 class ZfpCodec(Codec):
     name = "zfp"
-    # v2: the stage may name the shape zfp coded (the array's without its axes of size 1,
-    # slow axes merged where zfp's header cannot hold a size); streams without it stay v1
+    # v2: the stage may name the shape zfp coded (axes of 1-3 values folded away, slow axes
+    # merged where zfp's header cannot hold a size: see coded_shape); streams without it stay v1
     version = 2
     stage_names = ("zfp-accuracy",)
     checks_bound = False

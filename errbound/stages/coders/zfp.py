@@ -50,7 +50,6 @@ class ZfpAccuracy(Stage):
         return params
 
 
-# the most values along one axis zfp's header can describe, by number of dimensions
 # bits per size in zfp's header (zfp_write_header), by number of dimensions, and the most
 # values along one axis it can describe
 _SIZE_BITS = {1: 48, 2: 24, 3: 16, 4: 12}
