@@ -15,15 +15,14 @@ Routes: ``api`` (default) calls ``errbound.compress`` on each slab as it is, as 
 numcodecs (zarr 2) does; ``hdf5`` writes the field into an in-memory HDF5 file with chunks
 (k, ny, nx) through errbound's filter (which drops axes of size 1 before the codec, as the
 zarr 3 codecs do) and counts the dataset's storage size. Peers on the same chunks: SZ3
-(pysz, INTERP_LORENZO, ABS; hdf5plugin.SZ3 on the hdf5 route) and zfp in fixed accuracy with
-the bound as tolerance (zfpy; hdf5plugin.Zfp). Uses errbound's public API only, so
+and zfpy as ``errbound.cli.measure`` drives them for every benchmark (hdf5plugin's SZ3 and
+Zfp filters on the hdf5 route, ZFP with the bound as its accuracy). Uses errbound's public API only, so
 ``PYTHONPATH=<old checkout>`` measures an older version the same way.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -35,6 +34,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 import numpy as np  # noqa: E402
 
 import errbound  # noqa: E402
+from errbound.cli.measure import SZ3, ZFP, Ours, geomean  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -53,40 +53,15 @@ def fields(data: Path):
     return found
 
 
-def peer_compress(name: str):
-    """A function (chunk, eb) -> stream bytes for a peer ("SZ3" or "zfpy"), or None where it
-    is not installed."""
-    try:
-        if name == "SZ3":
-            from pysz import sz, szAlgorithm, szConfig, szErrorBoundMode
-
-            def run(x, eb):
-                cfg = szConfig()
-                cfg.errorBoundMode, cfg.absErrorBound = szErrorBoundMode.ABS, eb
-                cfg.cmprAlgo, cfg.openmp = szAlgorithm.INTERP_LORENZO, False
-                return int(sz.compress(x, cfg)[0].nbytes)
-
-            return run
-        if name == "zfpy":
-            import zfpy
-
-            return lambda x, eb: len(zfpy.compress_numpy(x, tolerance=eb))
-        raise ValueError(f"unknown peer {name!r}")
-    except ImportError:
-        return None
-
-
-def per_slab(run):
-    """(field, k, eb) -> stored bytes, calling ``run(chunk, eb)`` on every slab."""
+def per_slab(candidate):
+    """(field, k, eb) -> stored bytes of a measure.Candidate's stream of every slab."""
 
     def field_bytes(field, k, eb):
-        return sum(run(np.ascontiguousarray(field[i : i + k]), eb) for i in range(0, field.shape[0], k))
+        candidate.setup(eb)
+        slabs = (np.ascontiguousarray(field[i : i + k]) for i in range(0, field.shape[0], k))
+        return sum(candidate.nbytes(candidate.compress(slab, eb)) for slab in slabs)
 
     return field_bytes
-
-
-def ours(codec: str):
-    return per_slab(lambda x, eb: len(errbound.compress(x, codec, abs=eb)))
 
 
 def hdf5_dataset(filter_of):
@@ -104,11 +79,10 @@ def hdf5_dataset(filter_of):
 
 def runners_for(route: str, codecs: list[str]) -> dict:
     if route == "api":
-        runners = {c: ours(c) for c in codecs}
-        for peer in ("SZ3", "zfpy"):
-            run = peer_compress(peer)
-            if run is not None:
-                runners[peer] = per_slab(run)
+        probe = np.zeros((4, 4, 4), np.float32)
+        peers = {"SZ3": SZ3(), "zfpy": ZFP()}
+        runners = {c: per_slab(Ours(c)) for c in codecs}
+        runners.update({label: per_slab(peer) for label, peer in peers.items() if peer.unsupported(probe) is None})
         return runners
     from errbound import hdf5
 
@@ -139,7 +113,7 @@ def main(argv=None) -> int:
         "slab chunks (k, ny, nx); "
         f"ratio (seconds to compress the field); one thread; load average {os.getloadavg()[0]:.2f}"
     )
-    logs: dict[tuple[str, int], list[float]] = {}
+    ratios: dict[tuple[str, int], list[float]] = {}
     for name, field in fields(args.data):
         print(f"\n## {name} {field.shape}\n")
         print("| k | rel | " + " | ".join(runners) + " |")
@@ -154,14 +128,14 @@ def main(argv=None) -> int:
                     t0 = time.perf_counter()
                     ratio = field.nbytes / field_bytes(field, k, eb)
                     seconds = time.perf_counter() - t0
-                    logs.setdefault((label, k), []).append(math.log(ratio))
+                    ratios.setdefault((label, k), []).append(ratio)
                     cells.append(f"{ratio:.2f} ({seconds:.2f})")
                 print(f"| {k} | {rel:g} | " + " | ".join(cells) + " |")
     print("\n## geometric-mean ratio over fields and bounds\n")
     print("| k | " + " | ".join(runners) + " |")
     print("|---|" + "---|" * len(runners))
     for k in slabs:
-        print(f"| {k} | " + " | ".join(f"{math.exp(np.mean(logs[(c, k)])):.2f}" for c in runners) + " |")
+        print(f"| {k} | " + " | ".join(f"{geomean(ratios[(c, k)]):.2f}" for c in runners) + " |")
     return 0
 
 
