@@ -196,20 +196,24 @@ def test_streams_coded_in_their_own_shape_stay_version_1():
 @st.composite
 def searched_arrays(draw):
     """Arrays that take the search path (SEARCH_MIN_VALUES is lowered for them), noisy or
-    smooth, with specials, in every dtype and 1-4 dimensions."""
+    smooth, with specials, in every dtype, 1-4 dimensions and both memory orders, some with
+    an axis of 1-3 values (a coded shape other than their own)."""
     ndim = draw(st.integers(1, 4))
     side = {1: (1100, 3000), 2: (64, 90), 3: (28, 36), 4: (16, 19)}[ndim]  # >= 256 blocks
-    shape = tuple(draw(st.integers(*side)) for _ in range(ndim))
+    shape = [draw(st.integers(*side)) for _ in range(ndim)]
+    thin = draw(st.sampled_from([None, 1, 2, 3])) if ndim < 4 else None
+    if thin is not None:
+        shape.insert(draw(st.integers(0, ndim)), thin)
     dtype = draw(st.sampled_from(DTYPES))
     seed = draw(st.integers(0, 2**31))
     rng = np.random.default_rng(seed)
-    x = smooth(shape, np.float64, seed, noise=draw(st.sampled_from([0.0, 0.01, 1.0])))
+    x = smooth(tuple(shape), np.float64, seed, noise=draw(st.sampled_from([0.0, 0.01, 1.0])))
     x = (x * draw(st.sampled_from([1.0, 1e-30, 1e30]))).astype(dtype)
-    assert policy.sample_blocks(x) is not None
+    assert policy.sample_blocks(x.reshape(zfp.coded_shape(x.shape))) is not None
     flat = x.reshape(-1)
     for pos in rng.choice(x.size, size=int(rng.integers(0, 6)), replace=False):
         flat[pos] = rng.choice([np.nan, np.inf, -np.inf, -0.0])
-    return x
+    return np.asfortranarray(x) if draw(st.booleans()) else x
 
 
 def test_bound_holds_whatever_the_search_picks(monkeypatch):
