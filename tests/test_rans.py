@@ -142,3 +142,26 @@ def test_a_forged_precision_is_refused_before_its_tables_are_built():
     blob[2] = 20
     with pytest.raises(CorruptStreamError, match="precision 20 for 2 symbols"):
         rans.decode(bytes(blob), c.size, 2 * CENTER, CENTER)
+
+
+def test_best_entropy_runs_zstd_at_its_level(monkeypatch):
+    """entropy="best" is ratio first: zstd at BEST_ZSTD_LEVEL, which finds the repeats that
+    runs of the zero code leave in the Huffman bytes at loose bounds (level 3 mostly stores
+    them); the stage records the level, and decoding is the same at every level."""
+    from errbound.codecs.sz import codec as sz_codec
+    from errbound.codecs.sz.policy import BEST_ZSTD_LEVEL
+
+    x = np.fromfunction(lambda i, j, k: np.sin(i / 5) * np.cos(j / 7) + k / 40, (40, 48, 56), dtype=np.float32)
+    bound = 1e-2 * float(x.max() - x.min())
+    best = errbound.compress(x, "sz", abs=bound, entropy="best")
+    monkeypatch.setattr(sz_codec, "BEST_ZSTD_LEVEL", 3)
+    at_three = errbound.compress(x, "sz", abs=bound, entropy="best")
+    stages = {s["name"]: s["params"] for s in errbound.info(best)["stages"]}
+    assert "huffman" in stages and stages["zstd"]["level"] == BEST_ZSTD_LEVEL > 3
+    assert len(best) < 0.95 * len(at_three)  # 589 against 645 bytes when written
+    for blob in (best, at_three):
+        y = errbound.decompress(blob)
+        assert np.max(np.abs(y.astype(np.float64) - x)) <= bound
+    # the default entropy coder keeps zstd's default level (speed first)
+    plain = {s["name"]: s["params"] for s in errbound.info(errbound.compress(x, "sz", abs=bound))["stages"]}
+    assert plain["zstd"]["level"] == 3

@@ -48,7 +48,9 @@ BLOCK_EDGE = {1: 1 << 14, 2: 128, 3: 32, 4: 12}
 HLR_MIN_SIDE = 512  # hlr only for matrices: both sides at least this long ...
 HLR_BLOCK = 512  # ... sampled on blocks of this side (low-rank tiles need room)
 HLR_PROBE = 128  # the corner block whose singular values say whether hlr is worth a try (~3 ms)
-SZ_ENTROPY = "best"  # ratio first: sz may use its rANS coder here (sz's own default is Huffman, for speed)
+SZ_ENTROPY = (
+    "best"  # ratio first: zstd at a higher level and sz's rANS coder (sz's own default is Huffman + zstd 3, for speed)
+)
 CLOSE = 1.10  # sampled ratios this close: the two best both code the whole array (samples misjudge by <= 8 %)
 
 
@@ -132,8 +134,7 @@ class _Trial:
             coded = _coded_bytes(codec, data, eb, stages, sections)
             self.result = (stages, sections)
         elif codec == "sz":
-            from ..stages.coders.zstd import ZstdLossless
-            from .sz import entropy_code
+            from .sz import entropy_code, lossless_for
 
             # the predictor chosen for the array, with the anchor grid of each block's size;
             # the blocks' codes entropy-coded together, as the array's are (one table)
@@ -146,7 +147,7 @@ class _Trial:
                 c, u, _ = predictor.encode(block, eb)
                 codes.append(c)
                 unpredictable += u.nbytes
-            lossless = ZstdLossless()
+            lossless = lossless_for(SZ_ENTROPY)
             entropy, section = entropy_code(np.concatenate(codes), sz_predictor.radius, lossless, SZ_ENTROPY == "best")
             stages = [sz_predictor.record(), entropy.record(), lossless.record()]
             coded = _coded_bytes(codec, data, eb, stages, [("codes", section), ("unpredictable", unpredictable)])
