@@ -158,7 +158,7 @@ def test_best_entropy_runs_zstd_at_its_level(monkeypatch):
     at_three = errbound.compress(x, "sz", abs=bound, entropy="best")
     stages = {s["name"]: s["params"] for s in errbound.info(best)["stages"]}
     assert "huffman" in stages and stages["zstd"]["level"] == BEST_ZSTD_LEVEL > 3
-    assert len(best) < 0.95 * len(at_three)  # 589 against 645 bytes when written
+    assert len(best) < 0.95 * len(at_three)  # 595 against 651 bytes when written
     for blob in (best, at_three):
         y = errbound.decompress(blob)
         assert np.max(np.abs(y.astype(np.float64) - x)) <= bound
