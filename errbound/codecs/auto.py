@@ -48,9 +48,8 @@ BLOCK_EDGE = {1: 1 << 14, 2: 128, 3: 32, 4: 12}
 HLR_MIN_SIDE = 512  # hlr only for matrices: both sides at least this long ...
 HLR_BLOCK = 512  # ... sampled on blocks of this side (low-rank tiles need room)
 HLR_PROBE = 128  # the corner block whose singular values say whether hlr is worth a try (~3 ms)
-SZ_ENTROPY = (
-    "best"  # ratio first: zstd at a higher level and sz's rANS coder (sz's own default is Huffman + zstd 3, for speed)
-)
+# ratio first: zstd at a higher level and sz's rANS coder (sz's own default: Huffman + zstd 3, for speed)
+SZ_ENTROPY = "best"
 CLOSE = 1.10  # sampled ratios this close: the two best both code the whole array (samples misjudge by <= 8 %)
 
 
