@@ -70,12 +70,13 @@ def lossless_for(entropy: str) -> ZstdLossless:
 
 def entropy_code(codes: np.ndarray, radius: int, lossless: ZstdLossless, try_rans: bool, huffman_coded=None):
     """(entropy stage, codes section): Huffman + zstd (``huffman_coded`` when the policy
-    already made those bytes), or (``try_rans``) the context-modelled rANS coder where its
-    estimate says it saves RANS_GAIN on Huffman + zstd at the default level and the real
-    stream saves RANS_GAIN on the Huffman section (the policy's constants). The estimate
-    does not see the repeats that a higher zstd level finds in the Huffman bytes (up to
-    10 % at loose bounds); gated on that section it skipped rANS where rANS still wins
-    (cam at rel 1e-2: 53.5 against 56.9)."""
+    already made those bytes), or (``try_rans``) the context-modelled rANS coder where it
+    saves RANS_GAIN on Huffman + zstd at the default level (its estimate first, then the
+    real stream: the policy's constants) and is smaller than the Huffman section at
+    ``lossless``'s level. Above the default level (entropy="best") zstd finds repeats in the
+    Huffman bytes that the estimate does not see (up to 10 % at loose bounds): rANS is kept
+    where it was before, unless the Huffman section is now the smaller, so neither the
+    ratio nor the decoding speed (rANS decodes at about half Huffman's) falls anywhere."""
     entropy = huffman.Huffman(2 * radius)
     raw = None
     if huffman_coded is None:
@@ -91,7 +92,7 @@ def entropy_code(codes: np.ndarray, radius: int, lossless: ZstdLossless, try_ran
         return entropy, coded
     stage = rans.Rans(2 * radius, radius)
     blob = lossless.compress(rans.encode(codes, stage.alphabet, stage.center))
-    return (stage, blob) if len(blob) * RANS_GAIN < len(coded) else (entropy, coded)
+    return (stage, blob) if len(blob) * RANS_GAIN < len(gate) and len(blob) < len(coded) else (entropy, coded)
 
 
 def decode_stages(
