@@ -113,6 +113,8 @@ def compiled_once_per_cache(dispatcher):
         # numba's (re-entrant) compiler lock around the whole call, so that the signature
         # locks this call took are released before another thread of the process compiles
         with global_compiler_lock:
+            outermost = not _taken
+            start = time.perf_counter()
             _taken.append([])
             try:
                 return compile_signature(sig)
@@ -121,9 +123,24 @@ def compiled_once_per_cache(dispatcher):
                     handle = _held.pop(name, None)
                     if handle is not None:
                         _unlock(handle)
+                if outermost:  # a callee's load or compile is inside its caller's
+                    _setup[0] += time.perf_counter() - start
 
     dispatcher.compile = compile_releasing
     return dispatcher
+
+
+# seconds this process spent loading or compiling kernels, and the signatures it compiled
+# (saved to the cache): see kernel_setup
+_setup = [0.0, 0]
+
+
+def kernel_setup() -> tuple[float, int]:
+    """(seconds, signatures compiled): what this process has spent so far loading errbound's
+    kernels from the cache or compiling them, and how many it compiled. Both grow only on a
+    process's first use of a kernel signature; the CLI subtracts them from its timings, so
+    that the speed it prints is the codec's, not the one-time set-up's."""
+    return _setup[0], _setup[1]
 
 
 # signature locks this process holds (by lock file name; one open file per name, as a second
@@ -199,6 +216,7 @@ class _SharedCache:
         return found
 
     def save_overload(self, sig, data):
+        _setup[1] += 1  # numba saves every signature it compiles (cache=True)
         handle = _lock(self._path(f"{self._name}.lock"), waiting=self._waiting)
         try:
             self._cache.save_overload(sig, data)

@@ -208,3 +208,32 @@ def test_bench_compiles_on_a_cold_cache(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert "errbound-fz" in res.stdout and "ERROR" not in res.stdout
+
+
+def test_compress_and_decompress_time_their_work_apart_from_the_kernels_set_up(tmp_path):
+    """Every CLI call is a process's first use of its kernels: the speed printed is the
+    codec's, with the one-time compile (empty cache) or load (warm cache) named apart."""
+    np.save(tmp_path / "x.npy", field(shape=(64, 256), dtype=np.float64))
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cold-cache")}
+    lines = []
+    for _ in range(2):
+        res = run("compress", "x.npy", "-o", "x.eb", "--codec", "fz", "--rel", "1e-3", cwd=tmp_path, env=env)
+        assert res.returncode == 0, res.stderr
+        lines.append(res.stdout.splitlines()[-1])
+    cold, warm = lines
+    assert "compiling kernels (" in cold and "signatures; once per machine" in cold, cold
+    assert "loading compiled kernels (once per process)" in warm, warm
+    for line in lines:  # "T s: S s <what>, W s compressing (R MB/s)": T = S + W, R = bytes / W
+        total = float(line.split("bound --rel 0.001 (abs ")[1].split("), ")[1].split(" s:")[0])
+        setup = float(line.split(" s: ")[1].split(" s ")[0])
+        own = float(line.split(", ")[-1].split(" s compressing")[0])
+        rate = float(line.split("(")[-1].split(" MB/s")[0])
+        assert abs(total - setup - own) <= 0.0015 and own > 0
+        assert abs(rate - 64 * 256 * 8 / 1e6 / own) <= 0.02 * rate + 0.1
+    for _ in range(2):  # the first compiles the decoder's kernels
+        res = run("decompress", "x.eb", "-o", "y.npy", cwd=tmp_path, env=env)
+        assert res.returncode == 0, res.stderr
+    assert "loading compiled kernels (once per process)" in res.stdout and "s decompressing (" in res.stdout
+    # raw compresses without kernels: nothing to name
+    res = run("compress", "x.npy", "-o", "r.eb", "--codec", "raw", "--rel", "1e-3", cwd=tmp_path, env=env)
+    assert res.returncode == 0 and "kernels" not in res.stdout and "MB/s)" in res.stdout, res.stdout
