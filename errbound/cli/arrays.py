@@ -6,8 +6,6 @@ import argparse
 import contextlib
 import json
 import math
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,8 @@ from .common import (
     check_not_input,
     load_array,
     mb,
+    timed,
+    timing_text,
 )
 
 
@@ -63,7 +63,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     bound = {mode: getattr(args, mode) for mode, _ in BOUND_FLAGS}
     with contextlib.suppress(Exception):  # the codec's modules load before the clock starts
         get_codec(args.codec)
-    blob, timing = _timed(lambda: compress(array, codec=args.codec, **bound))
+    blob, timing = timed(lambda: compress(array, codec=args.codec, **bound))
     atomic_write(out, lambda f: f.write(blob))
     meta = info(blob)
     mode, flag = next((m, f) for m, f in BOUND_FLAGS if bound[m] is not None)
@@ -75,39 +75,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         f"{inp} -> {out}: {mb(array.nbytes)} -> {mb(len(blob))}, ratio {meta['ratio']:.2f}, "
         f"{8 * len(blob) / max(array.size, 1):.3f} bits/value"
     )
-    print(f"codec {stored}, bound {given}, {_timing_text(array.nbytes, *timing, 'compressing')}")
+    print(f"codec {stored}, bound {given}, {timing_text(array.nbytes, *timing, 'compressing')}")
     return 0
-
-
-def _timed(work):
-    """(work's result, (seconds in all, seconds of them loading or compiling kernels, kernel
-    signatures compiled)). Every CLI call is a process's first use of its kernels: numba
-    loads them from the cache (0.2-0.3 s for a codec) or compiles them, and the speed of a
-    3 MB array's compression would otherwise read 10 MB/s for a codec that runs at 200."""
-
-    def setup():
-        compiling = sys.modules.get("errbound.compiling")  # not loaded: no kernel has been either
-        return compiling.kernel_setup() if compiling is not None else (0.0, 0)
-
-    before = setup()
-    t0 = time.perf_counter()
-    result = work()
-    seconds = time.perf_counter() - t0
-    after = setup()
-    return result, (seconds, min(after[0] - before[0], seconds), after[1] - before[1])
-
-
-def _timing_text(nbytes: int, seconds: float, setup: float, compiled: int, doing: str) -> str:
-    own = seconds - setup
-    rate = f"{nbytes / 1e6 / own if own > 0 else math.inf:.1f} MB/s"
-    if setup < 0.001:
-        return f"{seconds:.3f} s ({rate})"
-    what = (
-        f"compiling kernels ({compiled} signatures; once per machine, `errbound warmup` does it ahead)"
-        if compiled
-        else "loading compiled kernels (once per process)"
-    )
-    return f"{seconds:.3f} s: {setup:.3f} s {what}, {own:.3f} s {doing} ({rate})"
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
@@ -117,7 +86,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     with contextlib.suppress(Exception):  # the codec's modules load before the clock starts
         get_codec(info(blob)["codec"])
     try:
-        array, timing = _timed(lambda: decompress(blob))
+        array, timing = timed(lambda: decompress(blob))
     except ErrboundError as exc:
         raise CLIError(f"{inp}: {exc}") from None
     if out.suffix == ".npy":
@@ -132,7 +101,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
         raise CLIError(f"{out}: unknown output type; use .npy, .f32 or .f64")
     print(
         f"{inp} -> {out}: {array.dtype} {'x'.join(map(str, array.shape)) or 'scalar'}, "
-        f"{mb(array.nbytes)}, {_timing_text(array.nbytes, *timing, 'decompressing')}"
+        f"{mb(array.nbytes)}, {timing_text(array.nbytes, *timing, 'decompressing')}"
     )
     return 0
 

@@ -7,6 +7,8 @@ import argparse
 import math
 import os
 import re
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -170,3 +172,36 @@ def table(rows: list[list[str]], head: list[str]) -> str:
         for line in lines
     ]
     return "\n".join([text[0], "-" * max(len(t) for t in text)] + text[1:])
+
+
+def timed(work):
+    """(work's result, (seconds in all, seconds of them loading or compiling kernels, kernel
+    signatures compiled)). Every CLI call is a process's first use of its kernels: numba
+    loads them from the cache (0.2-0.3 s for a codec) or compiles them, and the speed of a
+    3 MB array's compression would otherwise read 10 MB/s for a codec that runs at 200."""
+
+    def setup():
+        compiling = sys.modules.get("errbound.compiling")  # not loaded: no kernel has been either
+        return compiling.kernel_setup() if compiling is not None else (0.0, 0)
+
+    before = setup()
+    t0 = time.perf_counter()
+    result = work()
+    seconds = time.perf_counter() - t0
+    after = setup()
+    return result, (seconds, min(after[0] - before[0], seconds), after[1] - before[1])
+
+
+def timing_text(nbytes: int, seconds: float, setup: float, compiled: int, doing: str, of: str = "") -> str:
+    """``seconds`` with the kernels' set-up named apart, and the speed of the rest (``of``: what
+    the MB/s count, after them)."""
+    own = seconds - setup
+    rate = f"{nbytes / 1e6 / own if own > 0 else math.inf:.1f} MB/s" + (f" {of}" if of else "")
+    if setup < 0.001:
+        return f"{seconds:.3f} s ({rate})"
+    what = (
+        f"compiling kernels ({compiled} signatures; once per machine, `errbound warmup` does it ahead)"
+        if compiled
+        else "loading compiled kernels (once per process)"
+    )
+    return f"{seconds:.3f} s: {setup:.3f} s {what}, {own:.3f} s {doing} ({rate})"
