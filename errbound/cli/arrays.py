@@ -84,7 +84,11 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     check_not_input(inp, out)
     blob = inp.read_bytes()
     with contextlib.suppress(Exception):  # the codec's modules load before the clock starts
-        get_codec(info(blob)["codec"])
+        meta = info(blob)
+        for stage in meta["stages"]:  # auto's stream: the codec it chose
+            if stage.get("name") == "auto":
+                get_codec(stage["params"]["codec"])
+        get_codec(meta["codec"])
     try:
         array, timing = timed(lambda: decompress(blob))
     except ErrboundError as exc:
