@@ -102,9 +102,18 @@ def test_damaged_blobs_raise_or_decode_to_the_count(seed, at, how):
     assert out.shape == c.shape and out.min() >= 0 and out.max() < 2 * CENTER
 
 
+def _smooth_field():
+    return np.fromfunction(lambda i, j, k: np.sin(i / 5) * np.cos(j / 7) + k / 40, (40, 48, 56), dtype=np.float32)
+
+
+def _noisy_field():
+    """The smooth field with noise where it is above 0.5: rANS wins there (rel 1e-3)."""
+    x = _smooth_field()
+    return x + np.random.default_rng(2).normal(0, 0.02, x.shape).astype(np.float32) * (x > 0.5)
+
+
 def test_sz_keeps_the_smaller_coder_and_decodes_either():
-    x = np.fromfunction(lambda i, j, k: np.sin(i / 5) * np.cos(j / 7) + k / 40, (40, 48, 56), dtype=np.float32)
-    x += np.random.default_rng(2).normal(0, 0.02, x.shape).astype(np.float32) * (x > 0.5)
+    x = _noisy_field()
     plain = errbound.compress(x, "sz", rel=1e-3)
     best = errbound.compress(x, "sz", rel=1e-3, entropy="best")
     names = [s["name"] for s in errbound.info(best)["stages"]]
@@ -122,8 +131,7 @@ def test_a_rans_stream_needs_sz_v2_and_a_huffman_stream_stays_v1(monkeypatch):
     streams without rans keep version 1, which every errbound reads."""
     from errbound.codecs.sz.codec import SZCodec
 
-    x = np.fromfunction(lambda i, j, k: np.sin(i / 5) * np.cos(j / 7) + k / 40, (40, 48, 56), dtype=np.float32)
-    x += np.random.default_rng(2).normal(0, 0.02, x.shape).astype(np.float32) * (x > 0.5)
+    x = _noisy_field()
     plain = errbound.compress(x, "sz", rel=1e-3)
     best = errbound.compress(x, "sz", rel=1e-3, entropy="best")
     assert errbound.info(plain)["codec_version"] == 1 and errbound.info(best)["codec_version"] == 2
@@ -151,7 +159,7 @@ def test_best_entropy_runs_zstd_at_its_level(monkeypatch):
     from errbound.codecs.sz import codec as sz_codec
     from errbound.codecs.sz.policy import BEST_ZSTD_LEVEL
 
-    x = np.fromfunction(lambda i, j, k: np.sin(i / 5) * np.cos(j / 7) + k / 40, (40, 48, 56), dtype=np.float32)
+    x = _smooth_field()
     bound = 1e-2 * float(x.max() - x.min())
     best = errbound.compress(x, "sz", abs=bound, entropy="best")
     monkeypatch.setattr(sz_codec, "BEST_ZSTD_LEVEL", 3)
@@ -165,11 +173,6 @@ def test_best_entropy_runs_zstd_at_its_level(monkeypatch):
     # the default entropy coder keeps zstd's default level (speed first)
     plain = {s["name"]: s["params"] for s in errbound.info(errbound.compress(x, "sz", abs=bound))["stages"]}
     assert plain["zstd"]["level"] == 3
-
-
-def _noisy_field():
-    x = np.fromfunction(lambda i, j, k: np.sin(i / 5) * np.cos(j / 7) + k / 40, (40, 48, 56), dtype=np.float32)
-    return x + np.random.default_rng(2).normal(0, 0.02, x.shape).astype(np.float32) * (x > 0.5)
 
 
 @pytest.mark.parametrize(
