@@ -396,3 +396,101 @@ def test_garbage_blobs():
         junk = rng.integers(0, 256, rng.integers(0, 64), np.uint8)
         junk[:1] = rng.integers(0, 4)
         decode_or_raise(junk.tobytes(), 10, 1 << 20)
+
+
+# ----------------------------------------------------------------------------- in parts
+
+
+def _runs_of(data, n):
+    cuts = sorted(data.draw(st.lists(st.integers(0, n), min_size=1, max_size=6)))
+    return np.diff([0, *cuts, n]).tolist()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_runs_are_sized_exactly_and_coded_in_parts(data):
+    """Each run's size (from its counts, no code built) is its block's; one table over all
+    is encode()'s block; the runs in parts decode to the symbols, each piece ending in the
+    run's own block."""
+    alphabet = data.draw(st.sampled_from([2, 12, 300, 65536]))
+    kind = data.draw(st.sampled_from(["typical", "wide", "constant", "mixed"]))
+    n = data.draw(st.integers(2, 5000))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    s = {
+        "typical": lambda: typical(n, rng, 6.0) % alphabet,
+        "wide": lambda: rng.integers(0, alphabet, n),
+        "constant": lambda: np.full(n, alphabet - 1),
+        "mixed": lambda: np.where(np.arange(n) < n // 3, rng.integers(0, alphabet, n), alphabet // 2),
+    }[kind]().astype(np.int32)
+    runs = _runs_of(data, n)
+    sized = huffman.size_runs(s, alphabet, runs)
+    for run in sized:
+        block = huffman.encode(s[run.start : run.start + run.length], alphabet)
+        assert run.size == len(block) and huffman.encode_run(s, run) == block
+    whole = huffman.one_table(sized)
+    assert whole.size == len(huffman.encode(s, alphabet)) and huffman.encode_run(s, whole) == huffman.encode(
+        s, alphabet
+    )
+    if len(runs) >= 2:
+        pieces = huffman.encode_runs(s, sized)
+        assert len(pieces) == len(runs)
+        for run, piece in zip(sized, pieces, strict=True):
+            assert piece.endswith(huffman.encode(s[run.start : run.start + run.length], alphabet))
+        np.testing.assert_array_equal(huffman.decode(b"".join(pieces), n, alphabet), s)
+        out = np.full(n + 3, -1, np.int32)
+        got = huffman.decode(b"".join(pieces), n, alphabet, out=out)
+        np.testing.assert_array_equal(got, s)
+        assert got.ctypes.data == out.ctypes.data  # decoded into the caller's buffer
+
+
+def _parts_blob(*blocks, n=None, k=None):
+    """A type-3 block of the given part blocks (n, k: what its head claims)."""
+    head = bytes([3]) + huffman._varint(n if n is not None else _symbols_in(blocks))
+    head += huffman._varint(k if k is not None else len(blocks))
+    return head + b"".join(huffman._varint(len(b)) + b for b in blocks)
+
+
+def _symbols_in(blocks):
+    return sum(huffman._read_varint(np.frombuffer(b, np.uint8), 1, "count")[0] for b in blocks)
+
+
+def test_parts_blocks_are_checked():
+    a = huffman.encode(typical(300, np.random.default_rng(1), 5.0), 65536)
+    b = huffman.encode(np.full(50, 7, np.int32), 65536)
+    good = _parts_blob(a, b)
+    assert huffman.decode(good, 350, 65536).size == 350
+    bad = {
+        "claims 1 parts": _parts_blob(a, k=1),
+        "claims 65 parts": _parts_blob(*[b] * 65),
+        "overruns the block": good[:-1],
+        "not a block of type 0, 1 or 2": _parts_blob(a, _parts_blob(a, b)),
+        "hold 350 of the block's 349 symbols": _parts_blob(a, b, n=349),
+        "hold 350 of the block's 351 symbols": _parts_blob(a, b, n=351),
+        "bytes after its parts": good + b"\0",
+        "claims 17 symbols in 2 bytes": _parts_blob(a, bytes([2]) + huffman._varint(17), n=317),
+        "not a block of type": _parts_blob(a, b"", n=300),
+        "truncated while reading part count": good[:3],
+    }
+    for words, blob in bad.items():
+        with pytest.raises(CorruptStreamError, match=words):
+            huffman.decode(blob, None, 65536)
+    with pytest.raises(CorruptStreamError, match="holds 350 symbols, expected 351"):
+        huffman.decode(good, 351, 65536)
+    with pytest.raises(CorruptStreamError, match="outside"):  # a part's symbol beyond the alphabet
+        huffman.decode(good, 350, 1000)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_damaged_parts_never_crash(seed):
+    rng = np.random.default_rng(seed)
+    s = np.concatenate([typical(3000, rng, 40.0), typical(2000, rng), np.full(500, 9, np.int32)])
+    sized = huffman.size_runs(s, 65536, [3000, 2000, 500])
+    blob = np.frombuffer(b"".join(huffman.encode_runs(s, sized)), np.uint8)
+    for cut in (*range(40), *rng.integers(0, blob.size, 100).tolist()):
+        assert decode_or_raise(blob[:cut].tobytes(), s.size, 65536), cut
+    for trial in range(300):
+        bad = blob.copy()
+        for _ in range(1 + trial % 3):
+            i = rng.integers(bad.size * 8)
+            bad[i // 8] ^= np.uint8(1 << (i % 8))
+        decode_or_raise(bad.tobytes(), s.size, 65536)

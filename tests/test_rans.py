@@ -132,7 +132,7 @@ def test_a_rans_stream_needs_sz_v2_and_a_huffman_stream_stays_v1(monkeypatch):
     from errbound.codecs.sz.codec import SZCodec
 
     x = _noisy_field()
-    plain = errbound.compress(x, "sz", rel=1e-3)
+    plain = errbound.compress(x[:, :, :40], "sz", rel=1e-3)  # 76 800 codes: one Huffman table
     best = errbound.compress(x, "sz", rel=1e-3, entropy="best")
     assert errbound.info(plain)["codec_version"] == 1 and errbound.info(best)["codec_version"] == 2
     monkeypatch.setattr(SZCodec, "version", 1)  # what 0.2.0 declares

@@ -12,7 +12,9 @@ import hashlib
 import io
 import json
 import struct
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +26,9 @@ from errbound import stream
 from errbound.codec import get_codec
 from errbound.errors import CorruptStreamError, UnsupportedStreamError
 from errbound.stage import stages
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+from write_parts_stream_fixtures import spectral  # noqa: E402
 
 # --------------------------------------------------------------------------- sample streams
 
@@ -55,6 +60,8 @@ def _make_streams():
         "empty": (np.zeros((3, 0), np.float32), "sz", "abs", 1.0, {}),
         "0-d": (np.array(1.5), "sz", "abs", 1e-3, {}),
         "fortran-2d": (np.asfortranarray(x[0].astype(np.float64)), "sz", "abs", 1e-4, {}),
+        # sz v3: the codes in parts (a Huffman table and a zstd frame per run of levels)
+        "sz-parts": (_with_specials(spectral((40, 50, 60), np.float32, 146, 8)), "sz", "rel", 1e-3, {}),
     }
     for codec in LOSSY_CODECS:  # codecs added later are covered too
         cases.setdefault(codec, (xs, codec, "rel", 1e-3, {}))
@@ -66,6 +73,7 @@ def _make_streams():
     assert errbound.info(out["raw-fallback"][0])["codec"] == "raw"
     assert "patches" in errbound.info(out["zfp"][0])["sections"]
     assert errbound.info(out["zfp-unit-axis"][0])["codec_version"] == 2
+    assert errbound.info(out["sz-parts"][0])["codec_version"] == 3
     assert {"signs", "zeros"} <= set(errbound.info(out["pw_rel"][0])["sections"])
     return out
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from ...codec import Codec, register
 from ...errors import CodecOptionError, CorruptStreamError
+from ...stages.coders.huffman import Huffman
 from ...stages.coders.zstd import ZstdLossless
 from ...stages.corrections.hlr_corrections import HlrCorrections, apply_corrections, combine, encode_corrections
 from ...stages.decompositions import lowrank
@@ -65,8 +66,9 @@ class HLRCodec(Codec):
 
     name = "hlr"
     # v2: the lowrank stage may code the residual in the array's own dtype (float32); a
-    # stream whose residual is float64 (every float64 array, every v1 stream) stays v1
-    version = 2
+    # stream whose residual is float64 (every float64 array, every v1 stream) stays v1.
+    # v3: the residual's codes in parts (huffman stage v2, as `sz` v3)
+    version = 3
     stage_names = (
         "cluster-order?",
         "tensor-view?",
@@ -80,6 +82,8 @@ class HLRCodec(Codec):
 
     @classmethod
     def stream_version(cls, stages):
+        if any(isinstance(r, dict) and r.get("name") == Huffman.name and r.get("version") == 2 for r in stages):
+            return 3
         lowrank_records = [r for r in stages if isinstance(r, dict) and r.get("name") == LowRankTiles.name]
         return 2 if any(r.get("version") == 2 for r in lowrank_records) else 1
 

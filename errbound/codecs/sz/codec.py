@@ -25,7 +25,16 @@ from ...stages.coders.zstd import DEFAULT_LEVEL, ZstdLossless
 from ...stages.predictors.interpolation import InterpolationPredictor, choose_anchor, level_bounds, level_count
 from ...stages.predictors.lorenzo import LorenzoPredictor
 from ...stream import section
-from .policy import BEST_ZSTD_LEVEL, RANS_GAIN, RANS_MIN_CODES, choose
+from .policy import (
+    BEST_ZSTD_LEVEL,
+    PART_MIN_CODES,
+    PARTS_FROM_CODES,
+    RANS_GAIN,
+    RANS_MIN_CODES,
+    choose,
+    code_parts,
+    parts_pay,
+)
 
 PREDICTORS = {"interpolation": InterpolationPredictor, "lorenzo": LorenzoPredictor}
 SECTIONS = {"codes": "codes", "unpredictable": "unpredictable"}
@@ -58,7 +67,8 @@ def encode_stages(
     lossless = lossless_for(entropy)
     if lossless.level != DEFAULT_LEVEL:  # the policy's Huffman + zstd bytes are at the default level
         huffman_coded = []
-    entropy, coded = entropy_code(codes, predictor.radius, lossless, entropy == "best", *huffman_coded)
+    levels = predictor.code_levels(data.shape)
+    entropy, coded = entropy_code(codes, predictor.radius, lossless, entropy == "best", *huffman_coded, levels=levels)
     sections = [(names["codes"], coded), (names["unpredictable"], lossless.compress(unpred.tobytes()))]
     return [predictor.record(), entropy.record(), lossless.record()], sections, recon
 
@@ -68,31 +78,60 @@ def lossless_for(entropy: str) -> ZstdLossless:
     return ZstdLossless(BEST_ZSTD_LEVEL if entropy == "best" else DEFAULT_LEVEL)
 
 
-def entropy_code(codes: np.ndarray, radius: int, lossless: ZstdLossless, try_rans: bool, huffman_coded=None):
+def entropy_code(
+    codes: np.ndarray,
+    radius: int,
+    lossless: ZstdLossless,
+    try_rans: bool,
+    huffman_coded=None,
+    levels: list[int] | None = None,
+):
     """(entropy stage, codes section): Huffman + zstd (``huffman_coded`` when the policy
-    already made those bytes), or (``try_rans``) the context-modelled rANS coder where it
-    saves RANS_GAIN on Huffman + zstd at the default level (its estimate first, then the
-    real stream: the policy's constants) and is smaller than the Huffman section at
-    ``lossless``'s level. Above the default level (entropy="best") zstd finds repeats in the
-    Huffman bytes that the estimate does not see (up to 10 % at loose bounds): rANS is kept
-    where it was before, unless the Huffman section is now the smaller, so neither the
-    ratio nor the decoding speed (rANS decodes at about half Huffman's) falls anywhere."""
+    already made those bytes for one table), or (``try_rans``) the context-modelled rANS
+    coder where it saves RANS_GAIN on Huffman + zstd at the default level (its estimate
+    first, then the real stream: the policy's constants) and is smaller than the Huffman
+    section at ``lossless``'s level. Above the default level (entropy="best") zstd finds
+    repeats in the Huffman bytes that the estimate does not see (up to 10 % at loose
+    bounds): rANS is kept where it was before, unless the Huffman section is now the
+    smaller, so neither the ratio nor the decoding speed (rANS decodes at about half
+    Huffman's) falls anywhere.
+
+    ``levels`` (the predictor's codes per level): the policy's ``code_parts`` groups them
+    into runs that may each get a table and a zstd frame. The default mode codes them so
+    where their exact Huffman sizes say it pays (``parts_pay``; coding both ways would cost
+    a second Huffman + zstd pass); ratio first (``try_rans``), and where the policy already
+    coded one table, both are coded and the smaller section is kept."""
     entropy = huffman.Huffman(2 * radius)
+    planned = None
+    if levels:
+        planned = code_parts(codes, levels, entropy.alphabet, 2 * PART_MIN_CODES if try_rans else PARTS_FROM_CODES)
+    in_parts = None
+    if planned is not None and (try_rans or huffman_coded is not None or parts_pay(*planned)):
+        in_parts = lossless.compress_pieces(huffman.encode_runs(codes, planned[0]))
+        if huffman_coded is None and not try_rans:
+            entropy.in_parts = lossless.in_pieces = True
+            return entropy, in_parts
     raw = None
     if huffman_coded is None:
-        raw = huffman.encode(codes, entropy.alphabet)
+        # the runs' counts make the one table's block without a second histogram
+        raw = huffman.encode_run(codes, planned[1]) if planned else huffman.encode(codes, entropy.alphabet)
         huffman_coded = lossless.compress(raw)
     coded = huffman_coded
+    if in_parts is not None and len(in_parts) < len(coded):
+        entropy.in_parts, coded = True, in_parts
     if not try_rans or codes.size < RANS_MIN_CODES:
+        lossless.in_pieces = entropy.in_parts
         return entropy, coded
-    gate = coded
+    gate = huffman_coded
     if lossless.level != DEFAULT_LEVEL:
         gate = ZstdLossless().compress(raw if raw is not None else huffman.encode(codes, entropy.alphabet))
-    if rans.estimated_size(codes, 2 * radius, radius) * RANS_GAIN >= len(gate):
-        return entropy, coded
-    stage = rans.Rans(2 * radius, radius)
-    blob = lossless.compress(rans.encode(codes, stage.alphabet, stage.center))
-    return (stage, blob) if len(blob) * RANS_GAIN < len(gate) and len(blob) < len(coded) else (entropy, coded)
+    if rans.estimated_size(codes, 2 * radius, radius) * RANS_GAIN < len(gate):
+        stage = rans.Rans(2 * radius, radius)
+        blob = lossless.compress(rans.encode(codes, stage.alphabet, stage.center))
+        if len(blob) * RANS_GAIN < len(gate) and len(blob) < len(coded):
+            return stage, blob
+    lossless.in_pieces = entropy.in_parts
+    return entropy, coded
 
 
 def decode_stages(
@@ -132,12 +171,15 @@ class SZCodec(Codec):
     name = "sz"
     # v2 added the rans stage: a stream that uses it needs v2 (an older errbound then says
     # so instead of calling the stream corrupt); one without it stays v1. 0.3.0's stored
-    # rans fixture was written as v1 and decodes as well.
-    version = 2
+    # rans fixture was written as v1 and decodes as well. v3: the codes in parts, one
+    # Huffman table per run of levels (huffman stage v2); a stream without them stays v1/v2.
+    version = 3
     stage_names = ("interpolation|lorenzo", "huffman|rans", "zstd")
 
     @classmethod
     def stream_version(cls, stages):
+        if any(isinstance(r, dict) and r.get("name") == huffman.Huffman.name and r.get("version") == 2 for r in stages):
+            return 3
         return 2 if rans.Rans.present(stages) else 1
 
     def __init__(self, predictor: str = "auto", entropy: str = "huffman"):

@@ -2,13 +2,18 @@
 
 Blob layout (varint = unsigned LEB128):
 
-* byte 0: block type. ``0`` empty, ``1`` a single distinct symbol, ``2`` Huffman-coded.
+* byte 0: block type. ``0`` empty, ``1`` a single distinct symbol, ``2`` Huffman-coded,
+  ``3`` in parts (stage version 2).
 * varint symbol count.
 * type 1: varint symbol; nothing else (a constant array costs a few bytes in total).
 * type 2: varint number of used symbols ``m`` (>= 2); then ``m`` varints, one per used symbol
   in increasing symbol order, each ``(gap << 5) | (length - 1)`` where ``gap`` is the number
   of unused symbols skipped since the previous used one; then varint bit count ``nbits``;
   then exactly ``ceil(nbits / 8)`` bytes of codes, MSB first, zero padded.
+* type 3: varint part count ``k`` (2..64); then per part a varint byte length and a block of
+  type 0-2 of that length: the symbols in consecutive runs, each with its own code table
+  (the levels of an interpolation differ in spread: one table per level is 2 % smaller on
+  the shared fields). The parts' symbol counts add up to the block's.
 
 Codes are canonical (ordered by length, then symbol), so the lengths define them fully.
 Lengths are capped at 32 so one code plus < 32 pending bits always fits a uint64.
@@ -24,27 +29,50 @@ import numpy as np
 from ...errors import CorruptStreamError, UnsupportedInputError
 from ...jit import kernel
 from ...stage import Stage
+from . import varint
 from .huffman_decoding import MAX_ALPHABET, MAX_CODE_LENGTH, coded_error, decode_coded
 
-__all__ = ["Huffman", "encode", "decode", "encoded_size_estimate", "histogram", "MAX_ALPHABET", "MAX_CODE_LENGTH"]
+__all__ = [
+    "Huffman",
+    "encode",
+    "encode_runs",
+    "size_runs",
+    "one_table",
+    "encode_run",
+    "SizedRun",
+    "decode",
+    "encoded_size_estimate",
+    "histogram",
+    "MAX_ALPHABET",
+    "MAX_CODE_LENGTH",
+    "MAX_PARTS",
+]
 
 # Counts of constant blocks are unbounded by the payload size; refuse absurd ones rather
 # than attempt a petabyte allocation from a corrupt header.
 MAX_COUNT = 1 << 40
 
-_EMPTY, _SINGLE, _HUFFMAN = 0, 1, 2
+_EMPTY, _SINGLE, _HUFFMAN, _PARTS = 0, 1, 2, 3
+MAX_PARTS = 64  # more than the levels of any interpolation (a level halves the stride)
 
 
 @dataclass
 class Huffman(Stage):
-    """Stage: canonical Huffman coding of symbols below ``alphabet``."""
+    """Stage: canonical Huffman coding of symbols below ``alphabet``. ``in_parts`` (not a
+    stored parameter: the block says so) marks codes coded in parts, which need version 2:
+    its record says version 2 then, and stays version 1, byte for byte, otherwise."""
 
     name = "huffman"
+    version = 2  # v2: block type 3 (in parts)
 
     alphabet: int
 
     def __post_init__(self):
         self.alphabet = int(self.alphabet)
+        self.in_parts = False
+
+    def record(self) -> dict:
+        return {**super().record(), "version": 2 if self.in_parts else 1}
 
 
 _jit = kernel
@@ -180,7 +208,17 @@ def _code_lengths(counts: np.ndarray, max_len: int) -> np.ndarray:
     used = np.flatnonzero(counts)
     # Stable sort: ties keep symbol order, so the result never depends on the platform.
     order = used[np.argsort(counts[used], kind="stable")]
-    depths = _minimum_redundancy_depths(counts[order].copy())
+    bl = _lengths_used(counts[order], max_len)
+    lens = np.zeros(counts.size, np.uint8)
+    # most frequent first gets the shortest code
+    lens[order[::-1]] = np.repeat(np.arange(len(bl), dtype=np.uint8), bl)[: order.size]
+    return lens
+
+
+def _lengths_used(ascending: np.ndarray, max_len: int) -> list[int]:
+    """How many codes of each length (index) a length-limited Huffman code gives weights
+    sorted ascending (>= 2 of them); the most frequent take the shortest."""
+    depths = _minimum_redundancy_depths(ascending.astype(np.int64))  # a copy: computed in place
     top = int(depths[0])
     bl = np.bincount(depths, minlength=max(top, max_len) + 1).tolist()
     # Length limiting (JPEG Annex K.3): move a sibling pair off the deepest level; one takes
@@ -194,10 +232,7 @@ def _code_lengths(counts: np.ndarray, max_len: int) -> np.ndarray:
             bl[i - 1] += 1
             bl[j + 1] += 2
             bl[j] -= 1
-    lens = np.zeros(counts.size, np.uint8)
-    # most frequent first gets the shortest code
-    lens[order[::-1]] = np.repeat(np.arange(len(bl), dtype=np.uint8), bl)[: order.size]
-    return lens
+    return bl
 
 
 @_jit
@@ -269,27 +304,11 @@ def _pack(symbols, lo, lens, words):
 
 
 def _varint(v: int) -> bytes:
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
+    return varint.encode(v)
 
 
 def _read_varint(data: np.ndarray, pos: int, what: str) -> tuple[int, int]:
-    v = shift = 0
-    while True:
-        if pos >= data.size:
-            raise CorruptStreamError(f"huffman block truncated while reading {what}")
-        b = int(data[pos])
-        pos += 1
-        v |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            return v, pos
-        if shift >= 63:
-            raise CorruptStreamError(f"huffman block: varint for {what} is too long")
+    return varint.read(data, pos, what, "huffman block")
 
 
 def _histogram_checked(symbols, alphabet_size: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -336,16 +355,108 @@ def encoded_size_estimate(symbols: np.ndarray, alphabet_size: int) -> int:
     return _encode(symbols, alphabet_size, MAX_CODE_LENGTH, True)
 
 
+@dataclass
+class SizedRun:
+    """A run of symbols to code with its own table: where it starts and how long it is, the
+    symbols it uses (ascending) and their counts, and its block's exact size."""
+
+    start: int
+    length: int
+    used: np.ndarray
+    counts: np.ndarray
+    size: int
+
+
+def size_runs(symbols: np.ndarray, alphabet_size: int, runs) -> list[SizedRun]:
+    """Each run (consecutive lengths adding up to ``symbols.size``) sized as a block of its
+    own, from its counts (no code is built: the sizes need only the sorted counts)."""
+    a = np.asarray(symbols)
+    sized, start = [], 0
+    for length in runs:
+        counts, lo = histogram(a[start : start + length], alphabet_size)
+        used = np.flatnonzero(counts)
+        sized.append(_sized_run(start, int(length), used + lo, counts[used]))
+        start += length
+    if start != a.size:
+        raise ValueError(f"runs add up to {start}, not to the {a.size} symbols")
+    return sized
+
+
+def one_table(runs: list[SizedRun]) -> SizedRun:
+    """The runs together as one run (one table), sized from their counts."""
+    top = max(int(r.used[-1]) for r in runs if r.used.size) + 1 if any(r.used.size for r in runs) else 0
+    dense = np.zeros(top, np.int64)
+    for r in runs:
+        dense[r.used] += r.counts
+    used = np.flatnonzero(dense)
+    return _sized_run(runs[0].start, sum(r.length for r in runs), used, dense[used])
+
+
+def encode_run(symbols: np.ndarray, run: SizedRun) -> bytes:
+    """The run's symbols of ``symbols`` as one block of type 0-2 (the bytes of
+    :func:`encode`), from the counts it was sized with."""
+    part = np.ascontiguousarray(np.asarray(symbols)[run.start : run.start + run.length])
+    if run.used.size <= 1:
+        return _one_symbol_block(run.length, int(run.used[0]) if run.used.size else None)
+    lo = int(run.used[0])
+    counts = np.zeros(int(run.used[-1]) - lo + 1, np.int64)
+    counts[run.used - lo] = run.counts
+    return _coded_block(part, lo, _code_lengths(counts, MAX_CODE_LENGTH), counts, False)
+
+
+def encode_runs(symbols: np.ndarray, runs: list[SizedRun]) -> list[bytes]:
+    """The runs (2..MAX_PARTS, from :func:`size_runs`), each with its own table, as block
+    type 3 (a stage that writes it is version 2), in pieces: one per run, the first with
+    the block's head. Joined, they are the block that :func:`decode` reads; apart, a
+    lossless stage can code each on its own."""
+    if not 2 <= len(runs) <= MAX_PARTS:
+        raise ValueError(f"2..{MAX_PARTS} runs, got {len(runs)}")
+    head = bytes([_PARTS]) + _varint(sum(r.length for r in runs)) + _varint(len(runs))
+    pieces = []
+    for run in runs:
+        block = encode_run(symbols, run)
+        pieces.append(head + _varint(len(block)) + block)
+        head = b""
+    return pieces
+
+
+def _sized_run(start: int, length: int, used: np.ndarray, counts: np.ndarray) -> SizedRun:
+    if used.size <= 1:
+        size = len(_one_symbol_block(length, int(used[0]) if used.size else None))
+        return SizedRun(start, length, used, counts, size)
+    # the table's varints, (gap << 5) | (length - 1) with length - 1 < 32: their sizes
+    # follow from the gaps between used symbols alone
+    gaps = np.diff(used, prepend=-1) - 1
+    table = used.size + sum(int(np.count_nonzero(gaps >= 1 << k)) for k in (2, 9, 16))
+    ascending = np.sort(counts)
+    bl = _lengths_used(ascending, MAX_CODE_LENGTH)
+    lens = np.repeat(np.arange(len(bl), dtype=np.int64), bl)[: used.size]
+    nbits = int(np.dot(ascending[::-1].astype(np.int64), lens))
+    size = 1 + len(_varint(length)) + len(_varint(used.size)) + table + len(_varint(nbits)) + (nbits + 7) // 8
+    return SizedRun(start, length, used, counts, size)
+
+
+def _one_symbol_block(count: int, symbol: int | None) -> bytes:
+    """Block type 1 (``symbol`` ``count`` times), or type 0 where there is none."""
+    return (
+        bytes([_EMPTY if symbol is None else _SINGLE]) + _varint(count) + (b"" if symbol is None else _varint(symbol))
+    )
+
+
 def _encode(symbols, alphabet_size: int, max_len: int, size_only: bool):
     a, counts, lo = _histogram_checked(symbols, alphabet_size)
     used = np.flatnonzero(counts)
     if used.size <= 1:
-        blob = bytes([_SINGLE if used.size else _EMPTY]) + _varint(a.size)
-        blob += _varint(int(used[0]) + lo) if used.size else b""
+        blob = _one_symbol_block(a.size, int(used[0]) + lo if used.size else None)
         return len(blob) if size_only else blob
     if used.size > 1 << max_len:
         raise ValueError(f"{used.size} symbols cannot have codes of at most {max_len} bits")
-    lens = _code_lengths(counts, max_len)
+    return _coded_block(a, lo, _code_lengths(counts, max_len), counts, size_only)
+
+
+def _coded_block(a: np.ndarray, lo: int, lens: np.ndarray, counts: np.ndarray, size_only: bool):
+    """Block type 2 of the symbols ``a`` with code lengths ``lens`` (and ``counts``) of the
+    symbols lo, lo + 1, ...; or its size."""
     table, m, nbits = _table_varints(lens, counts, lo)
     head = bytes([_HUFFMAN]) + _varint(a.size) + _varint(m) + table.tobytes() + _varint(nbits)
     size = len(head) + (nbits + 7) // 8
@@ -402,6 +513,8 @@ def decode(
         if sym >= limit or pos != data.size or n == 0:
             raise CorruptStreamError("malformed single-symbol huffman block")
         return np.full(n, sym, np.int32)
+    if kind == _PARTS:
+        return _decode_parts(data, pos, n, limit, out)
     if kind != _HUFFMAN:
         raise CorruptStreamError(f"unknown huffman block type {kind}")
     # n <= nbits <= 8 * (bytes left) in any block that passes the kernel's checks: a larger
@@ -413,4 +526,42 @@ def decode(
     err, a, b = decode_coded(data, pos, n, limit, out)
     if err:
         raise CorruptStreamError(coded_error(err, a, b))
+    return out
+
+
+def _decode_parts(data: np.ndarray, pos: int, n: int, limit: int, out: np.ndarray | None) -> np.ndarray:
+    """The parts of a type-3 block (from its part count on), each decoded into its run of
+    the result; every part is a block of type 0-2 inside the stated length. The parts are
+    all read and checked before the result is allocated."""
+    k, pos = _read_varint(data, pos, "part count")
+    if not 2 <= k <= MAX_PARTS:
+        raise CorruptStreamError(f"huffman block claims {k} parts (2..{MAX_PARTS})")
+    parts, total = [], 0
+    for _ in range(k):
+        length, pos = _read_varint(data, pos, "part length")
+        if length > data.size - pos:
+            raise CorruptStreamError(f"huffman part of {length} bytes overruns the block")
+        part = data[pos : pos + length]
+        pos += length
+        if length == 0 or int(part[0]) not in (_EMPTY, _SINGLE, _HUFFMAN):
+            raise CorruptStreamError("huffman part is not a block of type 0, 1 or 2")
+        count, _ = _read_varint(part, 1, "part symbol count")
+        if int(part[0]) == _HUFFMAN and count > 8 * length:  # a code is at least a bit
+            raise CorruptStreamError(f"huffman part claims {count} symbols in {length} bytes")
+        parts.append((part, count))
+        total += count
+    if total != n:
+        raise CorruptStreamError(f"huffman parts hold {total} of the block's {n} symbols")
+    if pos != data.size:
+        raise CorruptStreamError("huffman block has bytes after its parts")
+    if out is None or out.dtype != np.int32 or out.ndim != 1 or out.size < n or not out.flags.c_contiguous:
+        out = np.empty(n, np.int32)
+    out = out[:n]
+    done = 0
+    for part, count in parts:
+        run = out[done : done + count]
+        got = decode(part, count, limit, out=run)
+        if count and got.ctypes.data != run.ctypes.data:  # a one-symbol part comes back new
+            run[:] = got
+        done += count
     return out

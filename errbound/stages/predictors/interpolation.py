@@ -204,6 +204,22 @@ def level_count(shape: tuple[int, ...], anchor: int) -> int:
     return max(1, math.ceil(math.log2(longest))) if longest > 1 else 1
 
 
+def level_code_counts(shape4: tuple[int, ...], anchor: int) -> list[int]:
+    """The codes of each level in the order the traversal writes them, coarsest first: the
+    points of a level of stride s are on the grid of step s and not on that of step 2s (the
+    coarsest level's 2s-grid holds the anchors, or without anchors the first point, which
+    is coded first)."""
+    top = level_count(shape4, anchor)
+
+    def on_grid(step):
+        return math.prod((n - 1) // step + 1 for n in shape4)
+
+    counts = [on_grid(1 << (level - 1)) - on_grid(1 << level) for level in range(top, 0, -1)]
+    if anchor <= 0:
+        counts[0] += 1
+    return counts
+
+
 def anchor_count(shape4: tuple[int, ...], anchor: int) -> int:
     if anchor <= 0:
         return 0
@@ -290,6 +306,12 @@ class InterpolationPredictor(Stage):
         shape4 = as_4d_shape(shape)
         anchor = choose_anchor(shape) if self.anchor is None else self.anchor
         return int(np.count_nonzero(codes == 0)) + anchor_count(shape4, anchor)
+
+    def code_levels(self, shape) -> list[int]:
+        """The codes of each level, coarsest first (they differ in spread: the entropy stage
+        may give each its own table)."""
+        anchor = choose_anchor(shape) if self.anchor is None else self.anchor
+        return level_code_counts(as_4d_shape(shape), anchor)
 
     def decode(self, codes: np.ndarray, unpred: np.ndarray, shape, dtype, eb: float) -> np.ndarray:
         shape4, anchor, order, unit = self._setup(shape)

@@ -320,6 +320,10 @@ class LorenzoPredictor(Stage):
     def expected_unpredictable(self, codes: np.ndarray, shape) -> int:
         return int(np.count_nonzero(codes == 0))
 
+    def code_levels(self, shape) -> list[int]:
+        """One level: every code is predicted alike."""
+        return [math.prod(shape)]
+
     def decode(self, codes, unpred, shape, dtype, eb: float) -> np.ndarray:
         codes = kernel_array(codes, np.int32)
         unpred = kernel_array(unpred, dtype)
