@@ -365,6 +365,8 @@ class SizedRun:
     used: np.ndarray
     counts: np.ndarray
     size: int
+    order: np.ndarray | None = None  # the used symbols' indices by ascending count (ties by symbol)
+    per_length: list[int] | None = None  # how many codes of each length: the code, with ``order``
 
 
 def size_runs(symbols: np.ndarray, alphabet_size: int, runs) -> list[SizedRun]:
@@ -384,12 +386,13 @@ def size_runs(symbols: np.ndarray, alphabet_size: int, runs) -> list[SizedRun]:
 
 def one_table(runs: list[SizedRun]) -> SizedRun:
     """The runs together as one run (one table), sized from their counts."""
-    top = max(int(r.used[-1]) for r in runs if r.used.size) + 1 if any(r.used.size for r in runs) else 0
-    dense = np.zeros(top, np.int64)
-    for r in runs:
-        dense[r.used] += r.counts
+    present = [r for r in runs if r.used.size]
+    lo = min((int(r.used[0]) for r in present), default=0)
+    dense = np.zeros(max((int(r.used[-1]) for r in present), default=-1) + 1 - lo, np.int64)
+    for r in present:
+        dense[r.used - lo] += r.counts
     used = np.flatnonzero(dense)
-    return _sized_run(runs[0].start, sum(r.length for r in runs), used, dense[used])
+    return _sized_run(runs[0].start, sum(r.length for r in runs), used + lo, dense[used])
 
 
 def encode_run(symbols: np.ndarray, run: SizedRun) -> bytes:
@@ -401,7 +404,12 @@ def encode_run(symbols: np.ndarray, run: SizedRun) -> bytes:
     lo = int(run.used[0])
     counts = np.zeros(int(run.used[-1]) - lo + 1, np.int64)
     counts[run.used - lo] = run.counts
-    return _coded_block(part, lo, _code_lengths(counts, MAX_CODE_LENGTH), counts, False)
+    lens = np.zeros(counts.size, np.uint8)
+    # most frequent first gets the shortest code (as _code_lengths)
+    lens[run.used[run.order[::-1]] - lo] = np.repeat(np.arange(len(run.per_length), dtype=np.uint8), run.per_length)[
+        : run.used.size
+    ]
+    return _coded_block(part, lo, lens, counts, False)
 
 
 def encode_runs(symbols: np.ndarray, runs: list[SizedRun]) -> list[bytes]:
@@ -426,14 +434,19 @@ def _sized_run(start: int, length: int, used: np.ndarray, counts: np.ndarray) ->
         return SizedRun(start, length, used, counts, size)
     # the table's varints, (gap << 5) | (length - 1) with length - 1 < 32: their sizes
     # follow from the gaps between used symbols alone
-    gaps = np.diff(used, prepend=-1) - 1
+    gaps = np.empty(used.size, np.int64)
+    gaps[0] = used[0]
+    np.subtract(used[1:], used[:-1], out=gaps[1:])
+    gaps[1:] -= 1
     table = used.size + sum(int(np.count_nonzero(gaps >= 1 << k)) for k in (2, 9, 16))
-    ascending = np.sort(counts)
-    bl = _lengths_used(ascending, MAX_CODE_LENGTH)
-    lens = np.repeat(np.arange(len(bl), dtype=np.int64), bl)[: used.size]
+    # Stable sort: ties keep symbol order, so the code never depends on the platform
+    order = np.argsort(counts, kind="stable")
+    ascending = counts[order]
+    per_length = _lengths_used(ascending, MAX_CODE_LENGTH)
+    lens = np.repeat(np.arange(len(per_length), dtype=np.int64), per_length)[: used.size]
     nbits = int(np.dot(ascending[::-1].astype(np.int64), lens))
     size = 1 + len(_varint(length)) + len(_varint(used.size)) + table + len(_varint(nbits)) + (nbits + 7) // 8
-    return SizedRun(start, length, used, counts, size)
+    return SizedRun(start, length, used, counts, size, order, per_length)
 
 
 def _one_symbol_block(count: int, symbol: int | None) -> bytes:
