@@ -82,10 +82,16 @@ class Stage:
                         f"stage '{cls.name}' version {rec['version']} is newer than this errbound reads ({cls.version})"
                     )
                 try:
-                    return cls.from_params(rec["params"])
+                    stage = cls.from_params(rec["params"])
                 except (KeyError, TypeError, ValueError, OverflowError) as exc:
                     raise CorruptStreamError(f"stage '{cls.name}' has invalid parameters: {exc}") from None
+                stage.loaded_from(int(rec.get("version", 0)))
+                return stage
         raise CorruptStreamError(f"stream lacks the '{cls.name}' stage")
+
+    def loaded_from(self, version: int) -> None:
+        """Called with the version of the record the stage was loaded from: a stage whose
+        newer version allows more in its sections (and an older one must refuse it) keeps it."""
 
 
 def which(records: list, *classes: type[S]) -> type[S]:

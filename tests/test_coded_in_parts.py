@@ -4,6 +4,7 @@ records and versions that old decoders refuse by name, and the bound with the pa
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import errbound
+from errbound import stream
 from errbound.codecs.sz import codec as sz_codec
 from errbound.codecs.sz import policy
 from errbound.errors import CorruptStreamError
@@ -74,10 +76,13 @@ def test_zstd_pieces_round_trip_and_are_checked():
     stage = ZstdLossless()
     section = stage.compress_pieces(pieces)
     assert section[0] == 2 and stage.record()["version"] == 1  # the writer marks a kept section
-    assert stage.decompress(section, 10_000) == b"".join(pieces)
+    with pytest.raises(CorruptStreamError, match="in pieces under a version-1 zstd record"):
+        stage.decompress(section, 10_000)
     assert stage.compress_pieces([b"abc" * 30]) == stage.compress(b"abc" * 30)  # one piece: a plain section
     stage.in_pieces = True
-    assert stage.record()["version"] == 2 and ZstdLossless.load([stage.record()]).level == stage.level
+    assert stage.record()["version"] == 2
+    stage = ZstdLossless.load([stage.record()])  # a version-2 record reads pieces
+    assert stage.in_pieces and stage.decompress(section, 10_000) == b"".join(pieces)
 
     def pieces_of(*coded, count=None):
         out = bytes([2]) + varint.encode(len(coded) if count is None else count)
@@ -120,6 +125,27 @@ def test_sz_codes_in_parts_carry_their_versions_and_older_decoders_refuse_them(m
     monkeypatch.setattr(huffman.Huffman, "version", 1)
     with pytest.raises(errbound.UnsupportedStreamError, match="stage 'huffman' version 2 is newer"):
         errbound.decompress(blob)
+
+
+def _relabelled_v1(blob: bytes, which: set[str]) -> bytes:
+    """The stream with the records named in ``which`` (and the codec) saying version 1, its
+    checksum sealed again: a forgery only the decoder's own checks can catch."""
+    header, sections = stream.unpack(blob)
+    obj = json.loads(header.to_json())
+    obj["codec_version"] = 1
+    for record in obj["stages"]:
+        if record["name"] in which:
+            record["version"] = 1
+    forged = stream.Header.from_json(json.dumps(obj).encode())
+    return stream.pack(forged, [(name, bytes(data)) for name, data in sections.items()])
+
+
+def test_parts_under_version_1_records_are_refused():
+    blob = errbound.compress(_parts_field(), "sz", rel=1e-3)
+    with pytest.raises(CorruptStreamError, match="zstd section in pieces under a version-1 zstd record"):
+        errbound.decompress(_relabelled_v1(blob, {"huffman", "zstd"}))
+    with pytest.raises(CorruptStreamError, match="huffman block in parts under a version-1 huffman record"):
+        errbound.decompress(_relabelled_v1(blob, {"huffman"}))
 
 
 def test_hlr_and_auto_streams_code_their_sz_parts():

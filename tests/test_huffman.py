@@ -476,6 +476,15 @@ def test_parts_blocks_are_checked():
             huffman.decode(blob, None, 65536)
     with pytest.raises(CorruptStreamError, match="holds 350 symbols, expected 351"):
         huffman.decode(good, 351, 65536)
+    with pytest.raises(CorruptStreamError, match="in parts under a version-1 huffman record"):
+        huffman.decode(good, 350, 65536, parts=False)
+    for sym, words in ((70000, "malformed single-symbol"), (7, "malformed single-symbol")):
+        single = bytes([1]) + huffman._varint(50) + huffman._varint(sym) + (b"\0" if sym == 7 else b"")
+        with pytest.raises(CorruptStreamError, match=words):  # beyond the alphabet; a byte too many
+            huffman.decode(_parts_blob(a, single), 350, 65536)
+    out = np.full(400, -1, np.int32)
+    got = huffman.decode(good, 350, 65536, out=out)  # the one-symbol part is filled in place
+    assert got.ctypes.data == out.ctypes.data and (got[300:] == 7).all() and (out[350:] == -1).all()
     with pytest.raises(CorruptStreamError, match="outside"):  # a part's symbol beyond the alphabet
         huffman.decode(good, 350, 1000)
 

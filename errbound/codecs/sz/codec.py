@@ -154,7 +154,9 @@ def decode_stages(
         coded = lossless.decompress(section(sections, names["codes"]), 8 * count + 16 * entropy.alphabet + 4096)
         # the codes live only until the predictor has decoded them: a reused buffer (a fresh
         # one cost a quarter of decoding a 3 MB field in page faults)
-        codes = huffman.decode(coded, count, entropy.alphabet, out=scratch("sz-codes", count, np.int32))
+        codes = huffman.decode(
+            coded, count, entropy.alphabet, out=scratch("sz-codes", count, np.int32), parts=entropy.in_parts
+        )
     if codes.shape[0] != count:
         raise CorruptStreamError(f"expected {count} quantization codes, stream holds {codes.shape[0]}")
     codes = codes.astype(np.int32, copy=False)

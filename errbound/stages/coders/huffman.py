@@ -74,6 +74,9 @@ class Huffman(Stage):
     def record(self) -> dict:
         return {**super().record(), "version": 2 if self.in_parts else 1}
 
+    def loaded_from(self, version: int) -> None:
+        self.in_parts = version >= 2  # a version-1 record's block may not be in parts
+
 
 _jit = kernel
 _U32 = np.uint64(32)
@@ -495,6 +498,7 @@ def decode(
     count: int | None = None,
     alphabet_size: int | None = None,
     out: np.ndarray | None = None,
+    parts: bool = True,
 ) -> np.ndarray:
     """Decode a blob produced by :func:`encode` into an int32 array.
 
@@ -505,7 +509,8 @@ def decode(
     stored length whose values are symbols of the stored table (so within ``alphabet_size``).
     ``out``: a 1-D int32 array of at least the symbol count to decode a Huffman-coded block
     into (a reused buffer saves the page faults of a fresh one); the result is then a view
-    of it. An unsuitable ``out`` is not used.
+    of it. An unsuitable ``out`` is not used. ``parts=False`` refuses a block in parts (a
+    stream whose huffman record is version 1 holds none).
     """
     limit = MAX_ALPHABET if alphabet_size is None else min(int(alphabet_size), MAX_ALPHABET)
     data = _as_bytes(blob)
@@ -527,6 +532,8 @@ def decode(
             raise CorruptStreamError("malformed single-symbol huffman block")
         return np.full(n, sym, np.int32)
     if kind == _PARTS:
+        if not parts:
+            raise CorruptStreamError("huffman block in parts under a version-1 huffman record")
         return _decode_parts(data, pos, n, limit, out)
     if kind != _HUFFMAN:
         raise CorruptStreamError(f"unknown huffman block type {kind}")
@@ -558,10 +565,10 @@ def _decode_parts(data: np.ndarray, pos: int, n: int, limit: int, out: np.ndarra
         pos += length
         if length == 0 or int(part[0]) not in (_EMPTY, _SINGLE, _HUFFMAN):
             raise CorruptStreamError("huffman part is not a block of type 0, 1 or 2")
-        count, _ = _read_varint(part, 1, "part symbol count")
+        count, head = _read_varint(part, 1, "part symbol count")
         if int(part[0]) == _HUFFMAN and count > 8 * length:  # a code is at least a bit
             raise CorruptStreamError(f"huffman part claims {count} symbols in {length} bytes")
-        parts.append((part, count))
+        parts.append((part, count, head))
         total += count
     if total != n:
         raise CorruptStreamError(f"huffman parts hold {total} of the block's {n} symbols")
@@ -571,10 +578,14 @@ def _decode_parts(data: np.ndarray, pos: int, n: int, limit: int, out: np.ndarra
         out = np.empty(n, np.int32)
     out = out[:n]
     done = 0
-    for part, count in parts:
+    for part, count, head in parts:
         run = out[done : done + count]
-        got = decode(part, count, limit, out=run)
-        if count and got.ctypes.data != run.ctypes.data:  # a one-symbol part comes back new
-            run[:] = got
+        if int(part[0]) == _SINGLE:  # filled in place: decode() would make a new array of it
+            sym, end = _read_varint(part, head, "symbol")
+            if sym >= limit or end != part.size or count == 0:
+                raise CorruptStreamError("malformed single-symbol huffman block")
+            run.fill(sym)
+        else:
+            decode(part, count, limit, out=run, parts=False)
         done += count
     return out

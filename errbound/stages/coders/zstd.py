@@ -61,6 +61,9 @@ class ZstdLossless(Stage):
     def record(self) -> dict:
         return {**super().record(), "version": 2 if self.in_pieces else 1}
 
+    def loaded_from(self, version: int) -> None:
+        self.in_pieces = version >= 2  # a version-1 record's sections are not in pieces
+
     def compress_pieces(self, pieces) -> bytes:
         """The pieces' bytes joined, each piece coded on its own (tag 2: where the section is
         kept, its writer sets ``in_pieces`` so that the record says version 2), or as one
@@ -92,6 +95,8 @@ class ZstdLossless(Stage):
         tag = section[0]
         body = section[1:]
         if tag == _PIECES:
+            if not self.in_pieces:
+                raise CorruptStreamError("zstd section in pieces under a version-1 zstd record")
             return self._decompress_pieces(section, max_size)
         if tag == _STORED:
             if len(body) > max_size:
