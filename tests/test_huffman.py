@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from errbound.errors import CorruptStreamError, UnsupportedInputError
-from errbound.stages.coders import huffman, huffman_decoding
+from errbound.stages.coders import huffman, huffman_decoding, huffman_runs
 
 
 def roundtrip(symbols, alphabet_size):
@@ -423,16 +423,16 @@ def test_runs_are_sized_exactly_and_coded_in_parts(data):
         "mixed": lambda: np.where(np.arange(n) < n // 3, rng.integers(0, alphabet, n), alphabet // 2),
     }[kind]().astype(np.int32)
     runs = _runs_of(data, n)
-    sized = huffman.size_runs(s, alphabet, runs)
+    sized = huffman_runs.size_runs(s, alphabet, runs)
     for run in sized:
         block = huffman.encode(s[run.start : run.start + run.length], alphabet)
-        assert run.size == len(block) and huffman.encode_run(s, run) == block
-    whole = huffman.one_table(sized)
-    assert whole.size == len(huffman.encode(s, alphabet)) and huffman.encode_run(s, whole) == huffman.encode(
+        assert run.size == len(block) and huffman_runs.encode_run(s, run) == block
+    whole = huffman_runs.one_table(sized)
+    assert whole.size == len(huffman.encode(s, alphabet)) and huffman_runs.encode_run(s, whole) == huffman.encode(
         s, alphabet
     )
     if len(runs) >= 2:
-        pieces = huffman.encode_runs(s, sized)
+        pieces = huffman_runs.encode_runs(s, sized)
         assert len(pieces) == len(runs)
         for run, piece in zip(sized, pieces, strict=True):
             assert piece.endswith(huffman.encode(s[run.start : run.start + run.length], alphabet))
@@ -493,8 +493,8 @@ def test_parts_blocks_are_checked():
 def test_damaged_parts_never_crash(seed):
     rng = np.random.default_rng(seed)
     s = np.concatenate([typical(3000, rng, 40.0), typical(2000, rng), np.full(500, 9, np.int32)])
-    sized = huffman.size_runs(s, 65536, [3000, 2000, 500])
-    blob = np.frombuffer(b"".join(huffman.encode_runs(s, sized)), np.uint8)
+    sized = huffman_runs.size_runs(s, 65536, [3000, 2000, 500])
+    blob = np.frombuffer(b"".join(huffman_runs.encode_runs(s, sized)), np.uint8)
     for cut in (*range(40), *rng.integers(0, blob.size, 100).tolist()):
         assert decode_or_raise(blob[:cut].tobytes(), s.size, 65536), cut
     for trial in range(300):

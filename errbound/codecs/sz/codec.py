@@ -20,7 +20,7 @@ from ...errors import CorruptStreamError
 from ...layout import as_4d_shape
 from ...scratch import scratch
 from ...stage import which
-from ...stages.coders import huffman, rans
+from ...stages.coders import huffman, huffman_runs, rans
 from ...stages.coders.zstd import DEFAULT_LEVEL, ZstdLossless
 from ...stages.predictors.interpolation import InterpolationPredictor, choose_anchor, level_bounds, level_count
 from ...stages.predictors.lorenzo import LorenzoPredictor
@@ -107,14 +107,14 @@ def entropy_code(
         planned = code_parts(codes, levels, entropy.alphabet, 2 * PART_MIN_CODES if try_rans else PARTS_FROM_CODES)
     in_parts = None
     if planned is not None and (try_rans or huffman_coded is not None or parts_pay(*planned)):
-        in_parts = lossless.compress_pieces(huffman.encode_runs(codes, planned[0]))
+        in_parts = lossless.compress_pieces(huffman_runs.encode_runs(codes, planned[0]))
         if huffman_coded is None and not try_rans:
             entropy.in_parts = lossless.in_pieces = True
             return entropy, in_parts
     raw = None
     if huffman_coded is None:
         # the runs' counts make the one table's block without a second histogram
-        raw = huffman.encode_run(codes, planned[1]) if planned else huffman.encode(codes, entropy.alphabet)
+        raw = huffman_runs.encode_run(codes, planned[1]) if planned else huffman.encode(codes, entropy.alphabet)
         huffman_coded = lossless.compress(raw)
     coded = huffman_coded
     if in_parts is not None and len(in_parts) < len(coded):

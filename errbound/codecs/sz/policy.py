@@ -18,7 +18,7 @@ import numpy as np
 
 from ...layout import as_4d_shape
 from ...stage import Stage
-from ...stages.coders import huffman
+from ...stages.coders import huffman, huffman_runs
 from ...stages.coders.zstd import ZstdLossless
 from ...stages.predictors.interpolation import InterpolationPredictor, choose_anchor
 from ...stages.predictors.lorenzo import LorenzoPredictor
@@ -295,7 +295,7 @@ def choose(data: np.ndarray, eb: float) -> Choice:
 def code_parts(codes: np.ndarray, levels: list[int], alphabet: int, from_codes: int = PARTS_FROM_CODES):
     """(runs, whole): the runs of ``codes`` that would get a Huffman table each, and all
     of them as one, sized from their counts
-    (:class:`~errbound.stages.coders.huffman.SizedRun`: so that either is coded with no
+    (:class:`~errbound.stages.coders.huffman_runs.SizedRun`: so that either is coded with no
     second histogram); or None where the levels are too few. ``levels``: the predictor's
     codes per level, in stream order. An interpolation's coarse levels are predicted from
     farther points under tighter bounds, so their codes spread wider than the finest
@@ -315,8 +315,8 @@ def code_parts(codes: np.ndarray, levels: list[int], alphabet: int, from_codes: 
         runs[-1] += pending
     if len(runs) < 2:
         return None
-    sized = huffman.size_runs(codes, alphabet, runs)
-    return sized, huffman.one_table(sized)
+    sized = huffman_runs.size_runs(codes, alphabet, runs)
+    return sized, huffman_runs.one_table(sized)
 
 
 def parts_pay(parts, whole) -> bool:

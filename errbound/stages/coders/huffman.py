@@ -35,11 +35,6 @@ from .huffman_decoding import MAX_ALPHABET, MAX_CODE_LENGTH, coded_error, decode
 __all__ = [
     "Huffman",
     "encode",
-    "encode_runs",
-    "size_runs",
-    "one_table",
-    "encode_run",
-    "SizedRun",
     "decode",
     "encoded_size_estimate",
     "histogram",
@@ -52,7 +47,8 @@ __all__ = [
 # than attempt a petabyte allocation from a corrupt header.
 MAX_COUNT = 1 << 40
 
-_EMPTY, _SINGLE, _HUFFMAN, _PARTS = 0, 1, 2, 3
+_EMPTY, _SINGLE, _HUFFMAN = 0, 1, 2
+IN_PARTS = 3  # block type 3, written by .huffman_runs
 MAX_PARTS = 64  # more than the levels of any interpolation (a level halves the stride)
 
 
@@ -211,14 +207,14 @@ def _code_lengths(counts: np.ndarray, max_len: int) -> np.ndarray:
     used = np.flatnonzero(counts)
     # Stable sort: ties keep symbol order, so the result never depends on the platform.
     order = used[np.argsort(counts[used], kind="stable")]
-    bl = _lengths_used(counts[order], max_len)
+    bl = length_counts(counts[order], max_len)
     lens = np.zeros(counts.size, np.uint8)
     # most frequent first gets the shortest code
     lens[order[::-1]] = np.repeat(np.arange(len(bl), dtype=np.uint8), bl)[: order.size]
     return lens
 
 
-def _lengths_used(ascending: np.ndarray, max_len: int) -> list[int]:
+def length_counts(ascending: np.ndarray, max_len: int) -> list[int]:
     """How many codes of each length (index) a length-limited Huffman code gives weights
     sorted ascending (>= 2 of them); the most frequent take the shortest."""
     depths = _minimum_redundancy_depths(ascending.astype(np.int64))  # a copy: computed in place
@@ -358,101 +354,7 @@ def encoded_size_estimate(symbols: np.ndarray, alphabet_size: int) -> int:
     return _encode(symbols, alphabet_size, MAX_CODE_LENGTH, True)
 
 
-@dataclass
-class SizedRun:
-    """A run of symbols to code with its own table: where it starts and how long it is, the
-    symbols it uses (ascending) and their counts, and its block's exact size."""
-
-    start: int
-    length: int
-    used: np.ndarray
-    counts: np.ndarray
-    size: int
-    order: np.ndarray | None = None  # the used symbols' indices by ascending count (ties by symbol)
-    per_length: list[int] | None = None  # how many codes of each length: the code, with ``order``
-
-
-def size_runs(symbols: np.ndarray, alphabet_size: int, runs) -> list[SizedRun]:
-    """Each run (consecutive lengths adding up to ``symbols.size``) sized as a block of its
-    own, from its counts (no code is built: the sizes need only the sorted counts)."""
-    a = np.asarray(symbols)
-    sized, start = [], 0
-    for length in runs:
-        counts, lo = histogram(a[start : start + length], alphabet_size)
-        used = np.flatnonzero(counts)
-        sized.append(_sized_run(start, int(length), used + lo, counts[used]))
-        start += length
-    if start != a.size:
-        raise ValueError(f"runs add up to {start}, not to the {a.size} symbols")
-    return sized
-
-
-def one_table(runs: list[SizedRun]) -> SizedRun:
-    """The runs together as one run (one table), sized from their counts."""
-    present = [r for r in runs if r.used.size]
-    lo = min((int(r.used[0]) for r in present), default=0)
-    dense = np.zeros(max((int(r.used[-1]) for r in present), default=-1) + 1 - lo, np.int64)
-    for r in present:
-        dense[r.used - lo] += r.counts
-    used = np.flatnonzero(dense)
-    return _sized_run(runs[0].start, sum(r.length for r in runs), used + lo, dense[used])
-
-
-def encode_run(symbols: np.ndarray, run: SizedRun) -> bytes:
-    """The run's symbols of ``symbols`` as one block of type 0-2 (the bytes of
-    :func:`encode`), from the counts it was sized with."""
-    part = np.ascontiguousarray(np.asarray(symbols)[run.start : run.start + run.length])
-    if run.used.size <= 1:
-        return _one_symbol_block(run.length, int(run.used[0]) if run.used.size else None)
-    lo = int(run.used[0])
-    counts = np.zeros(int(run.used[-1]) - lo + 1, np.int64)
-    counts[run.used - lo] = run.counts
-    lens = np.zeros(counts.size, np.uint8)
-    # most frequent first gets the shortest code (as _code_lengths)
-    lens[run.used[run.order[::-1]] - lo] = np.repeat(np.arange(len(run.per_length), dtype=np.uint8), run.per_length)[
-        : run.used.size
-    ]
-    return _coded_block(part, lo, lens, counts, False)
-
-
-def encode_runs(symbols: np.ndarray, runs: list[SizedRun]) -> list[bytes]:
-    """The runs (2..MAX_PARTS, from :func:`size_runs`), each with its own table, as block
-    type 3 (a stage that writes it is version 2), in pieces: one per run, the first with
-    the block's head. Joined, they are the block that :func:`decode` reads; apart, a
-    lossless stage can code each on its own."""
-    if not 2 <= len(runs) <= MAX_PARTS:
-        raise ValueError(f"2..{MAX_PARTS} runs, got {len(runs)}")
-    head = bytes([_PARTS]) + _varint(sum(r.length for r in runs)) + _varint(len(runs))
-    pieces = []
-    for run in runs:
-        block = encode_run(symbols, run)
-        pieces.append(head + _varint(len(block)) + block)
-        head = b""
-    return pieces
-
-
-def _sized_run(start: int, length: int, used: np.ndarray, counts: np.ndarray) -> SizedRun:
-    if used.size <= 1:
-        size = len(_one_symbol_block(length, int(used[0]) if used.size else None))
-        return SizedRun(start, length, used, counts, size)
-    # the table's varints, (gap << 5) | (length - 1) with length - 1 < 32: their sizes
-    # follow from the gaps between used symbols alone
-    gaps = np.empty(used.size, np.int64)
-    gaps[0] = used[0]
-    np.subtract(used[1:], used[:-1], out=gaps[1:])
-    gaps[1:] -= 1
-    table = used.size + sum(int(np.count_nonzero(gaps >= 1 << k)) for k in (2, 9, 16))
-    # Stable sort: ties keep symbol order, so the code never depends on the platform
-    order = np.argsort(counts, kind="stable")
-    ascending = counts[order]
-    per_length = _lengths_used(ascending, MAX_CODE_LENGTH)
-    lens = np.repeat(np.arange(len(per_length), dtype=np.int64), per_length)[: used.size]
-    nbits = int(np.dot(ascending[::-1].astype(np.int64), lens))
-    size = 1 + len(_varint(length)) + len(_varint(used.size)) + table + len(_varint(nbits)) + (nbits + 7) // 8
-    return SizedRun(start, length, used, counts, size, order, per_length)
-
-
-def _one_symbol_block(count: int, symbol: int | None) -> bytes:
+def one_symbol_block(count: int, symbol: int | None) -> bytes:
     """Block type 1 (``symbol`` ``count`` times), or type 0 where there is none."""
     return (
         bytes([_EMPTY if symbol is None else _SINGLE]) + _varint(count) + (b"" if symbol is None else _varint(symbol))
@@ -463,14 +365,14 @@ def _encode(symbols, alphabet_size: int, max_len: int, size_only: bool):
     a, counts, lo = _histogram_checked(symbols, alphabet_size)
     used = np.flatnonzero(counts)
     if used.size <= 1:
-        blob = _one_symbol_block(a.size, int(used[0]) + lo if used.size else None)
+        blob = one_symbol_block(a.size, int(used[0]) + lo if used.size else None)
         return len(blob) if size_only else blob
     if used.size > 1 << max_len:
         raise ValueError(f"{used.size} symbols cannot have codes of at most {max_len} bits")
-    return _coded_block(a, lo, _code_lengths(counts, max_len), counts, size_only)
+    return coded_block(a, lo, _code_lengths(counts, max_len), counts, size_only)
 
 
-def _coded_block(a: np.ndarray, lo: int, lens: np.ndarray, counts: np.ndarray, size_only: bool):
+def coded_block(a: np.ndarray, lo: int, lens: np.ndarray, counts: np.ndarray, size_only: bool):
     """Block type 2 of the symbols ``a`` with code lengths ``lens`` (and ``counts``) of the
     symbols lo, lo + 1, ...; or its size."""
     table, m, nbits = _table_varints(lens, counts, lo)
@@ -531,7 +433,7 @@ def decode(
         if sym >= limit or pos != data.size or n == 0:
             raise CorruptStreamError("malformed single-symbol huffman block")
         return np.full(n, sym, np.int32)
-    if kind == _PARTS:
+    if kind == IN_PARTS:
         if not parts:
             raise CorruptStreamError("huffman block in parts under a version-1 huffman record")
         return _decode_parts(data, pos, n, limit, out)
