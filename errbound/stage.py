@@ -68,9 +68,11 @@ class Stage:
         return {"name": self.name, "version": self.version, "params": self.params()}
 
     @classmethod
-    def present(cls, records: list) -> bool:
-        """Whether the stream's stage records name this stage."""
-        return any(isinstance(r, dict) and r.get("name") == cls.name for r in records)
+    def present(cls, records: list, version: int = 0) -> bool:
+        """Whether the stream's stage records name this stage (at ``version`` or newer)."""
+        return any(
+            isinstance(r, dict) and r.get("name") == cls.name and r.get("version", 0) >= version for r in records
+        )
 
     @classmethod
     def load(cls: type[S], records: list) -> S:

@@ -82,10 +82,9 @@ class HLRCodec(Codec):
 
     @classmethod
     def stream_version(cls, stages):
-        if any(isinstance(r, dict) and r.get("name") == Huffman.name and r.get("version") == 2 for r in stages):
+        if Huffman.present(stages, version=2):
             return 3
-        lowrank_records = [r for r in stages if isinstance(r, dict) and r.get("name") == LowRankTiles.name]
-        return 2 if any(r.get("version") == 2 for r in lowrank_records) else 1
+        return 2 if LowRankTiles.present(stages, version=2) else 1
 
     def __init__(self, leaf: int | None = None, tolerance: float | None = None):
         self.policy = lowrank.Policy()

@@ -180,7 +180,7 @@ class SZCodec(Codec):
 
     @classmethod
     def stream_version(cls, stages):
-        if any(isinstance(r, dict) and r.get("name") == huffman.Huffman.name and r.get("version") == 2 for r in stages):
+        if huffman.Huffman.present(stages, version=2):
             return 3
         return 2 if rans.Rans.present(stages) else 1
 

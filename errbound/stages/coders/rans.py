@@ -28,6 +28,7 @@ import numpy as np
 from ...errors import CorruptStreamError, UnsupportedInputError
 from ...jit import kernel
 from ...stage import Stage
+from . import varint
 
 CONTEXTS = 8
 UNPREDICTABLE_DISTANCE = 9
@@ -227,18 +228,8 @@ class _Reader:
         return np.add.reduceat((window[:used] & 0x7F) << shift, starts)
 
     def varint(self, what: str) -> int:
-        v = shift = 0
-        while True:
-            if self.pos >= self.data.size:
-                raise CorruptStreamError(f"rans block truncated while reading {what}")
-            b = int(self.data[self.pos])
-            self.pos += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                return v
-            if shift >= 63:
-                raise CorruptStreamError(f"rans block: varint for {what} is too long")
+        v, self.pos = varint.read(self.data, self.pos, what, "rans block")
+        return v
 
 
 def normalize(counts: np.ndarray, total: int) -> np.ndarray:
