@@ -207,10 +207,15 @@ def _code_lengths(counts: np.ndarray, max_len: int) -> np.ndarray:
     used = np.flatnonzero(counts)
     # Stable sort: ties keep symbol order, so the result never depends on the platform.
     order = used[np.argsort(counts[used], kind="stable")]
-    bl = length_counts(counts[order], max_len)
-    lens = np.zeros(counts.size, np.uint8)
-    # most frequent first gets the shortest code
-    lens[order[::-1]] = np.repeat(np.arange(len(bl), dtype=np.uint8), bl)[: order.size]
+    return lengths_in_order(order, length_counts(counts[order], max_len), counts.size)
+
+
+def lengths_in_order(order: np.ndarray, per_length: list[int], size: int) -> np.ndarray:
+    """Code lengths (uint8 per symbol index below ``size``, 0 = unused) for the symbols at
+    ``order`` (by ascending count) and ``per_length`` codes of each length: the most
+    frequent first gets the shortest code."""
+    lens = np.zeros(size, np.uint8)
+    lens[order[::-1]] = np.repeat(np.arange(len(per_length), dtype=np.uint8), per_length)[: order.size]
     return lens
 
 

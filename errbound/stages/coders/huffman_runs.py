@@ -14,7 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import varint
-from .huffman import IN_PARTS, MAX_CODE_LENGTH, MAX_PARTS, coded_block, histogram, length_counts, one_symbol_block
+from .huffman import (
+    IN_PARTS,
+    MAX_CODE_LENGTH,
+    MAX_PARTS,
+    coded_block,
+    histogram,
+    length_counts,
+    lengths_in_order,
+    one_symbol_block,
+)
 
 __all__ = ["SizedRun", "size_runs", "one_table", "encode_run", "encode_runs"]
 
@@ -68,11 +77,7 @@ def encode_run(symbols: np.ndarray, run: SizedRun) -> bytes:
     lo = int(run.used[0])
     counts = np.zeros(int(run.used[-1]) - lo + 1, np.int64)
     counts[run.used - lo] = run.counts
-    lens = np.zeros(counts.size, np.uint8)
-    # most frequent first gets the shortest code (as _code_lengths)
-    lens[run.used[run.order[::-1]] - lo] = np.repeat(np.arange(len(run.per_length), dtype=np.uint8), run.per_length)[
-        : run.used.size
-    ]
+    lens = lengths_in_order(run.used[run.order] - lo, run.per_length, counts.size)
     return coded_block(part, lo, lens, counts, False)
 
 
