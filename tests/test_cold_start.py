@@ -154,6 +154,31 @@ def test_hlr_warmup_covers_the_residual_predictors(tmp_path):
     assert result(run(HLR_AFTER_WARMUP, env, "use"))["compiled"] == []
 
 
+SZ_BEST_AFTER_WARMUP = r"""
+import json, sys, numpy as np
+from numba.core import event
+import errbound
+if sys.argv[1] == "warm":
+    errbound.warmup(["sz"], dtypes=["float32"], ndims=[3])
+    sys.exit()
+# noise on part of a smooth field: entropy="best" keeps the rANS coder, in lanes
+x = np.fromfunction(lambda i, j, k: np.sin(i / 5) * np.cos(j / 7) + k / 40, (40, 48, 56), dtype=np.float32)
+x += np.random.default_rng(2).normal(0, 0.02, x.shape).astype(np.float32) * (x > 0.5)
+with event.install_recorder("numba:compile") as rec:
+    blob = errbound.compress(x, "sz", rel=1e-3, entropy="best")
+    errbound.decompress(blob)
+coder = [(s["name"], s["version"]) for s in errbound.info(blob)["stages"] if s["name"] in ("huffman", "rans")]
+print(json.dumps({"coder": coder, "compiled": sorted({e.data["dispatcher"].py_func.__qualname__ for _, e in rec.buffer if e.is_start})}))
+"""
+
+
+def test_sz_warmup_covers_the_rans_coder(tmp_path):
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"), ERRBOUND_PROGRESS="0")
+    assert run(SZ_BEST_AFTER_WARMUP, env, "warm").returncode == 0
+    used = result(run(SZ_BEST_AFTER_WARMUP, env, "use"))
+    assert used == {"coder": [["rans", 2]], "compiled": []}
+
+
 def _read_only_copy(tmp_path: Path) -> Path | None:
     """errbound's package in a read-only folder (a read-only bind mount as root, file modes
     otherwise), or None where neither is possible."""

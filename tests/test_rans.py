@@ -51,7 +51,7 @@ def test_precision_17_with_frequency_one_symbols_round_trips(seed):
     rare = rng.permutation(np.repeat(np.arange(1, 2 * CENTER, dtype=np.int32), 7))[:n]
     c = np.where(rng.random(n) < 0.7, np.int32(CENTER), rare)
     assert rans._precision(np.unique(c).size) == 17
-    roundtrip(c)
+    assert roundtrip(c)[0] == 2  # lanes stop at precision 15
 
 
 @settings(max_examples=40, deadline=None)
@@ -84,10 +84,16 @@ def test_contexts_beat_huffman_where_residuals_cluster():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(1, 64), st.sampled_from(["flip", "truncate", "extend"]))
-def test_damaged_blobs_raise_or_decode_to_the_count(seed, at, how):
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 64),
+    st.sampled_from(["flip", "truncate", "extend"]),
+    st.booleans(),
+)
+def test_damaged_blobs_raise_or_decode_to_the_count(seed, at, how, lanes):
     c = codes(3000, seed % 97)
-    blob = bytearray(rans.encode(c, 2 * CENTER, CENTER))
+    blob = bytearray(rans.encode(c, 2 * CENTER, CENTER, lanes=lanes))
+    assert blob[0] == (3 if lanes else 2)
     pos = len(blob) - 1 - (seed % len(blob))
     if how == "flip":
         blob[pos] ^= 1 << (at % 8)
@@ -126,19 +132,89 @@ def test_sz_keeps_the_smaller_coder_and_decodes_either():
         errbound.compress(x, "sz", rel=1e-3, entropy="arithmetic")
 
 
-def test_a_rans_stream_needs_sz_v2_and_a_huffman_stream_stays_v1(monkeypatch):
-    """An errbound whose sz predates rans refuses a rans stream as too new, not as corrupt;
-    streams without rans keep version 1, which every errbound reads."""
+@pytest.mark.parametrize("in_lanes", [True, False])
+def test_a_rans_stream_needs_the_sz_version_of_its_block_and_a_huffman_stream_stays_v1(monkeypatch, in_lanes):
+    """An errbound whose sz predates rans (v1), or rANS in lanes (v3), refuses such a stream
+    as too new, not as corrupt; streams without rans keep version 1, which every errbound
+    reads, and a rans stream in one lane stays v2."""
     from errbound.codecs.sz.codec import SZCodec
 
+    if not in_lanes:  # what the rans coder wrote before lanes
+        monkeypatch.setattr(rans, "MIN_LANE_CODES", 1 << 62)
     x = _noisy_field()
     plain = errbound.compress(x[:, :, :40], "sz", rel=1e-3)  # 76 800 codes: one Huffman table
     best = errbound.compress(x, "sz", rel=1e-3, entropy="best")
-    assert errbound.info(plain)["codec_version"] == 1 and errbound.info(best)["codec_version"] == 2
-    monkeypatch.setattr(SZCodec, "version", 1)  # what 0.2.0 declares
+    needs = 4 if in_lanes else 2
+    record = next(s for s in errbound.info(best)["stages"] if s["name"] == "rans")
+    assert record["version"] == (2 if in_lanes else 1)
+    assert errbound.info(plain)["codec_version"] == 1 and errbound.info(best)["codec_version"] == needs
+    monkeypatch.setattr(SZCodec, "version", needs - 1)
     errbound.decompress(plain)
-    with pytest.raises(errbound.UnsupportedStreamError, match="needs codec sz v2"):
+    with pytest.raises(errbound.UnsupportedStreamError, match=f"needs codec sz v{needs}"):
         errbound.decompress(best)
+
+
+def test_lanes_are_used_from_their_minimum_and_up_to_precision_15():
+    rng = np.random.default_rng(5)
+    for n in (rans.MIN_LANE_CODES - 1, rans.MIN_LANE_CODES, rans.MIN_LANE_CODES + 3, 4099):
+        c = codes(n, n)
+        assert roundtrip(c)[0] == (3 if n >= rans.MIN_LANE_CODES else 2)
+        assert rans.encode(c, 2 * CENTER, CENTER, lanes=False)[0] == 2
+    # 16384 distinct symbols take precision 15, one more takes 16: one lane
+    for distinct, kind in ((16384, 3), (16385, 2)):
+        c = rng.permutation(np.concatenate([np.arange(distinct), rng.integers(0, distinct, 20_000)])).astype(np.int32)
+        assert rans._precision(np.unique(c).size) == (15 if kind == 3 else 16)
+        assert roundtrip(c + 1)[0] == kind
+
+
+def test_a_block_in_lanes_is_refused_under_a_version_1_record():
+    c = codes(5000, 1)
+    blob = rans.encode(c, 2 * CENTER, CENTER)
+    assert blob[0] == 3
+    with pytest.raises(CorruptStreamError, match="lanes under a version-1 rans record"):
+        rans.decode(blob, c.size, 2 * CENTER, CENTER, lanes=False)
+    stage = rans.Rans(2 * CENTER, CENTER)
+    stage.loaded_from(1)
+    with pytest.raises(CorruptStreamError, match="version-1"):
+        stage.decode(blob, c.size)
+    stage.loaded_from(2)
+    np.testing.assert_array_equal(stage.decode(blob, c.size), c)
+
+
+@pytest.mark.parametrize(
+    "forge, message",
+    [
+        (lambda sizes: [sizes[0] + 2, sizes[1] - 2, *sizes[2:]], "lane does not decode"),
+        (lambda sizes: [sizes[0] + 1, sizes[1] - 1, *sizes[2:]], "even count"),
+        (lambda sizes: [2, *sizes[1:]], "even count"),
+        (lambda sizes: [*sizes[:3], sizes[3] - 2], r"\d+ present"),
+    ],
+)
+def test_forged_lane_sizes_are_refused(forge, message):
+    c = codes(5000, 2)
+    blob = rans.encode(c, 2 * CENTER, CENTER)
+    lanes = 4
+    sizes = _lane_sizes(blob)
+    head = len(blob) - sum(sizes)  # the sizes' varints end where the payloads start
+    varints = b"".join(rans._varints([s]) for s in sizes)
+    start = head - len(varints)
+    assert blob[start:head] == varints and len(sizes) == lanes
+    forged = blob[:start] + rans._varints(forge(sizes)) + blob[head:]
+    with pytest.raises(CorruptStreamError, match=message):
+        rans.decode(forged, c.size, 2 * CENTER, CENTER)
+
+
+def _lane_sizes(blob: bytes) -> list[int]:
+    """The lane sizes of a type-3 block, read as the decoder does."""
+    data = np.frombuffer(blob, np.uint8)
+    r = rans._Reader(data, 1)
+    n, _, m = r.varint(""), r.varint(""), r.varint("")
+    r.varints(m, "")
+    for _ in range(rans.CONTEXTS):
+        if r.varint(""):
+            r.varints(m, "")
+    assert n == 5000
+    return [r.varint("") for _ in range(4)]
 
 
 def test_a_forged_precision_is_refused_before_its_tables_are_built():

@@ -28,6 +28,7 @@ from errbound.errors import CorruptStreamError, UnsupportedStreamError
 from errbound.stage import stages
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+from write_lanes_stream_fixtures import noisy  # noqa: E402
 from write_parts_stream_fixtures import spectral  # noqa: E402
 
 # --------------------------------------------------------------------------- sample streams
@@ -62,6 +63,8 @@ def _make_streams():
         "fortran-2d": (np.asfortranarray(x[0].astype(np.float64)), "sz", "abs", 1e-4, {}),
         # sz v3: the codes in parts (a Huffman table and a zstd frame per run of levels)
         "sz-parts": (_with_specials(spectral((40, 50, 60), np.float32, 146, 8)), "sz", "rel", 1e-3, {}),
+        # sz v4: the codes rANS-coded in lanes
+        "sz-lanes": (noisy((40, 48, 56), np.float32, 147), "sz", "rel", 1e-3, {"entropy": "best"}),
     }
     for codec in LOSSY_CODECS:  # codecs added later are covered too
         cases.setdefault(codec, (xs, codec, "rel", 1e-3, {}))
@@ -74,6 +77,7 @@ def _make_streams():
     assert "patches" in errbound.info(out["zfp"][0])["sections"]
     assert errbound.info(out["zfp-unit-axis"][0])["codec_version"] == 2
     assert errbound.info(out["sz-parts"][0])["codec_version"] == 3
+    assert errbound.info(out["sz-lanes"][0])["codec_version"] == 4
     assert {"signs", "zeros"} <= set(errbound.info(out["pw_rel"][0])["sections"])
     return out
 

@@ -127,7 +127,7 @@ def entropy_code(
         gate = ZstdLossless().compress(raw if raw is not None else huffman.encode(codes, entropy.alphabet))
     if rans.estimated_size(codes, 2 * radius, radius) * RANS_GAIN < len(gate):
         stage = rans.Rans(2 * radius, radius)
-        blob = lossless.compress(rans.encode(codes, stage.alphabet, stage.center))
+        blob = lossless.compress(stage.encode(codes))
         if len(blob) * RANS_GAIN < len(gate) and len(blob) < len(coded):
             return stage, blob
     lossless.in_pieces = entropy.in_parts
@@ -149,7 +149,7 @@ def decode_stages(
         if entropy.center != predictor.radius:
             raise CorruptStreamError("rans center is not the quantizer's zero code")
         coded = lossless.decompress(section(sections, names["codes"]), 4 * count + 32 * entropy.alphabet + 4096)
-        codes = rans.decode(coded, count, entropy.alphabet, entropy.center)
+        codes = entropy.decode(coded, count)
     else:
         coded = lossless.decompress(section(sections, names["codes"]), 8 * count + 16 * entropy.alphabet + 4096)
         # the codes live only until the predictor has decoded them: a reused buffer (a fresh
@@ -175,11 +175,14 @@ class SZCodec(Codec):
     # so instead of calling the stream corrupt); one without it stays v1. 0.3.0's stored
     # rans fixture was written as v1 and decodes as well. v3: the codes in parts, one
     # Huffman table per run of levels (huffman stage v2); a stream without them stays v1/v2.
-    version = 3
+    # v4: rANS in lanes (rans stage v2).
+    version = 4
     stage_names = ("interpolation|lorenzo", "huffman|rans", "zstd")
 
     @classmethod
     def stream_version(cls, stages):
+        if rans.Rans.present(stages, version=2):
+            return 4
         if huffman.Huffman.present(stages, version=2):
             return 3
         return 2 if rans.Rans.present(stages) else 1

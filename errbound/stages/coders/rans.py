@@ -11,12 +11,18 @@ entropy is 0-14 % below what Huffman + zstd reach; ``sz`` keeps whichever is sma
 
 Blob layout (varint = unsigned LEB128):
 
-* byte 0: ``0`` empty, ``1`` a single distinct symbol (varint count, varint symbol), ``2`` rANS.
+* byte 0: ``0`` empty, ``1`` a single distinct symbol (varint count, varint symbol), ``2`` rANS,
+  ``3`` rANS in lanes (stage version 2; see :mod:`.rans_lanes`).
 * type 2: varint count ``n``; varint ``precision``; varint used-symbol count ``m``; ``m``
   varints of symbol gaps (as Huffman's table, without lengths); then per context a varint
   flag (0: unused) and for a used context ``m`` varint frequencies summing to
   ``2**precision``; varint byte count of the payload; the payload (its first 4 bytes are the
   final encoder state, big-endian).
+* type 3: as type 2 up to the frequency tables (``precision`` at most 15); then LANES
+  varint byte counts, one per lane, and the lanes' payloads in order. Lane ``j`` codes
+  ``n // LANES`` codes from ``j * (n // LANES)`` (the last lane the rest) with its context
+  history starting afresh; its payload is 16-bit little-endian words, the first two the
+  final encoder state (high word first).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from ...errors import CorruptStreamError, UnsupportedInputError
 from ...jit import kernel
 from ...stage import Stage
 from . import varint
+from .rans_lanes import LANES, MAX_LANE_PRECISION, decode_lanes, encode_lane, lane_bounds
 
 CONTEXTS = 8
 UNPREDICTABLE_DISTANCE = 9
@@ -36,7 +43,8 @@ _L = 1 << 23  # lower bound of the normalized state
 MIN_PRECISION, MAX_PRECISION = 12, 20
 MAX_SYMBOLS = 1 << 16  # distinct symbols (16 bits of the decoder's table entry)
 MAX_COUNT = 1 << 40
-_EMPTY, _SINGLE, _RANS = 0, 1, 2
+MIN_LANE_CODES = 1024  # below it, three more states and sizes (about 16 bytes) are not worth it
+_EMPTY, _SINGLE, _RANS, _RANS_LANES = 0, 1, 2, 3
 
 
 @dataclass
@@ -45,6 +53,7 @@ class Rans(Stage):
     is ``center``."""
 
     name = "rans"
+    version = 2  # v2: block type 3 (in lanes)
 
     alphabet: int
     center: int
@@ -52,6 +61,25 @@ class Rans(Stage):
     def __post_init__(self):
         self.alphabet = int(self.alphabet)
         self.center = int(self.center)
+        # not a stored parameter (the block says so): whether the block is in lanes, which
+        # needs version 2; a record says version 2 then, and stays version 1 otherwise
+        self.in_lanes = False
+
+    def record(self) -> dict:
+        return {**super().record(), "version": 2 if self.in_lanes else 1}
+
+    def loaded_from(self, version: int) -> None:
+        self.in_lanes = version >= 2  # a version-1 record's block may not be in lanes
+
+    def encode(self, symbols: np.ndarray) -> bytes:
+        """The block of ``symbols`` (see :func:`encode`); the record then says whether it
+        is in lanes."""
+        blob = encode(symbols, self.alphabet, self.center)
+        self.in_lanes = blob[0] == _RANS_LANES
+        return blob
+
+    def decode(self, blob, count: int) -> np.ndarray:
+        return decode(blob, count, self.alphabet, self.center, lanes=self.in_lanes)
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -113,6 +141,24 @@ def _reciprocals(freq: np.ndarray, cum: np.ndarray, precision: int):
     shift = np.where(one, np.uint64(32), t + np.uint64(31))
     bias = cum.astype(np.uint64) + np.where(one, np.uint64((1 << precision) - 1), np.uint64(0))
     return rcp, shift, bias, np.uint64(1 << precision) - f
+
+
+@kernel
+def _lane_contexts(symbols, index, m, center, bounds):
+    """(context of every symbol, counts per (context, used-symbol index)), each lane's
+    context history starting afresh at its bound."""
+    contexts = np.empty(symbols.size, np.uint8)
+    counts = np.zeros((CONTEXTS, m), np.int64)
+    for lane in range(bounds.size - 1):
+        a1, a2 = 0, 0
+        for i in range(bounds[lane], bounds[lane + 1]):
+            s = np.int64(symbols[i])
+            k = _bucket(a1, a2)
+            contexts[i] = k
+            counts[k, index[s]] += 1
+            a2 = a1
+            a1 = _distance(s, center)
+    return contexts, counts
 
 
 @kernel
@@ -261,9 +307,11 @@ def _precision(m: int) -> int:
 # ----------------------------------------------------------------------------- public API
 
 
-def encode(symbols: np.ndarray, alphabet: int, center: int) -> bytes:
+def encode(symbols: np.ndarray, alphabet: int, center: int, lanes: bool = True) -> bytes:
     """rANS-code ``symbols`` (1-D int32, values in ``[0, alphabet)``) with the context model
-    of the module docstring. The output depends only on the input values."""
+    of the module docstring: in lanes (type 3) where ``lanes`` allows, there are at least
+    MIN_LANE_CODES symbols and the table's precision is at most 15 bits (up to 16384
+    distinct symbols), else in one (type 2). The output depends only on the input values."""
     a = np.ascontiguousarray(symbols, np.int32)
     if a.ndim != 1:
         raise UnsupportedInputError("symbols must be a 1-D integer array")
@@ -278,15 +326,17 @@ def encode(symbols: np.ndarray, alphabet: int, center: int) -> bytes:
         return bytes([_SINGLE]) + _varints([a.size, used[0]])
     if used.size > MAX_SYMBOLS:
         raise ValueError(f"{used.size} distinct symbols are too many for the rans coder")
-    index = np.zeros(hi - lo + 1, np.int32)
-    index[used - lo] = np.arange(used.size, dtype=np.int32)
     full_index = np.zeros(hi + 1, np.int32)
-    full_index[lo:] = index
-    counts = _context_counts(a, full_index, used.size, center)
+    full_index[used] = np.arange(used.size, dtype=np.int32)
     precision = _precision(used.size)
+    in_lanes = lanes and a.size >= MIN_LANE_CODES and precision <= MAX_LANE_PRECISION
+    if in_lanes:
+        bounds = np.array(lane_bounds(a.size), np.int64)
+        contexts, counts = _lane_contexts(a, full_index, used.size, center, bounds)
+    else:
+        counts = _context_counts(a, full_index, used.size, center)
     total = 1 << precision
     freq = np.zeros((CONTEXTS, used.size), np.int64)
-    head = [_RANS]
     table = [np.array([a.size, precision, used.size]), np.diff(used, prepend=-1) - 1]
     for k in range(CONTEXTS):
         if counts[k].sum() == 0:
@@ -296,11 +346,20 @@ def encode(symbols: np.ndarray, alphabet: int, center: int) -> bytes:
         table += [np.ones(1, np.int64), freq[k]]
     cum = np.zeros_like(freq)
     cum[:, 1:] = np.cumsum(freq, axis=1)[:, :-1]
-    # each symbol costs at most precision + 1 bits; plus the state
-    out = np.empty(a.size * (precision + 8) // 8 + 16, np.uint8)
-    start = _encode(a, full_index, freq, *_reciprocals(freq, cum, precision), precision, center, out)
-    payload = out[start:]
-    return bytes(head) + _varints(np.concatenate(table)) + _varints([payload.size]) + payload.tobytes()
+    division = _reciprocals(freq, cum, precision)
+    if not in_lanes:
+        # each symbol costs at most precision + 1 bits; plus the state
+        out = np.empty(a.size * (precision + 8) // 8 + 16, np.uint8)
+        payload = out[_encode(a, full_index, freq, *division, precision, center, out) :]
+        return bytes([_RANS]) + _varints(np.concatenate(table)) + _varints([payload.size]) + payload.tobytes()
+    payloads = []
+    for lo_, hi_ in zip(bounds[:-1], bounds[1:], strict=True):
+        # a symbol moves at most one word; plus the state's two
+        out = np.empty(hi_ - lo_ + 2, np.uint16)
+        start = encode_lane(a[lo_:hi_], full_index, freq, contexts[lo_:hi_], *division, precision, out)
+        payloads.append(out[start:].astype("<u2").tobytes())
+    sizes = _varints([len(p) for p in payloads])
+    return bytes([_RANS_LANES]) + _varints(np.concatenate(table)) + sizes + b"".join(payloads)
 
 
 def estimated_size(symbols: np.ndarray, alphabet: int, center: int) -> float:
@@ -326,9 +385,12 @@ def estimated_size(symbols: np.ndarray, alphabet: int, center: int) -> float:
     return bits / 8 + tables + 16
 
 
-def decode(blob, count: int | None = None, alphabet: int | None = None, center: int = 0) -> np.ndarray:
+def decode(
+    blob, count: int | None = None, alphabet: int | None = None, center: int = 0, lanes: bool = True
+) -> np.ndarray:
     """Decode a blob produced by :func:`encode` into int32 symbols; anything malformed raises
-    :class:`~errbound.errors.CorruptStreamError`, and the decoder never reads outside the blob."""
+    :class:`~errbound.errors.CorruptStreamError`, and the decoder never reads outside the blob.
+    ``lanes=False`` (a version-1 stage record) refuses a block in lanes."""
     data = np.frombuffer(blob, np.uint8) if not isinstance(blob, np.ndarray) else blob.reshape(-1).view(np.uint8)
     if data.size == 0:
         raise CorruptStreamError("rans block is empty")
@@ -349,7 +411,9 @@ def decode(blob, count: int | None = None, alphabet: int | None = None, center: 
         if sym >= limit or r.pos != data.size or n == 0:
             raise CorruptStreamError("malformed single-symbol rans block")
         return np.full(n, sym, np.int32)
-    if kind != _RANS:
+    if kind == _RANS_LANES and not lanes:
+        raise CorruptStreamError("rans block in lanes under a version-1 rans record")
+    if kind not in (_RANS, _RANS_LANES):
         raise CorruptStreamError(f"unknown rans block type {kind}")
     precision = r.varint("precision")
     if not MIN_PRECISION <= precision <= MAX_PRECISION:
@@ -364,6 +428,8 @@ def decode(blob, count: int | None = None, alphabet: int | None = None, center: 
         raise CorruptStreamError(
             f"rans block: precision {precision} for {m} symbols (the encoder uses {_precision(m)})"
         )
+    if kind == _RANS_LANES and precision > MAX_LANE_PRECISION:
+        raise CorruptStreamError(f"rans block in lanes with precision {precision} (at most {MAX_LANE_PRECISION})")
     symbols_of = np.cumsum(r.varints(m, "symbol table") + 1) - 1
     if symbols_of[-1] >= limit:
         raise CorruptStreamError(f"rans table holds symbol {symbols_of[-1]} outside [0, {limit})")
@@ -387,14 +453,37 @@ def decode(blob, count: int | None = None, alphabet: int | None = None, center: 
             | (freq[owner].astype(np.uint64) << np.uint64(21))
             | (np.arange(total) - cum[owner]).astype(np.uint64)
         )
+    out = np.empty(n, np.int32)
+    if kind == _RANS_LANES:
+        return _decode_in_lanes(r, data, slots, symbols_of, precision, out)
     size = r.varint("payload size")
     if size != data.size - r.pos:
         raise CorruptStreamError(f"rans payload of {size} bytes, {data.size - r.pos} present")
-    out = np.empty(n, np.int32)
     padded = np.concatenate((data, np.zeros(8, np.uint8)))
     err = _decode(padded, r.pos, slots, symbols_of.astype(np.int32), precision, out)
     if err == 5:
         raise CorruptStreamError("rans block: a context without a frequency table")
     if err:
         raise CorruptStreamError("rans block: the payload does not decode to the symbol count (corrupt)")
+    return out
+
+
+def _decode_in_lanes(r: _Reader, data: np.ndarray, slots, symbols_of, precision: int, out: np.ndarray):
+    sizes = [r.varint("lane size") for _ in range(LANES)]
+    if any(size < 4 or size % 2 for size in sizes):
+        raise CorruptStreamError(f"rans lanes of {sizes} bytes (each an even count, at least 4)")
+    if sum(sizes) != data.size - r.pos:
+        raise CorruptStreamError(f"rans lanes of {sum(sizes)} bytes, {data.size - r.pos} present")
+    # one zero word past the end: a lane reads at most one word past its own end before the
+    # decoder stops it
+    words = np.zeros(sum(sizes) // 2 + 1, np.uint16)
+    words[:-1] = data[r.pos :].view("<u2")
+    ends = np.cumsum(sizes) // 2
+    starts = ends - np.array(sizes) // 2
+    bounds = np.array(lane_bounds(out.size), np.int64)
+    err = decode_lanes(words, starts, ends, bounds, slots, symbols_of.astype(np.int32), _PAIR_BUCKETS, precision, out)
+    if err == 5:
+        raise CorruptStreamError("rans block: a context without a frequency table")
+    if err:
+        raise CorruptStreamError("rans block: a lane does not decode to its symbol count (corrupt)")
     return out
