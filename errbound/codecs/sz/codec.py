@@ -93,7 +93,7 @@ def entropy_code(
     section at ``lossless``'s level. Above the default level (entropy="best") zstd finds
     repeats in the Huffman bytes that the estimate does not see (up to 10 % at loose
     bounds): rANS is kept where it was before, unless the Huffman section is now the
-    smaller, so neither the ratio nor the decoding speed (rANS decodes at about half
+    smaller, so neither the ratio nor the decoding speed (rANS decodes at 0.55-0.8x
     Huffman's) falls anywhere.
 
     ``levels`` (the predictor's codes per level): the policy's ``code_parts`` groups them
@@ -190,8 +190,8 @@ class SZCodec(Codec):
     def __init__(self, predictor: str = "auto", entropy: str = "huffman"):
         """predictor: "auto" (chosen on samples), "interpolation" or "lorenzo"; entropy:
         "huffman" (Huffman + zstd) or "best" (ratio first: zstd at BEST_ZSTD_LEVEL, and the
-        context-modelled rANS coder where that is smaller still, at about half the speed of
-        both compression and decompression where it is kept; CHANGELOG has the numbers)."""
+        context-modelled rANS coder where that is smaller still; where it is kept, streams
+        decompress at 0.55-0.8x the speed of Huffman's; CHANGELOG has the numbers)."""
         if predictor != "auto" and predictor not in PREDICTORS:
             raise ValueError(f"sz predictor must be 'auto' or one of {sorted(PREDICTORS)}, got {predictor!r}")
         if entropy not in ENTROPY:

@@ -24,8 +24,9 @@ from ...stages.predictors.interpolation import InterpolationPredictor, choose_an
 from ...stages.predictors.lorenzo import LorenzoPredictor
 
 # the codes go through the context-modelled rANS coder instead of Huffman + zstd where that
-# saves at least 3 % (rANS decodes at about half Huffman's speed: 0-14 % smaller on the
-# shared fields, most at loose bounds on smooth fields), on arrays of at least this many codes
+# saves at least 3 % (0-14 % smaller on the shared fields, most at loose bounds on smooth
+# fields; such a stream decodes at 0.55-0.8x the Huffman stream's speed), on arrays of at
+# least RANS_MIN_CODES codes
 RANS_GAIN = 1.03
 CODED_BELOW_BITS = 1.0  # bits per value: below it candidates are sized by Huffman + zstd
 LORENZO_SCREEN = 2.0  # the numpy estimate of Lorenzo within this of the best: its kernel decides
