@@ -353,10 +353,10 @@ def encode(symbols: np.ndarray, alphabet: int, center: int, lanes: bool = True) 
         payload = out[_encode(a, full_index, freq, *division, precision, center, out) :]
         return bytes([_RANS]) + _varints(np.concatenate(table)) + _varints([payload.size]) + payload.tobytes()
     payloads = []
-    for lo_, hi_ in zip(bounds[:-1], bounds[1:], strict=True):
+    for first, end in zip(bounds[:-1], bounds[1:], strict=True):
         # a symbol moves at most one word; plus the state's two
-        out = np.empty(hi_ - lo_ + 2, np.uint16)
-        start = encode_lane(a[lo_:hi_], full_index, freq, contexts[lo_:hi_], *division, precision, out)
+        out = np.empty(end - first + 2, np.uint16)
+        start = encode_lane(a[first:end], full_index, freq, contexts[first:end], *division, precision, out)
         payloads.append(out[start:].astype("<u2").tobytes())
     sizes = _varints([len(p) for p in payloads])
     return bytes([_RANS_LANES]) + _varints(np.concatenate(table)) + sizes + b"".join(payloads)
