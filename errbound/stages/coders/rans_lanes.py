@@ -3,9 +3,9 @@
 One rANS state decodes a symbol only when the one before it is done: the table entry gives
 the next state, the state the next entry, and a byte-wise refill reads up to three bytes in
 between. That chain, not the work, set the speed of type 2 blocks (about 100 M codes/s,
-against 340-1600 for Huffman on the same codes). A type 3 block cuts the codes into LANES contiguous lanes,
-each with its own state, its own stream and its own context history (reset at the lane's
-start), decoded side by side in one loop: four independent chains. Each state lives in
+against 215-1600 for Huffman on the same codes). A type 3 block cuts the codes into LANES
+contiguous lanes, each with its own state, its own stream and its own context history
+(reset at the lane's start), decoded side by side in one loop: four independent chains. Each state lives in
 [2**15, 2**31) and refills 16 bits at a time, which a precision of at most 15 bits makes
 one step. The four lanes share the frequency tables.
 
