@@ -114,19 +114,6 @@ def _renormalization_bytes(precision):
     return 2 if precision <= 16 else 3
 
 
-@kernel
-def _context_counts(symbols, index, m, center):
-    """Counts per (context, used-symbol index)."""
-    counts = np.zeros((CONTEXTS, m), np.int64)
-    a1, a2 = 0, 0
-    for i in range(symbols.size):
-        s = np.int64(symbols[i])
-        counts[_bucket(a1, a2), index[s]] += 1
-        a2 = a1
-        a1 = _distance(s, center)
-    return counts
-
-
 def _reciprocals(freq: np.ndarray, cum: np.ndarray, precision: int):
     """Tables that let the encoder divide its state x by a frequency f with a multiply:
     after renormalization x < 2**31, and for 2**(t-1) < f <= 2**t the reciprocal
@@ -144,9 +131,9 @@ def _reciprocals(freq: np.ndarray, cum: np.ndarray, precision: int):
 
 
 @kernel
-def _lane_contexts(symbols, index, m, center, bounds):
-    """(context of every symbol, counts per (context, used-symbol index)), each lane's
-    context history starting afresh at its bound."""
+def _contexts(symbols, index, m, center, bounds):
+    """(context of every symbol, counts per (context, used-symbol index)), the context
+    history starting afresh at each of ``bounds`` (lanes; a type 2 block is one lane)."""
     contexts = np.empty(symbols.size, np.uint8)
     counts = np.zeros((CONTEXTS, m), np.int64)
     for lane in range(bounds.size - 1):
@@ -299,6 +286,10 @@ def normalize(counts: np.ndarray, total: int) -> np.ndarray:
     return freq
 
 
+def _in_lanes(count: int, precision: int) -> bool:
+    return count >= MIN_LANE_CODES and precision <= MAX_LANE_PRECISION
+
+
 def _precision(m: int) -> int:
     """Table size: 4096 slots (32 KiB per context) unless many symbols need more room."""
     return min(MAX_PRECISION, max(MIN_PRECISION, (2 * m - 1).bit_length()))
@@ -329,12 +320,9 @@ def encode(symbols: np.ndarray, alphabet: int, center: int, lanes: bool = True) 
     full_index = np.zeros(hi + 1, np.int32)
     full_index[used] = np.arange(used.size, dtype=np.int32)
     precision = _precision(used.size)
-    in_lanes = lanes and a.size >= MIN_LANE_CODES and precision <= MAX_LANE_PRECISION
-    if in_lanes:
-        bounds = np.array(lane_bounds(a.size), np.int64)
-        contexts, counts = _lane_contexts(a, full_index, used.size, center, bounds)
-    else:
-        counts = _context_counts(a, full_index, used.size, center)
+    in_lanes = lanes and _in_lanes(a.size, precision)
+    bounds = np.array(lane_bounds(a.size) if in_lanes else [0, a.size], np.int64)
+    contexts, counts = _contexts(a, full_index, used.size, center, bounds)
     total = 1 << precision
     freq = np.zeros((CONTEXTS, used.size), np.int64)
     table = [np.array([a.size, precision, used.size]), np.diff(used, prepend=-1) - 1]
@@ -374,7 +362,9 @@ def estimated_size(symbols: np.ndarray, alphabet: int, center: int) -> float:
         return float("inf") if used.size > MAX_SYMBOLS else 8.0
     full_index = np.zeros(hi + 1, np.int32)
     full_index[used] = np.arange(used.size, dtype=np.int32)
-    counts = _context_counts(a, full_index, used.size, center).astype(np.float64)
+    # with the lanes' context resets where encode would use lanes
+    bounds = lane_bounds(a.size) if _in_lanes(a.size, _precision(used.size)) else [0, a.size]
+    counts = _contexts(a, full_index, used.size, center, np.array(bounds, np.int64))[1].astype(np.float64)
     bits = 0.0
     tables = 2.0 * used.size
     for k in range(CONTEXTS):
