@@ -26,6 +26,7 @@ from errbound import stream
 from errbound.codec import get_codec
 from errbound.errors import CorruptStreamError, UnsupportedStreamError
 from errbound.stage import stages
+from errbound.stages.predictors.interpolation import level_bounds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 from write_lanes_stream_fixtures import noisy  # noqa: E402
@@ -690,6 +691,38 @@ def test_forged_header(forgery):
         except BaseException as exc:
             raise AssertionError(f"stream {name!r}, forgery {forgery!r}: {exc!r}") from exc
     assert applied, f"forgery {forgery} applies to none of the sample streams"
+
+
+def test_forged_level_factors():
+    """The interpolation's level bounds eb / min(alpha**level, beta) from forged factors: a
+    bound they push to a zero step is refused by name, and a power that overflows a float
+    (alpha 1e6 over a declared 2**54 values without anchors: 53 levels) is refused as an
+    errbound error, not Python's OverflowError (found by review)."""
+    blob = errbound.compress(np.sin(np.linspace(0, 50, 20000)).astype(np.float32), "sz", abs=1e-3)
+    assert stream.read_header(blob).stages[0]["name"] == "interpolation"
+
+    def both(*mutations):
+        def fn(obj, secs):
+            for mutate in mutations:
+                mutate(obj, secs)
+
+        return fn
+
+    zero_step = forge(blob, both(_stage_param("interpolation", "beta", 1e6), _set("abs_bound", 5e-324)))
+    with pytest.raises(CorruptStreamError, match="no usable quantization step"):
+        errbound.decompress(zero_step)
+    overflow = forge(
+        blob,
+        both(
+            _stage_param("interpolation", "alpha", 1e6),
+            _stage_param("interpolation", "anchor", 0),
+            _set("shape", [1 << 54]),
+        ),
+    )
+    with pytest.raises(errbound.ErrboundError):
+        errbound.decompress(overflow)
+    assert list(level_bounds(1.0, 60, 1e6, 2.0)[1:3]) == [1.0, 0.5]
+    assert np.array_equal(level_bounds(0.1, 60, 1e6, 2.0)[-3:], [0.05] * 3)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -232,8 +232,18 @@ def level_bounds(eb: float, levels: int, alpha: float, beta: float) -> np.ndarra
     out = np.empty(levels + 1, np.float64)
     out[0] = eb
     for level in range(1, levels + 1):
-        out[level] = eb / min(alpha ** (level - 1), beta)
+        out[level] = eb / level_divisor(level, alpha, beta)
     return out
+
+
+def level_divisor(level: int, alpha: float, beta: float) -> float:
+    """``min(alpha ** (level - 1), beta)``, the bound's divisor at ``level`` (>= 1), also where
+    the power overflows a float: the encoder's alpha <= 1.5 never does, but a forged record
+    (alpha 1e6 over 54 levels) made Python raise OverflowError out of the decoder."""
+    try:
+        return min(alpha ** (level - 1), beta)
+    except OverflowError:  # above float64's largest value, so above any beta
+        return beta
 
 
 def choose_anchor(shape: tuple[int, ...]) -> int:
