@@ -212,6 +212,7 @@ def main(argv=None) -> int:
             theirs = {k: r for k, r in good.items() if r["kind"] == "peer"}
             entry = {
                 "field": name,
+                "ndim": data.ndim,
                 "eb": eb,
                 "viol_ours": sum(r["viol"] for r in good.values() if r["kind"] == "ours"),
                 "viol_peers": sum(r["viol"] for r in good.values() if r["kind"] == "peer"),
@@ -277,6 +278,17 @@ def main(argv=None) -> int:
                 f"{key:18s} compress {gm([c for c, _ in vals]):.2f}x, decompress {gm([d for _, d in vals]):.2f}x "
                 f"(geometric means of MB/s over SZ3's, same cases)"
             )
+    # issue 17 states sz's speed target on the 3-D fields: their geometric means and slowest cases
+    cube = [e for e in summary if "sz speed/SZ3" in e and e["ndim"] == 3]
+    if cube:
+        slow_c = min(cube, key=lambda e: e["sz speed/SZ3"][0])
+        slow_d = min(cube, key=lambda e: e["sz speed/SZ3"][1])
+        print(
+            f"{'sz speed/SZ3 3-D':18s} compress {gm([e['sz speed/SZ3'][0] for e in cube]):.2f}x, decompress "
+            f"{gm([e['sz speed/SZ3'][1] for e in cube]):.2f}x over the {len(cube)} cases of 3-D fields; slowest "
+            f"compress {slow_c['sz speed/SZ3'][0]:.2f}x ({slow_c['field']} {slow_c['eb']:.0e}), decompress "
+            f"{slow_d['sz speed/SZ3'][1]:.2f}x ({slow_d['field']} {slow_d['eb']:.0e})"
+        )
     picks = [e for e in summary if "pick_best" in e]
     if picks:
         print(
