@@ -35,3 +35,22 @@ def test_mutated_streams_decode_or_raise_errbound_errors(codec, seeds, tmp_path)
         (tmp_path / f"finding-{i}.eb").write_bytes(blob)
     assert not report.findings, fuzz.summary(report) + "\n" + fuzz.describe(report.findings)
     assert report.counts["errbound"] > CASES_PER_CODEC // 2  # the mutations do reach the checks
+
+
+PARAMETER_CASES_PER_CODEC = 6000
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_forged_parameters_decode_or_raise_errbound_errors(codec, seeds, tmp_path):
+    """Every numeric stage parameter of the codec's seeds set to a hostile value (and pairs of
+    them, drawn at random), with the declared shape kept or as large as a header may declare,
+    decoded without max_bytes, so that the huge shapes reach the codecs' own checks (alpha
+    1e6 over 2**54 declared values raised OverflowError from sz before)."""
+    cases = fuzz.parameter_cases(seeds, PARAMETER_CASES_PER_CODEC, seed=sum(map(ord, codec)), codec=codec)
+    assert cases, f"no numeric stage parameter in the {codec} seeds"
+    report = fuzz.run(cases, cap=512 << 20, max_bytes=None, hang_seconds=20)
+    print(codec, fuzz.summary(report))
+    for i, (_, _, _, _, blob) in enumerate(report.findings):
+        (tmp_path / f"finding-{i}.eb").write_bytes(blob)
+    assert not report.findings, fuzz.summary(report) + "\n" + fuzz.describe(report.findings)
+    assert report.counts["errbound"] > len(cases) // 4  # the forgeries do reach the checks

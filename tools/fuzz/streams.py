@@ -404,6 +404,63 @@ def cases(
     return out
 
 
+HOSTILE_PARAMETERS = [0, -1, 1, 3, 64, 2**53, 2**63 - 1, 1e6, 1e300, 5e-324, 0.5]
+LARGEST_ARRAY_BYTES = 1 << 56  # the largest array a stream header may declare (errbound.api)
+
+
+def _numeric_leaves(obj, path=()):
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _numeric_leaves(value, path + (key,))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            yield from _numeric_leaves(value, path + (i,))
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield path
+
+
+def parameter_cases(
+    seeds: dict[str, bytes], count: int, seed: int, codec: str | None = None
+) -> list[tuple[str, str, bytes]]:
+    """Forgeries that the random mutators rarely compose: numeric stage parameters set to
+    HOSTILE_PARAMETERS, one at a time (every such case) or two of one stage at once (drawn
+    at random up to ``count`` cases in all), each with the declared shape kept or made as
+    large as a header may declare (along the first axis, or spread over all of them). Only
+    a decode without ``max_bytes`` reaches the huge shapes' checks: alpha 1e6 over a
+    declared 2**54 values made ``sz`` raise OverflowError there (no anchor, 53 levels)."""
+    rng = random.Random(seed)
+    singles, pairs = [], []
+    for name in sorted(n for n in seeds if codec is None or n.startswith(codec + "-")):
+        header, sections = stream.unpack(seeds[name])
+        payload = [(key, bytes(body)) for key, body in sections.items()]
+        shapes = [list(header.shape)]
+        if header.shape:
+            largest = LARGEST_ARRAY_BYTES // np.dtype(header.dtype).itemsize
+            ndim = len(header.shape)
+            shapes += [[largest] + [1] * (ndim - 1), [int(largest ** (1 / ndim))] * ndim]
+
+        def forged(index, changes, shape, header=header, payload=payload):
+            copy = stream.Header(**{**header.__dict__, "stages": json.loads(json.dumps(header.stages))})
+            copy.shape = tuple(shape)
+            for path, value in changes:
+                _set(copy.stages[index]["params"], path, value)
+            return stream.pack(copy, payload)
+
+        for index, record in enumerate(header.stages):
+            leaves = list(_numeric_leaves(record["params"]))
+            for path in leaves:
+                for value in HOSTILE_PARAMETERS:
+                    for shape in shapes:
+                        singles.append((name, "parameter", (index, ((path, value),), shape, forged)))
+            for a, b in ((a, b) for i, a in enumerate(leaves) for b in leaves[i + 1 :]):
+                for va in HOSTILE_PARAMETERS:
+                    for vb in HOSTILE_PARAMETERS:
+                        for shape in shapes:
+                            pairs.append((name, "parameters", (index, ((a, va), (b, vb)), shape, forged)))
+    picked = singles + rng.sample(pairs, max(0, min(len(pairs), count - len(singles))))
+    return [(name, kind, make(index, changes, shape)) for name, kind, (index, changes, shape, make) in picked]
+
+
 # --------------------------------------------------------------------------- the harness
 
 CATEGORIES = ("decoded", "errbound", "foreign", "memory", "crash", "hang")
@@ -433,8 +490,9 @@ cap, max_bytes, start = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 sys.path.insert(0, sys.argv[5])
 import errbound, inspect, numpy as np
 from streams import seed_streams
-# errbound before 0.3 has no max_bytes: the harness also measures older versions (PYTHONPATH)
-limit = {"max_bytes": max_bytes} if "max_bytes" in inspect.signature(errbound.decompress).parameters else {}
+# errbound before 0.3 has no max_bytes: the harness also measures older versions (PYTHONPATH);
+# max_bytes < 0: decode without it
+limit = {"max_bytes": max_bytes} if max_bytes >= 0 and "max_bytes" in inspect.signature(errbound.decompress).parameters else {}
 for blob in seed_streams().values():      # compile everything and start numba's threads first
     errbound.decompress(blob)
 with open("/proc/self/statm") as f:
@@ -466,9 +524,14 @@ def _lines(stream, into: queue.Queue) -> None:
 
 
 def run(
-    batch: list[tuple[str, str, bytes]], cap: int = 512 << 20, max_bytes: int = 64 << 20, hang_seconds: float = 20.0
+    batch: list[tuple[str, str, bytes]],
+    cap: int = 512 << 20,
+    max_bytes: int | None = 64 << 20,
+    hang_seconds: float = 20.0,
 ) -> Report:
-    """Decode every case of ``batch`` in a worker process (restarted after a crash or hang)."""
+    """Decode every case of ``batch`` in a worker process (restarted after a crash or hang),
+    with ``errbound.decompress(max_bytes=max_bytes)`` (None: without it; the cap still holds)."""
+    max_bytes = -1 if max_bytes is None else max_bytes
     report = Report()
     t0 = time.perf_counter()
     here = str(Path(__file__).resolve().parent)
