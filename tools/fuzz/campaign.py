@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--batch", type=int, default=20_000)
     ap.add_argument("--cap", type=int, default=512, help="memory cap above the worker's warm size, MiB")
-    ap.add_argument("--max-bytes", type=int, default=64, help="decompress(max_bytes=...), MiB")
+    ap.add_argument("--max-bytes", type=int, default=64, help="decompress(max_bytes=...), MiB; -1: without it")
     ap.add_argument("--hang", type=float, default=20.0, help="seconds one decode may take")
     ap.add_argument("--out", type=Path, default=Path("fuzz-findings"))
     args = ap.parse_args(argv)
@@ -49,7 +49,8 @@ def main(argv=None) -> int:
         for start in range(0, args.cases, args.batch):
             count = min(args.batch, args.cases - start)
             batch = streams.cases(seeds, count, seed=zlib.crc32(f"{args.seed}-{codec}-{start}".encode()), codec=codec)
-            report.merge(streams.run(batch, cap=args.cap << 20, max_bytes=args.max_bytes << 20, hang_seconds=args.hang))
+            limit = None if args.max_bytes < 0 else args.max_bytes << 20
+            report.merge(streams.run(batch, cap=args.cap << 20, max_bytes=limit, hang_seconds=args.hang))
         c = report.counts
         print(
             f"| {codec} | {sum(c.values())} | {c['decoded']} | {c['errbound']} | {c['crash']} | {c['hang']} | "
