@@ -696,7 +696,7 @@ def test_forged_header(forgery):
 def test_forged_level_factors():
     """The interpolation's level bounds eb / min(alpha**level, beta) from forged factors: a
     bound they push to a zero step is refused by name, and a power that overflows a float
-    (alpha 1e6 over a declared 2**54 values without anchors: 53 levels) is refused as an
+    (alpha 1e6 over a declared 2**54 values without anchors: 54 levels) is refused as an
     errbound error, not Python's OverflowError (found by review)."""
     blob = errbound.compress(np.sin(np.linspace(0, 50, 20000)).astype(np.float32), "sz", abs=1e-3)
     assert stream.read_header(blob).stages[0]["name"] == "interpolation"

@@ -427,7 +427,7 @@ def parameter_cases(
     at random up to ``count`` cases in all), each with the declared shape kept or made as
     large as a header may declare (along the first axis, or spread over all of them). Only
     a decode without ``max_bytes`` reaches the huge shapes' checks: alpha 1e6 over a
-    declared 2**54 values made ``sz`` raise OverflowError there (no anchor, 53 levels)."""
+    declared 2**54 values made ``sz`` raise OverflowError there (no anchor, 54 levels)."""
     rng = random.Random(seed)
     singles, pairs = [], []
     for name in sorted(n for n in seeds if codec is None or n.startswith(codec + "-")):
