@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "fuzz"))
+import parameters  # noqa: E402
 import streams as fuzz  # noqa: E402
 
 CODECS = ("sz", "fz", "sperr", "hlr", "zfp", "raw", "auto")
@@ -46,7 +47,7 @@ def test_forged_parameters_decode_or_raise_errbound_errors(codec, seeds, tmp_pat
     them, drawn at random), with the declared shape kept or as large as a header may declare,
     decoded without max_bytes, so that the huge shapes reach the codecs' own checks (alpha
     1e6 over 2**54 declared values raised OverflowError from sz before)."""
-    cases = fuzz.parameter_cases(seeds, PARAMETER_CASES_PER_CODEC, seed=sum(map(ord, codec)), codec=codec)
+    cases = parameters.parameter_cases(seeds, PARAMETER_CASES_PER_CODEC, seed=sum(map(ord, codec)), codec=codec)
     assert cases, f"no numeric stage parameter in the {codec} seeds"
     report = fuzz.run(cases, cap=512 << 20, max_bytes=None, hang_seconds=20)
     print(codec, fuzz.summary(report))
