@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from errbound.errors import CorruptStreamError, UnsupportedInputError
-from errbound.stages.coders import huffman, huffman_decoding, huffman_runs
+from errbound.stages.coders import huffman, huffman_decoding, huffman_runs, varint
 
 
 def roundtrip(symbols, alphabet_size):
@@ -137,6 +137,9 @@ def test_decode_into_a_callers_buffer():
         out = huffman.decode(blob, s.size, 65536, out=unsuitable)
         assert not np.shares_memory(out, unsuitable)
         np.testing.assert_array_equal(out, s)
+    # a single-symbol block fills the buffer as well
+    out = huffman.decode(huffman.encode(np.full(700, 9, np.int32), 16), 700, 16, out=buf)
+    assert np.shares_memory(out, buf) and out.size == 700 and np.all(out == 9)
 
 
 def test_decode_accepts_buffers():
@@ -445,9 +448,9 @@ def test_runs_are_sized_exactly_and_coded_in_parts(data):
 
 def _parts_blob(*blocks, n=None, k=None):
     """A type-3 block of the given part blocks (n, k: what its head claims)."""
-    head = bytes([3]) + huffman._varint(n if n is not None else _symbols_in(blocks))
-    head += huffman._varint(k if k is not None else len(blocks))
-    return head + b"".join(huffman._varint(len(b)) + b for b in blocks)
+    head = bytes([3]) + varint.encode(n if n is not None else _symbols_in(blocks))
+    head += varint.encode(k if k is not None else len(blocks))
+    return head + b"".join(varint.encode(len(b)) + b for b in blocks)
 
 
 def _symbols_in(blocks):
@@ -467,7 +470,7 @@ def test_parts_blocks_are_checked():
         "hold 350 of the block's 349 symbols": _parts_blob(a, b, n=349),
         "hold 350 of the block's 351 symbols": _parts_blob(a, b, n=351),
         "bytes after its parts": good + b"\0",
-        "claims 17 symbols in 2 bytes": _parts_blob(a, bytes([2]) + huffman._varint(17), n=317),
+        "claims 17 symbols in 2 bytes": _parts_blob(a, bytes([2]) + varint.encode(17), n=317),
         "not a block of type": _parts_blob(a, b"", n=300),
         "truncated while reading part count": good[:3],
     }
@@ -479,7 +482,7 @@ def test_parts_blocks_are_checked():
     with pytest.raises(CorruptStreamError, match="in parts under a version-1 huffman record"):
         huffman.decode(good, 350, 65536, parts=False)
     for sym, words in ((70000, "malformed single-symbol"), (7, "malformed single-symbol")):
-        single = bytes([1]) + huffman._varint(50) + huffman._varint(sym) + (b"\0" if sym == 7 else b"")
+        single = bytes([1]) + varint.encode(50) + varint.encode(sym) + (b"\0" if sym == 7 else b"")
         with pytest.raises(CorruptStreamError, match=words):  # beyond the alphabet; a byte too many
             huffman.decode(_parts_blob(a, single), 350, 65536)
     out = np.full(400, -1, np.int32)

@@ -307,10 +307,6 @@ def _pack(symbols, lo, lens, words):
 # ----------------------------------------------------------------------------- helpers
 
 
-def _varint(v: int) -> bytes:
-    return varint.encode(v)
-
-
 def _read_varint(data: np.ndarray, pos: int, what: str) -> tuple[int, int]:
     return varint.read(data, pos, what, "huffman block")
 
@@ -362,7 +358,9 @@ def encoded_size_estimate(symbols: np.ndarray, alphabet_size: int) -> int:
 def one_symbol_block(count: int, symbol: int | None) -> bytes:
     """Block type 1 (``symbol`` ``count`` times), or type 0 where there is none."""
     return (
-        bytes([_EMPTY if symbol is None else _SINGLE]) + _varint(count) + (b"" if symbol is None else _varint(symbol))
+        bytes([_EMPTY if symbol is None else _SINGLE])
+        + varint.encode(count)
+        + (b"" if symbol is None else varint.encode(symbol))
     )
 
 
@@ -381,7 +379,7 @@ def coded_block(a: np.ndarray, lo: int, lens: np.ndarray, counts: np.ndarray, si
     """Block type 2 of the symbols ``a`` with code lengths ``lens`` (and ``counts``) of the
     symbols lo, lo + 1, ...; or its size."""
     table, m, nbits = _table_varints(lens, counts, lo)
-    head = bytes([_HUFFMAN]) + _varint(a.size) + _varint(m) + table.tobytes() + _varint(nbits)
+    head = bytes([_HUFFMAN]) + varint.encode(a.size) + varint.encode(m) + table.tobytes() + varint.encode(nbits)
     size = len(head) + (nbits + 7) // 8
     if size_only:
         return size
@@ -414,7 +412,7 @@ def decode(
     truncated or inconsistent blob raises :class:`~errbound.errors.CorruptStreamError`; the
     decoder never reads outside the blob. Undetected corruption still yields an array of the
     stored length whose values are symbols of the stored table (so within ``alphabet_size``).
-    ``out``: a 1-D int32 array of at least the symbol count to decode a Huffman-coded block
+    ``out``: a 1-D int32 array of at least the symbol count to decode a non-empty block
     into (a reused buffer saves the page faults of a fresh one); the result is then a view
     of it. An unsuitable ``out`` is not used. ``parts=False`` refuses a block in parts (a
     stream whose huffman record is version 1 holds none).
@@ -437,7 +435,9 @@ def decode(
         sym, pos = _read_varint(data, pos, "symbol")
         if sym >= limit or pos != data.size or n == 0:
             raise CorruptStreamError("malformed single-symbol huffman block")
-        return np.full(n, sym, np.int32)
+        result = _output(out, n)
+        result.fill(sym)
+        return result
     if kind == IN_PARTS:
         if not parts:
             raise CorruptStreamError("huffman block in parts under a version-1 huffman record")
@@ -446,10 +446,7 @@ def decode(
         raise CorruptStreamError(f"unknown huffman block type {kind}")
     # n <= nbits <= 8 * (bytes left) in any block that passes the kernel's checks: a larger
     # claimed count fails them before a symbol is written, and must not allocate first
-    size = n if n <= 8 * data.size else 0
-    if out is None or out.dtype != np.int32 or out.ndim != 1 or out.size < size or not out.flags.c_contiguous:
-        out = np.empty(size, np.int32)
-    out = out[:size]
+    out = _output(out, n if n <= 8 * data.size else 0)
     err, a, b = decode_coded(data, pos, n, limit, out)
     if err:
         raise CorruptStreamError(coded_error(err, a, b))
@@ -472,27 +469,26 @@ def _decode_parts(data: np.ndarray, pos: int, n: int, limit: int, out: np.ndarra
         pos += length
         if length == 0 or int(part[0]) not in (_EMPTY, _SINGLE, _HUFFMAN):
             raise CorruptStreamError("huffman part is not a block of type 0, 1 or 2")
-        count, head = _read_varint(part, 1, "part symbol count")
+        count, _ = _read_varint(part, 1, "part symbol count")
         if int(part[0]) == _HUFFMAN and count > 8 * length:  # a code is at least a bit
             raise CorruptStreamError(f"huffman part claims {count} symbols in {length} bytes")
-        parts.append((part, count, head))
+        parts.append((part, count))
         total += count
     if total != n:
         raise CorruptStreamError(f"huffman parts hold {total} of the block's {n} symbols")
     if pos != data.size:
         raise CorruptStreamError("huffman block has bytes after its parts")
-    if out is None or out.dtype != np.int32 or out.ndim != 1 or out.size < n or not out.flags.c_contiguous:
-        out = np.empty(n, np.int32)
-    out = out[:n]
+    out = _output(out, n)
     done = 0
-    for part, count, head in parts:
-        run = out[done : done + count]
-        if int(part[0]) == _SINGLE:  # filled in place: decode() would make a new array of it
-            sym, end = _read_varint(part, head, "symbol")
-            if sym >= limit or end != part.size or count == 0:
-                raise CorruptStreamError("malformed single-symbol huffman block")
-            run.fill(sym)
-        else:
-            decode(part, count, limit, out=run, parts=False)
+    for part, count in parts:
+        decode(part, count, limit, out=out[done : done + count], parts=False)  # in place: a view of out
         done += count
     return out
+
+
+def _output(out: np.ndarray | None, size: int) -> np.ndarray:
+    """``out[:size]`` where ``out`` can take the symbols (1-D, C-contiguous int32 of at least
+    ``size``), else a new array."""
+    if out is None or out.dtype != np.int32 or out.ndim != 1 or out.size < size or not out.flags.c_contiguous:
+        return np.empty(size, np.int32)
+    return out[:size]
