@@ -83,6 +83,21 @@ def test_contexts_beat_huffman_where_residuals_cluster():
     assert abs(rans.estimated_size(c, 2 * CENTER, CENTER) / len(roundtrip(c)) - 1) < 0.03
 
 
+@pytest.mark.parametrize("n", [0, 1, 500, 5000])
+@pytest.mark.parametrize("distinct", [1, 2, 40])
+def test_a_context_model_made_once_sizes_and_codes_as_made_twice(n, distinct):
+    """entropy="best" counts the contexts once for the estimate and the coder: the same
+    estimate and the same bytes as each counting for itself, in lanes and in one."""
+    c = (np.random.default_rng(n + distinct).integers(0, distinct, n) + CENTER - distinct // 2).astype(np.int32)
+    model = rans.context_model(c, 2 * CENTER, CENTER)
+    assert rans.estimated_size(c, 2 * CENTER, CENTER, model) == rans.estimated_size(c, 2 * CENTER, CENTER)
+    assert rans.encode(c, 2 * CENTER, CENTER, model=model) == rans.encode(c, 2 * CENTER, CENTER)
+    stage = rans.Rans(2 * CENTER, CENTER)
+    blob = stage.encode(c, model)
+    assert stage.in_lanes == (blob[0] == 3) and (blob[0] == 3) == (n >= rans.MIN_LANE_CODES and distinct > 1)
+    np.testing.assert_array_equal(stage.decode(blob, n), c)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.integers(0, 2**32 - 1),

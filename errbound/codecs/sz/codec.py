@@ -125,9 +125,10 @@ def entropy_code(
     gate = huffman_coded
     if lossless.level != DEFAULT_LEVEL:
         gate = ZstdLossless().compress(raw if raw is not None else huffman.encode(codes, entropy.alphabet))
-    if rans.estimated_size(codes, 2 * radius, radius) * RANS_GAIN < len(gate):
+    model = rans.context_model(codes, 2 * radius, radius)  # one counting pass for the estimate and the coder
+    if rans.estimated_size(codes, 2 * radius, radius, model) * RANS_GAIN < len(gate):
         stage = rans.Rans(2 * radius, radius)
-        blob = lossless.compress(stage.encode(codes))
+        blob = lossless.compress(stage.encode(codes, model))
         if len(blob) * RANS_GAIN < len(gate) and len(blob) < len(coded):
             return stage, blob
     lossless.in_pieces = entropy.in_parts

@@ -71,10 +71,10 @@ class Rans(Stage):
     def loaded_from(self, version: int) -> None:
         self.in_lanes = version >= 2  # a version-1 record's block may not be in lanes
 
-    def encode(self, symbols: np.ndarray) -> bytes:
-        """The block of ``symbols`` (see :func:`encode`); the record then says whether it
-        is in lanes."""
-        blob = encode(symbols, self.alphabet, self.center)
+    def encode(self, symbols: np.ndarray, model: ContextModel | None = None) -> bytes:
+        """The block of ``symbols`` (see :func:`encode`; ``model``: their :func:`context_model`,
+        made already); the record then says whether it is in lanes."""
+        blob = encode(symbols, self.alphabet, self.center, model=model)
         self.in_lanes = blob[0] == _RANS_LANES
         return blob
 
@@ -298,31 +298,60 @@ def _precision(m: int) -> int:
 # ----------------------------------------------------------------------------- public API
 
 
-def encode(symbols: np.ndarray, alphabet: int, center: int, lanes: bool = True) -> bytes:
-    """rANS-code ``symbols`` (1-D int32, values in ``[0, alphabet)``) with the context model
-    of the module docstring: in lanes (type 3) where ``lanes`` allows, there are at least
-    MIN_LANE_CODES symbols and the table's precision is at most 15 bits (up to 16384
-    distinct symbols), else in one (type 2). The output depends only on the input values."""
+@dataclass
+class ContextModel:
+    """What :func:`encode` builds before it codes: the distinct symbols, their table index and
+    precision, the lanes' ``bounds``, every symbol's context and the counts per context (None
+    where no table is built). Made once, it sizes (:func:`estimated_size`) and codes a block."""
+
+    symbols: np.ndarray
+    used: np.ndarray
+    index: np.ndarray | None = None
+    precision: int = 0
+    bounds: np.ndarray | None = None
+    contexts: np.ndarray | None = None
+    counts: np.ndarray | None = None
+
+
+def context_model(symbols: np.ndarray, alphabet: int, center: int, lanes: bool = True) -> ContextModel:
+    """The :class:`ContextModel` of ``symbols`` (1-D, values in ``[0, alphabet)``): in lanes
+    where ``lanes`` allows, there are at least MIN_LANE_CODES symbols and the table's
+    precision is at most 15 bits (up to 16384 distinct symbols)."""
     a = np.ascontiguousarray(symbols, np.int32)
     if a.ndim != 1:
         raise UnsupportedInputError("symbols must be a 1-D integer array")
     if a.size == 0:
-        return bytes([_EMPTY]) + _varints([0])
+        return ContextModel(a, np.zeros(0, np.int64))
     lo, hi = int(a.min()), int(a.max())
     if lo < 0 or hi >= alphabet:
         raise UnsupportedInputError(f"symbols must lie in [0, {alphabet})")
-    present = np.bincount(a - lo) > 0
-    used = np.flatnonzero(present) + lo
+    used = np.flatnonzero(np.bincount(a - lo)) + lo
+    if not 2 <= used.size <= MAX_SYMBOLS:
+        return ContextModel(a, used)
+    index = np.zeros(hi + 1, np.int32)
+    index[used] = np.arange(used.size, dtype=np.int32)
+    precision = _precision(used.size)
+    bounds = np.array(lane_bounds(a.size) if lanes and _in_lanes(a.size, precision) else [0, a.size], np.int64)
+    contexts, counts = _contexts(a, index, used.size, center, bounds)
+    return ContextModel(a, used, index, precision, bounds, contexts, counts)
+
+
+def encode(
+    symbols: np.ndarray, alphabet: int, center: int, lanes: bool = True, model: ContextModel | None = None
+) -> bytes:
+    """rANS-code ``symbols`` (1-D int32, values in ``[0, alphabet)``) with the context model
+    of the module docstring, in lanes (type 3) or in one (type 2) as :func:`context_model`
+    decides (``model``: the one of these symbols, made already). The output depends only
+    on the input values."""
+    m = context_model(symbols, alphabet, center, lanes) if model is None else model
+    a, used = m.symbols, m.used
+    if a.size == 0:
+        return bytes([_EMPTY]) + _varints([0])
     if used.size == 1:
         return bytes([_SINGLE]) + _varints([a.size, used[0]])
     if used.size > MAX_SYMBOLS:
         raise ValueError(f"{used.size} distinct symbols are too many for the rans coder")
-    full_index = np.zeros(hi + 1, np.int32)
-    full_index[used] = np.arange(used.size, dtype=np.int32)
-    precision = _precision(used.size)
-    in_lanes = lanes and _in_lanes(a.size, precision)
-    bounds = np.array(lane_bounds(a.size) if in_lanes else [0, a.size], np.int64)
-    contexts, counts = _contexts(a, full_index, used.size, center, bounds)
+    precision, bounds, contexts, counts = m.precision, m.bounds, m.contexts, m.counts
     total = 1 << precision
     freq = np.zeros((CONTEXTS, used.size), np.int64)
     table = [np.array([a.size, precision, used.size]), np.diff(used, prepend=-1) - 1]
@@ -335,36 +364,29 @@ def encode(symbols: np.ndarray, alphabet: int, center: int, lanes: bool = True) 
     cum = np.zeros_like(freq)
     cum[:, 1:] = np.cumsum(freq, axis=1)[:, :-1]
     division = _reciprocals(freq, cum, precision)
-    if not in_lanes:
+    if bounds.size == 2:  # one lane: type 2
         # each symbol costs at most precision + 1 bits; plus the state
         out = np.empty(a.size * (precision + 8) // 8 + 16, np.uint8)
-        payload = out[_encode(a, full_index, freq, *division, precision, center, out) :]
+        payload = out[_encode(a, m.index, freq, *division, precision, center, out) :]
         return bytes([_RANS]) + _varints(np.concatenate(table)) + _varints([payload.size]) + payload.tobytes()
     payloads = []
     for first, end in zip(bounds[:-1], bounds[1:], strict=True):
         # a symbol moves at most one word; plus the state's two
         out = np.empty(end - first + 2, np.uint16)
-        start = encode_lane(a[first:end], full_index, freq, contexts[first:end], *division, precision, out)
+        start = encode_lane(a[first:end], m.index, freq, contexts[first:end], *division, precision, out)
         payloads.append(out[start:].astype("<u2").tobytes())
     sizes = _varints([len(p) for p in payloads])
     return bytes([_RANS_LANES]) + _varints(np.concatenate(table)) + sizes + b"".join(payloads)
 
 
-def estimated_size(symbols: np.ndarray, alphabet: int, center: int) -> float:
-    """Bytes :func:`encode` would need, from the per-context entropies and the table (costs
-    one counting pass, a fraction of an encode)."""
-    a = np.ascontiguousarray(symbols, np.int32)
-    if a.size < 2:
-        return 8.0
-    lo, hi = int(a.min()), int(a.max())
-    used = np.flatnonzero(np.bincount(a - lo)) + lo
+def estimated_size(symbols: np.ndarray, alphabet: int, center: int, model: ContextModel | None = None) -> float:
+    """Bytes :func:`encode` would need, from the per-context entropies and the table: one
+    counting pass, which ``model`` (then handed to :func:`encode`) spares the coder."""
+    m = context_model(symbols, alphabet, center) if model is None else model
+    used = m.used
     if used.size < 2 or used.size > MAX_SYMBOLS:
         return float("inf") if used.size > MAX_SYMBOLS else 8.0
-    full_index = np.zeros(hi + 1, np.int32)
-    full_index[used] = np.arange(used.size, dtype=np.int32)
-    # with the lanes' context resets where encode would use lanes
-    bounds = lane_bounds(a.size) if _in_lanes(a.size, _precision(used.size)) else [0, a.size]
-    counts = _contexts(a, full_index, used.size, center, np.array(bounds, np.int64))[1].astype(np.float64)
+    counts = m.counts.astype(np.float64)
     bits = 0.0
     tables = 2.0 * used.size
     for k in range(CONTEXTS):
