@@ -141,3 +141,39 @@ def test_auto_codes_an_array_it_takes_whole_as_sz_would():
     trial = auto._Trial("sz", data, eb, [data], True, choice)
     assert trial.result[0][0]["params"]["cubic"] == better.cubic
     assert _stream_bytes(trial.result[1]) == min(sizes)
+
+
+@pytest.mark.parametrize("rough", [False, True])
+@pytest.mark.parametrize("rel", [1e-2, 1e-4])
+def test_the_policy_sizes_each_candidate_once(rel, rough, monkeypatch):
+    """A candidate's size on the samples is deterministic: sizing it again can only repeat
+    a known size. The level-bound sweep once re-sized the default pair (1.25, 2.0) whenever
+    (1.0, 1.0) had beaten it first (one sample pass in eight, wasted)."""
+    sized = []
+    sample_codes = sz_policy._sample_codes
+
+    def counting(predictor, blocks, eb):
+        p = predictor
+        sized.append(
+            (
+                p.name,
+                getattr(p, "cubic", None),
+                str(getattr(p, "order", None)),
+                getattr(p, "alpha", None),
+                getattr(p, "beta", None),
+            )
+        )
+        return sample_codes(predictor, blocks, eb)
+
+    monkeypatch.setattr(sz_policy, "_sample_codes", counting)
+    # on noise the flat level bounds (1.0, 1.0) win, and the sweep goes on past them
+    data = np.random.default_rng(3).normal(size=(40, 72, 96)).astype(np.float32) if rough else _smooth_field(np.float32)
+    eb = rel * float(data.max() - data.min())
+    choice = sz_policy.choose(data, eb)
+    if rough:
+        assert (choice.predictor.alpha, choice.predictor.beta) == (1.0, 1.0)
+    assert len(set(sized)) == len(sized), sized
+    interpolations = [s for s in sized if s[0] == "interpolation"]
+    # what the sweep ranks: both kinds, the other order, the other level-bound pairs
+    assert len(interpolations) == 2 + 1 + len(sz_policy.ALPHA_BETA) - 1
+    assert isinstance(choice.predictor, InterpolationPredictor) or sized[-1][0] == "lorenzo"

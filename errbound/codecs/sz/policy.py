@@ -221,7 +221,8 @@ def choose(data: np.ndarray, eb: float) -> Choice:
     """What compresses samples of `data` best at bound `eb` (see :class:`Choice`); a stream
     takes ``.settled(data, eb)`` of it."""
     blocks = sample_blocks(data)
-    live = [a for a in range(4) if as_4d_shape(data.shape)[a] > 1]
+    shape4 = as_4d_shape(data.shape)
+    live = [a for a in range(4) if shape4[a] > 1]
     anchor = choose_anchor(data.shape)
     # a small array (<= 2 * SAMPLE_POINTS values) is its own sample: every candidate costs a
     # full pass, so only the interpolation kind is tuned there (on 16 KiB tiles of the
@@ -266,10 +267,10 @@ def choose(data: np.ndarray, eb: float) -> Choice:
             size = size_of(interp(best_cubic, _block_order(order, live), 1.25, 2.0))
             if size < best_size:
                 best_order, best_size = order, size
-    best_ab = (1.25, 2.0)
+    best_ab = tried_ab = (1.25, 2.0)
     block_order = None if best_order is None else _block_order(best_order, live)
     for alpha, beta in () if small else ALPHA_BETA:
-        if (alpha, beta) == best_ab:
+        if (alpha, beta) == tried_ab:  # sized above: best_size (a pair that beat it moved best_ab)
             continue
         size = size_of(interp(best_cubic, block_order, alpha, beta))
         if size < best_size:
