@@ -119,9 +119,10 @@ def decompress(
     if count == 0 and header.codec != "raw":  # compress stores every empty array with "raw"
         raise CorruptStreamError(f"stream header has an empty shape {shape} for a {header.codec!r} stream")
     try:
-        kernels = np.dtype(np.float64) if PointwiseRelative.present(header.stages) else dtype.newbyteorder("=")
+        pw_rel = PointwiseRelative.present(header.stages)
+        kernels = np.dtype(np.float64) if pw_rel else dtype.newbyteorder("=")  # pw_rel codes log2|x|
         with _first_use("decode", header.codec, kernels, max(len(shape), 1)):
-            result = _decode(header, codec, sections, shape, dtype)
+            result = _decode(header, codec, sections, shape, dtype, pw_rel)
     except MemoryError:
         raise OutputLimitError(
             f"not enough memory to decode the declared {shape} {dtype} array ({count * dtype.itemsize} bytes)"
@@ -158,10 +159,10 @@ def _first_use_block(key: tuple, what: str):
     _FIRST_USES_DONE.add(key)
 
 
-def _decode(header, codec, sections, shape, dtype) -> np.ndarray:
+def _decode(header, codec, sections, shape, dtype, pw_rel: bool) -> np.ndarray:
     kernel_shape = (shape or (1,))[::-1] if header.order == "F" else (shape or (1,))
     native = dtype.newbyteorder("=")
-    flat = _decode_values(header, codec, sections, kernel_shape, native)
+    flat = _decode_values(header, codec, sections, kernel_shape, native, pw_rel)
     if "patches" in sections:
         idx, values = decode_patches(sections["patches"], native, flat.size)
         flat[idx] = values
@@ -270,10 +271,9 @@ def _codec_for(header: stream.Header) -> Codec:
     return cls.__new__(cls)  # decoding needs no options: they are in the stage records
 
 
-def _decode_values(header, codec, sections, kernel_shape, dtype) -> np.ndarray:
+def _decode_values(header, codec, sections, kernel_shape, dtype, pw_rel: bool) -> np.ndarray:
     # The pw_rel transform wraps any codec, raw included: errbound 0.2.0 wrote raw streams of
     # log magnitudes under pw_rel, and they must decode through the inverse transform too.
-    pw_rel = PointwiseRelative.present(header.stages)
     if ("signs" in sections or "zeros" in sections) and not pw_rel:
         raise CorruptStreamError("stream has pw_rel sign/zero sections but no pw_rel stage")
     if header.codec == "raw" and not pw_rel:

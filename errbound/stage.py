@@ -44,23 +44,19 @@ class Stage:
 
     def params(self) -> dict:
         """The parameters stored in the record (a dataclass's fields, in order)."""
-        if dataclasses.is_dataclass(self):
-            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {}
+        return {name: getattr(self, name) for name in _parameter_names(type(self))}
 
     @classmethod
     def from_params(cls: type[S], p: dict) -> S:
         """Rebuild the stage from its stored parameters."""
         if not isinstance(p, dict):
             raise TypeError("parameters must be a dict")
-        if not dataclasses.is_dataclass(cls):
-            return cls()
         values = {}
-        for f in dataclasses.fields(cls):
-            if f.name in p:
-                values[f.name] = p[f.name]
-            elif f.name not in cls.optional:
-                raise KeyError(f"parameter {f.name!r} is missing")
+        for name in _parameter_names(cls):
+            if name in p:
+                values[name] = p[name]
+            elif name not in cls.optional:
+                raise KeyError(f"parameter {name!r} is missing")
         return cls(**values)
 
     def record(self) -> dict:
@@ -94,6 +90,20 @@ class Stage:
     def loaded_from(self, version: int) -> None:
         """Called with the version of the record the stage was loaded from: a stage whose
         newer version allows more in its sections (and an older one must refuse it) keeps it."""
+
+
+_PARAMETER_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _parameter_names(cls: type) -> tuple[str, ...]:
+    """A stage class's parameters: its dataclass fields in order (none for a plain class),
+    found once per class (``dataclasses.fields`` cost a microsecond a record, on every
+    stage of every small chunk's compress and decompress)."""
+    names = _PARAMETER_NAMES.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else ()
+        _PARAMETER_NAMES[cls] = names
+    return names
 
 
 def which(records: list, *classes: type[S]) -> type[S]:
