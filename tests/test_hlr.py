@@ -545,3 +545,27 @@ def test_bound_holds_on_mesh_matrices_in_any_order(data):
 def test_the_property_test_reaches_both_new_stages(scrambled, stage):
     blob = errbound.compress(mesh_matrix(12, scrambled, np.float32, 0), "hlr", rel=1e-2, leaf=32)
     assert errbound.info(blob)["stages"][0]["name"] == stage
+
+
+def test_tile_ranks_take_each_sampled_tile_once(monkeypatch):
+    """Along an axis of at most leaf + 3 values the sampling grid's starts repeat: a 128x128
+    chunk took the same tile's SVD 25 times (two thirds of its compress time)."""
+    svds = []
+    svd = np.linalg.svd
+
+    def counting(a, *args, **kwargs):
+        svds.append(a.shape)
+        return svd(a, *args, **kwargs)
+
+    monkeypatch.setattr(np.linalg, "svd", counting)
+    rng = np.random.default_rng(0)
+    policy = lr.Policy()
+    for shape, tiles in (((128, 128), 1), ((130, 131), 3 * 4), ((128, 700), 5), ((600, 700), 25)):
+        svds.clear()
+        planner = lr.Planner(rng.standard_normal(shape), 1e-3, None, policy)
+        assert len(planner.tile_ranks()) == tiles and len(svds) == tiles, shape
+    # promising() stops at the first low-rank tile: a rank-one matrix needs one
+    svds.clear()
+    low = np.outer(np.linspace(1, 2, 600), np.linspace(-1, 1, 700))
+    assert lr.Planner(low, 1e-3, None, policy).promising()
+    assert len(svds) == 1
