@@ -569,3 +569,20 @@ def test_tile_ranks_take_each_sampled_tile_once(monkeypatch):
     low = np.outer(np.linspace(1, 2, 600), np.linspace(-1, 1, 700))
     assert lr.Planner(low, 1e-3, None, policy).promising()
     assert len(svds) == 1
+
+
+def test_the_encoder_runs_blas_on_one_thread_found_once():
+    from errbound.codecs.hlr import policy
+
+    setter, getter = policy._openblas_thread_functions()
+    if getter is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS here: single_threaded_blas changes nothing")
+    before = getter()
+    with policy.single_threaded_blas():
+        assert getter() == 1
+    assert getter() == before
+    # the libraries are looked up once a process (1 ms a compress when read every time)
+    looked_up = policy._openblas_thread_functions.cache_info().misses
+    with policy.single_threaded_blas():
+        pass
+    assert policy._openblas_thread_functions.cache_info().misses == looked_up

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -234,6 +235,21 @@ def single_threaded_blas() -> Iterator[None]:
     independent of the BLAS thread setting. Best effort: numpy's OpenBLAS is found among
     the loaded libraries (Linux); elsewhere nothing changes.
     """
+    setter, getter = _openblas_thread_functions()
+    before = getter() if getter is not None else None
+    if setter is not None:
+        setter(1)
+    try:
+        yield
+    finally:
+        if setter is not None and before is not None:
+            setter(before)
+
+
+@functools.cache
+def _openblas_thread_functions() -> tuple:
+    """(set, get) of the number of OpenBLAS threads, or (None, None); found once a process
+    (reading /proc/self/maps and opening the libraries took 1 ms, on every hlr compress)."""
     setter = getter = None
     for lib in _openblas_libraries():
         for prefix in ("scipy_openblas", "openblas"):
@@ -243,14 +259,7 @@ def single_threaded_blas() -> Iterator[None]:
                 if s is not None and g is not None:
                     setter, getter = s, g
                     break
-    before = getter() if getter is not None else None
-    if setter is not None:
-        setter(1)
-    try:
-        yield
-    finally:
-        if setter is not None and before is not None:
-            setter(before)
+    return setter, getter
 
 
 def _openblas_libraries() -> list[ctypes.CDLL]:
