@@ -206,14 +206,31 @@ def test_packed_bits_match_a_bit_by_bit_writer(data):
         if data.draw(st.booleans())
         else data.draw(st.lists(st.integers(1, 50), min_size=kinds, max_size=kinds))
     )
-    symbols = np.repeat(np.arange(kinds, dtype=np.int32), weights)
-    np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).shuffle(symbols)
-    symbols = symbols[: data.draw(st.integers(2, max(2, symbols.size)))]
+    # the first `size` of the shuffled multiset, drawn without building the rest: 40
+    # Fibonacci weights are 267 million symbols, and shuffling them all took most of a minute
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    size = data.draw(st.integers(2, max(2, sum(weights))))
+    counts = rng.multivariate_hypergeometric(np.array(weights, np.int64), min(size, sum(weights)))
+    symbols = np.repeat(np.arange(kinds, dtype=np.int32), counts)
+    rng.shuffle(symbols)
     if np.unique(symbols).size < 2:
         return
     blob = roundtrip(symbols, kinds)
     payload = _reference_bits(symbols, kinds)
     assert blob.endswith(payload)
+
+
+def test_packed_bits_of_deep_codes_match_a_bit_by_bit_writer():
+    # the whole multiset of 27 Fibonacci weights (514 228 symbols): codes of 1 to 26 bits,
+    # deeper than the sampled prefixes above reach, every one packed across word boundaries
+    fib = [1, 1]
+    while len(fib) < 27:
+        fib.append(fib[-1] + fib[-2])
+    symbols = np.repeat(np.arange(27, dtype=np.int32), fib)
+    np.random.default_rng(5).shuffle(symbols)
+    lens = huffman._code_lengths(np.array(fib), huffman.MAX_CODE_LENGTH)
+    assert lens.max() == 26
+    assert roundtrip(symbols, 27).endswith(_reference_bits(symbols, 27))
 
 
 @pytest.mark.parametrize("width", [1, 7, 2048, 2049, 40_000])
