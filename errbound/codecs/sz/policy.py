@@ -122,7 +122,11 @@ def _entropy_bytes(codes: np.ndarray) -> float:
         return 0.0
     counts, _ = huffman.histogram(codes, 2 * RADIUS + 1)
     counts = counts[counts > 0].astype(np.float64)
-    return float(-(counts * np.log2(counts / codes.size)).sum()) / 8
+    # -(c * log2(c / n)).sum() in place: the same values in the same order, two arrays fewer
+    p = counts / codes.size
+    np.log2(p, out=p)
+    p *= counts
+    return float(-p.sum()) / 8
 
 
 def lorenzo_estimated_size(blocks: list[np.ndarray], eb: float) -> float:

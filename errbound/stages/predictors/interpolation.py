@@ -14,6 +14,7 @@ fused multiply-add), so the decoder reproduces the encoder's reconstruction bit 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -236,6 +237,15 @@ def level_bounds(eb: float, levels: int, alpha: float, beta: float) -> np.ndarra
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def _unit_level_bounds(levels: int, alpha: float, beta: float) -> np.ndarray:
+    """``level_bounds(1.0, ...)``, read-only, made once per parameters: every sample encode of
+    the policy and every chunk's decode needs it (the Python loop cost 2-3 us a call)."""
+    out = level_bounds(1.0, levels, alpha, beta)
+    out.flags.writeable = False
+    return out
+
+
 def level_divisor(level: int, alpha: float, beta: float) -> float:
     """``min(alpha ** (level - 1), beta)``, the bound's divisor at ``level`` (>= 1), also where
     the power overflows a float: the encoder's alpha <= 1.5 never does, but a forged record
@@ -286,7 +296,7 @@ class InterpolationPredictor(Stage):
             self.order = [a for a in range(4) if shape4[a] > 1]
         order = np.array(self.order, np.int64)
         levels = level_count(shape4, anchor)
-        return shape4, anchor, order, level_bounds(1.0, levels, self.alpha, self.beta)
+        return shape4, anchor, order, _unit_level_bounds(levels, self.alpha, self.beta)
 
     def encode(self, data: np.ndarray, eb: float, reuse: bool = False):
         """data: C-contiguous array (any dims <= 4). Returns (codes int32, unpredictable values, recon).
