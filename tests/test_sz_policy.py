@@ -176,4 +176,3 @@ def test_the_policy_sizes_each_candidate_once(rel, rough, monkeypatch):
     interpolations = [s for s in sized if s[0] == "interpolation"]
     # what the sweep ranks: both kinds, the other order, the other level-bound pairs
     assert len(interpolations) == 2 + 1 + len(sz_policy.ALPHA_BETA) - 1
-    assert isinstance(choice.predictor, InterpolationPredictor) or sized[-1][0] == "lorenzo"
