@@ -564,7 +564,14 @@ def test_tile_ranks_take_each_sampled_tile_once(monkeypatch):
         svds.clear()
         planner = lr.Planner(rng.standard_normal(shape), 1e-3, None, policy)
         assert len(planner.tile_ranks()) == tiles and len(svds) == tiles, shape
-    # promising() stops at the first low-rank tile: a rank-one matrix needs one
+    # promising() screens whole leaf tiles of the quadtree (starts at multiples of the
+    # leaf, up to 5 per axis): 4 SVDs on a 256x256 chunk where the spread grid took 25
+    # overlapping ones, 4 x 5 on 600x700
+    for shape, tiles in (((256, 256), 4), ((600, 700), 20), ((100, 900), 5)):
+        svds.clear()
+        assert not lr.Planner(rng.standard_normal(shape), 1e-3, None, policy).promising()
+        assert len(svds) == tiles and set(svds) == {(min(shape[0], 128), 128)}, shape
+    # and stops at the first low-rank tile: a rank-one matrix needs one
     svds.clear()
     low = np.outer(np.linspace(1, 2, 600), np.linspace(-1, 1, 700))
     assert lr.Planner(low, 1e-3, None, policy).promising()

@@ -214,6 +214,20 @@ def children_of(r0: int, c0: int, nr: int, nc: int, leaf: int) -> list[tuple[int
     return [(r0 + ro, c0 + co, rn, cn) for ro, rn in halves(nr, leaf) for co, cn in halves(nc, leaf)]
 
 
+def _spread_starts(n: int, leaf: int, grid: int) -> np.ndarray:
+    """``grid`` tile starts spread evenly over an axis of n, distinct (along an axis of at
+    most leaf + 3 values they repeat: a 128x128 chunk took the same tile's SVD 25 times)."""
+    return np.unique(np.linspace(0, max(0, n - leaf), grid).astype(int))
+
+
+def _aligned_starts(n: int, leaf: int, grid: int) -> np.ndarray:
+    """Up to ``grid`` starts of whole leaf tiles of the quadtree (multiples of leaf), spread
+    evenly; 0 where the axis is shorter than a leaf. The quadtree's nodes are unions of such
+    tiles, and a low-rank node has low-rank tiles."""
+    whole = max(1, n // leaf)
+    return np.unique(np.linspace(0, whole - 1, min(grid, whole)).round().astype(int)) * leaf
+
+
 # ---------------------------------------------------------------------------------------------
 # encoding
 
@@ -233,20 +247,19 @@ class Planner:
         """Whether any of ``tiles`` leaf tiles spread over the matrix has a low fine rank
         (at most a quarter of the leaf): if none has, no node of the quadtree can be low-rank
         and the (costly) bottom-up pass is skipped. Singular values only: cheap."""
-        return any(1 <= rank <= self.policy.leaf // 4 for rank in self._tile_ranks(tiles))
+        return any(1 <= rank <= self.policy.leaf // 4 for rank in self._tile_ranks(tiles, aligned=True))
 
     def tile_ranks(self, tiles: int = 32) -> list[int]:
         """Fine ranks (the bound's share for tiles) of about ``tiles`` finite leaf tiles spread
         evenly over the matrix."""
         return list(self._tile_ranks(tiles))
 
-    def _tile_ranks(self, tiles: int) -> Iterator[int]:
+    def _tile_ranks(self, tiles: int, aligned: bool = False) -> Iterator[int]:
         leaf, (nr, nc) = self.policy.leaf, self.a.shape
         grid = max(1, math.isqrt(tiles))
-        # distinct starts: along an axis of at most leaf + 3 values the grid's starts repeat,
-        # and a 128x128 chunk took the same tile's SVD 25 times (18 of its 26 ms)
-        for r in np.unique(np.linspace(0, max(0, nr - leaf), grid).astype(int)):
-            for c in np.unique(np.linspace(0, max(0, nc - leaf), grid).astype(int)):
+        starts = _aligned_starts if aligned else _spread_starts
+        for r in starts(nr, leaf, grid):
+            for c in starts(nc, leaf, grid):
                 tile = self.a[r : r + leaf, c : c + leaf]
                 if not np.isfinite(tile).all():
                     continue
