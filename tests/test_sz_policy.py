@@ -176,3 +176,17 @@ def test_the_policy_sizes_each_candidate_once(rel, rough, monkeypatch):
     interpolations = [s for s in sized if s[0] == "interpolation"]
     # what the sweep ranks: both kinds, the other order, the other level-bound pairs
     assert len(interpolations) == 2 + 1 + len(sz_policy.ALPHA_BETA) - 1
+
+
+def test_a_small_array_far_below_a_bit_keeps_the_section_its_policy_coded():
+    # an array that is its own sample, sized coded (< 1 bit per value): the chosen
+    # candidate's Huffman + zstd section comes with its codes and is not coded again
+    data = np.ascontiguousarray(_smooth_field(np.float32)[:2, :48, :64])
+    eb = 1e-2 * float(data.max() - data.min())
+    choice = sz_policy.choose(data, eb)
+    assert len(choice.encoded) == 4, "the coded section travels with the codes"
+    stages, sections, _ = encode_stages(data, eb)
+    predictor = type(choice.predictor).load(stages)
+    again = encode_stages(data, eb, predictor)
+    assert again[0] == stages and again[1] == sections
+    assert dict(sections)["codes"] == choice.encoded[3]

@@ -111,7 +111,14 @@ def _sample_codes(predictor, blocks: list[np.ndarray], eb: float) -> tuple[np.nd
 
 def _sized(predictor, codes: np.ndarray, unpred_bytes: int, coded: bool) -> float:
     if coded:
-        return len(ZstdLossless().compress(huffman.encode(codes, 2 * predictor.radius))) + unpred_bytes
+        section = ZstdLossless().compress(huffman.encode(codes, 2 * predictor.radius))
+        encoded = predictor.__dict__.get("encoded")
+        if encoded is not None and encoded[0] is codes:
+            # the codes of the candidate's one block: for an array that is its own sample,
+            # the array's, and this is their section as the stream codes it at the default
+            # level (encode_stages takes it with them, see choose: not coded again)
+            predictor.encoded = (*encoded[:3], section)
+        return len(section) + unpred_bytes
     return _entropy_bytes(codes) + unpred_bytes
 
 
