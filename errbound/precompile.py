@@ -5,7 +5,7 @@ Kernels compile on first use, per dtype and number of dimensions, and are cached
 makes every later process load them from the cache instead: the first call of a codec then
 takes a fraction of a second instead of tens of seconds. Each (codec, dtype, dimensions)
 case runs the codec's encoder and decoder on a small array shaped to take every path the
-codec has for it (both ``sz`` predictors and its rANS coder, ``fz``'s long-row and 64-bit-code
+codec has for it (both ``sz`` predictors, with a frozen axis too, and its rANS coder, ``fz``'s long-row and 64-bit-code
 paths, ``sperr``'s PSNR search, ``hlr``'s low-rank tiles); ``tests/test_cold_start.py`` checks that nothing compiles
 afterwards.
 """
@@ -112,7 +112,20 @@ def _run_case(codec: str, dtype: str, ndim: int) -> float:
         decompress(compress(array, name, **options))
     if codec == "sz":
         _rans_coders()
+        if ndim >= 3:
+            _frozen_lorenzo(dtype, ndim)
     return time.perf_counter() - t0
+
+
+def _frozen_lorenzo(dtype: str, ndim: int) -> None:
+    """Lorenzo with a frozen axis runs the kernel of one dimension less on each slice: the
+    policy picks it only for data that no warm-up array can promise."""
+    from .stages.predictors.lorenzo import LorenzoPredictor
+
+    x = _field(SHAPES[ndim], dtype)
+    predictor = LorenzoPredictor(frozen=[4 - ndim])
+    codes, unpred, _ = predictor.encode(x, 1e-3)
+    predictor.decode(codes, unpred, x.shape, x.dtype, 1e-3)
 
 
 def _rans_coders() -> None:

@@ -177,8 +177,11 @@ def test_float32_residuals_beyond_float32_range_are_corrected_silently():
 
 def test_global_low_rank_plan_on_a_matricized_stack():
     # noise at 0.3x the bound: the residual's codes are near white, the field's are not (at
-    # 1x the bound `sz` alone, its codes in parts, became as small as the low-rank plan)
-    a = smooth_low_rank((60, 40, 50), rank=3, noise=3e-5)
+    # 1x the bound `sz` alone, its codes in parts, became as small as the low-rank plan).
+    # The columns are scrambled: in order, `sz` with the second axis frozen codes the stack
+    # as small as the low-rank plan does (14.4 KB each), which then rightly is not used
+    a = smooth_low_rank((60, 40, 50), rank=3, noise=3e-5).reshape(60, 2000)
+    a = np.ascontiguousarray(a[:, np.random.default_rng(5).permutation(2000)].reshape(60, 40, 50))
     blob, _ = roundtrip(a, "hlr", "abs", 1e-4)
     assert low_rank_blocks(blob) >= 1
     assert len(blob) < len(errbound.compress(a, "sz", abs=1e-4))

@@ -29,6 +29,7 @@ from errbound.stage import stages
 from errbound.stages.predictors.interpolation import level_bounds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+from write_frozen_stream_fixtures import slabs  # noqa: E402
 from write_lanes_stream_fixtures import noisy  # noqa: E402
 from write_parts_stream_fixtures import spectral  # noqa: E402
 
@@ -66,6 +67,9 @@ def _make_streams():
         "sz-parts": (_with_specials(spectral((40, 50, 60), np.float32, 146, 8)), "sz", "rel", 1e-3, {}),
         # sz v4: the codes rANS-coded in lanes
         "sz-lanes": (noisy((40, 48, 56), np.float32, 147), "sz", "rel", 1e-3, {"entropy": "best"}),
+        # sz v5: frozen axes (interpolation, lorenzo)
+        "sz-frozen": (slabs((12, 40, 50), np.float32, 148), "sz", "rel", 1e-3, {}),
+        "sz-frozen-lorenzo": (slabs((12, 40, 50), np.float64, 149), "sz", "rel", 1e-5, {}),
     }
     for codec in LOSSY_CODECS:  # codecs added later are covered too
         cases.setdefault(codec, (xs, codec, "rel", 1e-3, {}))
@@ -79,6 +83,9 @@ def _make_streams():
     assert errbound.info(out["zfp-unit-axis"][0])["codec_version"] == 2
     assert errbound.info(out["sz-parts"][0])["codec_version"] == 3
     assert errbound.info(out["sz-lanes"][0])["codec_version"] == 4
+    for name, predictor in (("sz-frozen", "interpolation"), ("sz-frozen-lorenzo", "lorenzo")):
+        assert errbound.info(out[name][0])["codec_version"] == 5
+        assert errbound.info(out[name][0])["stages"][0]["name"] == predictor
     assert {"signs", "zeros"} <= set(errbound.info(out["pw_rel"][0])["sections"])
     return out
 
@@ -503,6 +510,17 @@ def _drop_named_stage(name):
     return fn
 
 
+def _frozen_in_version_1(predictor):
+    def fn(obj, secs):
+        hits = [s for s in obj["stages"] if s.get("name") == predictor]
+        _need(hits)
+        for s in hits:
+            s["version"] = 1
+            s["params"]["frozen"] = s["params"].get("frozen") or [0]
+
+    return fn
+
+
 MAX_STAGES = max(len(errbound.info(blob)["stages"]) for blob, _ in STREAMS.values())
 INF = float("inf")
 NAN = float("nan")
@@ -646,8 +664,23 @@ FORGERIES = {
             ),
             ("interpolation", "anchor", (-1, 3, 5, 1, 2**40, 2**70, "x", 1.5, None)),
             ("interpolation", "cubic", ("x", None, [1], 1)),
+            *(
+                (predictor, "frozen", ([7], [-1], [1, 1], [2.5], [True], "x", [[1]], [2**70], 3))
+                for predictor in ("interpolation", "lorenzo")
+            ),
         )
         for v in values
+    },
+    # no frozen axes: as a version-1 record has; refused where the record is version 2
+    **{
+        f"{predictor}-frozen={v!r}": ("raise-or-same", _stage_param(predictor, "frozen", v))
+        for predictor in ("interpolation", "lorenzo")
+        for v in (None, [])
+    },
+    # frozen axes in a version-1 record (which an older errbound would ignore)
+    **{
+        f"{predictor}-v1-frozen": ("raise", _frozen_in_version_1(predictor))
+        for predictor in ("interpolation", "lorenzo")
     },
 }
 # Not forged here: a truncated zfp payload with a re-sealed checksum. zfpy decodes it without

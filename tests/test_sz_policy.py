@@ -4,6 +4,9 @@ on the full array, and the winner's codes (and their Huffman + zstd bytes) becom
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import DTYPES, check_roundtrip, field_names, load_field
@@ -14,6 +17,10 @@ import errbound
 from errbound.codecs.sz import encode_stages
 from errbound.codecs.sz import policy as sz_policy
 from errbound.stages.predictors.interpolation import InterpolationPredictor
+from errbound.stages.predictors.lorenzo import LorenzoPredictor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+from write_frozen_stream_fixtures import slabs  # noqa: E402
 
 
 def _smooth_field(dtype) -> np.ndarray:
@@ -31,7 +38,9 @@ def _same_kind_sizes(data, eb, chosen) -> dict[bool, int]:
     """The full stream of the chosen predictor's parameters, with cubic and with linear."""
     sizes = {}
     for cubic in (True, False):
-        predictor = InterpolationPredictor(cubic, chosen.order, chosen.alpha, chosen.beta, anchor=chosen.anchor)
+        predictor = InterpolationPredictor(
+            cubic, chosen.order, chosen.alpha, chosen.beta, anchor=chosen.anchor, frozen=chosen.frozen
+        )
         sizes[cubic] = _stream_bytes(encode_stages(data, eb, predictor)[1])
     return sizes
 
@@ -161,6 +170,7 @@ def test_the_policy_sizes_each_candidate_once(rel, rough, monkeypatch):
                 str(getattr(p, "order", None)),
                 getattr(p, "alpha", None),
                 getattr(p, "beta", None),
+                str(p.frozen),
             )
         )
         return sample_codes(predictor, blocks, eb)
@@ -174,8 +184,9 @@ def test_the_policy_sizes_each_candidate_once(rel, rough, monkeypatch):
         assert (choice.predictor.alpha, choice.predictor.beta) == (1.0, 1.0)
     assert len(set(sized)) == len(sized), sized
     interpolations = [s for s in sized if s[0] == "interpolation"]
-    # what the sweep ranks: both kinds, the other order, the other level-bound pairs
-    assert len(interpolations) == 2 + 1 + len(sz_policy.ALPHA_BETA) - 1
+    # what the sweep ranks: both kinds, the other order, each axis but the last frozen, the
+    # other level-bound pairs
+    assert len(interpolations) == 2 + 1 + 2 + len(sz_policy.ALPHA_BETA) - 1
 
 
 def test_a_small_array_far_below_a_bit_keeps_the_section_its_policy_coded():
@@ -190,3 +201,66 @@ def test_a_small_array_far_below_a_bit_keeps_the_section_its_policy_coded():
     again = encode_stages(data, eb, predictor)
     assert again[0] == stages and again[1] == sections
     assert dict(sections)["codes"] == choice.encoded[3]
+
+
+FICE = "ccsm-g017_fice_120x49x100.f32"
+
+
+def _finite_range(data) -> float:
+    return float(np.ptp(data[np.isfinite(data)]))
+
+
+def _frozen_of(stages) -> list[int]:
+    return stages[0]["params"].get("frozen", [])
+
+
+def _unfrozen(record):
+    """The stage of a stage record with its frozen axes swept (interpolation) or predicted
+    along (Lorenzo) again."""
+    params = {k: v for k, v in record["params"].items() if k != "frozen"}
+    if record["name"] == "lorenzo":
+        return LorenzoPredictor(**params)
+    return InterpolationPredictor(**{**params, "order": None, "anchor": None})
+
+
+@pytest.mark.parametrize("rel", [1e-3, 1e-5])
+def test_the_policy_freezes_an_axis_its_slices_do_not_share(rel):
+    # smooth within each slice of the first axis, unrelated between slices: frozen, that
+    # axis costs less than the best predictor that predicts along it
+    data = slabs((12, 40, 50), np.float32, 11)
+    eb = rel * _finite_range(data)
+    stages, sections, _ = encode_stages(data, eb)
+    assert _frozen_of(stages) == [1]
+    unfrozen = encode_stages(data, eb, _unfrozen(stages[0]))
+    assert _stream_bytes(sections) < _stream_bytes(unfrozen[1])
+    blob = errbound.compress(data, "sz", rel=rel)
+    assert errbound.info(blob)["codec_version"] == 5
+    check_roundtrip(data, errbound.decompress(blob), "rel", rel, blob)
+
+
+@pytest.mark.parametrize(
+    "shape, axes",
+    [
+        ((12, 40, 50), (1, 2, 0)),  # the slices' axis last: the last axis is never frozen
+        ((40, 50), (0, 1)),  # 2-D: a frozen axis would leave 1-D rows
+        ((4, 24, 40), (0, 1, 2)),  # small: the array is its own sample, only its kind is tuned
+    ],
+)
+def test_the_policy_freezes_no_last_axis_and_nothing_below_3_axes(shape, axes):
+    data = slabs(shape if len(shape) == 3 else (12, *shape), np.float32, 12)
+    data = np.ascontiguousarray(data.transpose(axes) if len(shape) == 3 else data[5])
+    for rel in (1e-3, 1e-5):
+        stages, _, _ = encode_stages(data, rel * _finite_range(data))
+        assert _frozen_of(stages) == []
+
+
+@pytest.mark.skipif(FICE not in field_names(), reason="shared data folder not present")
+def test_sea_ice_is_coded_with_its_latitude_frozen():
+    # the sea-ice fraction (time x latitude x longitude) is rough across the ice edge, along
+    # latitude: Lorenzo on each latitude's (time, longitude) plane is 10-20 % smaller
+    data = load_field(FICE)
+    for rel in (1e-2, 1e-3, 1e-4):
+        eb = rel * float(data.max() - data.min())
+        stages, sections, _ = encode_stages(data, eb)
+        assert _frozen_of(stages) == [2], rel
+        assert _stream_bytes(sections) < _stream_bytes(encode_stages(data, eb, _unfrozen(stages[0]))[1])

@@ -22,7 +22,7 @@ from ...scratch import scratch
 from ...stage import which
 from ...stages.coders import huffman, huffman_runs, rans
 from ...stages.coders.zstd import DEFAULT_LEVEL, ZstdLossless
-from ...stages.predictors.interpolation import InterpolationPredictor, choose_anchor, level_count, level_divisor
+from ...stages.predictors.interpolation import InterpolationPredictor, level_divisor
 from ...stages.predictors.lorenzo import LorenzoPredictor
 from ...stream import section
 from .policy import (
@@ -176,12 +176,14 @@ class SZCodec(Codec):
     # so instead of calling the stream corrupt); one without it stays v1. 0.3.0's stored
     # rans fixture was written as v1 and decodes as well. v3: the codes in parts, one
     # Huffman table per run of levels (huffman stage v2); a stream without them stays v1/v2.
-    # v4: rANS in lanes (rans stage v2).
-    version = 4
+    # v4: rANS in lanes (rans stage v2). v5: frozen axes (interpolation or lorenzo stage v2).
+    version = 5
     stage_names = ("interpolation|lorenzo", "huffman|rans", "zstd")
 
     @classmethod
     def stream_version(cls, stages):
+        if InterpolationPredictor.present(stages, version=2) or LorenzoPredictor.present(stages, version=2):
+            return 5
         if rans.Rans.present(stages, version=2):
             return 4
         if huffman.Huffman.present(stages, version=2):
@@ -234,7 +236,7 @@ def _check_predictor(predictor, stages, shape, eb=None) -> None:
         not isinstance(order, list)
         or not all(is_int(a) and 0 <= a <= 3 for a in order)
         or len(set(order)) != len(order)
-        or not live <= set(order)
+        or not live <= set(order) | set(predictor.frozen)
     ):
         raise bad(f"axis order {order!r} for shape {tuple(shape)}")
     anchor = params.get("anchor")
@@ -246,8 +248,8 @@ def _check_predictor(predictor, stages, shape, eb=None) -> None:
     if eb is not None:
         # a bound that the level factors push below the smallest float64 leaves a zero
         # quantization step (a forged header; the encoder never writes one)
-        anchor = choose_anchor(tuple(shape)) if predictor.anchor is None else predictor.anchor
-        levels = level_count(as_4d_shape(shape), anchor)
+        shape4 = as_4d_shape(shape)
+        levels = predictor.levels(shape4, predictor.anchor_stride(shape4))
         # the finest level's bound is the smallest (alpha >= 1): level_bounds' last entry, with
         # no array (it cost ~8 us, 6 % of a 64 KiB chunk's decode); near float64's largest
         # bound the doubled step is inf, still usable

@@ -34,6 +34,10 @@ LORENZO_SCREEN = 2.0  # the numpy estimate of Lorenzo within this of the best: i
 # linear when they are this close: the full array decides (see ``choose``)
 FULL_ARRAY_MARGIN = 1.05
 RANS_MIN_CODES = 4096
+# Lorenzo with a frozen axis is kept where the samples say it saves this much: where they
+# saw less, the full array was as often larger (2.5 % on a 64 KiB tile of ts-monthly at rel
+# 1e-3). Interpolation with one needs no margin (with 2 %, echam5 lost its 15 % at 1e-3)
+FREEZE_MARGIN = 1.02
 PART_MIN_CODES = 2048  # see code_parts
 # Sizing and coding the runs costs ~50 us a run in numpy calls: on a 64 KiB chunk that was
 # +40 % of its compress time for +1.8 % of ratio. The default mode codes in parts from
@@ -136,22 +140,24 @@ def _entropy_bytes(codes: np.ndarray) -> float:
     return float(-p.sum()) / 8
 
 
-def lorenzo_estimated_size(blocks: list[np.ndarray], eb: float) -> float:
+def lorenzo_estimated_size(blocks: list[np.ndarray], eb: float, frozen=()) -> float:
     """Bytes the Lorenzo predictor would need on the blocks, estimated with numpy instead of
     running its kernel (which then compiles only for arrays that use it): the residual is the
     mixed first difference along every axis of the reconstruction, modelled as the data plus
     a uniform error in [-eb, eb] (none where the data is locally constant, which Lorenzo
     reconstructs exactly). On the shared fields this is within 1 % of the kernel's codes at
-    rel 1e-3 and 1e-4; at 1e-2, where interpolation wins by far, it overestimates by <= 15 %."""
+    rel 1e-3 and 1e-4; at 1e-2, where interpolation wins by far, it overestimates by <= 15 %.
+    ``frozen``: 4-D axis numbers of the blocks (as LorenzoPredictor's) not differenced along."""
     # the blocks share one shape: stacked, each numpy call covers all of them (the noise is
     # drawn in the same order as block by block, so every number is the same)
     x = np.stack(blocks) if len(blocks) > 1 else blocks[0][None]
     x = x.astype(np.float64)  # a copy: updated in place below
     with np.errstate(all="ignore"):  # NaN, Inf and huge bounds: their points are unpredictable
         noise = _unit_noise(x.size).reshape(x.shape) * eb
-        noise[_mixed_difference(x) == 0] = 0.0
+        skip = [a - (4 - blocks[0].ndim) + 1 for a in frozen]  # axes of x: the blocks' + 1
+        noise[_mixed_difference(x, skip) == 0] = 0.0
         x += noise
-        q = _mixed_difference(x)
+        q = _mixed_difference(x, skip)
         q -= noise
         q = q.reshape(-1)
         q *= 0.5 / eb
@@ -180,10 +186,13 @@ def _unit_noise(count: int) -> np.ndarray:
     return _noise[0][:count]
 
 
-def _mixed_difference(x: np.ndarray) -> np.ndarray:
-    """The first difference along every axis but the first (which stacks the blocks), with a
-    zero layer before each block (Lorenzo's edge): the first value along an axis is kept."""
+def _mixed_difference(x: np.ndarray, skip=()) -> np.ndarray:
+    """The first difference along every axis but the first (which stacks the blocks) and
+    those in ``skip``, with a zero layer before each block (Lorenzo's edge): the first value
+    along an axis is kept."""
     for axis in range(1, x.ndim):
+        if axis in skip:
+            continue
         lead = (slice(None),) * axis
         d = np.empty_like(x)
         d[lead + (0,)] = x[lead + (0,)]
@@ -240,9 +249,9 @@ def choose(data: np.ndarray, eb: float) -> Choice:
     # turbulence slice this gave ratio 6.3 where the full sweeps gave 6.0)
     small = len(blocks) == 1 and blocks[0] is data
 
-    def interp(cubic, order, alpha, beta):
+    def interp(cubic, order, alpha, beta, frozen=None):
         # the sampled blocks are smaller than the array: give them the array's level layout
-        return InterpolationPredictor(cubic, order, alpha, beta, anchor=None)
+        return InterpolationPredictor(cubic, order, alpha, beta, anchor=None, frozen=frozen)
 
     # Below CODED_BELOW_BITS per value the codes' entropy misranks candidates: Huffman spends
     # at least a bit per code and zstd then gains 5-20 % on runs that differ between
@@ -278,31 +287,78 @@ def choose(data: np.ndarray, eb: float) -> Choice:
             size = size_of(interp(best_cubic, _block_order(order, live), 1.25, 2.0))
             if size < best_size:
                 best_order, best_size = order, size
+    # Dimension freezing (HPEZ): an axis along which the field is rough (sea ice across its
+    # edge, a vertical axis of few levels) predicts worse than the other axes alone; with it
+    # frozen, each of its slices is an array of its own. From 3 axes up (a frozen axis of a
+    # 2-D field leaves 1-D rows, which lost 10-60 % on every 2-D shared field), and not the
+    # last axis (see _freezable)
+    sweep_order = list(live) if best_order is None else list(best_order)
+    best_frozen = []
+    for a in _freezable(live) if not small else ():
+        rest = [o for o in sweep_order if o != a]
+        size = size_of(interp(best_cubic, _block_order(rest, live), 1.25, 2.0, _block_order([a], live)))
+        if size < best_size:
+            best_frozen, best_size = [a], size
+    if best_frozen:
+        sweep_order = [o for o in sweep_order if o not in best_frozen]
     best_ab = tried_ab = (1.25, 2.0)
-    block_order = None if best_order is None else _block_order(best_order, live)
+    block_order = None if best_order is None and not best_frozen else _block_order(sweep_order, live)
+    block_frozen = _block_order(best_frozen, live)
     for alpha, beta in () if small else ALPHA_BETA:
         if (alpha, beta) == tried_ab:  # sized above: best_size (a pair that beat it moved best_ab)
             continue
-        size = size_of(interp(best_cubic, block_order, alpha, beta))
+        size = size_of(interp(best_cubic, block_order, alpha, beta, block_frozen))
         if size < best_size:
             best_ab, best_size = (alpha, beta), size
-    # Lorenzo: the numpy estimate screens it out where it is clearly worse (then its kernels
-    # need not compile); where it is close, its kernel decides (the estimate's model of the
-    # reconstruction error misjudges residual-like data such as hlr's by up to 15 %)
-    if small or lorenzo_estimated_size(blocks, eb) < LORENZO_SCREEN * best_size:
-        lorenzo = LorenzoPredictor()
-        if size_of(lorenzo) < best_size:
-            return Choice(lorenzo, lorenzo.__dict__.pop("encoded") if small else None)
+    lorenzo = _lorenzo_candidate(blocks, eb, live, small, best_size, size_of)
+    if lorenzo is not None:
+        return Choice(lorenzo, lorenzo.__dict__.pop("encoded") if small else None)
     if small:  # the whole array was coded with the array's own anchors and order: keep that
         return Choice(best, best.__dict__.pop("encoded"))
 
     def final(cubic):
+        if best_frozen:  # the anchors of one slice (the stage chooses them)
+            return InterpolationPredictor(cubic, sweep_order, best_ab[0], best_ab[1], anchor=None, frozen=best_frozen)
         return InterpolationPredictor(
             cubic, None if best_order is None else list(best_order), best_ab[0], best_ab[1], anchor=anchor
         )
 
     close = coded and max(kind_sizes) < FULL_ARRAY_MARGIN * min(kind_sizes)
     return Choice(final(best_cubic), rival=final(not best_cubic) if close else None)
+
+
+def _lorenzo_candidate(blocks, eb, live, small, best_size, size_of):
+    """The Lorenzo predictor where it beats ``best_size`` on the samples, else None. Its
+    numpy estimate screens it out where it is clearly worse (then its kernels need not
+    compile); where it is close, its kernel decides (the estimate's model of the
+    reconstruction error misjudges residual-like data such as hlr's by up to 15 %). From 3
+    axes up the estimate also sizes Lorenzo with each axis frozen, and the best of those
+    runs its kernel too where it is estimated below plain Lorenzo."""
+    if small:
+        lorenzo = LorenzoPredictor()
+        return lorenzo if size_of(lorenzo) < best_size else None
+    estimates = {(): lorenzo_estimated_size(blocks, eb)}
+    for a in _freezable(live):
+        estimates[(a,)] = lorenzo_estimated_size(blocks, eb, _block_order([a], live))
+    tried = [()]
+    frozen = min(estimates, key=estimates.get)
+    if frozen:
+        tried.append(frozen)
+    best = None
+    for axes in tried:
+        if estimates[axes] < LORENZO_SCREEN * best_size:
+            lorenzo = LorenzoPredictor(frozen=_block_order(list(axes), live))
+            size = size_of(lorenzo)
+            if size * (FREEZE_MARGIN if axes else 1.0) < best_size:
+                best, best_size = LorenzoPredictor(frozen=list(axes)), size
+    return best
+
+
+def _freezable(live: list[int]) -> list[int]:
+    """The axes the policy tries frozen: from 3 live axes up, all but the last. Frozen, the
+    last (contiguous) axis never won on a full shared field or tile, while its samples
+    favoured it 3 times (17^3 blocks: 0.83x the plain size, the full array 1.07-1.15x)."""
+    return live[:-1] if len(live) >= 3 else []
 
 
 def code_parts(codes: np.ndarray, levels: list[int], alphabet: int, from_codes: int = PARTS_FROM_CODES):

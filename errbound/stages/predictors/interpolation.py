@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...errors import CorruptStreamError
 from ...jit import kernel
 from ...layout import as_4d_shape, kernel_array
 from ...scratch import scratch
@@ -112,7 +113,7 @@ def _encode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, n
 
 
 @kernel
-def traverse_kernel(w, shape4, encode, cubic, order, level_eb, eb, anchor, radius, codes, unpred):
+def traverse_kernel(w, shape4, encode, cubic, order, frozen, level_eb, eb, anchor, radius, codes, unpred):
     """Run the full traversal. Encode: w holds the data and ends as the reconstruction,
     codes/unpred are written. Decode: w is filled from codes/unpred.
     Returns (number of codes, number of unpredictable values)."""
@@ -127,11 +128,16 @@ def traverse_kernel(w, shape4, encode, cubic, order, level_eb, eb, anchor, radiu
     nc = np.int64(0)  # int64, not the literal 0: a literal argument compiles another specialisation
     nu = np.int64(0)
     top = level_eb.shape[0] - 1
+    # a frozen axis is never interpolated along: each of its slices is an array of its own,
+    # with its own anchors (or first point) at every index of the axis
+    grid = np.empty(4, np.int64)
+    for a in range(4):
+        grid[a] = 1 if frozen[a] else (anchor if anchor > 0 else max(dims[a], 1))
     if anchor > 0:
-        for i0 in range(0, n0, anchor):
-            for i1 in range(0, n1, anchor):
-                for i2 in range(0, n2, anchor):
-                    for i3 in range(0, n3, anchor):
+        for i0 in range(0, n0, grid[0]):
+            for i1 in range(0, n1, grid[1]):
+                for i2 in range(0, n2, grid[2]):
+                    for i3 in range(0, n3, grid[3]):
                         idx = i0 * strides[0] + i1 * strides[1] + i2 * strides[2] + i3
                         if encode:
                             unpred[nu] = w[idx]
@@ -139,18 +145,23 @@ def traverse_kernel(w, shape4, encode, cubic, order, level_eb, eb, anchor, radiu
                             w[idx] = unpred[nu]
                         nu += 1
     else:
+        # the first point (of each slice of the frozen axes) is predicted as 0
         step = 2.0 * level_eb[top]
-        if encode:
-            # idx = nc (0 here, but an int64 variable: see above)
-            nu = _encode_point(w, nc, 0.0, step, 1.0 / step, eb, radius, codes, nc, unpred, nu)
-        else:
-            c = codes[nc]
-            if c == 0:
-                w[0] = unpred[nu]
-                nu += 1
-            else:
-                w[0] = (c - radius) * step
-        nc += 1
+        for i0 in range(0, n0, grid[0]):
+            for i1 in range(0, n1, grid[1]):
+                for i2 in range(0, n2, grid[2]):
+                    for i3 in range(0, n3, grid[3]):
+                        idx = i0 * strides[0] + i1 * strides[1] + i2 * strides[2] + i3
+                        if encode:
+                            nu = _encode_point(w, idx, 0.0, step, 1.0 / step, eb, radius, codes, nc, unpred, nu)
+                        else:
+                            c = codes[nc]
+                            if c == 0:
+                                w[idx] = unpred[nu]
+                                nu += 1
+                            else:
+                                w[idx] = (c - radius) * step
+                        nc += 1
     begin = np.empty(4, np.int64)
     jump = np.empty(4, np.int64)
     for level in range(top, 0, -1):
@@ -163,7 +174,7 @@ def traverse_kernel(w, shape4, encode, cubic, order, level_eb, eb, anchor, radiu
                 continue
             for a in range(4):
                 begin[a] = 0
-                jump[a] = 2 * s
+                jump[a] = 1 if frozen[a] else 2 * s
             for q in range(p):
                 jump[order[q]] = s
             begin[d] = s
@@ -205,26 +216,35 @@ def level_count(shape: tuple[int, ...], anchor: int) -> int:
     return max(1, math.ceil(math.log2(longest))) if longest > 1 else 1
 
 
-def level_code_counts(shape4: tuple[int, ...], anchor: int) -> list[int]:
+def level_code_counts(shape4: tuple[int, ...], anchor: int, frozen=()) -> list[int]:
     """The codes of each level in the order the traversal writes them, coarsest first: the
     points of a level of stride s are on the grid of step s and not on that of step 2s (the
     coarsest level's 2s-grid holds the anchors, or without anchors the first point, which
-    is coded first)."""
-    top = level_count(shape4, anchor)
+    is coded first). With ``frozen`` axes, every slice of them has the levels of one slice."""
+    one, slices = slice_shape(shape4, frozen)
+    top = level_count(one, anchor)
 
     def on_grid(step):
-        return math.prod((n - 1) // step + 1 for n in shape4)
+        return math.prod((n - 1) // step + 1 for n in one)
 
     counts = [on_grid(1 << (level - 1)) - on_grid(1 << level) for level in range(top, 0, -1)]
     if anchor <= 0:
         counts[0] += 1
-    return counts
+    return [c * slices for c in counts]
 
 
-def anchor_count(shape4: tuple[int, ...], anchor: int) -> int:
+def anchor_count(shape4: tuple[int, ...], anchor: int, frozen=()) -> int:
     if anchor <= 0:
         return 0
-    return math.prod((n - 1) // anchor + 1 for n in shape4)
+    one, slices = slice_shape(shape4, frozen)
+    return slices * math.prod((n - 1) // anchor + 1 for n in one)
+
+
+def slice_shape(shape4: tuple[int, ...], frozen) -> tuple[tuple[int, ...], int]:
+    """(the shape of one slice of the ``frozen`` axes, as 4-D; how many slices there are)."""
+    if not frozen:
+        return tuple(shape4), 1
+    return tuple(1 if a in frozen else n for a, n in enumerate(shape4)), math.prod(shape4[a] for a in frozen)
 
 
 def level_bounds(eb: float, levels: int, alpha: float, beta: float) -> np.ndarray:
@@ -264,15 +284,35 @@ def choose_anchor(shape: tuple[int, ...]) -> int:
     return stride if max(effective) > stride else 0
 
 
+def frozen_axes(axes) -> list[int]:
+    """A predictor's frozen axes, checked: distinct 4-D axis numbers (ints, not floats or
+    bools: a coerced value would decode other numbers), sorted."""
+    if axes is None:
+        return []
+    if not isinstance(axes, list | tuple) or not all(
+        isinstance(a, int | np.integer) and not isinstance(a, bool) and 0 <= a <= 3 for a in axes
+    ):
+        raise ValueError(f"frozen axes {axes!r} are not axes 0-3")
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"frozen axes {axes!r} repeat an axis")
+    return sorted(int(a) for a in axes)
+
+
 @dataclass
 class InterpolationPredictor(Stage):
     """Stage: decomposes an array into quantization codes + exact unpredictable values.
 
     ``cubic`` (else linear) interpolation, the axis ``order`` of the sweeps (None: the live
     axes in order), the level-wise bound ``eb / min(alpha**level, beta)``, the ``anchor``
-    stride (None: by dimensionality; 0: none) and the quantizer's ``radius``."""
+    stride (None: by dimensionality; 0: none) and the quantizer's ``radius``. ``frozen``
+    axes (4-D axis numbers, none of them in ``order``) are not interpolated along: each slice
+    of them is predicted as an array of its own (HPEZ's dimension freezing: a field that
+    is rough along one axis, such as sea ice across its edge, loses less). A record with
+    frozen axes is version 2; one without stays version 1, byte for byte."""
 
     name = "interpolation"
+    version = 2  # v2: frozen axes
+    optional = frozenset({"frozen"})
 
     cubic: bool = True
     order: list[int] | None = None
@@ -280,6 +320,7 @@ class InterpolationPredictor(Stage):
     beta: float = 2.0
     anchor: int | None = None
     radius: int = 32768
+    frozen: list[int] | None = None
 
     def __post_init__(self):
         self.cubic = bool(self.cubic)
@@ -287,23 +328,52 @@ class InterpolationPredictor(Stage):
         self.alpha = float(self.alpha)
         self.beta = float(self.beta)
         self.radius = int(self.radius)
+        self.frozen = frozen_axes(self.frozen)
+        if self.order is not None and set(self.order) & set(self.frozen):
+            raise ValueError(f"frozen axes {self.frozen} are in the sweep order {self.order}")
+
+    def params(self) -> dict:
+        params = super().params()
+        if not self.frozen:
+            del params["frozen"]  # a version-1 record, as before frozen axes existed
+        return params
+
+    def record(self) -> dict:
+        return {**super().record(), "version": 2 if self.frozen else 1}
+
+    def loaded_from(self, version: int) -> None:
+        if (version >= 2) != bool(self.frozen):  # a version-1 reader would ignore them: forged
+            raise CorruptStreamError(f"interpolation stage version {version} with frozen axes {self.frozen}")
+
+    def anchor_stride(self, shape4) -> int:
+        """The anchor stride on an array of 4-D shape ``shape4``."""
+        if self.anchor is not None:
+            return self.anchor
+        return choose_anchor(slice_shape(shape4, self.frozen)[0])
 
     def _setup(self, shape):
         shape4 = as_4d_shape(shape)
-        anchor = choose_anchor(shape) if self.anchor is None else self.anchor
+        anchor = self.anchor_stride(shape4)
         self.anchor = anchor
         if self.order is None:
-            self.order = [a for a in range(4) if shape4[a] > 1]
+            self.order = [a for a in range(4) if shape4[a] > 1 and a not in self.frozen]
+        if not {a for a in range(4) if shape4[a] > 1} <= set(self.order) | set(self.frozen):
+            raise ValueError(f"axis order {self.order} and frozen axes {self.frozen} miss an axis of {shape}")
         order = np.array(self.order, np.int64)
-        levels = level_count(shape4, anchor)
-        return shape4, anchor, order, _unit_level_bounds(levels, self.alpha, self.beta)
+        frozen = np.zeros(4, np.int64)
+        frozen[self.frozen] = 1
+        return shape4, anchor, order, frozen, _unit_level_bounds(self.levels(shape4, anchor), self.alpha, self.beta)
+
+    def levels(self, shape4, anchor: int) -> int:
+        """Interpolation levels on an array of 4-D shape ``shape4`` (those of one slice)."""
+        return level_count(slice_shape(shape4, self.frozen)[0], anchor)
 
     def encode(self, data: np.ndarray, eb: float, reuse: bool = False):
         """data: C-contiguous array (any dims <= 4). Returns (codes int32, unpredictable values, recon).
         ``reuse``: the codes and the reconstruction are views of this thread's scratch
         buffers, valid until its next ``reuse`` encode (fresh ones cost 10-20 % of a 1 MB
         field's compress in page faults)."""
-        shape4, anchor, order, unit = self._setup(data.shape)
+        shape4, anchor, order, frozen, unit = self._setup(data.shape)
         if reuse:
             work = scratch("predictor-work", data.size, data.dtype)
             work[:] = data.reshape(-1)
@@ -313,28 +383,37 @@ class InterpolationPredictor(Stage):
             codes = np.empty(work.size, np.int32)
         unpred = np.empty(work.size, data.dtype)
         nc, nu = traverse_kernel(
-            work, np.array(shape4, np.int64), True, self.cubic, order, unit * eb, eb, anchor, self.radius, codes, unpred
+            work,
+            np.array(shape4, np.int64),
+            True,
+            self.cubic,
+            order,
+            frozen,
+            unit * eb,
+            eb,
+            anchor,
+            self.radius,
+            codes,
+            unpred,
         )
         return codes[:nc], unpred[:nu], work.reshape(data.shape)
 
     def expected_codes(self, shape) -> int:
         shape4 = as_4d_shape(shape)
-        anchor = choose_anchor(shape) if self.anchor is None else self.anchor
-        return math.prod(shape4) - anchor_count(shape4, anchor)
+        return math.prod(shape4) - anchor_count(shape4, self.anchor_stride(shape4), self.frozen)
 
     def expected_unpredictable(self, codes: np.ndarray, shape) -> int:
         shape4 = as_4d_shape(shape)
-        anchor = choose_anchor(shape) if self.anchor is None else self.anchor
-        return int(np.count_nonzero(codes == 0)) + anchor_count(shape4, anchor)
+        return int(np.count_nonzero(codes == 0)) + anchor_count(shape4, self.anchor_stride(shape4), self.frozen)
 
     def code_levels(self, shape) -> list[int]:
         """The codes of each level, coarsest first (they differ in spread: the entropy stage
         may give each its own table)."""
-        anchor = choose_anchor(shape) if self.anchor is None else self.anchor
-        return level_code_counts(as_4d_shape(shape), anchor)
+        shape4 = as_4d_shape(shape)
+        return level_code_counts(shape4, self.anchor_stride(shape4), self.frozen)
 
     def decode(self, codes: np.ndarray, unpred: np.ndarray, shape, dtype, eb: float) -> np.ndarray:
-        shape4, anchor, order, unit = self._setup(shape)
+        shape4, anchor, order, frozen, unit = self._setup(shape)
         work = np.empty(math.prod(shape4), dtype)
         codes = kernel_array(codes, np.int32)
         unpred = kernel_array(unpred, dtype)
@@ -344,6 +423,7 @@ class InterpolationPredictor(Stage):
             False,
             self.cubic,
             order,
+            frozen,
             unit * eb,
             eb,
             anchor,

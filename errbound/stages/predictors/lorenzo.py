@@ -22,10 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...errors import CorruptStreamError
 from ...jit import kernel
 from ...layout import kernel_array
 from ...scratch import scratch
 from ...stage import Stage
+from .interpolation import frozen_axes
 
 
 @kernel(internal=True)
@@ -284,18 +286,48 @@ def _padded(shape, dtype):
 
 @dataclass
 class LorenzoPredictor(Stage):
-    """Stage: first-order Lorenzo prediction + linear quantization with ``radius`` codes."""
+    """Stage: first-order Lorenzo prediction + linear quantization with ``radius`` codes.
+    ``frozen`` axes (4-D axis numbers, as the interpolation predictor's) are not predicted
+    along: each slice of them is predicted as an array of its own, with its own zero layer
+    (a field that is rough along one axis, such as sea ice across its edge, costs 10-20 %
+    less; the codes are in the order of the slices, frozen axes first). A record with frozen
+    axes is version 2; one without stays version 1, byte for byte."""
 
     name = "lorenzo"
+    version = 2  # v2: frozen axes
+    optional = frozenset({"frozen"})
 
     radius: int = 32768
+    frozen: list[int] | None = None
 
     def __post_init__(self):
         self.radius = int(self.radius)
+        self.frozen = frozen_axes(self.frozen)
+
+    def params(self) -> dict:
+        params = super().params()
+        if not self.frozen:
+            del params["frozen"]  # a version-1 record, as before frozen axes existed
+        return params
+
+    def record(self) -> dict:
+        return {**super().record(), "version": 2 if self.frozen else 1}
+
+    def loaded_from(self, version: int) -> None:
+        if (version >= 2) != bool(self.frozen):  # a version-1 reader would ignore them: forged
+            raise CorruptStreamError(f"lorenzo stage version {version} with frozen axes {self.frozen}")
+
+    def _frozen_axes(self, ndim: int) -> list[int]:
+        """The frozen axes as axes of an ``ndim``-D array (4-D numbers below it are its
+        leading length-1 axes: nothing to freeze)."""
+        return [a - (4 - ndim) for a in self.frozen if a >= 4 - ndim]
 
     def encode(self, data: np.ndarray, eb: float, reuse: bool = False):
         """Returns (codes int32, unpredictable values, recon); ``reuse``: codes and recon are
         views of this thread's scratch buffers (see InterpolationPredictor.encode)."""
+        axes = self._frozen_axes(data.ndim)
+        if axes:
+            return self._encode_slices(data, eb, axes)
         if reuse:
             live = _live_shape(data.shape)
             padded = scratch("predictor-work", math.prod(n + 1 for n in live), data.dtype).reshape(
@@ -314,6 +346,18 @@ class LorenzoPredictor(Stage):
         unpred = inner[codes.reshape(live) == 0]
         return codes, unpred, inner.reshape(data.shape)
 
+    def _encode_slices(self, data, eb, axes):
+        moved = np.moveaxis(data, axes, range(len(axes)))
+        padded, inner, live = _padded_slices(moved.shape, len(axes), data.dtype)
+        inner[...] = moved.reshape(inner.shape)
+        codes = np.empty(data.size, np.int32)
+        per_slice = math.prod(live)
+        for i in range(padded.shape[0]):  # the (d-1)-D kernel on each slice: none compiles anew
+            lorenzo_kernel(padded[i], True, eb, self.radius, codes[i * per_slice : (i + 1) * per_slice])
+        unpred = inner[codes.reshape(inner.shape) == 0]
+        recon = np.moveaxis(inner.reshape(moved.shape), range(len(axes)), axes)
+        return codes, unpred, np.ascontiguousarray(recon)
+
     def expected_codes(self, shape) -> int:
         return math.prod(shape)
 
@@ -327,6 +371,9 @@ class LorenzoPredictor(Stage):
     def decode(self, codes, unpred, shape, dtype, eb: float) -> np.ndarray:
         codes = kernel_array(codes, np.int32)
         unpred = kernel_array(unpred, dtype)
+        axes = self._frozen_axes(len(shape))
+        if axes:
+            return self._decode_slices(codes, unpred, tuple(shape), dtype, eb, axes)
         padded, inner, live = _padded(shape, dtype)
         # the caller checked that unpred holds one value per zero code; most chunks have none
         # (the mask cost 3 us of a 16 KiB chunk's 59 us decode)
@@ -334,3 +381,22 @@ class LorenzoPredictor(Stage):
             inner[codes.reshape(live) == 0] = unpred
         lorenzo_kernel(padded, False, eb, self.radius, codes)
         return np.ascontiguousarray(inner).reshape(shape)
+
+    def _decode_slices(self, codes, unpred, shape, dtype, eb, axes):
+        moved_shape = tuple(shape[a] for a in axes) + tuple(n for a, n in enumerate(shape) if a not in axes)
+        padded, inner, live = _padded_slices(moved_shape, len(axes), dtype)
+        if unpred.size:
+            inner[codes.reshape(inner.shape) == 0] = unpred
+        per_slice = math.prod(live)
+        for i in range(padded.shape[0]):
+            lorenzo_kernel(padded[i], False, eb, self.radius, codes[i * per_slice : (i + 1) * per_slice])
+        out = np.moveaxis(inner.reshape(moved_shape), range(len(axes)), axes)
+        return np.ascontiguousarray(out)
+
+
+def _padded_slices(moved_shape, frozen: int, dtype):
+    """Zero-padded slices for an array whose ``frozen`` leading axes are the frozen ones:
+    (padded (slices, *live + 1), its inner view (slices, *live), live shape of a slice)."""
+    live = _live_shape(moved_shape[frozen:])
+    padded = np.zeros((math.prod(moved_shape[:frozen]), *(n + 1 for n in live)), dtype)
+    return padded, padded[(slice(None),) + tuple(slice(1, None) for _ in live)], live
