@@ -355,8 +355,8 @@ class LorenzoPredictor(Stage):
         for i in range(padded.shape[0]):  # the (d-1)-D kernel on each slice: none compiles anew
             lorenzo_kernel(padded[i], True, eb, self.radius, codes[i * per_slice : (i + 1) * per_slice])
         unpred = inner[codes.reshape(inner.shape) == 0]
-        recon = np.moveaxis(inner.reshape(moved.shape), range(len(axes)), axes)
-        return codes, unpred, np.ascontiguousarray(recon)
+        # a view, as the unfrozen path's: most callers only check or drop it
+        return codes, unpred, np.moveaxis(inner.reshape(moved.shape), range(len(axes)), axes)
 
     def expected_codes(self, shape) -> int:
         return math.prod(shape)
