@@ -133,34 +133,30 @@ def traverse_kernel(w, shape4, encode, cubic, order, frozen, level_eb, eb, ancho
     grid = np.empty(4, np.int64)
     for a in range(4):
         grid[a] = 1 if frozen[a] else (anchor if anchor > 0 else max(dims[a], 1))
-    if anchor > 0:
-        for i0 in range(0, n0, grid[0]):
-            for i1 in range(0, n1, grid[1]):
-                for i2 in range(0, n2, grid[2]):
-                    for i3 in range(0, n3, grid[3]):
-                        idx = i0 * strides[0] + i1 * strides[1] + i2 * strides[2] + i3
+    # anchors are stored exactly; without them the first point (of each slice of the frozen
+    # axes) is predicted as 0
+    step = 2.0 * level_eb[top]
+    for i0 in range(0, n0, grid[0]):
+        for i1 in range(0, n1, grid[1]):
+            for i2 in range(0, n2, grid[2]):
+                for i3 in range(0, n3, grid[3]):
+                    idx = i0 * strides[0] + i1 * strides[1] + i2 * strides[2] + i3
+                    if anchor > 0:
                         if encode:
                             unpred[nu] = w[idx]
                         else:
                             w[idx] = unpred[nu]
                         nu += 1
-    else:
-        # the first point (of each slice of the frozen axes) is predicted as 0
-        step = 2.0 * level_eb[top]
-        for i0 in range(0, n0, grid[0]):
-            for i1 in range(0, n1, grid[1]):
-                for i2 in range(0, n2, grid[2]):
-                    for i3 in range(0, n3, grid[3]):
-                        idx = i0 * strides[0] + i1 * strides[1] + i2 * strides[2] + i3
-                        if encode:
-                            nu = _encode_point(w, idx, 0.0, step, 1.0 / step, eb, radius, codes, nc, unpred, nu)
+                    elif encode:
+                        nu = _encode_point(w, idx, 0.0, step, 1.0 / step, eb, radius, codes, nc, unpred, nu)
+                        nc += 1
+                    else:
+                        c = codes[nc]
+                        if c == 0:
+                            w[idx] = unpred[nu]
+                            nu += 1
                         else:
-                            c = codes[nc]
-                            if c == 0:
-                                w[idx] = unpred[nu]
-                                nu += 1
-                            else:
-                                w[idx] = (c - radius) * step
+                            w[idx] = (c - radius) * step
                         nc += 1
     begin = np.empty(4, np.int64)
     jump = np.empty(4, np.int64)
