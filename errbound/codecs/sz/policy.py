@@ -38,6 +38,7 @@ RANS_MIN_CODES = 4096
 # saw less, the full array was as often larger (2.5 % on a 64 KiB tile of ts-monthly at rel
 # 1e-3). Interpolation with one needs no margin (with 2 %, echam5 lost its 15 % at 1e-3)
 FREEZE_MARGIN = 1.02
+LORENZO_CLOSE = 1.1  # see _lorenzo_candidate
 PART_MIN_CODES = 2048  # see code_parts
 # Sizing and coding the runs costs ~50 us a run in numpy calls: on a 64 KiB chunk that was
 # +40 % of its compress time for +1.8 % of ratio. The default mode codes in parts from
@@ -340,18 +341,20 @@ def _lorenzo_candidate(blocks, eb, live, small, best_size, size_of):
     estimates = {(): lorenzo_estimated_size(blocks, eb)}
     for a in _freezable(live):
         estimates[(a,)] = lorenzo_estimated_size(blocks, eb, _block_order([a], live))
-    tried = [()]
+    # the best-estimated frozen variant first, where there is one; then plain Lorenzo, unless
+    # the frozen one's kernel missed the best by more than LORENZO_CLOSE (plain Lorenzo was
+    # estimated larger still): one kernel pass where Lorenzo is out of the race, as before
     frozen = min(estimates, key=estimates.get)
-    if frozen:
-        tried.append(frozen)
-    best = None
-    for axes in tried:
+    sized = {}  # a frozen variant's size with its margin
+    for axes in [frozen, ()] if frozen else [()]:
         if estimates[axes] < LORENZO_SCREEN * best_size:
-            lorenzo = LorenzoPredictor(frozen=_block_order(list(axes), live))
-            size = size_of(lorenzo)
-            if size * (FREEZE_MARGIN if axes else 1.0) < best_size:
-                best, best_size = LorenzoPredictor(frozen=list(axes)), size
-    return best
+            size = size_of(LorenzoPredictor(frozen=_block_order(list(axes), live)))
+            sized[axes] = size * (FREEZE_MARGIN if axes else 1.0)
+            if axes and size > LORENZO_CLOSE * best_size:
+                break
+    if not sized or min(sized.values()) >= best_size:
+        return None
+    return LorenzoPredictor(frozen=list(min(sized, key=lambda axes: (sized[axes], len(axes)))))  # ties: plain
 
 
 def _freezable(live: list[int]) -> list[int]:
