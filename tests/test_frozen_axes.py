@@ -135,3 +135,27 @@ def test_a_stage_refuses_frozen_axes_that_are_not_axes(bad):
         InterpolationPredictor(order=[2, 3], frozen=[3])
     with pytest.raises(ValueError, match="miss an axis"):
         InterpolationPredictor(order=[3], frozen=[1]).encode(np.zeros((3, 4, 5)), 0.1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("kind", ["cubic", "lorenzo"])
+@pytest.mark.parametrize("shape, frozen", [((4, 3, 6), [1]), ((5, 6, 7), [2]), ((2, 3, 2, 3), [0, 2]), ((5, 6, 7), [])])
+def test_reused_buffers_give_the_fresh_results(kind, dtype, shape, frozen):
+    # the thread's buffers first hold a larger array's values, encoded and decoded: the zero
+    # layers of the slices and every code and value must still be this array's
+    rng = np.random.default_rng(len(shape))
+    x = np.cumsum(rng.standard_normal(shape), axis=-1).astype(dtype)
+    x.reshape(-1)[1] = np.nan
+    codes, unpred, recon = (np.array(a, copy=True) for a in _predictor(kind, frozen).encode(x, 0.05))
+    big = (rng.standard_normal((9, 11, 13)) * 1e3 + 7).astype(dtype)
+    for predictor in (LorenzoPredictor(), LorenzoPredictor(frozen=[2])):
+        c, u, _ = predictor.encode(big, 0.05, reuse=True)
+        predictor.decode(c, u, big.shape, big.dtype, 0.05)
+    reused = _predictor(kind, frozen).encode(x, 0.05, reuse=True)
+    for a, b in zip((codes, unpred, recon), reused, strict=True):
+        assert a.shape == b.shape and a.tobytes() == np.ascontiguousarray(b).tobytes()
+    decoded = _predictor(kind, frozen).decode(codes, unpred, shape, np.dtype(dtype), 0.05)
+    assert decoded.tobytes() == recon.tobytes()
+    # the result is the caller's, not a view of a buffer the next call overwrites
+    _predictor(kind, frozen).decode(codes, unpred, shape, np.dtype(dtype), 0.05)[...] = 0
+    assert decoded.tobytes() == recon.tobytes()

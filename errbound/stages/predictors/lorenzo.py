@@ -278,10 +278,24 @@ def _live_shape(shape):
     return live or (1,)
 
 
-def _padded(shape, dtype):
+def _padded(shape, dtype, slot: str | None = None):
+    """(padded array, its inner view, live shape); from this thread's scratch ``slot``
+    (zero layers set, the rest left for the caller to overwrite) or fresh."""
     live = _live_shape(shape)
-    padded = np.zeros(tuple(n + 1 for n in live), dtype)
+    padded = _zero_padded(tuple(n + 1 for n in live), dtype, slot)
     return padded, padded[tuple(slice(1, None) for _ in live)], live
+
+
+def _zero_padded(padded_shape, dtype, slot: str | None, lead: int = 0):
+    """An array of ``padded_shape`` whose first layer along every axis from ``lead`` on is
+    zero: fresh zeros, or (``slot``) this thread's scratch buffer with only those layers
+    cleared (a fresh one costs its page faults on every call: 0.3-0.5 ms a MB)."""
+    if slot is None:
+        return np.zeros(padded_shape, dtype)
+    padded = scratch(slot, math.prod(padded_shape), dtype).reshape(padded_shape)
+    for axis in range(lead, len(padded_shape)):
+        padded[(slice(None),) * axis + (0,)] = 0
+    return padded
 
 
 @dataclass
@@ -327,30 +341,20 @@ class LorenzoPredictor(Stage):
         views of this thread's scratch buffers (see InterpolationPredictor.encode)."""
         axes = self._frozen_axes(data.ndim)
         if axes:
-            return self._encode_slices(data, eb, axes)
-        if reuse:
-            live = _live_shape(data.shape)
-            padded = scratch("predictor-work", math.prod(n + 1 for n in live), data.dtype).reshape(
-                [n + 1 for n in live]
-            )
-            for axis in range(len(live)):  # the zero layer before each axis; the rest is overwritten
-                padded[(slice(None),) * axis + (0,)] = 0
-            inner = padded[tuple(slice(1, None) for _ in live)]
-            codes = scratch("predictor-codes", data.size, np.int32)
-        else:
-            padded, inner, live = _padded(data.shape, data.dtype)
-            codes = np.empty(data.size, np.int32)
+            return self._encode_slices(data, eb, axes, reuse)
+        padded, inner, live = _padded(data.shape, data.dtype, "predictor-work" if reuse else None)
+        codes = scratch("predictor-codes", data.size, np.int32) if reuse else np.empty(data.size, np.int32)
         inner[...] = data.reshape(live)
         lorenzo_kernel(padded, True, eb, self.radius, codes)
         # rejected points keep their input value, so they are gathered in row-major order
         unpred = inner[codes.reshape(live) == 0]
         return codes, unpred, inner.reshape(data.shape)
 
-    def _encode_slices(self, data, eb, axes):
+    def _encode_slices(self, data, eb, axes, reuse):
         moved = np.moveaxis(data, axes, range(len(axes)))
-        padded, inner, live = _padded_slices(moved.shape, len(axes), data.dtype)
+        padded, inner, live = _padded_slices(moved.shape, len(axes), data.dtype, "predictor-work" if reuse else None)
         inner[...] = moved.reshape(inner.shape)
-        codes = np.empty(data.size, np.int32)
+        codes = scratch("predictor-codes", data.size, np.int32) if reuse else np.empty(data.size, np.int32)
         per_slice = math.prod(live)
         for i in range(padded.shape[0]):  # the (d-1)-D kernel on each slice: none compiles anew
             lorenzo_kernel(padded[i], True, eb, self.radius, codes[i * per_slice : (i + 1) * per_slice])
@@ -374,29 +378,33 @@ class LorenzoPredictor(Stage):
         axes = self._frozen_axes(len(shape))
         if axes:
             return self._decode_slices(codes, unpred, tuple(shape), dtype, eb, axes)
-        padded, inner, live = _padded(shape, dtype)
+        # past one axis the padded array is a temporary (the result is its inner part, copied
+        # out); in 1-D the inner part is contiguous and is the result
+        slot = "predictor-decode" if len(_live_shape(shape)) > 1 else None
+        padded, inner, live = _padded(shape, dtype, slot)
         # the caller checked that unpred holds one value per zero code; most chunks have none
         # (the mask cost 3 us of a 16 KiB chunk's 59 us decode)
         if unpred.size:
             inner[codes.reshape(live) == 0] = unpred
         lorenzo_kernel(padded, False, eb, self.radius, codes)
-        return np.ascontiguousarray(inner).reshape(shape)
+        return (inner.copy() if slot else inner).reshape(shape)
 
     def _decode_slices(self, codes, unpred, shape, dtype, eb, axes):
         moved_shape = tuple(shape[a] for a in axes) + tuple(n for a, n in enumerate(shape) if a not in axes)
-        padded, inner, live = _padded_slices(moved_shape, len(axes), dtype)
+        padded, inner, live = _padded_slices(moved_shape, len(axes), dtype, "predictor-decode")
         if unpred.size:
             inner[codes.reshape(inner.shape) == 0] = unpred
         per_slice = math.prod(live)
         for i in range(padded.shape[0]):
             lorenzo_kernel(padded[i], False, eb, self.radius, codes[i * per_slice : (i + 1) * per_slice])
         out = np.moveaxis(inner.reshape(moved_shape), range(len(axes)), axes)
-        return np.ascontiguousarray(out)
+        return np.array(out, order="C")  # a copy: the padded slices are a scratch buffer
 
 
-def _padded_slices(moved_shape, frozen: int, dtype):
+def _padded_slices(moved_shape, frozen: int, dtype, slot: str | None = None):
     """Zero-padded slices for an array whose ``frozen`` leading axes are the frozen ones:
-    (padded (slices, *live + 1), its inner view (slices, *live), live shape of a slice)."""
+    (padded (slices, *live + 1), its inner view (slices, *live), live shape of a slice);
+    ``slot``: see _zero_padded."""
     live = _live_shape(moved_shape[frozen:])
-    padded = np.zeros((math.prod(moved_shape[:frozen]), *(n + 1 for n in live)), dtype)
+    padded = _zero_padded((math.prod(moved_shape[:frozen]), *(n + 1 for n in live)), dtype, slot, lead=1)
     return padded, padded[(slice(None),) + tuple(slice(1, None) for _ in live)], live
