@@ -159,3 +159,14 @@ def test_reused_buffers_give_the_fresh_results(kind, dtype, shape, frozen):
     # the result is the caller's, not a view of a buffer the next call overwrites
     _predictor(kind, frozen).decode(codes, unpred, shape, np.dtype(dtype), 0.05)[...] = 0
     assert decoded.tobytes() == recon.tobytes()
+
+
+def test_lorenzo_refuses_to_cut_an_array_into_tiny_slices():
+    # each slice is a kernel call from Python: past 4096 slices they must average 256 values
+    x = np.zeros((5000, 2, 2), np.float32)
+    assert not LorenzoPredictor(frozen=[1, 2]).slices_allowed(x.shape)
+    with pytest.raises(ValueError, match="too many slices"):
+        LorenzoPredictor(frozen=[1, 2]).encode(x, 0.1)
+    assert not LorenzoPredictor(frozen=[1]).slices_allowed(x.shape)  # 5000 slices of 4 values
+    assert LorenzoPredictor(frozen=[2]).slices_allowed((4096, 3))  # up to 4096 slices are free
+    assert LorenzoPredictor(frozen=[1]).slices_allowed((5000, 16, 16))  # 5000 of 256 values

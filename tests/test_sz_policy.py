@@ -264,3 +264,21 @@ def test_sea_ice_is_coded_with_its_latitude_frozen():
         stages, sections, _ = encode_stages(data, eb)
         assert _frozen_of(stages) == [2], rel
         assert _stream_bytes(sections) < _stream_bytes(encode_stages(data, eb, _unfrozen(stages[0]))[1])
+
+
+def test_estimates_number_a_frozen_predictors_axes_as_the_samples_do(monkeypatch):
+    # the samples drop the array's length-1 axes: the chosen predictor's frozen axis and
+    # sweep order must be renumbered on them (they were not: a ValueError out of hlr,
+    # which estimates every array above EXACT_POINTS this way; found by review)
+    i, j = np.meshgrid(np.linspace(0, 6, 40), np.linspace(0, 6, 50), indexing="ij")
+    rough = np.random.default_rng(1).standard_normal((30, 1, 1, 1))
+    data = np.ascontiguousarray(np.sin(i) * np.cos(j) + rough)  # (30, 1, 40, 50): slices unrelated
+    assert sz_policy.choose_predictor(data, 1e-2).frozen == [0]
+    estimate = sz_policy.estimated_bytes(data, 1e-2)
+    actual = len(errbound.compress(data, "sz", abs=1e-2))
+    assert 0.5 * actual < estimate < 2 * actual
+    from errbound.codecs.hlr import policy as hlr_policy
+
+    monkeypatch.setattr(hlr_policy, "EXACT_POINTS", 0)
+    roundtrip_hlr = errbound.compress(data, "hlr", abs=1e-2)
+    check_roundtrip(data, errbound.decompress(roundtrip_hlr), "abs", 1e-2, roundtrip_hlr)

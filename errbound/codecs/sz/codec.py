@@ -221,6 +221,8 @@ def _check_predictor(predictor, stages, shape, eb=None) -> None:
 
     if not 1 <= predictor.radius <= huffman.MAX_ALPHABET // 2:
         raise bad(f"radius {predictor.radius}")
+    if isinstance(predictor, LorenzoPredictor) and not predictor.slices_allowed(shape):
+        raise bad(f"frozen axes {predictor.frozen} for shape {tuple(shape)} (too many slices)")
     if not isinstance(predictor, InterpolationPredictor):
         return
     params = next(r["params"] for r in stages if isinstance(r, dict) and r.get("name") == predictor.name)

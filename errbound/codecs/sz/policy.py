@@ -10,6 +10,7 @@ to rank them, a close call between cubic and linear is settled on the full array
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -311,7 +312,7 @@ def choose(data: np.ndarray, eb: float) -> Choice:
         size = size_of(interp(best_cubic, block_order, alpha, beta, block_frozen))
         if size < best_size:
             best_ab, best_size = (alpha, beta), size
-    lorenzo = _lorenzo_candidate(blocks, eb, live, small, best_size, size_of)
+    lorenzo = _lorenzo_candidate(blocks, eb, data.shape, live, small, best_size, size_of)
     if lorenzo is not None:
         return Choice(lorenzo, lorenzo.__dict__.pop("encoded") if small else None)
     if small:  # the whole array was coded with the array's own anchors and order: keep that
@@ -328,19 +329,21 @@ def choose(data: np.ndarray, eb: float) -> Choice:
     return Choice(final(best_cubic), rival=final(not best_cubic) if close else None)
 
 
-def _lorenzo_candidate(blocks, eb, live, small, best_size, size_of):
+def _lorenzo_candidate(blocks, eb, shape, live, small, best_size, size_of):
     """The Lorenzo predictor where it beats ``best_size`` on the samples, else None. Its
     numpy estimate screens it out where it is clearly worse (then its kernels need not
     compile); where it is close, its kernel decides (the estimate's model of the
     reconstruction error misjudges residual-like data such as hlr's by up to 15 %). From 3
-    axes up the estimate also sizes Lorenzo with each axis frozen, and the best of those
-    runs its kernel too where it is estimated below plain Lorenzo."""
+    axes up the estimate also sizes Lorenzo with each axis frozen (where the slices it cuts
+    are allowed, see LorenzoPredictor.slices_allowed), and the best of those runs its
+    kernel too where it is estimated below plain Lorenzo."""
     if small:
         lorenzo = LorenzoPredictor()
         return lorenzo if size_of(lorenzo) < best_size else None
     estimates = {(): lorenzo_estimated_size(blocks, eb)}
     for a in _freezable(live):
-        estimates[(a,)] = lorenzo_estimated_size(blocks, eb, _block_order([a], live))
+        if LorenzoPredictor(frozen=[a]).slices_allowed(shape):  # its stream may be written
+            estimates[(a,)] = lorenzo_estimated_size(blocks, eb, _block_order([a], live))
     # the best-estimated frozen variant first, where there is one; then plain Lorenzo, unless
     # the frozen one's kernel missed the best by more than LORENZO_CLOSE (plain Lorenzo was
     # estimated larger still): one kernel pass where Lorenzo is out of the race, as before
@@ -400,7 +403,21 @@ def estimated_bytes(data: np.ndarray, eb: float) -> float:
     """Bytes the sz stages would need for ``data``: the entropy of the chosen predictor's
     codes on the policy's own samples, scaled to the whole array."""
     blocks = sample_blocks(data)
-    return estimated_size(choose_predictor(data, eb), blocks, eb) * data.size / sum(b.size for b in blocks)
+    predictor = choose_predictor(data, eb)
+    if blocks[0] is not data:  # the blocks drop the array's length-1 axes: renumber its axes
+        predictor = _on_blocks(predictor, data.shape)
+    return estimated_size(predictor, blocks, eb) * data.size / sum(b.size for b in blocks)
+
+
+def _on_blocks(predictor, shape):
+    """The array's predictor with its axes (``order``, ``frozen``) numbered as on the sample
+    blocks, which keep only the array's axes longer than 1."""
+    shape4 = as_4d_shape(shape)
+    live = [a for a in range(4) if shape4[a] > 1]
+    changes = {"frozen": _block_order(predictor.frozen, live)}
+    if isinstance(predictor, InterpolationPredictor) and predictor.order is not None:
+        changes["order"] = _block_order(predictor.order, live)
+    return dataclasses.replace(predictor, **changes)
 
 
 def _block_order(order, live):
