@@ -91,7 +91,9 @@ def _encode_point(w, idx, pred, step, inv_step, eb, radius, codes, nc, unpred, n
     xf = np.float64(x)
     qf = (xf - pred) * inv_step
     in_range = abs(qf) < radius - 1  # False for NaN/Inf too
-    q = np.rint(qf) if in_range else 0.0  # any q that passes the check below is valid
+    # + 0.0: a q of -0.0 (qf in (-0.5, 0)) would make pred + q * step keep a -0.0 prediction,
+    # where the decoder, multiplying the integer code, gets +0.0
+    q = (np.rint(qf) + 0.0) if in_range else 0.0  # any q that passes the check below is valid
     w[np.uint64(idx)] = pred + q * step
     r = np.float64(w[np.uint64(idx)])  # the reconstruction in the output dtype
     # -0.0 is stored exactly: no prediction reproduces its sign reliably (np.signbit: the

@@ -40,7 +40,7 @@ def _encode_point(row, j, pred, step, inv_step, eb, radius, codes, nc):
     xf = np.float64(x)
     qf = (xf - pred) * inv_step
     in_range = abs(qf) < radius - 1  # False for NaN/Inf too
-    q = np.rint(qf) if in_range else 0.0
+    q = (np.rint(qf) + 0.0) if in_range else 0.0  # + 0.0: see the interpolation encoder
     row[j] = pred + q * step
     r = np.float64(row[j])
     ok = in_range and abs(r - xf) <= eb and not (xf == 0.0 and math.copysign(1.0, xf) < 0.0)
