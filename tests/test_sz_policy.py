@@ -184,9 +184,9 @@ def test_the_policy_sizes_each_candidate_once(rel, rough, monkeypatch):
         assert (choice.predictor.alpha, choice.predictor.beta) == (1.0, 1.0)
     assert len(set(sized)) == len(sized), sized
     interpolations = [s for s in sized if s[0] == "interpolation"]
-    # what the sweep ranks: both kinds, the other order, each axis but the last frozen, the
-    # other level-bound pairs
-    assert len(interpolations) == 2 + 1 + 2 + len(sz_policy.ALPHA_BETA) - 1
+    # what the sweep ranks: both kinds, the other order, the first axis frozen, the other
+    # level-bound pairs
+    assert len(interpolations) == 2 + 1 + 1 + len(sz_policy.ALPHA_BETA) - 1
 
 
 def test_a_small_array_far_below_a_bit_keeps_the_section_its_policy_coded():

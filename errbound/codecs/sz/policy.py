@@ -40,6 +40,11 @@ RANS_MIN_CODES = 4096
 # 1e-3). Interpolation with one needs no margin (with 2 %, echam5 lost its 15 % at 1e-3)
 FREEZE_MARGIN = 1.02
 LORENZO_CLOSE = 1.1  # see _lorenzo_candidate
+# Lorenzo with a frozen axis is estimated only where plain Lorenzo's estimate is within this
+# of the best: wherever a frozen one won (shared fields and 3-D tiles of them, 3 bounds) that
+# was at most 1.2; at loose bounds (1.3-2.9) the estimates favoured freezing by 10-25 % and
+# the kernel never confirmed it, at a quarter of a 256 KiB chunk's compress time
+FROZEN_LORENZO_SCREEN = 1.3
 PART_MIN_CODES = 2048  # see code_parts
 # Sizing and coding the runs costs ~50 us a run in numpy calls: on a 64 KiB chunk that was
 # +40 % of its compress time for +1.8 % of ratio. The default mode codes in parts from
@@ -292,11 +297,13 @@ def choose(data: np.ndarray, eb: float) -> Choice:
     # Dimension freezing (HPEZ): an axis along which the field is rough (sea ice across its
     # edge, a vertical axis of few levels) predicts worse than the other axes alone; with it
     # frozen, each of its slices is an array of its own. From 3 axes up (a frozen axis of a
-    # 2-D field leaves 1-D rows, which lost 10-60 % on every 2-D shared field), and not the
-    # last axis (see _freezable)
+    # 2-D field leaves 1-D rows, which lost 10-60 % on every 2-D shared field). Interpolation
+    # tries only the first axis (time, member or level in most files): on every 3-D shared
+    # field it is the axis whose freezing coded smallest, and each candidate is a sample pass
+    # (a quarter of a small field's compress time for the two of them)
     sweep_order = list(live) if best_order is None else list(best_order)
     best_frozen = []
-    for a in _freezable(live) if not small else ():
+    for a in _freezable(live)[:1] if not small else ():
         rest = [o for o in sweep_order if o != a]
         size = size_of(interp(best_cubic, _block_order(rest, live), 1.25, 2.0, _block_order([a], live)))
         if size < best_size:
@@ -341,7 +348,7 @@ def _lorenzo_candidate(blocks, eb, shape, live, small, best_size, size_of):
         lorenzo = LorenzoPredictor()
         return lorenzo if size_of(lorenzo) < best_size else None
     estimates = {(): lorenzo_estimated_size(blocks, eb)}
-    for a in _freezable(live):
+    for a in _freezable(live) if estimates[()] < FROZEN_LORENZO_SCREEN * best_size else ():
         if LorenzoPredictor(frozen=[a]).slices_allowed(shape):  # its stream may be written
             estimates[(a,)] = lorenzo_estimated_size(blocks, eb, _block_order([a], live))
     # the best-estimated frozen variant first, where there is one; then plain Lorenzo, unless

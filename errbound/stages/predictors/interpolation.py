@@ -282,6 +282,17 @@ def choose_anchor(shape: tuple[int, ...]) -> int:
     return stride if max(effective) > stride else 0
 
 
+@functools.lru_cache(maxsize=256)
+def _axis_arrays(order: tuple, frozen: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's order and frozen-flag arrays, made once per parameters (every sample
+    encode of the policy and every chunk's decode needs them). Shared, so never written; left
+    writable: numba types a read-only array apart, which would compile the traversal again."""
+    order_array = np.array(order, np.int64)
+    flags = np.zeros(4, np.int64)
+    flags[list(frozen)] = 1
+    return order_array, flags
+
+
 def frozen_axes(axes) -> list[int]:
     """A predictor's frozen axes, checked: distinct 4-D axis numbers (ints, not floats or
     bools: a coerced value would decode other numbers), sorted."""
@@ -355,11 +366,9 @@ class InterpolationPredictor(Stage):
         self.anchor = anchor
         if self.order is None:
             self.order = [a for a in range(4) if shape4[a] > 1 and a not in self.frozen]
+        order, frozen = _axis_arrays(tuple(self.order), tuple(self.frozen))
         if not {a for a in range(4) if shape4[a] > 1} <= set(self.order) | set(self.frozen):
             raise ValueError(f"axis order {self.order} and frozen axes {self.frozen} miss an axis of {shape}")
-        order = np.array(self.order, np.int64)
-        frozen = np.zeros(4, np.int64)
-        frozen[self.frozen] = 1
         return shape4, anchor, order, frozen, _unit_level_bounds(self.levels(shape4, anchor), self.alpha, self.beta)
 
     def levels(self, shape4, anchor: int) -> int:
