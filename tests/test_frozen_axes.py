@@ -24,6 +24,7 @@ from errbound.stages.predictors.interpolation import InterpolationPredictor
 from errbound.stages.predictors.lorenzo import LorenzoPredictor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+from test_sz_predictors import fields  # noqa: E402
 from write_frozen_stream_fixtures import slabs  # noqa: E402
 
 
@@ -43,18 +44,10 @@ def _forced(predictor):
 
 @st.composite
 def cases(draw, dtype):
-    ndim = draw(st.integers(1, 4))
-    side = {1: 60, 2: 14, 3: 8, 4: 5}[ndim]
-    shape = tuple(draw(st.integers(1, side)) for _ in range(ndim))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    x = (np.cumsum(rng.standard_normal(shape), axis=-1) * 10.0 ** draw(st.integers(-6, 6))).astype(dtype)
-    if draw(st.booleans()) and x.size:
-        flat = x.reshape(-1)
-        for pos, value in zip(
-            rng.choice(x.size, min(x.size, 4), replace=False), (np.nan, np.inf, -np.inf, -0.0), strict=False
-        ):
-            flat[pos] = value
-    axes = list(range(4 - ndim, 4))  # the array's axes as 4-D numbers
+    """test_sz_predictors' fields (1-4 D, smooth along the last axis, specials), with frozen
+    axes (any non-empty set of the array's axes, as 4-D numbers) and a predictor kind."""
+    x = draw(fields(dtype))
+    axes = list(range(4 - x.ndim, 4))
     frozen = draw(st.lists(st.sampled_from(axes), min_size=1, unique=True))
     kind = draw(st.sampled_from(["cubic", "linear", "lorenzo"]))
     return x, kind, frozen

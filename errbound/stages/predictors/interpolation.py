@@ -282,6 +282,26 @@ def choose_anchor(shape: tuple[int, ...]) -> int:
     return stride if max(effective) > stride else 0
 
 
+class FrozenAxesRecord:
+    """The record of a predictor stage with ``frozen`` axes (a list, empty for none): version
+    2 with them; without them version 1, byte for byte as before frozen axes existed. A
+    record whose version and frozen axes disagree is forged (a version-1 reader would ignore
+    the axes and decode other numbers). Before ``Stage`` among the bases."""
+
+    def params(self) -> dict:
+        params = super().params()
+        if not self.frozen:
+            del params["frozen"]
+        return params
+
+    def record(self) -> dict:
+        return {**super().record(), "version": 2 if self.frozen else 1}
+
+    def loaded_from(self, version: int) -> None:
+        if (version >= 2) != bool(self.frozen):
+            raise CorruptStreamError(f"{self.name} stage version {version} with frozen axes {self.frozen}")
+
+
 @functools.lru_cache(maxsize=256)
 def _axis_arrays(order: tuple, frozen: tuple) -> tuple[np.ndarray, np.ndarray]:
     """The kernel's order and frozen-flag arrays, made once per parameters (every sample
@@ -308,7 +328,7 @@ def frozen_axes(axes) -> list[int]:
 
 
 @dataclass
-class InterpolationPredictor(Stage):
+class InterpolationPredictor(FrozenAxesRecord, Stage):
     """Stage: decomposes an array into quantization codes + exact unpredictable values.
 
     ``cubic`` (else linear) interpolation, the axis ``order`` of the sweeps (None: the live
@@ -341,19 +361,6 @@ class InterpolationPredictor(Stage):
         if self.order is not None and set(self.order) & set(self.frozen):
             raise ValueError(f"frozen axes {self.frozen} are in the sweep order {self.order}")
 
-    def params(self) -> dict:
-        params = super().params()
-        if not self.frozen:
-            del params["frozen"]  # a version-1 record, as before frozen axes existed
-        return params
-
-    def record(self) -> dict:
-        return {**super().record(), "version": 2 if self.frozen else 1}
-
-    def loaded_from(self, version: int) -> None:
-        if (version >= 2) != bool(self.frozen):  # a version-1 reader would ignore them: forged
-            raise CorruptStreamError(f"interpolation stage version {version} with frozen axes {self.frozen}")
-
     def anchor_stride(self, shape4) -> int:
         """The anchor stride on an array of 4-D shape ``shape4``."""
         if self.anchor is not None:
@@ -380,7 +387,6 @@ class InterpolationPredictor(Stage):
         ``reuse``: the codes and the reconstruction are views of this thread's scratch
         buffers, valid until its next ``reuse`` encode (fresh ones cost 10-20 % of a 1 MB
         field's compress in page faults)."""
-        shape4, anchor, order, frozen, unit = self._setup(data.shape)
         if reuse:
             work = scratch("predictor-work", data.size, data.dtype)
             work[:] = data.reshape(-1)
@@ -389,20 +395,7 @@ class InterpolationPredictor(Stage):
             work = np.array(data, copy=True).reshape(-1)
             codes = np.empty(work.size, np.int32)
         unpred = np.empty(work.size, data.dtype)
-        nc, nu = traverse_kernel(
-            work,
-            np.array(shape4, np.int64),
-            True,
-            self.cubic,
-            order,
-            frozen,
-            unit * eb,
-            eb,
-            anchor,
-            self.radius,
-            codes,
-            unpred,
-        )
+        nc, nu = self._traverse(work, data.shape, True, eb, codes, unpred)
         return codes[:nc], unpred[:nu], work.reshape(data.shape)
 
     def expected_codes(self, shape) -> int:
@@ -420,22 +413,13 @@ class InterpolationPredictor(Stage):
         return level_code_counts(shape4, self.anchor_stride(shape4), self.frozen)
 
     def decode(self, codes: np.ndarray, unpred: np.ndarray, shape, dtype, eb: float) -> np.ndarray:
-        shape4, anchor, order, frozen, unit = self._setup(shape)
-        work = np.empty(math.prod(shape4), dtype)
-        codes = kernel_array(codes, np.int32)
-        unpred = kernel_array(unpred, dtype)
-        traverse_kernel(
-            work,
-            np.array(shape4, np.int64),
-            False,
-            self.cubic,
-            order,
-            frozen,
-            unit * eb,
-            eb,
-            anchor,
-            self.radius,
-            codes,
-            unpred,
-        )
+        work = np.empty(math.prod(shape), dtype)
+        self._traverse(work, shape, False, eb, kernel_array(codes, np.int32), kernel_array(unpred, dtype))
         return work.reshape(shape)
+
+    def _traverse(self, work, shape, encode: bool, eb: float, codes, unpred):
+        shape4, anchor, order, frozen, unit = self._setup(shape)
+        shape_array = np.array(shape4, np.int64)
+        return traverse_kernel(
+            work, shape_array, encode, self.cubic, order, frozen, unit * eb, eb, anchor, self.radius, codes, unpred
+        )

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import CorruptStreamError
 from ...jit import kernel
 from ...layout import kernel_array
 from ...scratch import scratch
 from ...stage import Stage
-from .interpolation import frozen_axes
+from .interpolation import FrozenAxesRecord, frozen_axes
 
 
 @kernel(internal=True)
@@ -303,7 +302,7 @@ MIN_SLICE_VALUES = 256
 
 
 @dataclass
-class LorenzoPredictor(Stage):
+class LorenzoPredictor(FrozenAxesRecord, Stage):
     """Stage: first-order Lorenzo prediction + linear quantization with ``radius`` codes.
     ``frozen`` axes (4-D axis numbers, as the interpolation predictor's) are not predicted
     along: each slice of them is predicted as an array of its own, with its own zero layer
@@ -321,19 +320,6 @@ class LorenzoPredictor(Stage):
     def __post_init__(self):
         self.radius = int(self.radius)
         self.frozen = frozen_axes(self.frozen)
-
-    def params(self) -> dict:
-        params = super().params()
-        if not self.frozen:
-            del params["frozen"]  # a version-1 record, as before frozen axes existed
-        return params
-
-    def record(self) -> dict:
-        return {**super().record(), "version": 2 if self.frozen else 1}
-
-    def loaded_from(self, version: int) -> None:
-        if (version >= 2) != bool(self.frozen):  # a version-1 reader would ignore them: forged
-            raise CorruptStreamError(f"lorenzo stage version {version} with frozen axes {self.frozen}")
 
     def slices_allowed(self, shape) -> bool:
         """Whether the frozen axes may cut an array of ``shape`` into as many slices as they
