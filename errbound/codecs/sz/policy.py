@@ -3,8 +3,9 @@
 This is the one place where the `sz` codec's policy lives (SZ3's SZAlgoInterp): candidate
 predictors are run on a few blocks spread over the array, each candidate's codes are
 sized by their entropy (cheap, and close to what Huffman + zstd reach), and the smallest wins. Decisions are greedy,
-as in SZ3: interpolation kind, then axis order, then the level-wise bound (alpha, beta),
-then interpolation against Lorenzo. Far below a bit per value, where samples are too small
+as in SZ3: interpolation kind, then axis order, then (from 3 axes up) the first axis frozen
+or not, then the level-wise bound (alpha, beta), then interpolation against Lorenzo, plain
+or with an axis frozen. Far below a bit per value, where samples are too small
 to rank them, a close call between cubic and linear is settled on the full array.
 """
 
