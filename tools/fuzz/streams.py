@@ -136,7 +136,8 @@ FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "streams
 def seed_streams() -> dict[str, bytes]:
     """The seed arrays' streams, plus every stored fixture stream whose stage chain holds
     ``rans`` (sz v2: entropy="best" keeps rANS only where it is 3 % smaller, which small
-    seed arrays rarely are)."""
+    seed arrays rarely are) or frozen axes (sz v5, set ``0.3.0-frozen``: the policy freezes
+    an axis only of arrays it samples, larger than the seed arrays)."""
     import errbound
 
     seeds = {
@@ -144,7 +145,7 @@ def seed_streams() -> dict[str, bytes]:
     }
     for manifest in sorted(FIXTURES.glob("*/manifest.json")):
         for name, case in json.loads(manifest.read_text())["cases"].items():
-            if "rans" in case["stages"]:
+            if "rans" in case["stages"] or manifest.parent.name == "0.3.0-frozen":
                 seeds[f"{case['stream_codec']}-fixture-{name}"] = (manifest.parent / f"{name}.eb").read_bytes()
     return seeds
 
