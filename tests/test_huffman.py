@@ -262,6 +262,46 @@ def test_histogram_of_a_crowd_with_far_outliers(crowd, outliers):
     roundtrip(symbols, 65536)
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32])
+@pytest.mark.parametrize("outliers", [0.0, 0.05])
+@pytest.mark.parametrize("n", [1, 4099, 50_001])
+def test_entropy_is_that_of_the_symbol_counts(dtype, outliers, n):
+    # the policies size candidates by it: the Shannon entropy of the counts, in bytes
+    rng = np.random.default_rng(n + int(100 * outliers))
+    symbols = np.clip(np.rint(rng.laplace(32768, 30, n)), 0, 65535).astype(np.int64)
+    far = rng.random(n) < outliers
+    symbols[far] = rng.choice([0, 1, 40_000, 65535], int(far.sum()))
+    counts = np.bincount(symbols).astype(np.float64)
+    counts = counts[counts > 0]
+    expected = float(-(counts * np.log2(counts / n)).sum()) / 8
+    assert huffman.entropy_bytes(symbols.astype(dtype), 65536) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    strided = symbols.astype(np.int32)[::2]  # not contiguous
+    assert huffman.entropy_bytes(strided, 65536) == huffman.entropy_bytes(strided.copy(), 65536)
+
+
+def test_entropy_of_nothing_and_of_one_symbol():
+    assert huffman.entropy_bytes(np.zeros(0, np.int32), 16) == 0.0
+    assert huffman.entropy_bytes(np.full(100, 7, np.int32), 16) == 0.0
+
+
+@pytest.mark.parametrize(
+    "bad, alphabet",
+    [
+        (np.array([0, 16], np.int32), 16),
+        (np.array([-1, 0], np.int32), 16),
+        (np.array([0.0, 1.0]), 16),
+        (np.zeros((2, 2), np.int32), 16),
+        (np.zeros(3, np.int32), 0),
+        (np.zeros(3, np.int32), (1 << 20) + 1),
+    ],
+)
+def test_entropy_refuses_what_encode_refuses(bad, alphabet):
+    with pytest.raises(UnsupportedInputError):
+        huffman.entropy_bytes(bad, alphabet)
+    with pytest.raises(UnsupportedInputError):
+        huffman.encode(bad, alphabet)
+
+
 # ----------------------------------------------------------------------------- code lengths
 
 

@@ -107,3 +107,25 @@ def test_a_negative_zero_prediction_reconstructs_as_the_decoder_does(name, dtype
     codes, unpred, recon = predictor.encode(x, 0.1)
     decoded = PREDICTORS[name](**predictor.params()).decode(codes, unpred, x.shape, np.dtype(dtype), 0.1)
     assert decoded.tobytes() == np.ascontiguousarray(recon).tobytes()
+
+
+def test_a_cached_traversal_plan_is_shared_and_never_written():
+    # each predictor with the same parameters on the same shape reuses one plan (made once:
+    # every sample candidate and every chunk's decode needs it); the kernel only reads it
+    from errbound.stages.predictors import interpolation
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((20, 33, 9)).cumsum(1).astype(np.float32)
+    plan = interpolation._plan(x.shape, None, None, (), 1.25, 2.0)
+    before = [a.copy() for a in plan[2:]]
+    for cubic in (True, False):
+        p = InterpolationPredictor(cubic)
+        codes, unpred, recon = p.encode(x, 1e-3)
+        out = p.decode(codes, unpred, x.shape, x.dtype, 1e-3)
+        np.testing.assert_array_equal(out, recon)
+        assert (p.anchor, p.order) == (plan[0], list(plan[1]))
+    assert interpolation._plan(x.shape, None, None, (), 1.25, 2.0) is plan
+    for a, b in zip(plan[2:], before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="miss an axis"):
+        InterpolationPredictor(order=[1, 2]).encode(x, 1e-3)

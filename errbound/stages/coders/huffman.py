@@ -304,6 +304,23 @@ def _pack(symbols, lo, lens, words):
     words[w] = np.uint32((acc << (_U32 - pending)) & np.uint64(0xFFFFFFFF))  # the tail, left-aligned
 
 
+@_jit
+def _entropy_bits(symbols, alphabet_size):
+    """The Shannon entropy of the symbols in bits (sum of c * log2(n / c) over their
+    counts), or -1.0 where one is outside the alphabet. One dispatch: a candidate sized
+    on a 64 KiB chunk's sample spent 14 us in the histogram's checks and six numpy calls
+    on its counts, this 4 us."""
+    counts, lo, bad = _histogram(symbols, alphabet_size)
+    if bad >= 0:
+        return -1.0
+    n = np.float64(symbols.size)
+    bits = 0.0
+    for c in counts:
+        if c > 0:
+            bits += c * np.log2(n / c)
+    return bits
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -344,6 +361,23 @@ def histogram(symbols: np.ndarray, alphabet_size: int) -> tuple[np.ndarray, int]
     ``[0, alphabet_size)``: the counts :func:`encode` builds its code from."""
     _, counts, lo = _histogram_checked(symbols, alphabet_size)
     return counts, lo
+
+
+def entropy_bytes(symbols: np.ndarray, alphabet_size: int) -> float:
+    """The Shannon entropy of a 1-D integer array with values in ``[0, alphabet_size)``, in
+    bytes: what an ideal coder of their frequencies would need (policies size candidates
+    by it). The kernels' int32 codes go straight to the kernel."""
+    alphabet_size = int(alphabet_size)
+    if not (isinstance(symbols, np.ndarray) and symbols.dtype == np.int32 and symbols.ndim == 1) or not (
+        1 <= alphabet_size <= MAX_ALPHABET
+    ):
+        symbols, _, _ = _histogram_checked(symbols, alphabet_size)  # checked (raises), converted
+    if symbols.size == 0:
+        return 0.0
+    bits = _entropy_bits(np.ascontiguousarray(symbols), alphabet_size)
+    if bits < 0:  # a symbol outside the alphabet: named
+        _histogram_checked(symbols, alphabet_size)
+    return bits / 8
 
 
 def encoded_size_estimate(symbols: np.ndarray, alphabet_size: int) -> int:

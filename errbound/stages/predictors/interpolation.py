@@ -313,6 +313,26 @@ def _axis_arrays(order: tuple, frozen: tuple) -> tuple[np.ndarray, np.ndarray]:
     return order_array, flags
 
 
+@functools.lru_cache(maxsize=256)
+def _plan(shape: tuple, anchor, order, frozen: tuple, alpha: float, beta: float):
+    """What a traversal of an array of ``shape`` needs beyond the data, made once per
+    parameters (each sample candidate of the policy and each chunk's decode needs it; made
+    anew it cost 4 us a call): (anchor stride, axis order, then the kernel's arguments:
+    the 4-D shape, the order and frozen-flag arrays, the unit level bounds). Shared, so
+    never written (see _axis_arrays)."""
+    shape4 = as_4d_shape(shape)
+    one_slice = slice_shape(shape4, frozen)[0]
+    if anchor is None:
+        anchor = choose_anchor(one_slice)
+    if order is None:
+        order = tuple(a for a in range(4) if shape4[a] > 1 and a not in frozen)
+    if not {a for a in range(4) if shape4[a] > 1} <= set(order) | set(frozen):
+        raise ValueError(f"axis order {list(order)} and frozen axes {list(frozen)} miss an axis of {shape}")
+    order_array, flags = _axis_arrays(order, frozen)
+    unit = _unit_level_bounds(level_count(one_slice, anchor), alpha, beta)
+    return anchor, order, np.array(shape4, np.int64), order_array, flags, unit
+
+
 def frozen_axes(axes) -> list[int]:
     """A predictor's frozen axes, checked: distinct 4-D axis numbers (ints, not floats or
     bools: a coerced value would decode other numbers), sorted."""
@@ -368,15 +388,14 @@ class InterpolationPredictor(FrozenAxesRecord, Stage):
         return choose_anchor(slice_shape(shape4, self.frozen)[0])
 
     def _setup(self, shape):
-        shape4 = as_4d_shape(shape)
-        anchor = self.anchor_stride(shape4)
+        """(4-D shape as a kernel array, anchor stride, order and frozen-flag arrays, unit
+        level bounds), resolving ``anchor`` and ``order`` where they are None."""
+        order = None if self.order is None else tuple(self.order)
+        anchor, order, *plan = _plan(tuple(shape), self.anchor, order, tuple(self.frozen), self.alpha, self.beta)
         self.anchor = anchor
         if self.order is None:
-            self.order = [a for a in range(4) if shape4[a] > 1 and a not in self.frozen]
-        order, frozen = _axis_arrays(tuple(self.order), tuple(self.frozen))
-        if not {a for a in range(4) if shape4[a] > 1} <= set(self.order) | set(self.frozen):
-            raise ValueError(f"axis order {self.order} and frozen axes {self.frozen} miss an axis of {shape}")
-        return shape4, anchor, order, frozen, _unit_level_bounds(self.levels(shape4, anchor), self.alpha, self.beta)
+            self.order = list(order)
+        return plan
 
     def levels(self, shape4, anchor: int) -> int:
         """Interpolation levels on an array of 4-D shape ``shape4`` (those of one slice)."""
@@ -418,8 +437,7 @@ class InterpolationPredictor(FrozenAxesRecord, Stage):
         return work.reshape(shape)
 
     def _traverse(self, work, shape, encode: bool, eb: float, codes, unpred):
-        shape4, anchor, order, frozen, unit = self._setup(shape)
-        shape_array = np.array(shape4, np.int64)
+        shape_array, order, frozen, unit = self._setup(shape)
         return traverse_kernel(
-            work, shape_array, encode, self.cubic, order, frozen, unit * eb, eb, anchor, self.radius, codes, unpred
+            work, shape_array, encode, self.cubic, order, frozen, unit * eb, eb, self.anchor, self.radius, codes, unpred
         )
