@@ -395,8 +395,9 @@ class InterpolationPredictor(FrozenAxesRecord, Stage):
         return choose_anchor(slice_shape(shape4, self.frozen)[0])
 
     def _setup(self, shape):
-        """(4-D shape as a kernel array, anchor stride, order and frozen-flag arrays, unit
-        level bounds), resolving ``anchor`` and ``order`` where they are None."""
+        """The kernel's arguments for an array of ``shape`` (4-D shape array, order and
+        frozen-flag arrays, unit level bounds; shared, never written), resolving the
+        ``anchor`` stride and ``order`` where they are None."""
         order = None if self.order is None else tuple(self.order)
         anchor, order, *plan = _plan(tuple(shape), self.anchor, order, tuple(self.frozen), self.alpha, self.beta)
         self.anchor = anchor
