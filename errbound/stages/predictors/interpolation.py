@@ -328,16 +328,22 @@ def _plan(shape: tuple, anchor, order, frozen: tuple, alpha: float, beta: float)
     the 4-D shape, the order and frozen-flag arrays, the unit level bounds). Shared, so
     never written (see _axis_arrays)."""
     shape4 = as_4d_shape(shape)
-    one_slice = slice_shape(shape4, frozen)[0]
     if anchor is None:
-        anchor = choose_anchor(one_slice)
+        anchor = _default_anchor(shape4, frozen)
     if order is None:
         order = tuple(a for a in range(4) if shape4[a] > 1 and a not in frozen)
     if not {a for a in range(4) if shape4[a] > 1} <= set(order) | set(frozen):
         raise ValueError(f"axis order {list(order)} and frozen axes {list(frozen)} miss an axis of {shape}")
     order_array, flags = _axis_arrays(order, frozen)
-    unit = _unit_level_bounds(level_count(one_slice, anchor), alpha, beta)
+    unit = _unit_level_bounds(level_count(slice_shape(shape4, frozen)[0], anchor), alpha, beta)
     return anchor, order, np.array(shape4, np.int64), order_array, flags, unit
+
+
+def _default_anchor(shape4: tuple, frozen: tuple) -> int:
+    """The anchor stride the stage chooses (``anchor=None``): by the dimensionality of one
+    slice of the frozen axes (the record stores it; the code counts and the traversal must
+    agree on it)."""
+    return choose_anchor(slice_shape(shape4, frozen)[0])
 
 
 def frozen_axes(axes) -> list[int]:
@@ -390,9 +396,7 @@ class InterpolationPredictor(FrozenAxesRecord, Stage):
 
     def anchor_stride(self, shape4) -> int:
         """The anchor stride on an array of 4-D shape ``shape4``."""
-        if self.anchor is not None:
-            return self.anchor
-        return choose_anchor(slice_shape(shape4, self.frozen)[0])
+        return self.anchor if self.anchor is not None else _default_anchor(tuple(shape4), tuple(self.frozen))
 
     def _setup(self, shape):
         """The kernel's arguments for an array of ``shape`` (4-D shape array, order and
