@@ -296,7 +296,8 @@ _first_lock = threading.Lock()  # one first use at a time per process
 _active = threading.local()  # inside a first use on this thread: nested ones ride along
 
 
-def _stamp(key: tuple) -> Path:
+def stamp_file(key: tuple) -> Path:
+    """The stamp that says a path ``key`` was compiled into this cache (by errbound and numba version)."""
     versions = f"{_errbound_version()}-numba{numba.__version__}-py{sys.version_info[0]}{sys.version_info[1]}"
     return STATE_DIR / ("-".join(str(k) for k in key) + f".{versions}.stamp")
 
@@ -402,15 +403,19 @@ def first_use(
         yield
         if key not in _done:  # rode along and got through: its kernels are in the cache now
             _done.add(key)
-            _touch(_stamp(key))
+            _touch(stamp_file(key))
         return
     with _first_lock:
-        stamp = _stamp(key)
+        stamp = stamp_file(key)
         notice = _Notice(what, hint, quiet=not say)
         lock = contextlib.nullcontext() if shared or stamp.exists() else _compile_lock(what, stamp)
         _active.on = True
         try:
             with lock, numba.core.event.install_listener("numba:compile", notice.listener()):
+                if not shared and not stamp.exists():  # cold, and this process compiles the path
+                    from .compile_helper import start_for
+
+                    start_for(key, stamp_file)
                 notice.timer.start()
                 t0 = time.perf_counter()
                 try:

@@ -1,0 +1,179 @@
+"""A second process that compiles a codec path's kernels beside a cold first use.
+
+A process's first use of a codec path on an empty cache compiles the path's kernels one after
+another: 4-7 s for ``sz`` on this project's 2-core machines, most of it numba's own Python.
+numba compiles under a process-wide lock, so threads cannot share that work, but processes
+can (``errbound.compiling``: each kernel signature compiles in one process, the others wait for
+it and load it). So where the process may use a second core, ``first_use`` starts one helper
+process beside it, which compiles the path's kernels in the reverse of the order the first
+use needs them (the encoder's, then the decoder's, as ``compile_plans.json`` records them)
+while the first use compiles from the front; they meet in the middle. The first call pair
+of ``sz`` on a 64^3 array took 6.7 s alone and 4.3 s with the helper here.
+
+- ``ERRBOUND_COMPILE_HELPER=0`` turns it off, ``=1`` on even with one usable core; by default
+  it runs where the process may use two cores or more (``os.sched_getaffinity``: an MPI rank
+  bound to one core starts none).
+- One helper at a time per process; none for a path whose helper finished before (a stamp in
+  the cache folder), for a path too quick to compile to pay for a helper's start, or for
+  paths without a plan. The helper stops after its current kernel when its parent is gone,
+  and the parent ends it at exit: no process outlives the one that started it.
+- The plans only say what to compile: a stale one (a kernel renamed, a signature changed)
+  costs the helper's gain, never a result. ``tools/record_compile_plans.py`` writes them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import importlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger("errbound")
+PLANS = Path(__file__).with_name("compile_plans.json")
+# a path whose kernels compiled faster than this alone (as recorded) gets no helper: starting
+# one costs ~0.5 s of a core (an interpreter, numpy, numba and the kernel modules)
+HELPER_FROM_S = 1.5
+
+_helper: subprocess.Popen | None = None
+_starter_pid = 0  # the process that started _helper (a forked child must not end it)
+_covered: set[tuple] = set()  # paths this process's helper compiles or compiled
+
+
+@functools.cache
+def _plans() -> dict:
+    try:
+        return json.loads(PLANS.read_text())["plans"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def helper_order(key: tuple) -> list[list]:
+    """The kernels [module, qualname, signature, seconds] a helper compiles for the first use
+    ``key`` (direction, codec, dtype char, dimensions), in its order: the reverse of the
+    path's. An encode's path goes on into the decode (a stream is read back sooner or
+    later, and many first calls are a round trip)."""
+    plans = _plans()
+    name = " ".join(str(k) for k in key)
+    path = list(plans.get(name, []))
+    if key[0] == "encode":
+        seen = {tuple(entry[:3]) for entry in path}
+        decode = plans.get("decode " + " ".join(str(k) for k in key[1:]), [])
+        path += [entry for entry in decode if tuple(entry[:3]) not in seen]
+    return path[::-1]
+
+
+def enabled() -> bool:
+    setting = os.environ.get("ERRBOUND_COMPILE_HELPER", "")
+    if setting in ("0", "1"):
+        return setting == "1"
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except AttributeError:  # not Linux
+        return (os.cpu_count() or 1) >= 2
+
+
+def _interpreter() -> str | None:
+    """This process's Python, where it is one (an embedding application's executable is not)."""
+    exe = sys.executable
+    if exe and os.access(exe, os.X_OK) and Path(exe).name.lower().startswith(("python", "pypy")):
+        return exe
+    return None
+
+
+def start_for(key: tuple, stamp) -> bool:
+    """Start a helper for the cold first use ``key`` where one pays (see the module's
+    docstring); ``stamp(key)`` names a key's stamp file (errbound.compiling's). True if one
+    started."""
+    global _helper, _starter_pid
+    if key in _covered or not enabled():
+        return False
+    if _helper is not None and _helper.poll() is None and _starter_pid == os.getpid():
+        return False
+    order = helper_order(key)
+    exe = _interpreter()
+    if exe is None or sum(entry[3] for entry in order) < HELPER_FROM_S or stamp(("helped", *key)).exists():
+        return False
+    import numba
+
+    env = {**os.environ, "ERRBOUND_COMPILE_HELPER": "0"}
+    if numba.config.CACHE_DIR:  # the same cache as this process, however it was chosen
+        env["NUMBA_CACHE_DIR"] = str(numba.config.CACHE_DIR)
+    # stamps the helper leaves when it is through: a later first use of these paths needs none
+    helped = [key, ("decode", *key[1:])] if key[0] == "encode" else [key]
+    marks = json.dumps([str(stamp(("helped", *k))) for k in helped])
+    # `-c` puts the working folder first on sys.path: out, and this package's root in front
+    code = (
+        "import sys; sys.path[:] = [sys.argv[1]] + [p for p in sys.path if p not in ('', '.')]; "
+        "from errbound.compile_helper import main; main(sys.argv[2:])"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    try:
+        _helper = subprocess.Popen(
+            [exe, "-c", code, root, json.dumps(list(key)), str(os.getpid()), marks],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=root,
+        )
+    except OSError as exc:
+        log.debug("errbound: no compile helper (%s)", exc)
+        return False
+    _starter_pid = os.getpid()
+    _covered.add(key)
+    if key[0] == "encode":
+        _covered.add(("decode", *key[1:]))
+    if not getattr(start_for, "registered", False):
+        atexit.register(stop)
+        start_for.registered = True
+    log.debug("errbound: compile helper %d started for %s", _helper.pid, key)
+    return True
+
+
+def stop() -> None:
+    """End this process's helper if it still runs (at exit; a kernel it was compiling is
+    neither saved nor half-saved: numba writes cache files whole, by renaming)."""
+    if _helper is not None and _starter_pid == os.getpid() and _helper.poll() is None:
+        _helper.terminate()
+        try:
+            _helper.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _helper.kill()
+
+
+def wait(timeout: float | None = None) -> int | None:
+    """Wait for this process's helper to finish; its exit status (None: none was started)."""
+    if _helper is None or _starter_pid != os.getpid():
+        return None
+    return _helper.wait(timeout)
+
+
+def main(argv: list[str]) -> None:
+    """The helper: compile the kernels of helper_order(key) into the shared cache (the kernel
+    modules import errbound.compiling, which chooses the cache and coordinates the compiles)."""
+    from numba.core import registry, types
+
+    key, parent, marks = tuple(json.loads(argv[0])), int(argv[1]), json.loads(argv[2])
+    names = {name: getattr(types, name) for name in dir(types) if not name.startswith("_")}
+    for module, qualname, signature, _ in helper_order(key):
+        if os.getppid() != parent:  # the first use's process is gone
+            return
+        try:
+            kernel = importlib.import_module(module)
+            for part in qualname.split("."):
+                kernel = getattr(kernel, part)
+            if not isinstance(kernel, registry.CPUDispatcher):
+                continue
+            kernel.compile(eval(signature, {"__builtins__": {}}, names))  # noqa: S307 - our own package data
+        except Exception as exc:  # noqa: BLE001 - a stale plan entry: the first use compiles it itself
+            log.debug("errbound: compile helper skipped %s.%s%s (%s)", module, qualname, signature, exc)
+    for mark in marks:
+        with contextlib.suppress(OSError):
+            Path(mark).parent.mkdir(parents=True, exist_ok=True)
+            Path(mark).touch()
