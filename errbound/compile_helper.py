@@ -93,7 +93,7 @@ def start_for(key: tuple, stamp) -> bool:
     global _helper, _starter_pid
     if key in _covered or not enabled():
         return False
-    if _helper is not None and _helper.poll() is None and _starter_pid == os.getpid():
+    if _helper is not None and _starter_pid == os.getpid() and _helper.poll() is None:
         return False
     order = helper_order(key)
     exe = _interpreter()
