@@ -415,7 +415,10 @@ def first_use(
                 if not shared and not stamp.exists():  # cold, and this process compiles the path
                     from .compile_helper import start_for
 
-                    start_for(key, stamp_file)
+                    try:
+                        start_for(key, stamp_file)
+                    except Exception as exc:  # noqa: BLE001 - a helper only saves time: never fail the call
+                        log.debug("errbound: no compile helper for %s (%r)", key, exc)
                 notice.timer.start()
                 t0 = time.perf_counter()
                 try:

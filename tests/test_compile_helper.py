@@ -183,3 +183,22 @@ def test_the_stored_plan_is_what_a_cold_process_compiles_now(tmp_path):
     fresh = tool.record("sz", "float32", 1, tmp_path / "stream.eb", "encode")
     stored = compile_helper._plans()["encode sz f 1"]
     assert [entry[:3] for entry in fresh] == [entry[:3] for entry in stored]
+
+
+def test_a_helper_that_cannot_start_never_fails_the_call(tmp_path, monkeypatch):
+    """A plan the helper cannot read (a damaged install) or a failing start costs the gain only."""
+    monkeypatch.setattr(compiling, "STATE_DIR", tmp_path)  # a cold path of its own
+    monkeypatch.setenv("ERRBOUND_COMPILE_HELPER", "1")
+
+    asked = []
+
+    def broken(key):
+        asked.append(key)
+        raise TypeError("a damaged plan")
+
+    monkeypatch.setattr(compile_helper, "helper_order", broken)
+    ran = []
+    with compiling.first_use(("encode", "test-only", "f", 3), "test path"):
+        ran.append(True)
+    assert asked == [("encode", "test-only", "f", 3)]  # the start was tried, and failed
+    assert ran == [True] and compiling.stamp_file(("encode", "test-only", "f", 3)).exists()
