@@ -13,9 +13,9 @@ of ``sz`` on a 64^3 array took 6.7 s alone and 4.3 s with the helper here.
 - ``ERRBOUND_COMPILE_HELPER=0`` turns it off, ``=1`` on even with one usable core; by default
   it runs where the process may use two cores or more (``os.sched_getaffinity``: an MPI rank
   bound to one core starts none).
-- One helper at a time per process; none for a path whose helper finished before (a stamp in
-  the cache folder), for a path too quick to compile to pay for a helper's start, or for
-  paths without a plan. The helper stops after its current kernel when its parent is gone,
+- One helper at a time per process (an encode's also compiles its path's decoder); none for
+  a path whose helper finished before (a stamp in the cache folder), for a path too quick
+  to compile to pay for a helper's start, or for paths without a plan. The helper stops after its current kernel when its parent is gone,
   and the parent ends it at exit: no process outlives the one that started it.
 - The plans only say what to compile: a stale one (a kernel renamed, a signature changed)
   costs the helper's gain, never a result. ``tools/record_compile_plans.py`` writes them.
@@ -42,7 +42,6 @@ HELPER_FROM_S = 1.5
 
 _helper: subprocess.Popen | None = None
 _starter_pid = 0  # the process that started _helper (a forked child must not end it)
-_covered: set[tuple] = set()  # paths this process's helper compiles or compiled
 
 
 @functools.cache
@@ -68,14 +67,19 @@ def helper_order(key: tuple) -> list[list]:
     return path[::-1]
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity: an MPI rank bound to one core has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def enabled() -> bool:
     setting = os.environ.get("ERRBOUND_COMPILE_HELPER", "")
     if setting in ("0", "1"):
         return setting == "1"
-    try:
-        return len(os.sched_getaffinity(0)) >= 2
-    except AttributeError:  # not Linux
-        return (os.cpu_count() or 1) >= 2
+    return usable_cores() >= 2
 
 
 def _interpreter() -> str | None:
@@ -91,7 +95,7 @@ def start_for(key: tuple, stamp) -> bool:
     docstring); ``stamp(key)`` names a key's stamp file (errbound.compiling's). True if one
     started."""
     global _helper, _starter_pid
-    if key in _covered or not enabled():
+    if not enabled():
         return False
     if _helper is not None and _starter_pid == os.getpid() and _helper.poll() is None:
         return False
@@ -126,12 +130,6 @@ def start_for(key: tuple, stamp) -> bool:
         log.debug("errbound: no compile helper (%s)", exc)
         return False
     _starter_pid = os.getpid()
-    _covered.add(key)
-    if key[0] == "encode":
-        _covered.add(("decode", *key[1:]))
-    if not getattr(start_for, "registered", False):
-        atexit.register(stop)
-        start_for.registered = True
     log.debug("errbound: compile helper %d started for %s", _helper.pid, key)
     return True
 
@@ -145,6 +143,9 @@ def stop() -> None:
             _helper.wait(timeout=5)
         except subprocess.TimeoutExpired:
             _helper.kill()
+
+
+atexit.register(stop)
 
 
 def wait(timeout: float | None = None) -> int | None:

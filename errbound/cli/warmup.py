@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 from ..codec import codec_names
+from ..compile_helper import usable_cores
 from ..compiling import cache_location
 from ..integrations.progress import Progress
 from ..precompile import DTYPES, NDIMS, cases, warmup
@@ -54,11 +54,7 @@ MAX_JOBS = 8  # each process holds numba and LLVM (~250 MB while compiling)
 
 
 def default_jobs() -> int:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_JOBS))
+    return max(1, min(usable_cores(), MAX_JOBS))
 
 
 def cmd_warmup(args: argparse.Namespace) -> int:
