@@ -282,3 +282,73 @@ def test_estimates_number_a_frozen_predictors_axes_as_the_samples_do(monkeypatch
     monkeypatch.setattr(hlr_policy, "EXACT_POINTS", 0)
     roundtrip_hlr = errbound.compress(data, "hlr", abs=1e-2)
     check_roundtrip(data, errbound.decompress(roundtrip_hlr), "abs", 1e-2, roundtrip_hlr)
+
+
+def _lorenzo_model_in_numpy(blocks, eb, frozen=()) -> float:
+    """lorenzo_estimated_size's model as numpy computed it up to 0.4.0 (the kernel replaced it
+    on the promise of the same bits: every choice made from it, and so every stream, stays)."""
+
+    def mixed_difference(x, skip):
+        for axis in range(1, x.ndim):
+            if axis not in skip:
+                lead = (slice(None),) * axis
+                d = np.empty_like(x)
+                d[lead + (0,)] = x[lead + (0,)]
+                np.subtract(x[lead + (slice(1, None),)], x[lead + (slice(None, -1),)], out=d[lead + (slice(1, None),)])
+                x = d
+        return x
+
+    radius = sz_policy.RADIUS
+    x = (np.stack(blocks) if len(blocks) > 1 else blocks[0][None]).astype(np.float64)
+    with np.errstate(all="ignore"):
+        noise = sz_policy._unit_noise(x.size).reshape(x.shape) * eb
+        skip = [a - (4 - blocks[0].ndim) + 1 for a in frozen]
+        noise[mixed_difference(x, skip) == 0] = 0.0
+        x += noise
+        q = mixed_difference(x, skip)
+        q -= noise
+        q = q.reshape(-1) * (0.5 / eb)
+        np.rint(q, out=q)
+        unpredictable = ~(np.abs(q) < radius - 1)
+        q[unpredictable] = radius
+        q += radius
+    return sz_policy._entropy_bytes(q.astype(np.int32)) + int(np.count_nonzero(unpredictable)) * blocks[0].itemsize
+
+
+def _frozen_choices(ndim: int) -> list[tuple]:
+    first = 4 - ndim
+    return [(), *[(first + k,) for k in range(ndim)], *([(first, first + 1)] if ndim >= 2 else [])]
+
+
+@pytest.mark.parametrize("name", field_names())
+def test_the_lorenzo_estimate_is_its_model_bit_for_bit_on_the_shared_fields(name):
+    data = load_field(name)
+    blocks = sz_policy.sample_blocks(data)
+    for rel in (1e-1, 1e-2, 1e-3, 1e-4, 1e-7):
+        eb = rel * float(np.ptp(data))
+        for frozen in _frozen_choices(blocks[0].ndim):
+            assert sz_policy.lorenzo_estimated_size(blocks, eb, frozen) == _lorenzo_model_in_numpy(blocks, eb, frozen)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 7), min_size=1, max_size=4),
+    stacked=st.integers(1, 3),
+    dtype=st.sampled_from(DTYPES),
+    eb=st.sampled_from([1e-300, 1e-30, 1e-3, 0.7, 1e30, 1e300]),
+    specials=st.lists(st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -0.0, 3e38, 1e-40]), max_size=4),
+    seed=st.integers(0, 2**16),
+)
+def test_the_lorenzo_estimate_is_its_model_bit_for_bit_on_any_block(shape, stacked, dtype, eb, specials, seed):
+    rng = np.random.default_rng(seed)
+    blocks = []
+    for _ in range(stacked):
+        block = np.cumsum(rng.standard_normal(shape), axis=-1).astype(dtype)
+        flat = block.reshape(-1)
+        for value in specials:
+            flat[rng.integers(flat.size)] = value
+        blocks.append(block)
+    for frozen in _frozen_choices(len(shape)):
+        got = sz_policy.lorenzo_estimated_size(blocks, eb, frozen)
+        want = _lorenzo_model_in_numpy(blocks, eb, frozen)
+        assert got == want or (np.isnan(got) and np.isnan(want))

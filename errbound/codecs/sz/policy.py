@@ -24,6 +24,7 @@ from ...stages.coders import huffman, huffman_runs
 from ...stages.coders.zstd import ZstdLossless
 from ...stages.predictors.interpolation import InterpolationPredictor, choose_anchor
 from ...stages.predictors.lorenzo import LorenzoPredictor
+from ...stages.predictors.lorenzo_estimate import lorenzo_estimate_codes
 
 # the codes go through the context-modelled rANS coder instead of Huffman + zstd where that
 # saves at least 3 % (0-14 % smaller on the shared fields, most at loose bounds on smooth
@@ -31,7 +32,7 @@ from ...stages.predictors.lorenzo import LorenzoPredictor
 # least RANS_MIN_CODES codes
 RANS_GAIN = 1.03
 CODED_BELOW_BITS = 1.0  # bits per value: below it candidates are sized by Huffman + zstd
-LORENZO_SCREEN = 2.0  # the numpy estimate of Lorenzo within this of the best: its kernel decides
+LORENZO_SCREEN = 2.0  # the estimate of Lorenzo (its model) within this of the best: its kernel decides
 # Below CODED_BELOW_BITS a sample codes to a few hundred bytes, too few to rank cubic against
 # linear when they are this close: the full array decides (see ``choose``)
 FULL_ARRAY_MARGIN = 1.05
@@ -140,32 +141,23 @@ def _entropy_bytes(codes: np.ndarray) -> float:
 
 
 def lorenzo_estimated_size(blocks: list[np.ndarray], eb: float, frozen=()) -> float:
-    """Bytes the Lorenzo predictor would need on the blocks, estimated with numpy instead of
+    """Bytes the Lorenzo predictor would need on the blocks, estimated by a model instead of
     running its kernel (which then compiles only for arrays that use it): the residual is the
     mixed first difference along every axis of the reconstruction, modelled as the data plus
     a uniform error in [-eb, eb] (none where the data is locally constant, which Lorenzo
     reconstructs exactly). On the shared fields this is within 1 % of the kernel's codes at
     rel 1e-3 and 1e-4; at 1e-2, where interpolation wins by far, it overestimates by <= 15 %.
     ``frozen``: 4-D axis numbers of the blocks (as LorenzoPredictor's) not differenced along."""
-    # the blocks share one shape: stacked, each numpy call covers all of them (the noise is
-    # drawn in the same order as block by block, so every number is the same)
+    # the blocks share one shape: stacked, one kernel call covers them all
     x = np.stack(blocks) if len(blocks) > 1 else blocks[0][None]
-    x = x.astype(np.float64)  # a copy: updated in place below
-    with np.errstate(all="ignore"):  # NaN, Inf and huge bounds: their points are unpredictable
-        noise = _unit_noise(x.size).reshape(x.shape) * eb
-        skip = [a - (4 - blocks[0].ndim) + 1 for a in frozen]  # axes of x: the blocks' + 1
-        noise[_mixed_difference(x, skip) == 0] = 0.0
-        x += noise
-        q = _mixed_difference(x, skip)
-        q -= noise
-        q = q.reshape(-1)
-        q *= 0.5 / eb
-        np.rint(q, out=q)
-        unpredictable = ~(np.abs(q) < RADIUS - 1)  # the kernel's range test; NaN fails it
-        q[unpredictable] = RADIUS  # one code for them all, as the kernel's 0
-        q += RADIUS  # |q| < RADIUS - 1 elsewhere: every code is in [0, 2 * RADIUS]
-    # int32 like the kernels' codes: one histogram kernel to compile
-    return _entropy_bytes(q.astype(np.int32)) + int(np.count_nonzero(unpredictable)) * blocks[0].itemsize
+    x = x.astype(np.float64).reshape(-1)  # a copy: the kernel works in it
+    shape = np.array(x_shape := (len(blocks), *blocks[0].shape), np.int64)
+    skip = np.zeros(len(x_shape), np.bool_)
+    for a in frozen:  # axes of the stack: the blocks' + 1
+        skip[a - (4 - blocks[0].ndim) + 1] = True
+    codes = np.empty(x.size, np.int32)
+    unpredictable = lorenzo_estimate_codes(x, _unit_noise(x.size), shape, skip, eb, 0.5 / eb, RADIUS, codes)
+    return _entropy_bytes(codes) + int(unpredictable) * blocks[0].itemsize
 
 
 _NOISE_CACHED = 1 << 16
@@ -177,27 +169,15 @@ def _unit_noise(count: int) -> np.ndarray:
     the choice is part of the stream). A sample's worth is drawn once per process: seeding
     a generator costs more than the rest of the estimate on a 64 KiB chunk's sample."""
     if count > _NOISE_CACHED:
-        return np.random.default_rng(0).uniform(-1.0, 1.0, count)
+        return _read_only(np.random.default_rng(0).uniform(-1.0, 1.0, count))
     if not _noise:
-        draws = np.random.default_rng(0).uniform(-1.0, 1.0, _NOISE_CACHED)
-        draws.flags.writeable = False
-        _noise.append(draws)
+        _noise.append(_read_only(np.random.default_rng(0).uniform(-1.0, 1.0, _NOISE_CACHED)))
     return _noise[0][:count]
 
 
-def _mixed_difference(x: np.ndarray, skip=()) -> np.ndarray:
-    """The first difference along every axis but the first (which stacks the blocks) and
-    those in ``skip``, with a zero layer before each block (Lorenzo's edge): the first value
-    along an axis is kept."""
-    for axis in range(1, x.ndim):
-        if axis in skip:
-            continue
-        lead = (slice(None),) * axis
-        d = np.empty_like(x)
-        d[lead + (0,)] = x[lead + (0,)]
-        np.subtract(x[lead + (slice(1, None),)], x[lead + (slice(None, -1),)], out=d[lead + (slice(1, None),)])
-        x = d
-    return x
+def _read_only(draws: np.ndarray) -> np.ndarray:
+    draws.flags.writeable = False  # also one kernel signature for both kinds of draws
+    return draws
 
 
 @dataclass
@@ -330,7 +310,7 @@ def choose(data: np.ndarray, eb: float) -> Choice:
 
 def _lorenzo_candidate(blocks, eb, shape, live, small, best_size, size_of):
     """The Lorenzo predictor where it beats ``best_size`` on the samples, else None. Its
-    numpy estimate screens it out where it is clearly worse (then its kernels need not
+    estimate (a model, see lorenzo_estimated_size) screens it out where it is clearly worse (then its kernels need not
     compile); where it is close, its kernel decides (the estimate's model of the
     reconstruction error misjudges residual-like data such as hlr's by up to 15 %). From 3
     axes up the estimate also sizes Lorenzo with each axis frozen (where the slices it cuts
