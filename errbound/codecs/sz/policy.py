@@ -152,13 +152,14 @@ def lorenzo_estimated_size(blocks: list[np.ndarray], eb: float, frozen=()) -> fl
     ``frozen``: 4-D axis numbers of the blocks (as LorenzoPredictor's) not differenced along."""
     # the blocks share one shape: stacked, one kernel call covers them all
     x = np.stack(blocks) if len(blocks) > 1 else blocks[0][None]
-    x = x.astype(np.float64).reshape(-1)  # a copy: the kernel works in it
-    shape = np.array(x_shape := (len(blocks), *blocks[0].shape), np.int64)
-    skip = np.zeros(len(x_shape), np.bool_)
+    work = np.empty(2 * x.size)  # the values in float64, and the kernel's room
+    work[: x.size] = x.reshape(-1)
+    skip = np.zeros(x.ndim, np.bool_)
     for a in frozen:  # axes of the stack: the blocks' + 1
         skip[a - (4 - blocks[0].ndim) + 1] = True
     codes = np.empty(x.size, np.int32)
-    unpredictable = lorenzo_estimate_codes(x, _unit_noise(x.size), shape, skip, eb, 0.5 / eb, RADIUS, codes)
+    shape = np.array(x.shape, np.int64)
+    unpredictable = lorenzo_estimate_codes(work, _unit_noise(x.size), shape, skip, eb, 0.5 / eb, RADIUS, codes)
     return _entropy_bytes(codes) + int(unpredictable) * blocks[0].itemsize
 
 
