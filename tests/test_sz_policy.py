@@ -285,7 +285,7 @@ def test_estimates_number_a_frozen_predictors_axes_as_the_samples_do(monkeypatch
 
 
 def _lorenzo_model_in_numpy(blocks, eb, frozen=()) -> float:
-    """lorenzo_estimated_size's model as numpy computed it up to 0.4.0 (the kernel replaced it
+    """lorenzo_estimated_size's model in the numpy form it had before 86f16eb (the kernel replaced it
     on the promise of the same bits: every choice made from it, and so every stream, stays)."""
 
     def mixed_difference(x, skip):
