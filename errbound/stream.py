@@ -187,6 +187,38 @@ def _as_part(data):
 
 def unpack(blob) -> tuple[Header, dict[str, memoryview]]:
     """Verify and split a stream; raise CorruptStreamError on anything inconsistent."""
+    view, major, minor, head_len = _prefix(blob)
+    body_end = len(view) - _TRAILER.size
+    (stored_crc,) = _TRAILER.unpack_from(view, body_end)
+    if zlib.crc32(view[:body_end]) != stored_crc:
+        raise CorruptStreamError("stream checksum mismatch: the stream is truncated or damaged")
+    header = _header(view, major, minor, head_len)
+    pos = _PREFIX.size + head_len
+    sections = {}
+    for name, length in header.sections:
+        if length < 0 or pos + length > body_end:
+            raise CorruptStreamError(f"section '{name}' runs past the end of the stream")
+        sections[name] = view[pos : pos + length]
+        pos += length
+    if pos != body_end:
+        raise CorruptStreamError(f"{body_end - pos} unexpected bytes after the last section")
+    return header, sections
+
+
+def read_header(blob) -> Header:
+    return unpack(blob)[0]
+
+
+def peek_header(blob) -> Header:
+    """The stream's header without the checksum pass, which reads every byte of the stream:
+    for deciding what to load before a decode (``errbound decompress`` loads the codec's
+    modules before its clock starts), never for decoding, which verifies the whole stream.
+    Raises CorruptStreamError on what it does read, as :func:`unpack` does."""
+    return _header(*_prefix(blob))
+
+
+def _prefix(blob) -> tuple[memoryview, int, int, int]:
+    """(the stream as bytes, format major, minor, header length): the fixed prefix, checked."""
     try:
         view = memoryview(blob).cast("B")
     except TypeError:
@@ -202,28 +234,15 @@ def unpack(blob) -> tuple[Header, dict[str, memoryview]]:
         raise UnsupportedStreamError(
             f"stream format {major}.{minor} is newer than this errbound reads ({FORMAT_MAJOR}.{FORMAT_MINOR})"
         )
-    body_end = len(view) - _TRAILER.size
-    (stored_crc,) = _TRAILER.unpack_from(view, body_end)
-    if zlib.crc32(view[:body_end]) != stored_crc:
-        raise CorruptStreamError("stream checksum mismatch: the stream is truncated or damaged")
-    if _PREFIX.size + head_len > body_end:
+    return view, major, minor, head_len
+
+
+def _header(view: memoryview, major: int, minor: int, head_len: int) -> Header:
+    if _PREFIX.size + head_len > len(view) - _TRAILER.size:
         raise CorruptStreamError("stream header length runs past the end of the stream")
     header = Header.from_json(decode_header(bytes(view[_PREFIX.size : _PREFIX.size + head_len]), major))
     header.format = (major, minor)
-    pos = _PREFIX.size + head_len
-    sections = {}
-    for name, length in header.sections:
-        if length < 0 or pos + length > body_end:
-            raise CorruptStreamError(f"section '{name}' runs past the end of the stream")
-        sections[name] = view[pos : pos + length]
-        pos += length
-    if pos != body_end:
-        raise CorruptStreamError(f"{body_end - pos} unexpected bytes after the last section")
-    return header, sections
-
-
-def read_header(blob) -> Header:
-    return unpack(blob)[0]
+    return header
 
 
 def section(sections: dict, name: str):

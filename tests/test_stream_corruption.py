@@ -159,6 +159,24 @@ def test_single_bit_flips(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_a_peek_at_the_header_reads_it_without_the_checksum_pass(name):
+    """peek_header (what `errbound decompress` loads the codec from) gives unpack's header;
+    past the header it reads nothing, so damage there is decompress's to find; in the
+    prefix and the header it raises the container's own errors."""
+    blob, _ = STREAMS[name]
+    assert stream.peek_header(blob) == stream.unpack(blob)[0]
+    damaged = bytearray(blob)
+    damaged[-5] ^= 0xFF  # the last section byte (or the header's last, in a stream without sections)
+    head_end = 10 + struct.unpack_from("<I", blob, 6)[0]
+    if len(blob) - 5 >= head_end:
+        assert stream.peek_header(bytes(damaged)) == stream.unpack(blob)[0]
+    _decode_raises(bytes(damaged))
+    for bad in (blob[:9], b"ERRX" + blob[4:], blob[:4] + b"\x00" + blob[5:], blob[: head_end - 1] + b"\x00" * 4):
+        with pytest.raises(CorruptStreamError):
+            stream.peek_header(bad)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_extra_and_doubled_bytes(name):
     blob, _ = STREAMS[name]
     for bad in (
