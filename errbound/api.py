@@ -107,19 +107,28 @@ def decompress(
         raise UnsupportedInputError(f"device must be 'cpu' or 'gpu', got {device!r}")
     if device == "gpu" or is_device_array(out):
         return _decompress_device(blob, out, max_bytes)
-    header, sections = stream.unpack(blob)
-    dtype = _header_dtype(header)
+    header, sections = stream.unpack(blob, shared=True)
     shape = header.shape
-    if header.order not in ("C", "F"):
-        raise CorruptStreamError(f"unknown memory order {header.order!r} in stream header")
+    # what the header alone says, checked once for a shared one (the chunks of a dataset)
+    memo = stream.derived(header.stages)
+    checked = None if memo is None else memo.get("decompress")
+    if checked is None:
+        dtype = _header_dtype(header)
+        if header.order not in ("C", "F"):
+            raise CorruptStreamError(f"unknown memory order {header.order!r} in stream header")
+    else:
+        dtype, codec, pw_rel = checked
     count = math.prod(shape)
     _check_output(out, shape, dtype)
     _check_size(count * dtype.itemsize, shape, dtype, max_bytes)
-    codec = _codec_for(header)
-    if count == 0 and header.codec != "raw":  # compress stores every empty array with "raw"
-        raise CorruptStreamError(f"stream header has an empty shape {shape} for a {header.codec!r} stream")
-    try:
+    if checked is None:
+        codec = _codec_for(header)
+        if count == 0 and header.codec != "raw":  # compress stores every empty array with "raw"
+            raise CorruptStreamError(f"stream header has an empty shape {shape} for a {header.codec!r} stream")
         pw_rel = PointwiseRelative.present(header.stages)
+        if memo is not None:
+            memo["decompress"] = dtype, codec, pw_rel
+    try:
         kernels = np.dtype(np.float64) if pw_rel else dtype.newbyteorder("=")  # pw_rel codes log2|x|
         with _first_use("decode", header.codec, kernels, max(len(shape), 1)):
             result = _decode(header, codec, sections, shape, dtype, pw_rel)

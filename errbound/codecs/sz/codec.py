@@ -24,7 +24,7 @@ from ...stages.coders import huffman, huffman_runs, rans
 from ...stages.coders.zstd import DEFAULT_LEVEL, ZstdLossless
 from ...stages.predictors.interpolation import InterpolationPredictor, level_divisor
 from ...stages.predictors.lorenzo import LorenzoPredictor
-from ...stream import section
+from ...stream import derived, section
 from .policy import (
     BEST_ZSTD_LEVEL,
     PART_MIN_CODES,
@@ -139,16 +139,9 @@ def decode_stages(
     stages: list, sections: dict, shape: tuple[int, ...], dtype: np.dtype, eb: float, names: dict[str, str] = SECTIONS
 ) -> np.ndarray:
     """Inverse of :func:`encode_stages`."""
-    predictor = which(stages, *PREDICTORS.values()).load(stages)
-    entropy = which(stages, huffman.Huffman, rans.Rans).load(stages)
-    lossless = ZstdLossless.load(stages)
-    _check_predictor(predictor, stages, shape, eb)
+    predictor, entropy, lossless = _loaded_stages(stages, shape, eb)
     count = predictor.expected_codes(shape)
-    if entropy.alphabet != 2 * predictor.radius:
-        raise CorruptStreamError(f"{entropy.name} alphabet does not match the quantizer radius")
     if isinstance(entropy, rans.Rans):
-        if entropy.center != predictor.radius:
-            raise CorruptStreamError("rans center is not the quantizer's zero code")
         coded = lossless.decompress(section(sections, names["codes"]), 4 * count + 32 * entropy.alphabet + 4096)
         codes = entropy.decode(coded, count)
     else:
@@ -167,6 +160,27 @@ def decode_stages(
         raise CorruptStreamError("unpredictable-value section has the wrong length")
     unpred = np.frombuffer(raw, dtype)
     return predictor.decode(codes, unpred, shape, dtype, eb)
+
+
+def _loaded_stages(stages: list, shape: tuple[int, ...], eb: float):
+    """(predictor, entropy, lossless) stages of the records, checked; kept beside shared
+    records (a chunked dataset's: see ``stream.derived``) for its next chunk, which has the
+    same. Decoding only reads them."""
+    memo = derived(stages)
+    key = ("sz", shape, eb)
+    if memo is not None and key in memo:
+        return memo[key]
+    predictor = which(stages, *PREDICTORS.values()).load(stages)
+    entropy = which(stages, huffman.Huffman, rans.Rans).load(stages)
+    lossless = ZstdLossless.load(stages)
+    _check_predictor(predictor, stages, shape, eb)
+    if entropy.alphabet != 2 * predictor.radius:
+        raise CorruptStreamError(f"{entropy.name} alphabet does not match the quantizer radius")
+    if isinstance(entropy, rans.Rans) and entropy.center != predictor.radius:
+        raise CorruptStreamError("rans center is not the quantizer's zero code")
+    if memo is not None:
+        memo[key] = predictor, entropy, lossless
+    return predictor, entropy, lossless
 
 
 @register
