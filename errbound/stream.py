@@ -176,8 +176,8 @@ class Header:
 # parses the rest, the fixed part, once per distinct one and hands every later stream the
 # same parsed records, and each codec keeps what it loads from them beside them (``derived``):
 # a 16 KiB chunk's decode spent ~20 us of its ~70 us on parsing and loading what the chunk
-# before it had. A fixed part is shared from its second stream on. The shared parts are read-only: writing to one raises TypeError instead of
-# changing what later streams decode.
+# before it had. A fixed part is shared from its second stream on. The shared parts are
+# read-only: writing to one raises TypeError instead of changing what later streams decode.
 _SECTIONS_MEMBER = b',"sections":'
 SHARED_HEADERS = 256  # distinct fixed parts shared at most ...
 SHARED_HEADER_BYTES = 8192  # ... each at most this long: a few MiB at most, whatever streams come
