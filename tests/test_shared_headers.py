@@ -9,7 +9,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import bits
+from conftest import ALL_CODECS, DTYPES, MODES, PROPERTY_EXAMPLES, bits, check_roundtrip
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_bound_property import cases, draw_bound
 from test_stream_corruption import NAMES, STREAMS, build, split
 
 import errbound
@@ -56,6 +59,30 @@ def test_a_shared_header_is_the_one_parsed_alone(name, monkeypatch):
         assert _outcome(blob) == expected
     assert seen[1] is seen[2]
     assert isinstance(seen[2], stream.SharedRecords) and not isinstance(seen[0], stream.SharedRecords)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("codec", ALL_CODECS)
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None)
+@given(data=st.data())
+def test_shared_decodes_keep_the_bound_and_the_bits_of_a_decode_alone(codec, dtype, data):
+    """Every codec, bound mode, dtype, 0-4 dimensions, layout, specials and bounds down to a
+    few ulps (the bound property test's cases): the first decode parses its header alone,
+    the next ones share it, and all give the same bits, within the bound."""
+    x = data.draw(cases(dtype), label="array")
+    mode = data.draw(st.sampled_from(MODES), label="mode")
+    value = draw_bound(data.draw, mode, x)
+    data.draw(st.just(value), label=f"{mode} bound")
+    blob = errbound.compress(x, codec, **{mode: value})
+    stream._shared.clear()
+    stream._seen.clear()
+    alone = errbound.decompress(blob)  # first sight: parsed alone
+    check_roundtrip(x, alone, mode, value, blob)
+    for _ in range(2):
+        shared = errbound.decompress(blob)
+        check_roundtrip(x, shared, mode, value, blob)
+        assert bits(shared).tobytes() == bits(alone).tobytes()
+    assert isinstance(_unpack(blob, shared=True)[0].stages, stream.SharedRecords)  # they did share
 
 
 def test_the_chunks_of_a_dataset_share_one_header_and_its_loaded_stages(monkeypatch):
