@@ -15,8 +15,9 @@ of ``sz`` on a 64^3 array took 6.7 s alone and 4.3 s with the helper here.
   bound to one core starts none).
 - One helper at a time per process (an encode's also compiles its path's decoder); none for
   a path whose helper finished before (a stamp in the cache folder), for a path too quick
-  to compile to pay for a helper's start, or for paths without a plan. The helper stops after its current kernel when its parent is gone,
-  and the parent ends it at exit: no process outlives the one that started it.
+  to compile to pay for a helper's start, or for paths without a plan. The helper stops
+  after its current kernel when its parent is gone, and the parent ends it at exit: no
+  process outlives the one that started it.
 - The plans only say what to compile: a stale one (a kernel renamed, a signature changed)
   costs the helper's gain, never a result. ``tools/record_compile_plans.py`` writes them.
 """
