@@ -455,8 +455,9 @@ def decode(
     data = _as_bytes(blob)
     if data.size == 0:
         raise CorruptStreamError("huffman block is empty")
-    kind = int(data[0])
-    n, pos = _read_varint(data, 1, "symbol count")
+    head = blob if isinstance(blob, bytes) else data  # indexing bytes costs less than an array
+    kind = int(head[0])
+    n, pos = _read_varint(head, 1, "symbol count")
     if count is not None and n != count:
         raise CorruptStreamError(f"huffman block holds {n} symbols, expected {count}")
     if n > MAX_COUNT:

@@ -238,6 +238,12 @@ def _level_code_counts(shape4: tuple[int, ...], anchor: int, frozen: tuple) -> t
     return tuple(c * slices for c in counts)
 
 
+@functools.lru_cache(maxsize=256)
+def _anchors_on(shape: tuple, anchor, frozen: tuple) -> int:
+    shape4 = as_4d_shape(shape)
+    return anchor_count(shape4, anchor if anchor is not None else _default_anchor(shape4, frozen), frozen)
+
+
 def anchor_count(shape4: tuple[int, ...], anchor: int, frozen=()) -> int:
     if anchor <= 0:
         return 0
@@ -430,12 +436,16 @@ class InterpolationPredictor(FrozenAxesRecord, Stage):
         return codes[:nc], unpred[:nu], work.reshape(data.shape)
 
     def expected_codes(self, shape) -> int:
-        shape4 = as_4d_shape(shape)
-        return math.prod(shape4) - anchor_count(shape4, self.anchor_stride(shape4), self.frozen)
+        return math.prod(shape) - self._anchors(tuple(shape))
 
     def expected_unpredictable(self, codes: np.ndarray, shape) -> int:
-        shape4 = as_4d_shape(shape)
-        return int(np.count_nonzero(codes == 0)) + anchor_count(shape4, self.anchor_stride(shape4), self.frozen)
+        # the zero codes (counted without a temporary mask) and the anchors
+        return codes.size - int(np.count_nonzero(codes)) + self._anchors(tuple(shape))
+
+    def _anchors(self, shape: tuple) -> int:
+        """The anchor count on an array of ``shape`` (made once per shape and parameters:
+        a chunk's decode asks twice, 1-2 us a time)."""
+        return _anchors_on(shape, self.anchor, tuple(self.frozen))
 
     def code_levels(self, shape) -> list[int]:
         """The codes of each level, coarsest first (they differ in spread: the entropy stage

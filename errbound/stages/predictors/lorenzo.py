@@ -17,6 +17,7 @@ from 210 to ~1000 MB/s (kernel alone, one core), decoding from 456 to ~1400 MB/s
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -277,12 +278,13 @@ def _live_shape(shape):
     return live or (1,)
 
 
-def _padded(shape, dtype, slot: str | None = None):
+def _padded(shape, dtype, slot: str | None = None, live=None):
     """(padded array, its inner view, live shape); from this thread's scratch ``slot``
-    (zero layers set, the rest left for the caller to overwrite) or fresh."""
-    live = _live_shape(shape)
+    (zero layers set, the rest left for the caller to overwrite) or fresh. ``live``: the
+    live shape, where the caller has it."""
+    live = _live_shape(shape) if live is None else live
     padded = _zero_padded(tuple(n + 1 for n in live), dtype, slot)
-    return padded, padded[tuple(slice(1, None) for _ in live)], live
+    return padded, padded[_inner_index(len(live), 0)], live
 
 
 def _zero_padded(padded_shape, dtype, slot: str | None, lead: int = 0):
@@ -292,9 +294,21 @@ def _zero_padded(padded_shape, dtype, slot: str | None, lead: int = 0):
     if slot is None:
         return np.zeros(padded_shape, dtype)
     padded = scratch(slot, math.prod(padded_shape), dtype).reshape(padded_shape)
-    for axis in range(lead, len(padded_shape)):
-        padded[(slice(None),) * axis + (0,)] = 0
+    for layer in _zero_layers(len(padded_shape), lead):
+        padded[layer] = 0
     return padded
+
+
+# the index tuples of the padding, made once per dimensionality (a 16 KiB chunk's decode
+# built them anew for ~1 us)
+@functools.cache
+def _zero_layers(ndim: int, lead: int) -> tuple:
+    return tuple((slice(None),) * axis + (0,) for axis in range(lead, ndim))
+
+
+@functools.cache
+def _inner_index(ndim: int, lead: int) -> tuple:
+    return (slice(None),) * lead + (slice(1, None),) * ndim
 
 
 MAX_FREE_SLICES = 4096  # see LorenzoPredictor.slices_allowed
@@ -367,7 +381,7 @@ class LorenzoPredictor(FrozenAxesRecord, Stage):
         return math.prod(shape)
 
     def expected_unpredictable(self, codes: np.ndarray, shape) -> int:
-        return int(np.count_nonzero(codes == 0))
+        return codes.size - int(np.count_nonzero(codes))  # the zero codes: no temporary mask
 
     def code_levels(self, shape) -> list[int]:
         """One level: every code is predicted alike."""
@@ -375,14 +389,15 @@ class LorenzoPredictor(FrozenAxesRecord, Stage):
 
     def decode(self, codes, unpred, shape, dtype, eb: float) -> np.ndarray:
         codes = kernel_array(codes, np.int32)
-        unpred = kernel_array(unpred, dtype)
+        # unpred is only assigned into the padded array (which casts): never a kernel argument
         axes = self._frozen_axes(len(shape))
         if axes:
             return self._decode_slices(codes, unpred, tuple(shape), dtype, eb, axes)
         # past one axis the padded array is a temporary (the result is its inner part, copied
         # out); in 1-D the inner part is contiguous and is the result
-        slot = "predictor-decode" if len(_live_shape(shape)) > 1 else None
-        padded, inner, live = _padded(shape, dtype, slot)
+        live = _live_shape(shape)
+        slot = "predictor-decode" if len(live) > 1 else None
+        padded, inner, live = _padded(shape, dtype, slot, live)
         # the caller checked that unpred holds one value per zero code; most chunks have none
         # (the mask cost 3 us of a 16 KiB chunk's 59 us decode)
         if unpred.size:
@@ -408,4 +423,4 @@ def _padded_slices(moved_shape, frozen: int, dtype, slot: str | None = None):
     ``slot``: see _zero_padded."""
     live = _live_shape(moved_shape[frozen:])
     padded = _zero_padded((math.prod(moved_shape[:frozen]), *(n + 1 for n in live)), dtype, slot, lead=1)
-    return padded, padded[(slice(None),) + tuple(slice(1, None) for _ in live)], live
+    return padded, padded[_inner_index(len(live), 1)], live
