@@ -239,9 +239,10 @@ def _level_code_counts(shape4: tuple[int, ...], anchor: int, frozen: tuple) -> t
 
 
 @functools.lru_cache(maxsize=256)
-def _anchors_on(shape: tuple, anchor, frozen: tuple) -> int:
+def _points_on(shape: tuple, anchor, frozen: tuple) -> tuple[int, int]:
     shape4 = as_4d_shape(shape)
-    return anchor_count(shape4, anchor if anchor is not None else _default_anchor(shape4, frozen), frozen)
+    stride = anchor if anchor is not None else _default_anchor(shape4, frozen)
+    return math.prod(shape4), anchor_count(shape4, stride, frozen)
 
 
 def anchor_count(shape4: tuple[int, ...], anchor: int, frozen=()) -> int:
@@ -436,16 +437,17 @@ class InterpolationPredictor(FrozenAxesRecord, Stage):
         return codes[:nc], unpred[:nu], work.reshape(data.shape)
 
     def expected_codes(self, shape) -> int:
-        return math.prod(shape) - self._anchors(tuple(shape))
+        values, anchors = self._points(shape)
+        return values - anchors
 
     def expected_unpredictable(self, codes: np.ndarray, shape) -> int:
         # the zero codes (counted without a temporary mask) and the anchors
-        return codes.size - int(np.count_nonzero(codes)) + self._anchors(tuple(shape))
+        return codes.size - int(np.count_nonzero(codes)) + self._points(shape)[1]
 
-    def _anchors(self, shape: tuple) -> int:
-        """The anchor count on an array of ``shape`` (made once per shape and parameters:
-        a chunk's decode asks twice, 1-2 us a time)."""
-        return _anchors_on(shape, self.anchor, tuple(self.frozen))
+    def _points(self, shape) -> tuple[int, int]:
+        """(values, anchors) of an array of ``shape``, made once per shape and parameters
+        (a chunk's decode asks twice, 1-2 us a time)."""
+        return _points_on(tuple(shape), self.anchor, tuple(self.frozen))
 
     def code_levels(self, shape) -> list[int]:
         """The codes of each level, coarsest first (they differ in spread: the entropy stage
