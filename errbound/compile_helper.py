@@ -89,18 +89,21 @@ LOAD_S = 0.03
 def _first_use_ends(path: list[list], order: list[list]) -> float:
     """When a first use that compiles ``path`` in its order ends, its helper compiling
     ``order`` beside it from HELPER_START_S on, by the plan's seconds: each kernel compiles
-    in whichever process comes to it first, a process that needs a kernel the other is
-    compiling waits for it, and the helper passes over what is taken."""
+    in whichever process comes to it first, and a process that needs a kernel the other is
+    compiling waits for it and loads it (the helper too: it asks numba for every kernel)."""
+    seconds = {tuple(entry[:3]): entry[3] for entry in path}
     taken: dict[tuple, float] = {}  # kernel -> when its compile ends
     helper_at, pending = HELPER_START_S, list(order)
     now = 0.0
     for entry in path:
         kernel = tuple(entry[:3])
         while pending and helper_at < now:  # the helper's work until this moment
-            ahead = pending.pop(0)
-            if tuple(ahead[:3]) not in taken:
-                helper_at += ahead[3]
-                taken[tuple(ahead[:3])] = helper_at
+            ahead = tuple(pending.pop(0)[:3])
+            if ahead not in taken:
+                helper_at += seconds[ahead]
+                taken[ahead] = helper_at
+            elif taken[ahead] > helper_at:
+                helper_at = taken[ahead] + LOAD_S
         if kernel in taken:
             now = max(now, taken[kernel]) + LOAD_S
         else:
