@@ -34,6 +34,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 log = logging.getLogger("errbound")
@@ -120,10 +121,17 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+_SETTINGS = {"0": False, "false": False, "no": False, "off": False, "1": True, "true": True, "yes": True, "on": True}
+
+
 def enabled() -> bool:
-    setting = os.environ.get("ERRBOUND_COMPILE_HELPER", "")
-    if setting in ("0", "1"):
-        return setting == "1"
+    """ERRBOUND_COMPILE_HELPER: 0/false/no/off or 1/true/yes/on; unset (or anything else,
+    which is logged): where the process may use two cores."""
+    setting = os.environ.get("ERRBOUND_COMPILE_HELPER", "").strip().lower()
+    if setting in _SETTINGS:
+        return _SETTINGS[setting]
+    if setting:
+        log.warning("errbound: ERRBOUND_COMPILE_HELPER=%r is not 0/1/true/false: ignored", setting)
     return usable_cores() >= 2
 
 
@@ -148,11 +156,11 @@ def start_for(key: tuple, stamp) -> bool:
     exe = _interpreter()
     if exe is None or sum(entry[3] for entry in order) < HELPER_FROM_S or stamp(("helped", *key)).exists():
         return False
-    import numba
+    from .compiling import CACHE_DIR
 
     env = {**os.environ, "ERRBOUND_COMPILE_HELPER": "0"}
-    if numba.config.CACHE_DIR:  # the same cache as this process, however it was chosen
-        env["NUMBA_CACHE_DIR"] = str(numba.config.CACHE_DIR)
+    if CACHE_DIR is not None:  # the same cache as this process, however it was chosen
+        env["NUMBA_CACHE_DIR"] = str(CACHE_DIR)
     # stamps the helper leaves when it is through: a later first use of these paths needs none
     helped = [key, ("decode", *key[1:])] if key[0] == "encode" else [key]
     marks = json.dumps([str(stamp(("helped", *k))) for k in helped])
@@ -175,6 +183,8 @@ def start_for(key: tuple, stamp) -> bool:
         log.debug("errbound: no compile helper (%s)", exc)
         return False
     _starter_pid = os.getpid()
+    # reaped when it ends (else it stays a zombie until this process exits)
+    threading.Thread(target=_helper.wait, name="errbound-helper-reaper", daemon=True).start()
     log.debug("errbound: compile helper %d started for %s", _helper.pid, key)
     return True
 

@@ -24,6 +24,7 @@ import functools
 import hashlib
 import logging
 import os
+import stat
 import sys
 import tempfile
 import threading
@@ -37,53 +38,114 @@ import numba.core.sigutils
 from numba.core.compiler_lock import global_compiler_lock
 
 log = logging.getLogger("errbound")
+
+
+def _seconds_from_environment(name: str, default: float) -> float:
+    """A number of seconds from the environment; a value that is not one is ignored (with a
+    warning), not an error at import."""
+    text = os.environ.get(name, "")
+    try:
+        value = float(text) if text.strip() else default
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # also nan
+        log.warning("errbound: ignoring %s=%r (not a number of seconds); using %s", name, text, default)
+        return default
+    return value
+
+
 # a first use that compiles longer than this says so (ERRBOUND_COMPILE_NOTICE_S overrides it)
-NOTICE_AFTER_S = float(os.environ.get("ERRBOUND_COMPILE_NOTICE_S", "1.0"))
+NOTICE_AFTER_S = _seconds_from_environment("ERRBOUND_COMPILE_NOTICE_S", 1.0)
 PACKAGE = Path(__file__).resolve().parent
 
 
 # --------------------------------------------------------------------------- the cache
 
 
-def _writable(folder: Path) -> bool:
+def _writable(folder: Path, private: bool = False) -> bool:
+    """Whether files can be made in ``folder`` (made if missing). ``private``: a folder in a
+    temporary directory that other users share, which must be this user's alone (made with
+    mode 0700): one that another user made first would hand this process their pickled
+    kernels to load and their lock files to wait on."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".errbound-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        folder.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
+        if private:
+            st = folder.lstat()
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+                log.debug("errbound: %s is not this user's own folder: no kernel cache there", folder)
+                return False
+        # a unique probe: processes of containers that share the folder may share a pid
+        handle, probe = tempfile.mkstemp(prefix=".errbound-probe-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
         return True
     except OSError:
         return False
 
 
-def _choose_cache_dir() -> Path | None:
-    """Where numba keeps compiled kernels (None: beside the sources, numba's own default)."""
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return Path(os.environ["NUMBA_CACHE_DIR"])
-    if _writable(PACKAGE / "__pycache__"):
-        return None
-    candidates = []
-    if os.environ.get("XDG_CACHE_HOME"):
-        candidates.append(Path(os.environ["XDG_CACHE_HOME"]) / "errbound" / "numba")
-    candidates.append(Path.home() / ".cache" / "errbound" / "numba")
-    candidates.append(Path(tempfile.gettempdir()) / f"errbound-numba-{os.getuid()}")
-    for folder in candidates:
-        if _writable(folder):
-            return folder
-    return None
+def _user_cache_home(environ) -> list[Path]:
+    """``$XDG_CACHE_HOME`` (only an absolute path counts, as the XDG specification says) and
+    ``~/.cache`` where a home folder is known (a container's arbitrary user may have none)."""
+    folders = []
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):
+        folders.append(Path(xdg))
+    try:
+        folders.append(Path.home() / ".cache")
+    except (RuntimeError, KeyError, OSError):
+        pass
+    return folders
 
 
-CACHE_DIR = _choose_cache_dir()
-# numba keeps one cache folder per process: where errbound moves it (a read-only install),
-# the process's other numba code caches there too (README says so; NUMBA_CACHE_DIR wins)
-if CACHE_DIR is not None:
-    numba.config.CACHE_DIR = str(CACHE_DIR)
+def choose_cache_dir(environ=os.environ, package: Path = PACKAGE) -> tuple[Path | None, bool]:
+    """(folder, caching): where numba keeps compiled kernels (None: beside the sources,
+    numba's own default), and False where no folder at all can be written (then kernels are
+    not cached: numba refuses ``cache=True`` with nowhere to write, at import)."""
+    if environ.get("NUMBA_CACHE_DIR"):
+        # absolute: the compile helper runs in another working folder and must share it
+        return Path(os.path.abspath(environ["NUMBA_CACHE_DIR"])), True
+    if _writable(package / "__pycache__"):
+        return None, True
+    candidates = [(home / "errbound" / "numba", False) for home in _user_cache_home(environ)]
+    try:
+        candidates.append((Path(tempfile.gettempdir()) / f"errbound-numba-{os.getuid()}", True))
+    except OSError:  # no usable temporary directory at all
+        pass
+    for folder, private in candidates:
+        if _writable(folder, private):
+            return folder, True
+    return None, False
+
+
+CACHE_DIR, CACHING = choose_cache_dir()
+if not CACHING:
+    log.warning(
+        "errbound: no writable folder for compiled kernels (the package folder, $XDG_CACHE_HOME, "
+        "~/.cache and the temporary directory are not): every process compiles them again; "
+        "set NUMBA_CACHE_DIR to a writable folder"
+    )
+
+
+def numba_cache() -> bool:
+    """Whether kernels are cached (``njit(cache=...)``), with numba's cache folder set to
+    errbound's first: where errbound moves it (a read-only install), the process's other numba
+    code caches there too (README says so; NUMBA_CACHE_DIR wins). numba resets the folder to
+    its own choice whenever any NUMBA_* variable changes (its config reload), and a kernel
+    made after that would cache elsewhere."""
+    if CACHE_DIR is not None and numba.config.CACHE_DIR != str(CACHE_DIR):
+        numba.config.CACHE_DIR = str(CACHE_DIR)
+    return CACHING
+
+
+numba_cache()
 #: stamps and the compile lock live here
 STATE_DIR = (CACHE_DIR or PACKAGE / "__pycache__") / "errbound-jit"
 
 
 def cache_location() -> str:
     """Where compiled kernels are cached (for messages and ``errbound warmup``)."""
+    if not CACHING:
+        return "nowhere (no writable folder; set NUMBA_CACHE_DIR)"
     return str(CACHE_DIR) if CACHE_DIR is not None else f"beside the sources in {PACKAGE}"
 
 
@@ -275,7 +337,7 @@ def _lock(
                 waiting,
                 path,
                 f"; {waited:.0f} s so far: a process stopped while compiling keeps the others waiting"
-                if waited
+                if waited >= 1
                 else "",
             )
         time.sleep(pause)
@@ -427,10 +489,30 @@ def first_use(
                     notice.timer.cancel()
                 if notice.compiled:
                     log.info("errbound: compiled the %s kernels in %.1f s", what, time.perf_counter() - t0)
+                # stamped before the lock is let go: a process that takes it next then
+                # sees the stamp and loads, instead of running its first call locked
+                _done.add(key)
+                _touch(stamp)
         finally:
             _active.on = False
-        _done.add(key)
-        _touch(stamp)
+
+
+def _after_fork_in_child() -> None:
+    """A child forked while another thread was inside a first use (or a compile) inherits
+    that state but not the thread: start over, or its own first use would wait forever on a
+    lock that no thread of it holds. The inherited lock files are closed, not unlocked: an
+    unlock would release the parent's locks (flock locks belong to the shared open file)."""
+    global _first_lock, _active
+    _first_lock, _active = threading.Lock(), threading.local()
+    for handle in _held.values():
+        with contextlib.suppress(OSError):
+            handle.close()
+    _held.clear()
+    _taken.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _touch(stamp: Path) -> None:

@@ -22,19 +22,19 @@ import threading
 
 import numba
 
-from .compiling import compiled_once_per_cache
+from .compiling import compiled_once_per_cache, numba_cache
 
 # --------------------------------------------------------------------------- kernels
 
 
 def kernel(fn=None, *, inline: str = "never", internal: bool = False):
-    """``numba.njit`` with errbound's options: cached, ``nogil``, no fastmath, serial (parallel
+    """``numba.njit`` with errbound's options: cached (where any folder is writable), ``nogil``, no fastmath, serial (parallel
     work goes through :func:`run_tasks`). ``internal``: called only from other kernels, so no
     Python entry point is generated (about 15 ms less of a cold start per function)."""
 
     def decorate(f):
         return compiled_once_per_cache(
-            numba.njit(cache=True, nogil=True, inline=inline, no_cpython_wrapper=internal)(f)
+            numba.njit(cache=numba_cache(), nogil=True, inline=inline, no_cpython_wrapper=internal)(f)
         )
 
     return decorate if fn is None else decorate(fn)

@@ -195,6 +195,11 @@ def test_the_default_follows_the_usable_cores(monkeypatch):
     monkeypatch.setenv("ERRBOUND_COMPILE_HELPER", "1")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert compile_helper.enabled()
+    for word, on in (("false", False), ("Off", False), ("no", False), ("true", True), (" ON ", True)):
+        monkeypatch.setenv("ERRBOUND_COMPILE_HELPER", word)
+        assert compile_helper.enabled() is on, word
+    monkeypatch.setenv("ERRBOUND_COMPILE_HELPER", "maybe")  # not a setting: the default (one core here)
+    assert not compile_helper.enabled()
 
 
 def test_the_stored_plan_is_what_a_cold_process_compiles_now(tmp_path):
