@@ -94,7 +94,12 @@ def test_with_no_writable_folder_at_all_kernels_compile_uncached_and_work(tmp_pa
     try:
         env = fresh_env(tmp_path, PYTHONPATH=str(root))
         res = subprocess.run(
-            [sys.executable, "-c", NOTHING_WRITABLE], capture_output=True, text=True, env=env, cwd=env["HOME"], timeout=600
+            [sys.executable, "-c", NOTHING_WRITABLE],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=env["HOME"],
+            timeout=600,
         )
         assert res.returncode == 0, res.stderr[-3000:]
         assert res.stdout.split()[0] == "False" and res.stdout.split()[-1] == "True", res.stdout

@@ -126,6 +126,58 @@ def test_fz_code_stream_declaring_more_codes_than_the_container_is_refused_befor
     tracemalloc.stop()
 
 
+# --------------------------------------------------------------------------- sperr's tables
+
+_SPERR_HEAD = struct.Struct("<4sB3xddII4I")  # errbound.codecs.sperr.codec._HEAD
+
+
+def _sperr_meta(blob: bytes, **changes) -> bytearray:
+    meta = bytearray(section_of(blob, "sperr"))
+    names = ("magic", "version", "eb", "step", "count", "crc", "e0", "e1", "e2", "e3")
+    fields = dict(zip(names, _SPERR_HEAD.unpack_from(meta, 0), strict=True))
+    fields.update(changes)
+    meta[: _SPERR_HEAD.size] = _SPERR_HEAD.pack(*fields.values())
+    return meta
+
+
+def test_sperr_chunk_count_is_checked_against_the_table_before_any_chunk_is_listed():
+    """A 300-byte stream declaring 16M chunks of one value (the grid of a 4096^2 shape): the
+    chunk list was built (1.5 GB, 7 s) before the table's length was compared with it."""
+    blob = errbound.compress(smooth((16, 16)), "sperr", abs=1e-3)
+    n = 4096
+    meta = _sperr_meta(blob, count=n * n, e0=1, e1=1, e2=1, e3=1)
+    forged = with_header(with_section(blob, "sperr", bytes(meta)), shape=[n, n])
+    tracemalloc.start()
+    with pytest.raises(CorruptStreamError, match="sperr table has the wrong length"):
+        errbound.decompress(forged, max_bytes=64 << 20)
+    assert tracemalloc.get_traced_memory()[1] < 8 << 20
+    tracemalloc.stop()
+
+
+def test_sperr_sections_inflate_only_to_what_their_tables_say():
+    """A 4 KB zstd frame of 128 MiB of zeros as the SPECK section of a declared 2048^2 array
+    (one chunk), the checksum made to match: it inflated to the most a section may hold
+    (16x the declared output) before anything else was checked. The table's byte counts
+    limit it now, and a damaged section fails its checksum before it is inflated at all."""
+    import zstandard
+
+    blob = errbound.compress(smooth((16, 16)), "sperr", abs=1e-3)
+    n = 2048
+    bomb = b"\x01" + zstandard.ZstdCompressor(level=19, write_content_size=True).compress(bytes(128 << 20))
+    sections = dict(map(tuple, fuzz.split(blob).sections))
+    crc = zlib.crc32(bomb)
+    for key in ("outliers", "exact"):
+        crc = zlib.crc32(sections.get(key, b""), crc)
+    for checksum, message in ((crc, "does not declare a size the header allows"), (0, "do not match their checksum")):
+        meta = _sperr_meta(blob, count=1, e0=1, e1=1, e2=n, e3=n, crc=checksum)
+        forged = with_header(with_section(with_section(blob, "sperr", bytes(meta)), "speck", bomb), shape=[n, n])
+        tracemalloc.start()
+        with pytest.raises(CorruptStreamError, match=message):
+            errbound.decompress(forged, max_bytes=n * n * 4)
+        assert tracemalloc.get_traced_memory()[1] < 8 << 20
+        tracemalloc.stop()
+
+
 def test_max_bytes_refuses_a_declared_size_before_decoding():
     blob = errbound.compress(np.full((512, 1024), 2.5, np.float32), "sz", abs=1e-3)  # 2 MiB -> a few hundred bytes
     assert len(blob) < 1000

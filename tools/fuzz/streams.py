@@ -7,7 +7,9 @@ back is a decoded array or an ``errbound.ErrboundError``. Anything else is a fin
 - ``crash``:   the decoding process died (a segfault in a kernel or a C library),
 - ``hang``:    one decode took longer than the time limit,
 - ``memory``:  an allocation above the cap (the worker runs under RLIMIT_AS = its size after
-               warming up + the cap, and decodes with ``max_bytes`` well below it),
+               warming up + the cap, and decodes with ``max_bytes`` well below it), also
+               where ``decompress`` reports it as "not enough memory" for an output that
+               ``max_bytes`` allowed,
 - ``foreign``: an exception that is not an ErrboundError.
 
 Mutations (each a function of a seed stream and a random generator):
@@ -450,6 +452,10 @@ for i in range(start, len(blobs)):
         category, detail = "decoded", ""
     except errbound.ErrboundError as exc:
         category, detail = "errbound", type(exc).__name__
+        # decompress turns a MemoryError inside a decode into OutputLimitError: where
+        # max_bytes allowed the declared output, that is the decoder allocating far beyond it
+        if limit and type(exc).__name__ == "OutputLimitError" and str(exc).startswith("not enough memory"):
+            category, detail = "memory", str(exc)[:200]
     except MemoryError as exc:
         category, detail = "memory", repr(exc)[:200]
     except BaseException as exc:  # noqa: BLE001 - every other exception is a finding

@@ -235,21 +235,23 @@ class SperrCodec(Codec):
         shape4 = as_4d_shape(shape)
         chunks, table, crc_expected, streams, step = _read_meta(sections, eb, shape4)
         count = math.prod(shape4)
-        # the most each section can hold: per value a sign and a bit per plane, and as many
-        # set tests; an outlier (two codes of at most 2 x 64 bits and a sign); an exact value
+        # what each section holds, by the tables (the decoder below refuses any other length),
+        # and at most: per value a sign and a bit per plane, and as many set tests; an
+        # outlier (two codes of at most 2 x 64 bits and a sign); an exact value. By the
+        # tables first: a forged 4 KB section of zeros otherwise inflated to the most (16x
+        # the declared output) before anything else was checked
         limits = {
-            "speck": count * (4 * speck.MAX_PLANES + 8) // 8 + 1024,
-            "outliers": count * 33 + 1024,
-            "exact": count * dtype.itemsize,
+            "speck": min(sum(nbytes for _, nbytes in streams), count * (4 * speck.MAX_PLANES + 8) // 8 + 1024),
+            "outliers": min(int(table["obytes"].sum()), count * 33 + 1024),
+            "exact": min(int(table["ne"].sum()) * dtype.itemsize, count * dtype.itemsize),
         }
-        payload = {}
+        raw = {key: sections.get(key, b"") for key in limits}
         crc = 0
-        for key in ("speck", "outliers", "exact"):
-            raw = sections.get(key, b"")
-            crc = zlib.crc32(raw, crc)
-            payload[key] = lossless.decompress(raw, limits[key]) if len(raw) else b""
+        for key in limits:  # the sections as stored: checked before anything is inflated
+            crc = zlib.crc32(raw[key], crc)
         if crc != crc_expected:
             raise CorruptStreamError("sperr sections do not match their checksum")
+        payload = {key: lossless.decompress(raw[key], limits[key]) if len(raw[key]) else b"" for key in limits}
         threads = jit_threads()
         pmap = _pmap(threads)
         out = np.empty(shape4, dtype)
@@ -367,12 +369,14 @@ def _read_meta(sections: dict, eb: float, shape4: tuple[int, ...]):
         raise CorruptStreamError("sperr table has a wrong magic number or version")
     if min(extent) < 1 or math.prod(-(-n // c) for n, c in zip(shape4, extent, strict=True)) != count:
         raise CorruptStreamError("sperr chunk grid does not match the shape")
-    chunks = chunk_slices(shape4, tuple(extent))
     if meta_eb != eb or not (step > 0 and math.isfinite(step)):
         raise CorruptStreamError("sperr table does not match the stream header")
     end = _HEAD.size + count * _CHUNK.itemsize
     if len(meta) < end or (len(meta) - end) % _STREAM.itemsize:
         raise CorruptStreamError("sperr table has the wrong length")
+    # only now, with a table entry present for each: a forged count of 16M one-value chunks
+    # made 1.5 GB of slices here before the length above was checked
+    chunks = chunk_slices(shape4, tuple(extent))
     table = np.frombuffer(meta, _CHUNK, count, _HEAD.size)
     streams = np.frombuffer(meta, _STREAM, offset=end)
     coded = table["kind"] == _CODED
