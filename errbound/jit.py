@@ -28,9 +28,10 @@ from .compiling import compiled_once_per_cache, numba_cache
 
 
 def kernel(fn=None, *, inline: str = "never", internal: bool = False):
-    """``numba.njit`` with errbound's options: cached (where any folder is writable), ``nogil``, no fastmath, serial (parallel
-    work goes through :func:`run_tasks`). ``internal``: called only from other kernels, so no
-    Python entry point is generated (about 15 ms less of a cold start per function)."""
+    """``numba.njit`` with errbound's options: cached (where any folder is writable),
+    ``nogil``, no fastmath, serial (parallel work goes through :func:`run_tasks`).
+    ``internal``: called only from other kernels, so no Python entry point is generated
+    (about 15 ms less of a cold start per function)."""
 
     def decorate(f):
         return compiled_once_per_cache(
