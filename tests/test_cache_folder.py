@@ -40,13 +40,14 @@ def test_a_relative_numba_cache_dir_is_made_absolute():
     assert caching and folder == Path(os.getcwd()) / "rel" / "cache"
 
 
-def test_a_read_only_package_caches_in_the_users_cache_folder(tmp_path, unwritable_package, private_tmp):
+def test_a_read_only_package_caches_in_the_users_cache_folder(tmp_path, unwritable_package, private_tmp, monkeypatch):
+    monkeypatch.setattr(Path, "home", staticmethod(lambda: tmp_path / "home"))
     environ = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
     assert compiling.choose_cache_dir(environ, unwritable_package) == (tmp_path / "xdg" / "errbound" / "numba", True)
     # a relative XDG_CACHE_HOME is not a cache folder (the XDG specification): ~/.cache is
     environ = {"XDG_CACHE_HOME": "xdg"}
     folder, caching = compiling.choose_cache_dir(environ, unwritable_package)
-    assert caching and folder == Path.home() / ".cache" / "errbound" / "numba"
+    assert caching and folder == tmp_path / "home" / ".cache" / "errbound" / "numba"
 
 
 def test_without_a_home_folder_the_cache_is_a_private_temporary_folder(unwritable_package, private_tmp, monkeypatch):
