@@ -143,10 +143,10 @@ def _interpreter() -> str | None:
     return None
 
 
-def start_for(key: tuple, stamp) -> bool:
+def start_for(key: tuple, stamp, cache_dir: Path | None = None) -> bool:
     """Start a helper for the cold first use ``key`` where one pays (see the module's
-    docstring); ``stamp(key)`` names a key's stamp file (errbound.compiling's). True if one
-    started."""
+    docstring); ``stamp(key)`` names a key's stamp file and ``cache_dir`` is the kernel cache
+    folder (errbound.compiling's; None: beside the sources). True if one started."""
     global _helper, _starter_pid
     if not enabled():
         return False
@@ -156,11 +156,9 @@ def start_for(key: tuple, stamp) -> bool:
     exe = _interpreter()
     if exe is None or sum(entry[3] for entry in order) < HELPER_FROM_S or stamp(("helped", *key)).exists():
         return False
-    from .compiling import CACHE_DIR
-
     env = {**os.environ, "ERRBOUND_COMPILE_HELPER": "0"}
-    if CACHE_DIR is not None:  # the same cache as this process, however it was chosen
-        env["NUMBA_CACHE_DIR"] = str(CACHE_DIR)
+    if cache_dir is not None:  # the same cache as this process, however it was chosen
+        env["NUMBA_CACHE_DIR"] = str(cache_dir)
     # stamps the helper leaves when it is through: a later first use of these paths needs none
     helped = [key, ("decode", *key[1:])] if key[0] == "encode" else [key]
     marks = json.dumps([str(stamp(("helped", *k))) for k in helped])

@@ -478,7 +478,7 @@ def first_use(
                     from .compile_helper import start_for
 
                     try:
-                        start_for(key, stamp_file)
+                        start_for(key, stamp_file, CACHE_DIR)
                     except Exception as exc:  # noqa: BLE001 - a helper only saves time: never fail the call
                         log.debug("errbound: no compile helper for %s (%r)", key, exc)
                 notice.timer.start()

@@ -136,7 +136,7 @@ def test_the_helper_of_a_read_only_install_compiles_into_the_users_cache(tmp_pat
 STARTS = r"""
 import json, sys, time
 from errbound import compile_helper, compiling
-started = compile_helper.start_for(("encode", "sz", "f", 3), compiling.stamp_file)
+started = compile_helper.start_for(("encode", "sz", "f", 3), compiling.stamp_file, compiling.CACHE_DIR)
 pid = compile_helper._helper.pid if started else None
 time.sleep(float(sys.argv[1]))
 alive = started and compile_helper._helper.poll() is None
