@@ -317,8 +317,9 @@ def choose(data: np.ndarray, eb: float) -> Choice:
 def _lorenzo_candidate(blocks, eb, shape, live, small, best_size, size_of):
     """The Lorenzo predictor where it beats ``best_size`` on the samples, else None. Its
     estimate (a model, see lorenzo_estimated_size) screens it out where it is clearly worse
-    (then its kernels need not compile); where it is close, its kernel decides (the estimate's model of the
-    reconstruction error misjudges residual-like data such as hlr's by up to 15 %). From 3
+    (then its kernels need not compile); where it is close, its kernel decides (the
+    estimate's model of the reconstruction error misjudges residual-like data such as hlr's
+    by up to 15 %). From 3
     axes up the estimate also sizes Lorenzo with each axis frozen (where the slices it cuts
     are allowed, see LorenzoPredictor.slices_allowed), and the best of those runs its
     kernel too where it is estimated below plain Lorenzo."""
