@@ -76,6 +76,35 @@ def test_factor_round_trip_reconstructs_the_blocks():
     assert np.abs(low - a)[covered].max() < 20 * eb
 
 
+def test_vectorized_scaling_and_products_match_a_loop_per_block():
+    """scale_factors and reconstruct work on all blocks at once; per block, by the layout
+    (F's columns, then G's, each padded to 4) and a plain product, they give the same bits."""
+    rng = np.random.default_rng(7)
+    blocks, off, r0 = [], 0, 0
+    for nr, nc in [(1, 1), (3, 17), (16, 4), (5, 5), (33, 2), (8, 40)]:
+        rank = int(rng.integers(1, min(nr, nc) + 1))
+        blocks.append((r0, 3, nr, nc, rank, off))
+        off, r0 = off + rank * (lr.padded(nr) + lr.padded(nc)), r0 + nr
+    blocks = np.array(blocks, np.int64)
+    x = rng.integers(-40, 40, int(blocks[:, 4].sum()))
+    factors = rng.standard_normal(off)
+    scaled = lr.scale_factors(factors, blocks, x)
+    low = lr.reconstruct((r0, 48), blocks, scaled)
+    expected, k = np.zeros((r0, 48)), 0
+    for b0, c0, nr, nc, rank, start in blocks:
+        pr, pc = lr.padded(int(nr)), lr.padded(int(nc))
+        f = factors[start : start + rank * pr].reshape(rank, pr)[:, :nr]
+        g = factors[start + rank * pr : start + rank * (pr + pc)].reshape(rank, pc)
+        g = g * np.ldexp(1.0, x[k : k + rank])[:, None]
+        np.testing.assert_array_equal(scaled[start : start + rank * pr], factors[start : start + rank * pr])
+        np.testing.assert_array_equal(scaled[start + rank * pr : start + rank * (pr + pc)], g.ravel())
+        for i in range(nr):  # k in increasing order, no FMA: the kernel's order
+            for kk in range(rank):
+                expected[b0 + i, c0 : c0 + nc] += f[kk, i] * g[kk, :nc]
+        k += rank
+    np.testing.assert_array_equal(low, expected)
+
+
 def test_four_rank_one_siblings_merge_into_one_block():
     u, v = np.linspace(1, 2, 256), np.cos(np.linspace(0, 3, 256))
     a = np.outer(u, v)
