@@ -17,8 +17,8 @@ The first call pair of ``sz`` on a 64^3 array took 6.7 s alone and 4.3 s with th
 - One helper at a time per process (an encode's also compiles its path's decoder); none for
   a path whose helper finished before (a stamp in the cache folder), for a path too quick
   to compile to pay for a helper's start, or for paths without a plan. The helper stops
-  after its current kernel when its parent is gone, and the parent ends it at exit: no
-  process outlives the one that started it.
+  after its current kernel when its parent is gone (a wait for another process's compile ends
+  then too), and the parent ends it at exit: no process outlives the one that started it.
 - The plans only say what to compile: a stale one (a kernel renamed, a signature changed)
   costs the helper's gain, never a result. ``tools/record_compile_plans.py`` writes them.
 """
@@ -45,6 +45,7 @@ HELPER_FROM_S = 1.5
 
 _helper: subprocess.Popen | None = None
 _starter_pid = 0  # the process that started _helper (a forked child must not end it)
+_helped_pid = 0  # in a helper: the process it helps
 
 
 @functools.cache
@@ -135,6 +136,27 @@ def enabled() -> bool:
     return usable_cores() >= 2
 
 
+def parent_gone() -> bool:
+    """In a helper, whether the process it helps is gone (errbound.compiling's lock waits ask:
+    a helper waiting for a third process's compile would else outlive its parent by that
+    wait). False in any other process."""
+    return _helped_pid != 0 and os.getppid() != _helped_pid
+
+
+def _interpreter_flags() -> list[str]:
+    """The flags of this interpreter that decide what it imports (isolated, no environment,
+    no user site, no unsafe path), for the helper: run without them, it could import another
+    numba or numpy than this process (from PYTHONPATH or the user's site) and cache kernels
+    this process cannot use."""
+    flags = sys.flags
+    if flags.isolated:
+        return ["-I"]
+    chosen = [flag for flag, on in (("-E", flags.ignore_environment), ("-s", flags.no_user_site)) if on]
+    if getattr(flags, "safe_path", False):  # Python 3.11+
+        chosen.append("-P")
+    return chosen
+
+
 def _interpreter() -> str | None:
     """This process's Python, where it is one (an embedding application's executable is not)."""
     exe = sys.executable
@@ -170,7 +192,7 @@ def start_for(key: tuple, stamp, cache_dir: Path | None = None) -> bool:
     root = str(Path(__file__).resolve().parents[1])
     try:
         _helper = subprocess.Popen(
-            [exe, "-c", code, root, json.dumps(list(key)), str(os.getpid()), marks],
+            [exe, *_interpreter_flags(), "-c", code, root, json.dumps(list(key)), str(os.getpid()), marks],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -213,7 +235,9 @@ def main(argv: list[str]) -> None:
     modules import errbound.compiling, which chooses the cache and coordinates the compiles)."""
     from numba.core import registry, types
 
+    global _helped_pid
     key, parent, marks = tuple(json.loads(argv[0])), int(argv[1]), json.loads(argv[2])
+    _helped_pid = parent
     names = {name: getattr(types, name) for name in dir(types) if not name.startswith("_")}
     for module, qualname, signature, _ in helper_order(key):
         if os.getppid() != parent:  # the first use's process is gone

@@ -37,6 +37,8 @@ import numba.core.caching
 import numba.core.sigutils
 from numba.core.compiler_lock import global_compiler_lock
 
+from . import compile_helper
+
 log = logging.getLogger("errbound")
 
 
@@ -326,6 +328,9 @@ def _lock(
             log.debug("errbound: no compile lock on %s (%s)", path, exc)
             handle.close()
             return None
+        if compile_helper.parent_gone():  # a helper whose parent died: its work is moot
+            handle.close()
+            raise SystemExit(0)
         waited = time.monotonic() - start
         if timeout is not None and waited > timeout:
             handle.close()
@@ -475,10 +480,8 @@ def first_use(
         try:
             with lock, numba.core.event.install_listener("numba:compile", notice.listener()):
                 if not shared and not stamp.exists():  # cold, and this process compiles the path
-                    from .compile_helper import start_for
-
                     try:
-                        start_for(key, stamp_file, CACHE_DIR)
+                        compile_helper.start_for(key, stamp_file, CACHE_DIR)
                     except Exception as exc:  # noqa: BLE001 - a helper only saves time: never fail the call
                         log.debug("errbound: no compile helper for %s (%r)", key, exc)
                 notice.timer.start()

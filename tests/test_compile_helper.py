@@ -4,9 +4,11 @@ numba's compile events are counted, nothing is timed."""
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -230,3 +232,66 @@ def test_a_helper_that_cannot_start_never_fails_the_call(tmp_path, monkeypatch):
         ran.append(True)
     assert asked == [("encode", "test-only", "f", 3)]  # the start was tried, and failed
     assert ran == [True] and compiling.stamp_file(("encode", "test-only", "f", 3)).exists()
+
+
+def test_the_helper_runs_with_the_flags_that_decide_what_its_parent_imports(tmp_path):
+    """A parent run with -E -s (or -I) must not get a helper that reads PYTHONPATH or the
+    user's site: it could import another numba and fill the cache with kernels the parent
+    cannot load."""
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"), ERRBOUND_COMPILE_HELPER="1")
+    code = STARTS.replace("time.sleep(", "argv = open(f'/proc/{pid}/cmdline').read().split(chr(0)); time.sleep(")
+    code = code.replace('"alive_at_exit": alive', '"alive_at_exit": alive, "argv": argv')
+    res = subprocess.run(
+        [sys.executable, "-E", "-s", "-c", code, "0"], capture_output=True, text=True, env=env, cwd=env["HOME"]
+    )
+    got = result(res)
+    assert got["started"], got
+    argv = got["argv"]
+    assert argv[1:3] == ["-E", "-s"] and argv[3] == "-c", argv  # before the code, as the parent had them
+    assert _gone(got["pid"], within=5.0)
+
+
+# a stand-in helper (its parent is the process that started it) waiting for a compile lock
+# another process holds, and that parent, which reports the helper's pid and then sleeps
+WAITING_HELPER = r"""
+import os, sys
+from pathlib import Path
+from errbound import compile_helper, compiling
+compile_helper._helped_pid = os.getppid()
+print("waiting", flush=True)
+compiling._lock(Path(sys.argv[1]))
+print("took the lock", flush=True)
+"""
+HELPERS_PARENT = r"""
+import subprocess, sys, time
+helper = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]], stdout=subprocess.PIPE, text=True)
+print(helper.pid, helper.stdout.readline().strip(), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_helper_waiting_for_a_lock_ends_when_its_parent_is_killed(tmp_path):
+    lock_file = tmp_path / "kernel.lock"
+    env = fresh_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    with open(lock_file, "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the compile of a third process, which never ends
+        parent = subprocess.Popen(
+            [sys.executable, "-c", HELPERS_PARENT, WAITING_HELPER, str(lock_file)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=env["HOME"],
+        )
+        try:
+            pid, state = parent.stdout.readline().split()
+            assert state == "waiting"
+            time.sleep(0.3)  # inside the wait
+            assert not _gone(int(pid), within=0.2)  # it waits while its parent lives
+        finally:
+            parent.kill()
+            parent.wait()
+        assert _gone(int(pid), within=5.0)  # and ends, without the lock, once the parent is gone
+
+
+def test_only_a_helper_asks_after_its_parent():
+    assert compile_helper.parent_gone() is False  # not a helper: a lock wait never ends early
