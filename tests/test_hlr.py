@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import errbound
 from errbound import stream
 from errbound.codecs.hlr import HLRCodec
-from errbound.errors import CodecOptionError, CorruptStreamError, UnsupportedStreamError
+from errbound.errors import CodecOptionError, CorruptStreamError, OutputLimitError, UnsupportedStreamError
 from errbound.stages.decompositions import lowrank as lr
 
 
@@ -141,6 +141,29 @@ def test_parse_table_refuses_inconsistent_tables():
         lr.parse_table(table, (a.shape[0] * 4, a.shape[1]), 32)  # the tree no longer fits
     with pytest.raises(CorruptStreamError):
         lr.parse_table(table, a.shape, 512)  # a split where the quadtree has a leaf
+    # an 8 x 8 matrix of 4 x 4 leaves whose first leaf claims rank 5 (the counts agree)
+    codes = bytes([lr.SPLIT, lr.LOWRANK, lr.ZERO, lr.ZERO, lr.ZERO])
+    for rank, fine in ((4, True), (5, False), (0, False)):
+        forged = (
+            lr._TABLE_HEAD.pack(8, 8, 4, len(codes), rank)
+            + codes
+            + np.uint32(rank).tobytes()
+            + np.zeros(rank, np.int16).tobytes()
+        )
+        if fine:
+            assert lr.parse_table(forged, (8, 8), 4)[0].tolist() == [[0, 0, 4, 4, 4, 0]]
+        else:
+            with pytest.raises(CorruptStreamError, match=f"4 x 4 claims rank {rank}"):
+                lr.parse_table(forged, (8, 8), 4)
+
+
+def test_parse_table_refuses_a_matrix_no_machine_holds():
+    """A forged geometry of 2^31 x 2^31 (a few bytes of table) is refused before the walk: its
+    factor offsets would leave int64 and no machine holds the array."""
+    n = 1 << 31
+    table = lr._TABLE_HEAD.pack(n, n, 128, 1, 0) + bytes([lr.ZERO])
+    with pytest.raises(OutputLimitError, match="2147483648 x 2147483648"):
+        lr.parse_table(table, (n, n), 128)
 
 
 # ------------------------------------------------------------------------------ the codec

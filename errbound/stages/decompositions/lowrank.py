@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...errors import CorruptStreamError
+from ...errors import CorruptStreamError, OutputLimitError
 from ...jit import kernel, run_tasks
 from ...stage import Stage
 from ..coders import zfp
@@ -498,29 +498,43 @@ def parse_table(table: bytes, shape: tuple[int, int], leaf: int) -> tuple[np.nda
     x = np.frombuffer(table, np.int16, n_cols, _TABLE_HEAD.size + n_codes + 4 * n_ranks).astype(np.int64)
     if int(ranks.sum(dtype=np.int64)) != n_cols or (x.size and int(np.abs(x).max()) > MAX_EXPONENT):
         raise CorruptStreamError("low-rank block table: ranks and exponents disagree")
-    blocks, stack, pos, off = [], [(0, 0, shape[0], shape[1])], 0, 0
+    if rows * cols > 1 << 60:  # no machine holds it; and the factor offsets stay in int64
+        raise OutputLimitError(f"low-rank stream declares a {rows} x {cols} matrix")
+    # the walk is linear in the nodes (up to one per 16 values of the declared array in a
+    # forged table): it runs on Python ints, with the children's offsets kept per size, and
+    # leaves the ranks' checks and the factor offsets to numpy
+    codes_list = codes.tolist()
+    kids_by_size: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
+    rects, stack, pos = [], [(0, 0, shape[0], shape[1])], 0
     while stack:
         r0, c0, nr, nc = stack.pop()
         if pos >= n_codes:
             raise CorruptStreamError("low-rank block table ends before the quadtree does")
-        code = codes[pos]
+        code = codes_list[pos]
         pos += 1
         if code == SPLIT:
-            kids = children_of(r0, c0, nr, nc, leaf)
+            kids = kids_by_size.get((nr, nc))
+            if kids is None:
+                kids = kids_by_size[nr, nc] = children_of(0, 0, nr, nc, leaf)[::-1]
             if len(kids) == 1:
                 raise CorruptStreamError("low-rank block table splits a leaf tile")
-            stack.extend(reversed(kids))
+            stack.extend([(r0 + ro, c0 + co, rn, cn) for ro, co, rn, cn in kids])
         elif code == LOWRANK:
-            rank = int(ranks[len(blocks)])
-            if not 1 <= rank <= min(nr, nc):
-                raise CorruptStreamError(f"low-rank block of {nr} x {nc} claims rank {rank}")
-            blocks.append((r0, c0, nr, nc, rank, off))
-            off += rank * (padded(nr) + padded(nc))
+            rects += (r0, c0, nr, nc)  # flat: one array conversion at the end
         elif code != ZERO:
             raise CorruptStreamError(f"unknown low-rank node code {code}")
     if pos != n_codes:
         raise CorruptStreamError("low-rank block table has codes beyond the quadtree")
-    return np.array(blocks, np.int64).reshape(-1, 6), x
+    blocks = np.empty((n_ranks, 6), np.int64)  # one LOWRANK code per rank, all walked
+    blocks[:, :4] = np.array(rects, np.int64).reshape(-1, 4)
+    blocks[:, 4] = ranks
+    wrong = (blocks[:, 4] < 1) | (blocks[:, 4] > np.minimum(blocks[:, 2], blocks[:, 3]))
+    if wrong.any():
+        _, _, nr, nc, rank, _ = blocks[int(np.argmax(wrong))]
+        raise CorruptStreamError(f"low-rank block of {nr} x {nc} claims rank {rank}")
+    sizes = blocks[:, 4] * (_padded(blocks[:, 2]) + _padded(blocks[:, 3]))
+    blocks[:, 5] = np.cumsum(sizes) - sizes
+    return blocks, x
 
 
 def factor_count(blocks: np.ndarray) -> int:
