@@ -282,3 +282,23 @@ def test_a_psnr_start_bound_that_misses_is_tightened_before_anything_is_written(
         assert 20 * np.log10(value_range) - 10 * np.log10(np.mean((y - x) ** 2)) >= 50
         sizes[name] = (tmp_path / f"{name}.h5").stat().st_size
     assert sizes["bad"] < 1.2 * sizes["good"]  # no chunks of the missed tries left behind in the file
+
+
+@pytest.mark.parametrize("rule", ["rel = 1e-3", "psnr = 60"])
+def test_a_growable_datasets_range_is_its_values_not_its_padded_chunks_fill(tmp_path, rule):
+    """The last chunk of a growable dataset is padded with its fill value (0 here, beside
+    values near 100): counted in the range, it made the rel bound 100x too loose."""
+    x = 100 + np.random.default_rng(0).random(50_000)
+    with h5py.File(tmp_path / "in.h5", "w") as f:
+        f.create_dataset("x", data=x, chunks=(40_000,), maxshape=(None,))
+    reports = engine.compress_file(tmp_path / "in.h5", tmp_path / "out.h5", parse_config(f"[default]\n{rule}\n"))
+    with h5py.File(tmp_path / "out.h5") as f:
+        y = f["x"][...]
+    value_range = float(x.max() - x.min())
+    if rule.startswith("rel"):
+        assert reports[0].abs_bound == pytest.approx(1e-3 * value_range)
+        assert np.abs(y - x).max() <= 1e-3 * value_range
+    else:
+        assert 20 * np.log10(value_range) - 10 * np.log10(np.mean((y - x) ** 2)) >= 60
+    (row,) = files.file_info(tmp_path / "out.h5", check=tmp_path / "in.h5")
+    assert row["err_over_bound"] <= 1
