@@ -59,6 +59,24 @@ def test_bad_bounds_codecs_and_dtypes_are_refused():
         ErrboundSZ(abs=1).encode(np.arange(10))
     with pytest.raises(errbound.CorruptStreamError):
         ErrboundSZ(abs=1).decode(b"not a stream at all")
+    for config in ({"id": "errbound_sz", "rel": 1e-3, "rell": 1}, {"id": "errbound_sz", "codec": "zfp", "abs": 1}):
+        with pytest.raises(errbound.CodecOptionError, match="unknown keys"):
+            numcodecs.get_codec(config)  # a config read from a file
+
+
+def test_decoding_into_an_out_of_another_float_dtype_is_refused_not_reinterpreted():
+    """zarr 2 decodes into its chunk (out=): a float64 stream in a float32 array's chunk (from
+    another array, or forged) copied byte for byte would read as other numbers."""
+    codec = ErrboundSZ(abs=1e-3)
+    blob = codec.encode(np.linspace(0, 1, 500))
+    with pytest.raises(errbound.UnsupportedInputError, match="float64 values, out= is a float32"):
+        codec.decode(blob, out=np.empty(1000, np.float32))
+    swapped = np.empty(500, ">f8")  # the same values in the other byte order are fine
+    codec.decode(blob, out=swapped)
+    np.testing.assert_array_equal(swapped, codec.decode(blob))
+    raw = bytearray(4000)  # and a plain byte buffer gets the bytes
+    codec.decode(blob, out=raw)
+    assert np.frombuffer(raw, np.float64).tolist() == codec.decode(blob).tolist()
 
 
 def test_zarr_stores_arrays_with_the_codec(tmp_path):

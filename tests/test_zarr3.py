@@ -111,10 +111,16 @@ def test_configs_round_trip_through_json_and_the_registry(codec):
 
 
 def test_bad_configs_and_dtypes_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="unknown configuration"):
+    with pytest.raises(errbound.CodecOptionError, match="unknown configuration"):
         errbound.zarr.SZ.from_dict({"name": "errbound.sz", "configuration": {"rel": 1e-3, "rell": 1}})
-    with pytest.raises(ValueError, match="unknown configuration"):
+    with pytest.raises(errbound.CodecOptionError, match="unknown configuration"):
         errbound.zarr.SZ.from_dict({"name": "errbound.sz", "configuration": {"rel": 1e-3, "codec": "fz"}})
+    # metadata from a file: errbound errors naming the problem, not zarr's or Python's own
+    with pytest.raises(errbound.CodecOptionError, match="errbound.sz"):
+        errbound.zarr.SZ.from_dict({"name": "errbound.sz", "configuration": None})
+    for wrong in ("x", [1], True):
+        with pytest.raises(UnsupportedInputError, match="abs_bound must be a finite number"):
+            errbound.zarr.SZ.from_dict({"name": "errbound.sz", "configuration": {"rel": 1e-3, "abs_bound": wrong}})
     with pytest.raises(errbound.BoundError):
         errbound.zarr.SZ(abs=0.1, rel=0.1)
     with pytest.raises(errbound.UnknownCodecError):

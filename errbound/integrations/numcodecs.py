@@ -29,7 +29,7 @@ from numcodecs.compat import ensure_contiguous_ndarray_like, ndarray_copy
 from ..api import compress, decompress
 from ..bounds import MODES, parse_bound
 from ..codec import get_codec
-from ..errors import UnsupportedInputError
+from ..errors import CodecOptionError, UnsupportedInputError
 
 
 class Errbound(Codec):
@@ -60,7 +60,29 @@ class Errbound(Codec):
         """Decode a stream; into ``out`` (any buffer of the right size) when given."""
         limit = self.max_decoded_bytes if out is None else memoryview(out).nbytes
         array = decompress(ensure_contiguous_ndarray_like(buf), max_bytes=limit)
-        return array if out is None else ndarray_copy(array, out)
+        if out is None:
+            return array
+        if isinstance(out, np.ndarray) and out.dtype.kind == "f" and out.dtype != array.dtype:
+            # ndarray_copy copies bytes: float64 values into a float32 chunk would be read as
+            # other numbers (a chunk of another array, or a forged one)
+            if out.dtype.itemsize != array.dtype.itemsize:
+                raise UnsupportedInputError(
+                    f"{self.codec_id}: the stream holds {array.dtype} values, out= is a {out.dtype} array"
+                )
+            array = array.astype(out.dtype)  # the other byte order: the same values
+        return ndarray_copy(array, out)
+
+    @classmethod
+    def from_config(cls, config: dict) -> Errbound:
+        """The codec of a stored config; a key it does not have raises CodecOptionError (a
+        config from a file: numcodecs' default gives a bare TypeError)."""
+        known = {"id", *MODES} | ({"codec"} if cls is Errbound else set())
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise CodecOptionError(
+                f"{cls.codec_id} config has unknown keys {unknown}; it takes {sorted(known - {'id'})}"
+            )
+        return cls(**{k: v for k, v in config.items() if k != "id"})
 
     def get_config(self) -> dict:
         config = {"id": self.codec_id, self.mode: self.value}

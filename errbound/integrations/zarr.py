@@ -44,7 +44,7 @@ from zarr.core.common import parse_named_configuration
 from ..api import decompress
 from ..bounds import MODES, finite_range, parse_bound
 from ..codec import get_codec
-from ..errors import CorruptStreamError, UnsupportedInputError
+from ..errors import CodecOptionError, CorruptStreamError, UnsupportedInputError
 from .hdf5.chunks import FilterParams, encode_chunk
 
 if TYPE_CHECKING:
@@ -93,6 +93,8 @@ class Errbound(ArrayBytesCodec):
         if abs_bound is not None:
             if bound.mode not in ("rel", "psnr"):
                 raise UnsupportedInputError("abs_bound goes with a rel or psnr bound")
+            if isinstance(abs_bound, bool) or not isinstance(abs_bound, (int, float, np.integer, np.floating)):
+                raise UnsupportedInputError(f"abs_bound must be a finite number >= 0, got {abs_bound!r}")
             if not (abs_bound >= 0 and math.isfinite(abs_bound)):
                 raise UnsupportedInputError(f"abs_bound must be a finite number >= 0, got {abs_bound!r}")
             abs_bound = float(abs_bound)
@@ -118,10 +120,15 @@ class Errbound(ArrayBytesCodec):
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
         expected = NAME_PREFIX if cls is Errbound else f"{NAME_PREFIX}.{cls.fixed_codec}"
-        _, config = parse_named_configuration(data, expected)
+        try:
+            _, config = parse_named_configuration(data, expected)
+        except (TypeError, ValueError) as exc:  # zarr's own errors name no errbound type
+            raise CodecOptionError(f"{expected}: {exc}") from None
+        if not isinstance(config, dict):
+            raise CodecOptionError(f"{expected}: configuration must be a mapping, got {config!r:.80}")
         unknown = set(config) - {"codec", "abs_bound", *MODES}
         if unknown or (cls is not Errbound and "codec" in config):
-            raise ValueError(f"{expected}: unknown configuration keys {sorted(unknown or {'codec'})}")
+            raise CodecOptionError(f"{expected}: unknown configuration keys {sorted(unknown or {'codec'})}")
         return cls(**config)
 
     def __repr__(self) -> str:
