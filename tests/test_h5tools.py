@@ -302,3 +302,52 @@ def test_a_growable_datasets_range_is_its_values_not_its_padded_chunks_fill(tmp_
         assert 20 * np.log10(value_range) - 10 * np.log10(np.mean((y - x) ** 2)) >= 60
     (row,) = files.file_info(tmp_path / "out.h5", check=tmp_path / "in.h5")
     assert row["err_over_bound"] <= 1
+
+
+def test_filter_parameters_edited_to_another_chunk_shape_are_refused_before_reading(tmp_path):
+    """HDF5 trusts the size a filter returns, and the filter never sees the dataset: a file
+    whose parameters (and chunk) were edited to 10 of the dataset's 50 rows made HDF5 read
+    past the decoded values (a crash, or memory as numbers). errbound's tools compare them
+    with the dataset first."""
+    import struct
+
+    import errbound
+    from errbound.integrations.hdf5 import chunks as chunk_codec
+
+    x = np.linspace(0, 1, 50_000, dtype=np.float32).reshape(50, 1000)
+    path = tmp_path / "forged.h5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("a", shape=x.shape, dtype="f4", chunks=x.shape, **chunk_codec.filter("sz", abs=1e-3))
+        words = list(ds.id.get_create_plist().get_filter_by_id(chunk_codec.FILTER_ID)[1])
+        params = chunk_codec.parse_cd_values(words)
+        small = chunk_codec.FilterParams(
+            params.codec, params.mode, params.value, params.abs_bound, params.dtype, (10, 1000)
+        )
+        ds.id.write_direct_chunk((0, 0), chunk_codec.encode_chunk(x[:10], small), filter_mask=0)
+    raw = path.read_bytes()
+    stored = struct.pack(f"<{len(words)}I", *words)
+    assert raw.count(stored) == 1
+    forged = words[:10] + [10] + words[11:]
+    path.write_bytes(raw.replace(stored, struct.pack(f"<{len(forged)}I", *forged)))
+    with pytest.raises(
+        errbound.CorruptStreamError, match=r"/a: .* describe \[10, 1000\] float32 chunks, the dataset has \[50, 1000\]"
+    ):
+        files.file_info(path)
+    with pytest.raises(errbound.CorruptStreamError, match="describe"):
+        files.decompress_file(path, tmp_path / "plain.h5")
+    assert not (tmp_path / "plain.h5").exists()
+
+
+def test_a_chunk_over_hdf5s_limit_on_a_growable_axis_is_refused_before_it_is_padded(tmp_path):
+    """A growable axis keeps the chunk length a rule asks for: 10^9 values (8 GB, over HDF5's
+    4 GiB chunk limit) took 20 GiB of memory padding an 80 kB dataset's chunk."""
+    with h5py.File(tmp_path / "in.h5", "w") as f:
+        f.create_dataset("x", data=np.arange(10_000.0), chunks=(1000,), maxshape=(None,))
+    config = parse_config("[default]\nabs = 1e-3\nchunks = [1000000000]\n")
+    with pytest.raises(files.H5ToolError, match=r"/x: chunks \[1000000000\] would hold 8000000000 bytes"):
+        engine.compress_file(tmp_path / "in.h5", tmp_path / "out.h5", config)
+    assert not (tmp_path / "out.h5").exists()
+    config = parse_config("[default]\nabs = 1e-3\nchunks = [4096]\n")  # longer than the data: fine
+    engine.compress_file(tmp_path / "in.h5", tmp_path / "out.h5", config)
+    with h5py.File(tmp_path / "out.h5") as f:
+        assert f["x"].chunks == (4096,) and np.abs(f["x"][...] - np.arange(10_000.0)).max() <= 1e-3

@@ -90,6 +90,10 @@ def test_parameters_record_codec_bound_dtype_and_chunk_shape(tmp_path):
     params = eh.parse_cd_values(values)
     assert (params.codec, params.mode, params.value) == ("zfp", "pw_rel", 1e-2)
     assert params.dtype == np.dtype("<f4") and params.chunks == (5, 20) and np.isnan(params.pad)
+    # parameters cut short or with an impossible rank (an edited file) name the problem
+    for bad in (values[:9], values[:11], [*values[:9], 0, *values[-2:]]):
+        with pytest.raises(errbound.CorruptStreamError, match="truncated|inconsistent"):
+            eh.parse_cd_values(bad)
 
 
 def test_nan_inf_negative_zero_and_pw_rel_zeros_come_back_exactly(tmp_path):

@@ -194,3 +194,21 @@ def test_damaged_or_foreign_chunks_raise_errbound_errors(tmp_path):
     with pytest.raises(errbound.ErrboundError, match="declares|decodes to"):
         zarr.open_array(str(tmp_path / "d.zarr"))[:2, :2, :2]
     np.testing.assert_allclose(z[6:, 20:, 20:], field()[6:, 20:, 20:], atol=0.01)  # the other chunks still read
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fz_keeps_the_bound_when_parts_of_a_chunk_are_written_one_after_another(tmp_path, dtype):
+    """zarr writes part of a chunk by decoding it, merging and encoding it again, so earlier
+    values are coded twice (README: write whole chunks). fz's values sit on a fixed grid of
+    its absolute bound and code to themselves: eight row blocks into one chunk keep it."""
+    x = np.random.default_rng(1).random((64, 64)).astype(dtype)
+    eb = 1e-2
+    for serializer in (errbound.zarr.FZ(abs=eb), errbound.zarr.FZ(rel=eb, data=x)):
+        z = zarr.create_array(
+            str(tmp_path / "p.zarr"), shape=x.shape, chunks=x.shape, dtype=dtype,
+            serializer=serializer, compressors=None, overwrite=True,
+        )  # fmt: skip
+        for i in range(0, 64, 8):
+            z[i : i + 8] = x[i : i + 8]
+        bound = serializer.abs_bound or eb
+        assert np.abs(z[...].astype(np.float64) - x).max() <= bound

@@ -17,7 +17,9 @@ parameter names any registered errbound codec. The config is the bound (exactly 
 The bound applies to each buffer ``encode`` is given -- for zarr, one chunk, including the fill
 values zarr pads edge chunks with. ``abs`` and ``pw_rel`` are pointwise and mean the same for
 chunks and for the whole array; ``rel`` and ``psnr`` are taken from each chunk's own range, so
-for a dataset-wide meaning convert them first (``abs = rel * (max - min)``).
+for a dataset-wide meaning convert them first (``abs = rel * (max - min)``). A write to part
+of a chunk re-encodes the chunk's other values: write whole chunks, or use ``errbound_fz`` with
+``abs`` (README, "Write whole chunks").
 """
 
 from __future__ import annotations

@@ -26,6 +26,10 @@ implies (``abs_bound``) beside the rel bound, and every chunk uses that. A chunk
 values is stored exactly. Decoding checks that a chunk comes back with the array's dtype and
 chunk shape; values come back in the array's byte order.
 
+zarr writes part of a chunk by decoding it, merging and encoding it again: write whole chunks,
+or use :class:`FZ` with a fixed absolute bound, whose values code to themselves (see the README,
+"Write whole chunks").
+
 The chunk codec itself (length-1 axes dropped so predictors see real neighbours, the bound per
 chunk, constant chunks kept exact) is the HDF5 filter's: :mod:`errbound.integrations.hdf5.chunks`.
 """

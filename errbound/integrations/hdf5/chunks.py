@@ -104,8 +104,10 @@ def parse_cd_values(values) -> FilterParams:
         abs_bound=words_float(values[6], values[7]),
     )
     if len(values) > USER_WORDS:
+        if len(values) < USER_WORDS + 4:  # kind, rank and the pad's two words at least
+            raise CorruptStreamError(f"errbound filter parameters are truncated: {values}")
         kind, rank = values[8], values[9]
-        if kind & 0xFF not in (4, 8) or len(values) != USER_WORDS + 4 + rank:
+        if kind & 0xFF not in (4, 8) or not 1 <= rank <= 32 or len(values) != USER_WORDS + 4 + rank:
             raise CorruptStreamError(f"errbound filter parameters are inconsistent: {values}")
         dtype = np.dtype(f"{'>' if kind & 256 else '<'}f{kind & 0xFF}")
         params.update(dtype=dtype, chunks=tuple(values[10 : 10 + rank]), pad=words_float(*values[10 + rank :]))

@@ -37,7 +37,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ...errors import ErrboundError
+from ...errors import CorruptStreamError, ErrboundError
 from ..atomic import atomic_output
 from ..progress import Progress
 from . import chunks as chunk_codec
@@ -246,9 +246,17 @@ def choose_chunks(src: h5py.Dataset, wanted: tuple[int, ...] | None = None) -> t
     if wanted is not None:
         if len(wanted) != len(shape):
             raise H5ToolError(f"{src.name}: chunks {list(wanted)} do not match its {len(shape)} dimensions")
-        return tuple(
+        chunks = tuple(
             min(c, max(n, 1)) if src.maxshape[i] == n else c for i, (c, n) in enumerate(zip(wanted, shape, strict=True))
         )
+        # HDF5's own limit, checked before a chunk that size is padded in memory (a growable
+        # axis keeps the chunk length asked for, however long)
+        if math.prod(chunks) * item >= 1 << 32:
+            raise H5ToolError(
+                f"{src.name}: chunks {list(chunks)} would hold {math.prod(chunks) * item} bytes; "
+                "HDF5 chunks must be smaller than 4 GiB"
+            )
+        return chunks
     if src.chunks and math.prod(src.chunks) * item >= MIN_CHUNK_BYTES:
         return src.chunks
     chunks = [max(n, 1) for n in shape]
@@ -310,7 +318,16 @@ def errbound_params(ds: h5py.Dataset) -> chunk_codec.FilterParams | None:
     for i in range(dcpl.get_nfilters()):
         code, _flags, values, _name = dcpl.get_filter(i)
         if code == chunk_codec.FILTER_ID:
-            return chunk_codec.parse_cd_values(values)
+            params = chunk_codec.parse_cd_values(values)
+            # HDF5 trusts the size a filter returns: parameters edited to a smaller chunk (or
+            # another dtype) than the dataset's would have it read past the decoded values.
+            # The filter never sees the dataset; here, where the dataset is known, it is checked
+            if params.chunks is not None and (tuple(params.chunks) != tuple(ds.chunks) or params.dtype != ds.dtype):
+                raise CorruptStreamError(
+                    f"{ds.name}: errbound filter parameters describe {list(params.chunks)} {params.dtype} "
+                    f"chunks, the dataset has {list(ds.chunks)} {ds.dtype}"
+                )
+            return params
     return None
 
 
