@@ -12,6 +12,7 @@ takes and makes the collective fail on all of them, instead of leaving them wait
 
 from __future__ import annotations
 
+import operator
 import sys
 from dataclasses import dataclass
 
@@ -42,6 +43,16 @@ class Buffer:
     @property
     def block_bytes(self) -> int:
         return self.count * self.flat.dtype.itemsize
+
+
+def root_index(root, size: int) -> int | None:
+    """``root`` as the int mpi4py reads it (any integer: a numpy integer on one rank and a
+    Python int on another name the same root), or None where it is no rank of ``size``."""
+    try:
+        index = operator.index(root)
+    except TypeError:
+        return None
+    return index if 0 <= index < size else None
 
 
 def is_in_place(msg) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from mpi4py import MPI
 
-from ..buffers import Buffer, is_in_place, parse
+from ..buffers import Buffer, is_in_place, parse, root_index
 from ..movement import collectives as movement
 
 
@@ -19,8 +19,10 @@ class MovementMethods:
     def Bcast(self, buf, root: int = 0, *, consistent: bool | None = None) -> None:
         """mpi4py's Bcast; receivers get the root's data within the bound. With
         ``consistent=True`` (default: the constructor's) the root's buffer becomes what they got."""
-        if not self._active() or not (isinstance(root, int) and 0 <= root < self.Get_size()):
+        index = root_index(root, self.Get_size())
+        if not self._active() or index is None:
             return super().Bcast(buf, root)
+        root = index
         self._guard.next_call()
         args = (buf, root)
 
@@ -65,8 +67,10 @@ class MovementMethods:
         that may compress, every call runs on the worker thread through the guard (see
         Iallreduce)."""
         guard = self._worker_guard
-        if guard is None or not (isinstance(root, int) and 0 <= root < self.Get_size()):
+        index = root_index(root, self.Get_size())
+        if guard is None or index is None:
             return super().Ibcast(buf, root)
+        root = index
         view = self._bcast_view(buf, root)
         call = self._call("Bcast", view, root=root)
         args = (buf, root)
@@ -94,8 +98,10 @@ class MovementMethods:
 
     def Gather(self, sendbuf, recvbuf, root: int = 0) -> None:
         """mpi4py's Gather; blocks from other nodes arrive within the bound, the others exact."""
-        if not self._active() or not (isinstance(root, int) and 0 <= root < self.Get_size()):
+        index = root_index(root, self.Get_size())
+        if not self._active() or index is None:
             return super().Gather(sendbuf, recvbuf, root)
+        root = index
         self._guard.next_call()
         args = (sendbuf, recvbuf, root)
 
@@ -139,8 +145,10 @@ class MovementMethods:
 
     def Scatter(self, sendbuf, recvbuf, root: int = 0) -> None:
         """mpi4py's Scatter; blocks for other nodes arrive within the bound, the others exact."""
-        if not self._active() or not (isinstance(root, int) and 0 <= root < self.Get_size()):
+        index = root_index(root, self.Get_size())
+        if not self._active() or index is None:
             return super().Scatter(sendbuf, recvbuf, root)
+        root = index
         self._guard.next_call()
         args = (sendbuf, recvbuf, root)
 

@@ -7,7 +7,7 @@ from mpi4py import MPI
 
 from .. import reduction
 from .. import settings as agreement
-from ..buffers import Buffer, is_in_place, parse
+from ..buffers import Buffer, is_in_place, parse, root_index
 from ..guard import Guard
 from ..rescue import problem_of
 from ..settings import INVALID, MAX, MIN, SUM
@@ -132,8 +132,10 @@ class ReductionMethods:
 
     def Reduce(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM, root: int = 0) -> None:
         """mpi4py's Reduce; the root's result meets the bound. Other ranks' recvbuf is untouched."""
-        if not self._active() or not (isinstance(root, int) and 0 <= root < self.Get_size()):
+        index = root_index(root, self.Get_size())
+        if not self._active() or index is None:
             return super().Reduce(sendbuf, recvbuf, op, root)
+        root = index
         self._guard.next_call()
         args = (sendbuf, recvbuf, op, root)
 

@@ -114,6 +114,21 @@ def refused(n: int) -> object:
     return bytes(8 * n) if RANK == SIZE - 1 else np.empty(n)
 
 
+def numpy_root(comm: CompressedComm, n: int) -> None:
+    """A valid call: the root as a numpy integer on the last rank, a Python int elsewhere
+    (mpi4py takes both); every rank must get the root's data (within the bound)."""
+    root = np.int64(0) if RANK == SIZE - 1 else 0
+    buf = data(n) if RANK == 0 else np.empty(n)
+    comm.Bcast(buf, root=root)
+    expected = np.sin(np.linspace(0, 30, n))
+    if np.abs(buf - expected).max() > 1e-3:
+        raise AssertionError(f"Bcast with a numpy root: error {np.abs(buf - expected).max()}")
+    out = np.empty(n)
+    comm.Reduce(data(n), out, MPI.SUM, root=root)
+    if RANK == 0 and np.abs(out - (SIZE * expected + SIZE * (SIZE - 1) / 2)).max() > 1e-3:
+        raise AssertionError("Reduce with a numpy root: result beyond the bound")
+
+
 def main() -> None:
     comm = CompressedComm(WORLD, abs=1e-3, min_bytes=MIN_BYTES, adapt=False)
     # the default settings on one node: mpi4py's own methods (plain MPI from the first call)
@@ -190,6 +205,10 @@ def main() -> None:
         ),
         "one node: Allgather non-contiguous receive buffer on one rank": lambda: one_node.Allgather(
             data(SMALL), strided(SMALL * SIZE) if last else np.empty(SMALL * SIZE)
+        ),
+        "Bcast and Reduce with a numpy integer root on one rank (valid)": lambda: numpy_root(comm, LARGE),
+        "Bcast and Reduce with a numpy integer root on one rank, small message (valid)": lambda: numpy_root(
+            comm, SMALL
         ),
         "MemoryError inside one rank's compressed Allreduce": lambda: out_of_memory(unpipelined),
         "MemoryError while one rank decodes a compressed Bcast": lambda: out_of_memory_decoding(unpipelined),
