@@ -55,6 +55,8 @@ __all__ = [
     "quantize_residuals",
     "encode_residuals",
     "dequantize_residuals",
+    "first_use",
+    "compiled_once_per_cache",
 ]
 
 _MAGIC = b"EBQ1"
