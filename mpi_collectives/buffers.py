@@ -68,22 +68,37 @@ def _datatype_dtype(datatype) -> np.dtype | None:
     return None
 
 
+def _integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _count_displ(value) -> tuple[int, int] | None:
+    """(count, displacement) of a ``count`` or ``(count, displ)`` item of a message."""
+    if _integer(value):
+        return int(value), 0
+    if isinstance(value, tuple) and len(value) == 2 and all(_integer(v) for v in value):
+        return int(value[0]), int(value[1])
+    return None
+
+
 def _split(msg):
-    """(buffer, count or None, datatype or None), or None for forms that are passed through."""
+    """(buffer, count or None, datatype or None, displacement in values), or None for forms
+    that are passed through. mpi4py's ``(count, displ)`` form is read as it reads it (the
+    message starts ``displ`` values in): another rank may pass the same message plainly."""
     if isinstance(msg, (list, tuple)):
         if len(msg) == 2:
             buf, second = msg
             if isinstance(second, MPI.Datatype):
-                return buf, None, second
-            if isinstance(second, int) and not isinstance(second, bool):
-                return buf, second, None
-            return None  # (count, displ) and anything unusual
+                return buf, None, second, 0
+            found = _count_displ(second)
+            return None if found is None else (buf, found[0], None, found[1])
         if len(msg) == 3:
             buf, count, datatype = msg
-            if isinstance(count, int) and not isinstance(count, bool) and isinstance(datatype, MPI.Datatype):
-                return buf, count, datatype
+            found = _count_displ(count)
+            if found is not None and isinstance(datatype, MPI.Datatype):
+                return buf, found[0], datatype, found[1]
         return None
-    return msg, None, None
+    return msg, None, None, 0
 
 
 def _raw_view(buf, writable: bool):
@@ -116,7 +131,7 @@ def parse(msg, *, blocks: int = 1, writable: bool = False) -> Buffer | None:
     parts = _split(msg)
     if parts is None:
         return None
-    buf, count, datatype = parts
+    buf, count, datatype, displ = parts
     if buf is None:
         return None
     raw = _raw_view(buf, writable)
@@ -133,6 +148,10 @@ def parse(msg, *, blocks: int = 1, writable: bool = False) -> Buffer | None:
             return None
         flat = flat.view(np.uint8).view(dtype)
         shape = (flat.size,)
+    if displ:
+        if not 0 <= displ <= flat.size:
+            return None  # mpi4py's own error on the plain path
+        flat, shape = flat[displ:], (flat.size - displ,)
     available = flat.size
     if count is None:
         if available % blocks:

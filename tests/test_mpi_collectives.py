@@ -166,10 +166,18 @@ def test_buffer_specs_that_compress_and_those_that_pass_through():
     assert buffers.parse(np.asfortranarray(a)).block_shape == (4, 3)  # memory order
     assert buffers.parse(array.array("d", [1.0, 2.0])).flat.dtype == np.float64
     assert buffers.parse([np.zeros(8, np.uint8), MPI.DOUBLE]).flat.size == 1  # bytes as MPI sees them
+    # mpi4py's (count, displ): the message starts displ values in (another rank may pass the
+    # same message plainly, and both must take the same path)
+    shifted = buffers.parse([a, (4, 2), MPI.FLOAT])
+    assert shifted.count == 4 and np.shares_memory(shifted.flat, a)
+    np.testing.assert_array_equal(shifted.flat, a.ravel()[2:6])
+    assert buffers.parse([a, (12, 0), MPI.FLOAT]).count == buffers.parse(a).count == 12
+    assert buffers.parse([a.ravel(), (3, 2)], blocks=3).flat.size == 9  # a count per block
     for spec in (
         np.arange(4),
         [a, MPI.INT],
-        [a, (4, 2), MPI.FLOAT],
+        [a, (4, 9), MPI.FLOAT],
+        [a, (4, -1), MPI.FLOAT],
         [a, 4, 0, MPI.FLOAT],
         [a, 13, MPI.FLOAT],
         MPI.FLOAT.Create_vector(2, 1, 2),

@@ -129,6 +129,19 @@ def numpy_root(comm: CompressedComm, n: int) -> None:
         raise AssertionError("Reduce with a numpy root: result beyond the bound")
 
 
+def mixed_forms(comm: CompressedComm, n: int) -> None:
+    """A valid call: the last rank describes its messages in mpi4py's [buffer, (count,
+    displ), datatype] form, the others pass arrays; the sum must be within the bound."""
+    x, out = data(n), np.empty(n)
+    if RANK == SIZE - 1:
+        comm.Allreduce([x, (n, 0), MPI.DOUBLE], [out, (n, 0), MPI.DOUBLE], MPI.SUM)
+    else:
+        comm.Allreduce(x, out, MPI.SUM)
+    expected = SIZE * np.sin(np.linspace(0, 30, n)) + SIZE * (SIZE - 1) / 2
+    if np.abs(out - expected).max() > 1e-3:
+        raise AssertionError(f"Allreduce with mixed message forms: error {np.abs(out - expected).max()}")
+
+
 def main() -> None:
     comm = CompressedComm(WORLD, abs=1e-3, min_bytes=MIN_BYTES, adapt=False)
     # the default settings on one node: mpi4py's own methods (plain MPI from the first call)
@@ -210,6 +223,7 @@ def main() -> None:
         "Bcast and Reduce with a numpy integer root on one rank, small message (valid)": lambda: numpy_root(
             comm, SMALL
         ),
+        "Allreduce with the (count, displ) form on one rank (valid)": lambda: mixed_forms(comm, LARGE),
         "MemoryError inside one rank's compressed Allreduce": lambda: out_of_memory(unpipelined),
         "MemoryError while one rank decodes a compressed Bcast": lambda: out_of_memory_decoding(unpipelined),
     }
