@@ -126,6 +126,30 @@ def _raw_view(buf, writable: bool):
     return np.ravel(array), _FORMATS.get(fmt), tuple(view.shape or ()), problem
 
 
+def signature(msg, blocks: int = 1) -> tuple[int, int] | None:
+    """(values per block, bytes per value) of a message as MPI sees it, for one that
+    :func:`parse` does not take (other datatypes): a rank that passes it runs plain MPI, and
+    a compressing rank that meets it there completes that call with a scratch message of this
+    signature (then every rank raises). None where it cannot be told."""
+    parts = _split(msg)
+    if parts is None or parts[0] is None:
+        return None
+    buf, count, datatype, displ = parts
+    try:
+        view = memoryview(buf)
+    except TypeError:
+        return None
+    itemsize = datatype.Get_size() if datatype is not None else view.itemsize
+    if itemsize <= 0:
+        return None
+    if count is None:
+        values = view.nbytes // itemsize - displ
+        if values < 0 or values % blocks:
+            return None
+        count = values // blocks
+    return (count, itemsize) if count >= 0 else None
+
+
 def parse(msg, *, blocks: int = 1, writable: bool = False) -> Buffer | None:
     """The message `msg` as `blocks` blocks of float32/float64 values, or None (not compressible)."""
     parts = _split(msg)

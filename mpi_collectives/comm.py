@@ -24,7 +24,7 @@ from mpi4py import MPI
 
 from . import compute, costmodel, probe
 from . import settings as agreement
-from .buffers import Buffer
+from .buffers import Buffer, signature
 from .guard import Call, Guard
 from .methods import MovementMethods, ReductionMethods
 from .policy import Adaptive
@@ -296,9 +296,16 @@ class CompressedComm(ReductionMethods, MovementMethods, MPI.Intracomm):
         return buf is not None and buf.count > 0 and buf.block_bytes >= self._settings.min_bytes
 
     @staticmethod
-    def _call(what: str, buf: Buffer | None, op: int = 0, root: int = -1, problem: int = 0) -> Call:
+    def _call(
+        what: str, buf: Buffer | None, op: int = 0, root: int = -1, problem: int = 0, message=None, blocks: int = 1
+    ) -> Call:
+        """The call as agreements and windows carry it. A message that is not compressible
+        (``buf`` None) runs plain MPI; given, ``message`` tells its MPI signature, so that a
+        compressing rank meeting this one can complete this rank's call (guard._Peek)."""
         if buf is None:
-            return Call(what, -1, 0, op, root)
+            found = None if message is None else signature(message, blocks)
+            count, itemsize = found if found is not None else (-1, 0)
+            return Call(what, count, itemsize, op, root)
         return Call(what, buf.count, buf.flat.dtype.itemsize, op, root, problem or buf.problem)
 
     def _run(

@@ -23,7 +23,10 @@ without costing every small message a round trip, so two other things cover it:
   that is inside the same call on the plain path is straddling. The compressed ranks then
   set a flag in the plain ranks' windows, complete their plain call with a scratch message
   of the plain ranks' signature, and the plain ranks, finding the flag when their call
-  returns, join the start agreement, which fails on every rank with the same message;
+  returns, join the start agreement, which fails on every rank with the same message.
+  A rank whose message is as large but not compressible (another datatype, a form
+  errbound does not read) publishes its MPI signature too, and is completed the same way;
+  every rank then raises a MismatchError that says so;
 * *a buffer that mpi4py refuses* (read-only or non-contiguous) on one rank of a plain call:
   that rank sets the flag on every other rank, completes the collective with a scratch
   buffer of the same signature, and every rank raises the same :class:`InvalidBufferError`.
@@ -352,7 +355,7 @@ class _Peek:
             window.set_flag(rank, self.seq, FLAG_STRADDLE, self.call.kind)
         _, _, kind, count, itemsize, op, root = states[plain[0]]
         what = self.call.what
-        if kind in NAMES and count >= 0 and itemsize in (4, 8):
+        if kind in NAMES and count >= 0 and itemsize in _SCRATCH_TYPES:
             # complete the plain ranks' call with a scratch message of their signature
             _scratch_join(guard.comm, kind, count, itemsize, op, root, guard.rank, guard.size)
         else:  # a call this rank cannot stand in for (not a float message): the plain ranks
@@ -369,10 +372,15 @@ class _Peek:
             raise _Straddle(str(exc)) from None
 
 
+# the scratch values for a plain rank's message of each value size: floats where errbound's
+# own messages are, else unsigned integers (which SUM, MAX and MIN take)
+_SCRATCH_TYPES = {1: np.uint8, 2: np.uint16, 4: np.float32, 8: np.float64}
+
+
 def _scratch_join(comm: MPI.Intracomm, kind: int, count: int, itemsize: int, op: int, root: int, rank: int, size: int):
     from .settings import MAX, MIN, SUM
 
-    dtype = np.float32 if itemsize == 4 else np.float64
+    dtype = _SCRATCH_TYPES[itemsize]
     mpi_op = {SUM: MPI.SUM, MAX: MPI.MAX, MIN: MPI.MIN}.get(op, MPI.SUM)
     one, many = np.zeros(count, dtype), np.zeros(count * size, dtype)
     what = NAMES[kind]
@@ -422,7 +430,14 @@ def _raise_disagreement(agreed: np.ndarray, what: str, min_bytes: int, size: int
         f"{_EQUAL[i]} ranges from {show(i, -agreed[k + i])} to {show(i, agreed[i])}" for i in bad if _EQUAL[i] != "path"
     ]
     if k - 1 in bad:
-        parts.append(f"some ranks' messages are under min_bytes={min_bytes} (plain MPI) and others' are not")
+        count, itemsize = -agreed[k + 1], -agreed[k + 2]  # the smallest (equal where not in bad)
+        if 1 in bad or 2 in bad or count * itemsize < min_bytes:
+            parts.append(f"some ranks' messages are under min_bytes={min_bytes} (plain MPI) and others' are not")
+        else:  # as large as the others': plain because errbound does not read it
+            parts.append(
+                "some ranks passed a message that is not compressible (not float32/float64 values, "
+                "or a form errbound does not read: plain MPI) and others compress"
+            )
     raise MismatchError(f"{what}: the ranks disagree: " + ", ".join(parts))
 
 

@@ -184,6 +184,13 @@ def test_buffer_specs_that_compress_and_those_that_pass_through():
         a.astype(">f4"),
     ):
         assert buffers.parse(spec) is None, spec
+    # messages errbound does not compress still tell their MPI signature (values per block,
+    # bytes per value), so that a compressing rank can complete a plain rank's call
+    assert buffers.signature(np.arange(6)) == (6, 8)
+    assert buffers.signature([np.zeros(8, np.int32), (3, 2), MPI.INT]) == (3, 4)
+    assert buffers.signature([np.zeros(12, np.int16), MPI.SHORT], blocks=3) == (4, 2)
+    assert buffers.signature([np.zeros(7, np.int16), MPI.SHORT], blocks=3) is None
+    assert buffers.signature([a, 4, 0, MPI.FLOAT]) is None
     # float buffers that cannot be used as they are: described, with the problem, so that the
     # rank takes the same path as the others and the collective fails on all of them
     strided = buffers.parse(a[:, ::2])

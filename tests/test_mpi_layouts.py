@@ -154,7 +154,7 @@ def test_misuse_raises_the_same_error_on_every_rank_never_hangs(misuse):
     (mpi4py's own methods) both work afterwards."""
     ranks, report = misuse
     works = report.pop("still works")
-    assert len(report) == 28
+    assert len(report) == 30
     for name, per_rank in report.items():
         assert len(per_rank) == ranks
         if name.endswith("(valid)"):  # not misuse: it works as with plain MPI
@@ -176,6 +176,8 @@ def test_misuse_raises_the_same_error_on_every_rank_never_hangs(misuse):
         kind = per_rank[0][0]
         if "straddle" in name:
             assert kind == "MismatchError" and "min_bytes" in per_rank[0][1], name
+        elif "not compressible" in name:  # plain MPI on that rank, its call completed by the others
+            assert kind == "MismatchError" and "not compressible" in per_rank[0][1], (name, per_rank[0])
         elif "MemoryError" in name:
             assert kind == "CollectiveFailedError" and "MemoryError" in per_rank[0][1], name
         else:

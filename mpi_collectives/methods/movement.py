@@ -30,7 +30,7 @@ class MovementMethods:
             return MPI.Intracomm.Bcast(self, buf, root)
 
         view = self._bcast_view(buf, root)
-        call = self._call("Bcast", view, root=root)
+        call = self._call("Bcast", view, root=root, message=buf)
         if not self._large(view):
             return self._run("Bcast", call, run, args)
         keep = self._keep(view, consistent)
@@ -72,7 +72,7 @@ class MovementMethods:
             return super().Ibcast(buf, root)
         root = index
         view = self._bcast_view(buf, root)
-        call = self._call("Bcast", view, root=root)
+        call = self._call("Bcast", view, root=root, message=buf)
         args = (buf, root)
 
         def run():
@@ -215,7 +215,7 @@ class MovementMethods:
 
         send, recv = self._gather_views(sendbuf, recvbuf, send_blocks)
         problem = (recv.problem if recv is not None else 0) or (send.problem if send is not None else 0)
-        call = self._call(what, recv, problem=problem)
+        call = self._call(what, recv, problem=problem, message=recvbuf, blocks=self.Get_size())
         if recv is None:
             return self._run(what, call, run, args)
         own = send.flat if send is not None else (recv.block(self.Get_rank()) if what == "Allgather" else recv.flat)

@@ -71,7 +71,8 @@ class ReductionMethods:
         views = self._reduction_views(sendbuf, recvbuf)
         code = agreement.op_code(op)
         x = views[0] if views else None
-        call = self._call("Allreduce", x, code, problem=views[1].problem if views else 0)
+        message = recvbuf if is_in_place(sendbuf) else sendbuf
+        call = self._call("Allreduce", x, code, problem=views[1].problem if views else 0, message=message)
         if views is None or code not in _REDUCIBLE or not self._large(x):
             return self._run("Allreduce", call, run, args)
         self._run(
@@ -100,7 +101,8 @@ class ReductionMethods:
         views = self._reduction_views(sendbuf, recvbuf)
         code = agreement.op_code(op)
         x = views[0] if views else None
-        call = self._call("Allreduce", x, code, problem=views[1].problem if views else 0)
+        message = recvbuf if is_in_place(sendbuf) else sendbuf
+        call = self._call("Allreduce", x, code, problem=views[1].problem if views else 0, message=message)
         args = (sendbuf, recvbuf, op)
 
         def run():
@@ -152,7 +154,8 @@ class ReductionMethods:
         code = agreement.op_code(op)
         x = views[0] if views else None
         problem = views[1].problem if views and views[1] is not None else 0
-        call = self._call("Reduce", x, code, root, problem)
+        message = recvbuf if is_in_place(sendbuf) else sendbuf
+        call = self._call("Reduce", x, code, root, problem, message=message)
         if views is None or code not in _REDUCIBLE or not self._large(x):
             return self._run("Reduce", call, run, args)
         out = views[1].flat if views[1] is not None else None

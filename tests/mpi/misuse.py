@@ -224,6 +224,12 @@ def main() -> None:
             comm, SMALL
         ),
         "Allreduce with the (count, displ) form on one rank (valid)": lambda: mixed_forms(comm, LARGE),
+        "Allreduce int64 values on one rank, float64 on the others (not compressible)": lambda: comm.Allreduce(
+            np.arange(LARGE) if last else data(LARGE), np.empty(LARGE, np.int64 if last else np.float64), MPI.SUM
+        ),
+        "Bcast into int64 on one receiver (not compressible)": lambda: comm.Bcast(
+            data(LARGE) if RANK == 0 else np.empty(LARGE, np.int64 if last else np.float64), root=0
+        ),
         "MemoryError inside one rank's compressed Allreduce": lambda: out_of_memory(unpipelined),
         "MemoryError while one rank decodes a compressed Bcast": lambda: out_of_memory_decoding(unpipelined),
     }
