@@ -24,7 +24,7 @@ _MAX_DIMS = 4  # errbound's codecs take arrays of up to 4 dimensions
 _FORMATS = {"f": np.dtype(np.float32), "d": np.dtype(np.float64)}
 
 
-READ_ONLY, NOT_CONTIGUOUS = 1, 2  # as mpi_collectives.guard numbers buffer problems
+READ_ONLY, NOT_CONTIGUOUS, ALIASED = 1, 2, 5  # as mpi_collectives.guard numbers buffer problems
 
 
 @dataclass

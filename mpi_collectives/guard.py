@@ -69,13 +69,17 @@ KINDS = {
 NAMES = {v: k for k, v in KINDS.items()}
 
 # buffer problems on one rank
-READ_ONLY, NOT_CONTIGUOUS, UNUSABLE, LOCAL_FAILURE = 1, 2, 3, 4
+READ_ONLY, NOT_CONTIGUOUS, UNUSABLE, LOCAL_FAILURE, ALIASED = 1, 2, 3, 4, 5
 PROBLEMS = {
     READ_ONLY: "a read-only receive buffer",
     NOT_CONTIGUOUS: "a non-contiguous buffer",
     UNUSABLE: "a buffer that MPI cannot use",
     LOCAL_FAILURE: "an error before the collective started",
+    ALIASED: "send and receive buffers that overlap (MPI.IN_PLACE is the way to reuse one)",
 }
+# MPI's errors for arguments it checks before a collective starts on the rank (aliased
+# buffers, a bad count): the others are already inside it, so the rank stands in for them
+_REFUSED_BY_MPI = (MPI.ERR_BUFFER, MPI.ERR_COUNT)
 
 # each collective's arguments as rescue.stand_in takes them (mpi4py's defaults filled in)
 _SIGNATURES: dict[str, Callable[..., tuple]] = {
@@ -146,9 +150,11 @@ class Guard:
             self._flagged(seq - 1, call)  # a flag from an earlier call
         try:
             result = run()
-        except MPI.Exception:
+        except MPI.Exception as exc:
             if window is not None and window.mem[0]:
                 self._flagged(seq, call)
+            if window is not None and exc.Get_error_class() in _REFUSED_BY_MPI:
+                self._stand_in_for(what, args, exc)
             raise
         except Exception as exc:  # noqa: BLE001 - mpi4py refused an argument before MPI started
             found = stand_in(what, self.comm, args) if window is not None else None
@@ -193,6 +199,14 @@ class Guard:
             _raise_disagreement(agreed, what, self.min_bytes, self.size)
             raise MismatchError(f"{what}: some ranks took the plain path and others the compressed one")
 
+    def _stand_in_for(self, what: str, args: tuple, exc: Exception) -> None:
+        """MPI refused this rank's arguments before the collective started here (its checks
+        of aliasing and counts): as for a buffer mpi4py refuses, complete the others' call
+        and raise the same InvalidBufferError everywhere. Returns where it cannot stand in."""
+        found = stand_in(what, self.comm, args)
+        if found is not None:
+            self._rescue_refused(what, found[0], exc, found[1])
+
     def _rescue_refused(self, what: str, problem: int, exc: Exception, join: Callable[[], object]) -> None:
         """mpi4py refused this rank's buffer; the others are inside the plain collective."""
         window = self.channel.window
@@ -221,9 +235,15 @@ class Guard:
             self.seq += 1
             try:
                 result = method(comm, *args, **kwargs)
-            except MPI.Exception:
+            except MPI.Exception as exc:
                 if mem[0]:
                     self._flagged(self.seq, None)
+                if exc.Get_error_class() in _REFUSED_BY_MPI:
+                    try:
+                        full = signature(*args, **kwargs)
+                    except TypeError:
+                        raise exc from None
+                    self._stand_in_for(what, full, exc)
                 raise
             except Exception as exc:  # noqa: BLE001 - mpi4py refused an argument before MPI started
                 try:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from mpi4py import MPI
 
-from .buffers import NOT_CONTIGUOUS, READ_ONLY, is_in_place
+from .buffers import ALIASED, NOT_CONTIGUOUS, READ_ONLY, is_in_place
 
 UNUSABLE = 3
 
@@ -68,7 +68,23 @@ def problem_of(*messages, writable: tuple = ()) -> int:
                 return NOT_CONTIGUOUS
             if i in writable and view.readonly:
                 return READ_ONLY
+    if len(messages) >= 2 and _overlap(messages[0], messages[1]):
+        return ALIASED
     return UNUSABLE
+
+
+def _overlap(send, recv) -> bool:
+    """Whether a send and a receive buffer share memory (MPI refuses that: MPI.IN_PLACE)."""
+    if is_in_place(send) or is_in_place(recv):
+        return False
+    arrays = []
+    for msg in (send, recv):
+        buf = msg[0] if isinstance(msg, (list, tuple)) and msg else msg
+        try:
+            arrays.append(buf if isinstance(buf, np.ndarray) else np.asarray(memoryview(buf)))
+        except (TypeError, ValueError):
+            return False
+    return bool(np.shares_memory(*arrays))
 
 
 def _scratch(msg, blocks: int = 1):

@@ -223,6 +223,10 @@ def test_stand_ins_read_bytes_buffers_as_mpi4py_does():
         join()  # completes without an exception of its own
         assert problem in (buffers.READ_ONLY, rescue.UNUSABLE), (what, problem)
     assert rescue.stand_in("Allreduce", comm, (x, bytes(32), MPI.SUM))[0] == buffers.READ_ONLY
+    # one array as send and receive buffer: MPI refuses it, the stand-in names it
+    problem, join = rescue.stand_in("Allreduce", comm, (x, x, MPI.SUM))
+    join()
+    assert problem == buffers.ALIASED
 
 
 def test_segments_cover_the_array_and_follow_rows():

@@ -3,11 +3,12 @@ each reads mpi4py's arguments, and which path it takes (see :class:`..comm.Compr
 
 from __future__ import annotations
 
+import numpy as np
 from mpi4py import MPI
 
 from .. import reduction
 from .. import settings as agreement
-from ..buffers import Buffer, is_in_place, parse, root_index
+from ..buffers import ALIASED, Buffer, is_in_place, parse, root_index
 from ..guard import Guard
 from ..rescue import problem_of
 from ..settings import INVALID, MAX, MIN, SUM
@@ -28,6 +29,9 @@ class ReductionMethods:
         if send is None:
             return None
         recv = parse(recvbuf, writable=True)
+        if recv is not None and np.shares_memory(send.flat, recv.flat):
+            # MPI refuses aliased buffers (on the plain path too): the same error on every rank
+            return send, Buffer(send.flat[: send.count], send.count, 1, send.block_shape, ALIASED)
         if recv is None or send.flat.dtype != recv.flat.dtype or (blocks == 1 and send.count != recv.count):
             # a receive buffer that mpi4py would refuse on this rank only (bytes, another
             # type or count): this rank takes the others' path with the send buffer's

@@ -142,6 +142,12 @@ def mixed_forms(comm: CompressedComm, n: int) -> None:
         raise AssertionError(f"Allreduce with mixed message forms: error {np.abs(out - expected).max()}")
 
 
+def aliased(comm: CompressedComm, n: int) -> None:
+    """The last rank passes one array as send and receive buffer (MPI refuses that)."""
+    x = data(n)
+    comm.Allreduce(x, x if RANK == SIZE - 1 else np.empty(n), MPI.SUM)
+
+
 def main() -> None:
     comm = CompressedComm(WORLD, abs=1e-3, min_bytes=MIN_BYTES, adapt=False)
     # the default settings on one node: mpi4py's own methods (plain MPI from the first call)
@@ -230,6 +236,9 @@ def main() -> None:
         "Bcast into int64 on one receiver (not compressible)": lambda: comm.Bcast(
             data(LARGE) if RANK == 0 else np.empty(LARGE, np.int64 if last else np.float64), root=0
         ),
+        "Allreduce aliased send and receive buffers on one rank": lambda: aliased(comm, LARGE),
+        "Allreduce aliased send and receive buffers on one rank, small message": lambda: aliased(comm, SMALL),
+        "one node: Allreduce aliased send and receive buffers on one rank": lambda: aliased(one_node, SMALL),
         "MemoryError inside one rank's compressed Allreduce": lambda: out_of_memory(unpipelined),
         "MemoryError while one rank decodes a compressed Bcast": lambda: out_of_memory_decoding(unpipelined),
     }
