@@ -1,10 +1,12 @@
 """Which mpi4py buffer specifications can take a compressed path, as flat numpy views.
 
 mpi4py accepts a buffer, ``[buf, datatype]``, ``[buf, count, datatype]``,
-``[buf, (count, displ), datatype]`` and ``[buf, count, displ, datatype]``. Only the first
-three, with a contiguous host buffer and the datatype ``MPI.FLOAT`` or ``MPI.DOUBLE``
-(stated or inferred from the buffer's format), are compressed; :func:`parse` returns None
-for everything else and the caller hands the untouched arguments to plain MPI. A float
+``[buf, (count, displ), datatype]`` and ``[buf, count, displ, datatype]``. All of them
+(and ``[buf, count]``, ``[buf, (count, displ)]``), with a contiguous host buffer and the
+datatype ``MPI.FLOAT`` or ``MPI.DOUBLE`` (stated or inferred from the buffer's format), are
+compressed; :func:`parse` returns None for everything else and the caller hands the
+untouched arguments to plain MPI, publishing the message's :func:`signature` so that a
+compressing rank meeting it can complete its call (then every rank raises). A float
 buffer that cannot be used as it is (a read-only receive buffer, non-contiguous memory)
 is described all the same, with its ``problem``: that rank takes the path every other rank
 takes and makes the collective fail on all of them, instead of leaving them waiting.
@@ -97,6 +99,10 @@ def _split(msg):
             found = _count_displ(count)
             if found is not None and isinstance(datatype, MPI.Datatype):
                 return buf, found[0], datatype, found[1]
+        if len(msg) == 4:
+            buf, count, displ, datatype = msg
+            if _integer(count) and _integer(displ) and isinstance(datatype, MPI.Datatype):
+                return buf, int(count), datatype, int(displ)
         return None
     return msg, None, None, 0
 

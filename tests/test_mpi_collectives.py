@@ -172,13 +172,14 @@ def test_buffer_specs_that_compress_and_those_that_pass_through():
     assert shifted.count == 4 and np.shares_memory(shifted.flat, a)
     np.testing.assert_array_equal(shifted.flat, a.ravel()[2:6])
     assert buffers.parse([a, (12, 0), MPI.FLOAT]).count == buffers.parse(a).count == 12
+    np.testing.assert_array_equal(buffers.parse([a, 4, 2, MPI.FLOAT]).flat, shifted.flat)
     assert buffers.parse([a.ravel(), (3, 2)], blocks=3).flat.size == 9  # a count per block
     for spec in (
         np.arange(4),
         [a, MPI.INT],
         [a, (4, 9), MPI.FLOAT],
         [a, (4, -1), MPI.FLOAT],
-        [a, 4, 0, MPI.FLOAT],
+        [a, 4, 9, MPI.FLOAT],
         [a, 13, MPI.FLOAT],
         MPI.FLOAT.Create_vector(2, 1, 2),
         a.astype(">f4"),
@@ -190,7 +191,8 @@ def test_buffer_specs_that_compress_and_those_that_pass_through():
     assert buffers.signature([np.zeros(8, np.int32), (3, 2), MPI.INT]) == (3, 4)
     assert buffers.signature([np.zeros(12, np.int16), MPI.SHORT], blocks=3) == (4, 2)
     assert buffers.signature([np.zeros(7, np.int16), MPI.SHORT], blocks=3) is None
-    assert buffers.signature([a, 4, 0, MPI.FLOAT]) is None
+    assert buffers.signature([a, 4, 0, MPI.FLOAT]) == (4, 4)
+    assert buffers.signature([a, 4, 0, 1, MPI.FLOAT]) is None
     # float buffers that cannot be used as they are: described, with the problem, so that the
     # rank takes the same path as the others and the collective fails on all of them
     strided = buffers.parse(a[:, ::2])
