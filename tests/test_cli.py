@@ -141,6 +141,62 @@ def test_refuses_to_overwrite_the_input(tmp_path):
     assert (tmp_path / "x.npy").read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench", "x.npy", "--codecs", "fz", "--peers", "none", "--repeat", "1", "--json", "./x.npy"],
+        ["bench", "x.npy", "--codecs", "fz", "--peers", "none", "--repeat", "1", "--plot", "x.npy"],
+        ["tune", "x.npy", "--target", "psnr=40", "-o", "x.npy"],
+    ],
+)
+def test_no_output_option_overwrites_the_input(tmp_path, args):
+    """--json, --plot and tune's -o wrote over the input array."""
+    np.save(tmp_path / "x.npy", field())
+    before = (tmp_path / "x.npy").read_bytes()
+    res = run(*args, cwd=tmp_path)
+    assert_clean_failure(res, 1)
+    assert "refusing to overwrite the input" in res.stderr
+    assert (tmp_path / "x.npy").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "args, says, status",
+    [
+        (["warmup", "--codec", "none"], "name at least one of", 2),
+        (["tune", "x.npy", "--target", "psnr=40", "--codecs", "none"], "name at least one of", 2),
+        (["bench", "x.npy", "--min-time", "nan"], "finite number", 2),
+        (["tune", "x.npy", "--target", "psnr=40", "-o", "b.toml"], "-o and --verify are for HDF5 files", 1),
+        (["tune", "x.npy", "--target", "psnr=40", "--verify"], "-o and --verify are for HDF5 files", 1),
+        (["compress", "x.npy", "-o", "x.eb", "--rel", "1e-3", "--dtype", "f64"], "--dtype f64 is for raw inputs", 1),
+        (["bench", "i.npy", "--peers", "none"], "holds int64 values", 1),
+    ],
+)
+def test_options_that_were_ignored_or_crashed_give_one_clear_error(tmp_path, args, says, status):
+    np.save(tmp_path / "x.npy", field())
+    np.save(tmp_path / "i.npy", np.arange(100))
+    res = run(*args, cwd=tmp_path)
+    assert_clean_failure(res, status)
+    assert says in res.stderr
+    assert not (tmp_path / "b.toml").exists()
+
+
+def test_tune_reads_a_raw_array_with_shape_and_says_when_a_target_is_missed(tmp_path):
+    field().tofile(tmp_path / "raw.f32")
+    res = run("tune", "raw.f32", "--shape", "12,16,20", "--target", "ratio=1e9", "--codecs", "sz", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "TARGET ratio=1e9 NOT MET" in res.stdout
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    np.save(tmp_path / "x.npy", field())
+    assert run("compress", "x.npy", "-o", "x.eb", "--rel", "1e-3", cwd=tmp_path).returncode == 0
+    cli = f"{sys.executable} -m errbound.cli info x.eb"
+    res = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {cli} | head -c 1 >/dev/null"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert "Broken pipe" not in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 def test_corrupt_stream_exits_1_and_writes_nothing(tmp_path, damage):
     np.save(tmp_path / "x.npy", field())
@@ -239,3 +295,15 @@ def test_compress_and_decompress_time_their_work_apart_from_the_kernels_set_up(t
     # raw compresses without kernels: nothing to name
     res = run("compress", "x.npy", "-o", "r.eb", "--codec", "raw", "--rel", "1e-3", cwd=tmp_path, env=env)
     assert res.returncode == 0 and "kernels" not in res.stdout and "MB/s)" in res.stdout, res.stdout
+
+
+def test_h5_compress_refuses_a_codec_beside_a_config(tmp_path):
+    """--codec was silently ignored with --config (the config's codecs were used)."""
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "in.h5", "w") as f:
+        f.create_dataset("x", data=field())
+    (tmp_path / "b.toml").write_text('[default]\ncodec = "sz"\nrel = 1e-3\n')
+    res = run("h5", "compress", "in.h5", "out.h5", "--config", "b.toml", "--codec", "zfp", cwd=tmp_path)
+    assert_clean_failure(res, 1)
+    assert "--codec goes with a bound flag" in res.stderr and not (tmp_path / "out.h5").exists()
+    assert run("h5", "compress", "in.h5", "out.h5", "--config", "b.toml", cwd=tmp_path).returncode == 0

@@ -126,8 +126,17 @@ def test_max_rel_choice_is_a_rel_bound_and_ratio_choice_reaches_about_the_ratio(
 
 
 def test_constant_arrays_and_bad_input():
-    result = errbound.tune(np.full((50, 50), 3.0), "psnr=40", codecs=["sz"])
+    constant = np.full((50, 50), 3.0)
+    result = errbound.tune(constant, "psnr=40", codecs=["sz"])
     assert result.abs_bound == 0.0
+    # a ratio target: the advice is a bound that stores the array exactly (it was abs =
+    # the target ratio itself, 20, which moved every value by 2), measured with that bound
+    for target, met in (("ratio=20", True), ("ratio=1e9", False)):
+        result = errbound.tune(constant, target, codecs=["sz", "zfp"])
+        assert result.met is met and (result.mode, result.value) == ("rel", 1e-3)
+        blob = errbound.compress(constant, result.codec, **{result.mode: result.value})
+        np.testing.assert_array_equal(errbound.decompress(blob), constant)
+        assert constant.nbytes / len(blob) == pytest.approx(result.predicted_ratio, rel=0.01)
     with pytest.raises(errbound.BoundError):
         errbound.tune(np.arange(10), "psnr=40")
 

@@ -13,7 +13,18 @@ import numpy as np
 from ..bounds import finite_range
 from ..integrations.progress import Progress
 from . import measure
-from .common import add_input_format, atomic_write, bound_list, load_array, mb, names_arg, positive_int
+from .common import (
+    CLIError,
+    add_input_format,
+    atomic_write,
+    bound_list,
+    check_not_input,
+    load_array,
+    mb,
+    names_arg,
+    positive_int,
+    seconds_arg,
+)
 
 
 def add_parser(sub) -> None:
@@ -31,23 +42,23 @@ def add_parser(sub) -> None:
     lossy = measure.lossy_codecs()
     p.add_argument(
         "--codecs",
-        type=names_arg(lossy),
+        type=names_arg(lossy, allow_none=True),
         metavar="LIST",
         default=None,
         help=f"our codecs (default: every lossy one: {','.join(lossy)})",
     )
     p.add_argument(
         "--peers",
-        type=names_arg(list(measure.PEER_NAMES)),
+        type=names_arg(list(measure.PEER_NAMES), allow_none=True),
         metavar="LIST",
         default=list(measure.PEER_NAMES),
-        help="peers among sz3,zfp,sperr, or none (default all three)",
+        help=f"peers among {','.join(measure.PEER_NAMES)}, or none (default all; those not installed are listed as NOT RUN)",
     )
     p.add_argument(
         "--repeat", type=positive_int, default=3, metavar="N", help="timed runs; the median is shown (default 3)"
     )
     p.add_argument(
-        "--min-time", type=float, default=0.05, metavar="S", help="each timed run loops until this many seconds"
+        "--min-time", type=seconds_arg, default=0.05, metavar="S", help="each timed run loops until this many seconds"
     )
     p.add_argument("--threads", type=positive_int, default=1, metavar="N", help="numba/OpenMP threads (default 1)")
     p.add_argument("--json", metavar="FILE", help="also save every row as JSON")
@@ -62,7 +73,12 @@ def add_parser(sub) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     threads = measure.pin_threads(args.threads)
     inp = Path(args.input)
+    for out in (args.json, args.plot):
+        if out:
+            check_not_input(inp, Path(out))
     data = np.ascontiguousarray(load_array(inp, args.shape, args.dtype))
+    if data.dtype.kind != "f" or data.dtype.itemsize not in (4, 8):
+        raise CLIError(f"{inp}: holds {data.dtype} values; errbound compresses float32/float64 arrays")
     mode, bounds = ("abs", args.abs) if args.abs is not None else ("rel", args.rel or [1e-2, 1e-3, 1e-4])
     cands = measure.candidates(args.codecs, args.peers)
     load0 = os.getloadavg()

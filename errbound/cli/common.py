@@ -67,16 +67,32 @@ def bound_list(text: str) -> list[float]:
     return values
 
 
-def names_arg(known: list[str]) -> Callable[[str], list[str]]:
+def names_arg(known: list[str], allow_none: bool = False) -> Callable[[str], list[str]]:
+    """A comma-separated list of names from ``known``; "none" (an empty list) only where
+    ``allow_none`` (elsewhere an empty list would silently mean the default)."""
+
     def parse(text: str) -> list[str]:
         names = [] if text.strip().lower() in ("", "none") else [n.strip() for n in text.split(",") if n.strip()]
         unknown = [n for n in names if n not in known]
         if unknown:
             raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {','.join(known)}")
+        if not names and not allow_none:
+            raise argparse.ArgumentTypeError(f"name at least one of {','.join(known)}")
         return names
 
     parse.__name__ = "list"
     return parse
+
+
+def seconds_arg(text: str) -> float:
+    """A finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"seconds must be a finite number >= 0, got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -110,6 +126,8 @@ def load_array(path: Path, shape: tuple[int, ...] | None = None, dtype: str | No
             array = np.load(path, allow_pickle=False)
         except ValueError as exc:
             raise CLIError(f"{path}: not a readable .npy file ({exc})") from None
+        if dtype is not None and RAW_DTYPES.get(dtype) != array.dtype:
+            raise CLIError(f"{path}: --dtype {dtype} is for raw inputs; this .npy holds {array.dtype}")
         if shape is not None:
             if math.prod(shape) != array.size:
                 raise CLIError(f"{path}: holds {array.size} values, --shape {shape} needs {math.prod(shape)}")

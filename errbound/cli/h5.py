@@ -31,9 +31,9 @@ def add_parser(sub, codecs: list[str]) -> None:
     p.add_argument("--config", metavar="TOML", help="bounds file (errbound tune writes one)")
     p.add_argument(
         "--codec",
-        default="auto",
+        default=None,
         choices=codecs,
-        help="codec with a bound flag (default auto: per chunk the codec with the best ratio)",
+        help="codec with a bound flag (default auto: per chunk the codec with the best ratio); a --config names its own",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--abs", type=bound_arg("abs"), metavar="X", help="|x - x'| <= X")
@@ -96,11 +96,13 @@ def _h5_config(args: argparse.Namespace):
     bound = {mode: getattr(args, mode) for mode, _ in BOUND_FLAGS if getattr(args, mode) is not None}
     if args.config and bound:
         raise CLIError("give either --config or a bound (--abs/--rel/--pw-rel/--psnr), not both")
+    if args.config and args.codec is not None:
+        raise CLIError("--codec goes with a bound flag; a --config file names the codec of each rule")
     if args.config:
         return load_config(args.config)
     if not bound:
         raise CLIError("h5 compress needs --config bounds.toml or a bound for every float dataset (e.g. --rel 1e-3)")
-    return Config.uniform(args.codec, **bound)
+    return Config.uniform(args.codec or "auto", **bound)
 
 
 def cmd_h5_compress(args: argparse.Namespace) -> int:

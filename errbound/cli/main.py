@@ -13,6 +13,7 @@ Each subcommand lives in a module of its own; ``common`` holds what they share.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except (CLIError, ErrboundError) as exc:
         msg = str(exc)
+    except BrokenPipeError:
+        # the reader of stdout stopped (`errbound info x.eb | head`): quiet, as other tools are;
+        # stdout is pointed at /dev/null so that Python's flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the closed pipe
     except FileNotFoundError as exc:
         msg = f"{exc.filename}: no such file or directory"
     except OSError as exc:

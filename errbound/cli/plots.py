@@ -188,5 +188,7 @@ def h5_error_maps(path, original_path, rows: list[dict], directory) -> list[Path
             where = ", ".join(str(i) for i in index if not isinstance(i, slice))
             title = f"{name} {row['codec']} {row['bound']}" + (f" [slice {where}]" if where else "")
             target = directory / picture_name(name)
+            if target in written:  # /a/b and /a_b give one name: the later gets a number
+                target = target.with_name(f"{target.stem}-{len(written)}.png")
             written.append(error_map(orig[name][index], out[name][index], bound, target, title, mode))
     return written

@@ -6,7 +6,17 @@ import argparse
 from pathlib import Path
 
 from . import measure
-from .common import atomic_write, load_array, mb, names_arg, positive_int, table
+from .common import (
+    CLIError,
+    add_input_format,
+    atomic_write,
+    check_not_input,
+    load_array,
+    mb,
+    names_arg,
+    positive_int,
+    table,
+)
 
 
 def add_parser(sub) -> None:
@@ -33,6 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--sample", type=positive_int, default=1 << 16, metavar="N", help="sample values per variable (default 65536)"
     )
+    add_input_format(p)
     p.set_defaults(run=cmd_tune)
 
 
@@ -41,11 +52,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from ..integrations.tune import bounds_toml, tune, tune_file, verify_file
 
     inp = Path(args.input)
-    if inp.suffix in (".npy", ".f32", ".f64"):
-        r = tune(load_array(inp), args.target, args.codecs, args.sample)
+    if args.output:
+        check_not_input(inp, Path(args.output))
+    if inp.suffix in (".npy", ".f32", ".f64") or args.shape or args.dtype:
+        if args.output or args.verify:
+            raise CLIError(
+                "-o and --verify are for HDF5 files (a bounds file per variable); for one array the "
+                "choice is printed: check it with errbound compress"
+            )
+        r = tune(load_array(inp, args.shape, args.dtype), args.target, args.codecs, args.sample)
         print(
             f"{inp}: codec {r.codec}, {r.mode} = {r.value:g} (abs {r.abs_bound:.6g}); predicted ratio "
             f"{r.predicted_ratio:.2f}, PSNR {r.predicted_psnr:.2f} dB; sample {r.sample_values} of {r.total_values} values"
+            + ("" if r.met else f"; TARGET {args.target} NOT MET on the sample (the closest choice)")
         )
         return 0
     choices = tune_file(inp, args.target, args.codecs, args.sample)

@@ -63,7 +63,7 @@ def cmd_warmup(args: argparse.Namespace) -> int:
     jobs = default_jobs() if args.jobs is None else args.jobs
     jobs = min(jobs, len(todo))
     print(
-        f"compiling {len(todo)} codec/dtype/dimension cases into {cache_location()}"
+        f"compiling {len(todo)} codec/dtype/dimension cases (kernel cache: {cache_location()})"
         + (f" ({jobs} processes)" if jobs > 1 else "")
     )
     t0 = time.perf_counter()

@@ -185,10 +185,12 @@ def choose(sample: _Sample, target: str, codecs: Sequence[str] | None = None) ->
             return cache[eb]
 
         try:
-            if sample.range <= 0:  # constant or all NaN: stored exactly whatever the bound
-                eb, mode, value = 0.0, {"psnr": "psnr", "ratio": "abs", "max-rel": "rel"}[kind], goal
-                stats = sample.measure(codec, rel=1e-3)
-                met = True
+            if sample.range <= 0:
+                # constant or all NaN: a rel bound (of a zero range) stores it exactly, and is
+                # what is measured; a ratio target is met only if that ratio reaches it
+                eb, mode, value = 0.0, "rel", goal if kind == "max-rel" else 1e-3
+                stats = sample.measure(codec, rel=value)
+                met = kind != "ratio" or stats["ratio"] >= goal
             elif kind == "max-rel":
                 eb, mode, value = goal * sample.range, "rel", goal
                 stats, met = at(eb), True
