@@ -41,6 +41,8 @@ def parse_bound(abs=None, rel=None, pw_rel=None, psnr=None) -> Bound:  # noqa: A
         value = float(value)
     except (TypeError, ValueError):
         raise BoundError(f"{mode} bound must be a number, got {value!r}") from None
+    except OverflowError:  # an int beyond the float range (10**400)
+        raise BoundError(f"{mode} bound is too large for a float (an integer of {len(str(value))} digits)") from None
     if math.isnan(value):
         raise BoundError(f"{mode} bound is NaN")
     if math.isinf(value):

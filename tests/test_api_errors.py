@@ -121,6 +121,12 @@ def test_infinite_bound(mode, value):
         errbound.compress(GOOD, **{mode: value})
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_an_integer_bound_beyond_the_float_range(mode):
+    with pytest.raises(BoundError, match=rf"^{mode} bound is too large for a float \(an integer of 401 digits\)"):
+        errbound.compress(GOOD, **{mode: 10**400})
+
+
 @pytest.mark.parametrize(
     "value",
     ["abc", True, False, 1 + 2j, [0.1], object(), np.array([0.1, 0.2])],

@@ -204,6 +204,21 @@ def test_a_low_psnr_target_on_float32_raises_no_warning(target):
     assert got >= target
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 4096), (2, 2, 512), (2, 2, 2, 128)])
+def test_a_psnr_target_over_a_constant_chunk_beside_a_spike(shape, dtype):
+    """A constant chunk leaves the summed error flat in the step: the step search ran past
+    the float range (OverflowError) on two chunks, one a lone spike, one constant."""
+    x = np.zeros(shape, dtype)
+    x.reshape(-1)[5] = 1.0
+    half = [slice(None)] * len(shape)
+    half[-1] = slice(shape[-1] // 2, None)
+    x[tuple(half)] = 1e9
+    for target in (10.0, 30.0, 60.0):
+        blob = errbound.compress(x, "sperr", psnr=target)
+        assert psnr_of(x, errbound.decompress(blob)) >= target
+
+
 # --------------------------------------------------------------------------- shared fields
 
 FIELDS = field_names()

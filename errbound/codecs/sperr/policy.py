@@ -82,8 +82,18 @@ def solve_step(chunks: list, q: float, scale: int, target_sse: float) -> float:
         if len(points) > 1 and points[-1][0] != points[-2][0]:
             slope = (points[-1][1] - points[-2][1]) / (points[-1][0] - points[-2][0])
             slope = min(max(slope, 0.25), 4.0)
-        q = math.exp(points[-1][0] + (goal - points[-1][1]) / slope)
+        # a chunk that is constant or nearly zero leaves the error flat in the step (the slope
+        # at its floor): the secant step then ran past the float range (an OverflowError on
+        # a constant chunk beside a spike). Steps move at most 2^16-fold per try and stay
+        # within 2^-80..2^64 of the range, far beyond what codes every value or none
+        nxt = points[-1][0] + (goal - points[-1][1]) / slope
+        nxt = min(max(nxt, points[-1][0] - _MAX_MOVE, _LOG_STEP_MIN), points[-1][0] + _MAX_MOVE, _LOG_STEP_MAX)
+        q = math.exp(nxt)
     return q
+
+
+_MAX_MOVE = 16 * math.log(2.0)
+_LOG_STEP_MIN, _LOG_STEP_MAX = -80 * math.log(2.0), 64 * math.log(2.0)
 
 
 def best_transform(buf: np.ndarray, dims: np.ndarray, levels: np.ndarray, q: float, pmap, threads: int):
