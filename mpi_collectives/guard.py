@@ -69,14 +69,18 @@ KINDS = {
 NAMES = {v: k for k, v in KINDS.items()}
 
 # buffer problems on one rank
-READ_ONLY, NOT_CONTIGUOUS, UNUSABLE, LOCAL_FAILURE, ALIASED = 1, 2, 3, 4, 5
+READ_ONLY, NOT_CONTIGUOUS, UNUSABLE, LOCAL_FAILURE, ALIASED, BAD_ROOT = 1, 2, 3, 4, 5, 6
 PROBLEMS = {
     READ_ONLY: "a read-only receive buffer",
     NOT_CONTIGUOUS: "a non-contiguous buffer",
     UNUSABLE: "a buffer that MPI cannot use",
     LOCAL_FAILURE: "an error before the collective started",
     ALIASED: "send and receive buffers that overlap (MPI.IN_PLACE is the way to reuse one)",
+    BAD_ROOT: "a root that is not a rank of the communicator",
 }
+# the path a rank publishes while it reads the others' calls (refuse_root); a start
+# agreement's peek counts it as not there yet
+CHOOSING = 3
 # MPI's errors for arguments it checks before a collective starts on the rank (aliased
 # buffers, a bad count): the others are already inside it, so the rank stands in for them
 _REFUSED_BY_MPI = (MPI.ERR_BUFFER, MPI.ERR_COUNT)
@@ -132,6 +136,11 @@ class Guard:
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.seq = 0
         self.last_agreement = 0.0  # seconds the last end agreement took
+        # the last call whose open start agreement this rank joined after a straddle flag:
+        # several compressing ranks flag it, and a flag that arrives after the join (a Bcast
+        # receiver returns once the root's message is in, before the other ranks have
+        # flagged it) must not make it join again, into the next call's agreement
+        self.straddle_joined = 0
 
     def next_call(self) -> int:
         self.seq += 1
@@ -186,6 +195,9 @@ class Guard:
             return
         # straddle: this rank took the plain path where others compress; their start
         # agreement is still open: join it (as the plain path), then fail like them
+        if flag_seq <= self.straddle_joined:
+            return  # another compressing rank's flag for the agreement joined already
+        self.straddle_joined = flag_seq
         what = NAMES.get(detail, "the collective")
         published = window.own(flag_seq)
         if published is not None:
@@ -198,6 +210,41 @@ class Guard:
         if current:
             _raise_disagreement(agreed, what, self.min_bytes, self.size)
             raise MismatchError(f"{what}: some ranks took the plain path and others the compressed one")
+
+    def refuse_root(self, what: str, root) -> None:
+        """This rank passed a root that is no rank of the communicator: MPI would refuse it
+        here only, and the others would wait inside the collective. Read every other rank's
+        call from its window; where any is in a start agreement, join it with this rank's
+        problem; where all run plain MPI, flag them and complete their call with a scratch
+        message of their signature. Every rank raises (the same InvalidBufferError where
+        the others agree among themselves)."""
+        window, seq, kind = self.channel.window, self.seq, KINDS[what]
+        problem = _buffer_message(what, self.rank, BAD_ROOT)
+        if window is None:
+            raise InvalidBufferError(problem)
+        window.publish(seq, CHOOSING, kind, -1, 0, 0, -1)
+        states: dict[int, tuple] = {}
+        while len(states) < self.size - 1:  # as long as MPI would wait for a late rank
+            for rank in range(self.size):
+                if rank != self.rank and rank not in states:
+                    found = [s for s in window.read(rank) if s[0] == seq]
+                    if found:
+                        states[rank] = found[0]
+            time.sleep(0.001)
+        joining = [s for s in states.values() if s[1] == COMPRESSED]
+        if joining:  # their call as they published it, with this rank's problem
+            _, _, their_kind, count, itemsize, op, their_root = joining[0]
+            call = Call(NAMES.get(their_kind, what), count, itemsize, op, their_root, BAD_ROOT)
+            self.compressed(call, lambda: [], lambda agreed: True)
+            raise InvalidBufferError(problem)  # not reached: the agreement raises on every rank
+        plain = {r: s for r, s in states.items() if s[1] == PLAIN}
+        usable = [s for s in plain.values() if s[2] in NAMES and s[3] >= 0 and s[4] in _SCRATCH_TYPES]
+        if usable:
+            for rank in plain:
+                window.set_flag(rank, seq, FLAG_BUFFER, (kind << 8) | BAD_ROOT)
+            _, _, their_kind, count, itemsize, op, their_root = usable[0]
+            _scratch_join(self.comm, their_kind, count, itemsize, op, their_root, self.rank, self.size)
+        raise InvalidBufferError(problem)
 
     def _stand_in_for(self, what: str, args: tuple, exc: Exception) -> None:
         """MPI refused this rank's arguments before the collective started here (its checks

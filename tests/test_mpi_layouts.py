@@ -154,7 +154,7 @@ def test_misuse_raises_the_same_error_on_every_rank_never_hangs(misuse):
     (mpi4py's own methods) both work afterwards."""
     ranks, report = misuse
     works = report.pop("still works")
-    assert len(report) == 33
+    assert len(report) == 37
     for name, per_rank in report.items():
         assert len(per_rank) == ranks
         if name.endswith("(valid)"):  # not misuse: it works as with plain MPI
@@ -166,9 +166,10 @@ def test_misuse_raises_the_same_error_on_every_rank_never_hangs(misuse):
             assert per_rank[0][0] == "no exception"
             per_rank = per_rank[1:]
         elif name.endswith("may return)"):
-            # on one node these are plain MPI's calls: a Bcast root or a Reduce sender returns
-            # once its message has left, which may be before the refusing rank has flagged
-            # it; a rank that has not returned by then raises too
+            # plain MPI's calls (small messages, or one node): a Bcast root or a Reduce sender
+            # returns once its message has left, and a Bcast receiver once it has arrived,
+            # which may be before the refusing rank has flagged it; a rank that has not
+            # returned by then raises too
             per_rank = [outcome for outcome in per_rank if outcome[0] != "no exception"]
             assert per_rank, name
         kinds = {(kind, message) for kind, message, _ in per_rank}
@@ -184,6 +185,8 @@ def test_misuse_raises_the_same_error_on_every_rank_never_hangs(misuse):
             assert kind == "InvalidBufferError" and "rank" in per_rank[0][1], name
             if "aliased" in name:
                 assert "overlap" in per_rank[0][1], (name, per_rank[0])
+            if "root out of range" in name or "root that is not" in name:
+                assert "root that is not a rank" in per_rank[0][1], (name, per_rank[0])
     assert all(works.values()), works  # the communicator works afterwards
 
 

@@ -139,8 +139,11 @@ class ReductionMethods:
     def Reduce(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM, root: int = 0) -> None:
         """mpi4py's Reduce; the root's result meets the bound. Other ranks' recvbuf is untouched."""
         index = root_index(root, self.Get_size())
-        if not self._active() or index is None:
+        if not self._active():
             return super().Reduce(sendbuf, recvbuf, op, root)
+        if index is None:  # MPI would refuse it on this rank only
+            self._guard.next_call()
+            return self._guard.refuse_root("Reduce", root)
         root = index
         self._guard.next_call()
         args = (sendbuf, recvbuf, op, root)

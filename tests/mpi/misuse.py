@@ -239,6 +239,16 @@ def main() -> None:
         "Allreduce aliased send and receive buffers on one rank": lambda: aliased(comm, LARGE),
         "Allreduce aliased send and receive buffers on one rank, small message": lambda: aliased(comm, SMALL),
         "one node: Allreduce aliased send and receive buffers on one rank": lambda: aliased(one_node, SMALL),
+        "Bcast root out of range on one rank": lambda: comm.Bcast(data(LARGE), root=SIZE if last else 0),
+        "Bcast root out of range on one rank, small message (others may return)": lambda: comm.Bcast(
+            data(SMALL), root=-1 if last else 0
+        ),
+        "Reduce root out of range on one rank, small message (others may return)": lambda: comm.Reduce(
+            data(SMALL), np.empty(SMALL), MPI.SUM, root=SIZE if last else 0
+        ),
+        "Gather root that is not an integer on one rank": lambda: comm.Gather(
+            data(LARGE), np.empty(LARGE * SIZE) if RANK == 0 else None, root="0" if last else 0
+        ),
         "MemoryError inside one rank's compressed Allreduce": lambda: out_of_memory(unpipelined),
         "MemoryError while one rank decodes a compressed Bcast": lambda: out_of_memory_decoding(unpipelined),
     }
