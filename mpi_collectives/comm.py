@@ -24,7 +24,7 @@ from mpi4py import MPI
 
 from . import compute, costmodel, probe
 from . import settings as agreement
-from .buffers import Buffer, signature
+from .buffers import Buffer, root_index, signature
 from .guard import Call, Guard
 from .methods import MovementMethods, ReductionMethods
 from .policy import Adaptive
@@ -291,6 +291,16 @@ class CompressedComm(ReductionMethods, MovementMethods, MPI.Intracomm):
 
     def _active(self) -> bool:
         return self._settings is not None and self._guard is not None
+
+    def _root(self, what: str, root) -> int:
+        """``root`` as the int rank mpi4py reads (a numpy integer on some ranks and an int on
+        others name one root); one that is no rank raises on every rank (Guard.refuse_root),
+        where MPI would refuse it on this rank only and leave the others waiting."""
+        index = root_index(root, self.Get_size())
+        if index is None:
+            self._guard.next_call()
+            self._guard.refuse_root(what, root)  # raises
+        return index
 
     def _large(self, buf: Buffer | None) -> bool:
         return buf is not None and buf.count > 0 and buf.block_bytes >= self._settings.min_bytes

@@ -46,6 +46,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 import numpy as np
 from mpi4py import MPI
@@ -211,7 +212,7 @@ class Guard:
             _raise_disagreement(agreed, what, self.min_bytes, self.size)
             raise MismatchError(f"{what}: some ranks took the plain path and others the compressed one")
 
-    def refuse_root(self, what: str, root) -> None:
+    def refuse_root(self, what: str, root) -> NoReturn:
         """This rank passed a root that is no rank of the communicator: MPI would refuse it
         here only, and the others would wait inside the collective. Read every other rank's
         call from its window; where any is in a start agreement, join it with this rank's

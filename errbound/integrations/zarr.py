@@ -97,11 +97,13 @@ class Errbound(ArrayBytesCodec):
         if abs_bound is not None:
             if bound.mode not in ("rel", "psnr"):
                 raise UnsupportedInputError("abs_bound goes with a rel or psnr bound")
-            if isinstance(abs_bound, bool) or not isinstance(abs_bound, (int, float, np.integer, np.floating)):
+            number = isinstance(abs_bound, (int, float, np.integer, np.floating)) and not isinstance(abs_bound, bool)
+            value = (
+                float(abs_bound) if number and -1e308 < abs_bound < 1e308 else math.nan
+            )  # the builtin abs is this method's bound argument
+            if not (value >= 0 and math.isfinite(value)):
                 raise UnsupportedInputError(f"abs_bound must be a finite number >= 0, got {abs_bound!r}")
-            if not (abs_bound >= 0 and math.isfinite(abs_bound)):
-                raise UnsupportedInputError(f"abs_bound must be a finite number >= 0, got {abs_bound!r}")
-            abs_bound = float(abs_bound)
+            abs_bound = value
         for name, value in (("codec", codec), ("mode", bound.mode), ("value", bound.value), ("abs_bound", abs_bound)):
             object.__setattr__(self, name, value)
 

@@ -19,13 +19,9 @@ class MovementMethods:
     def Bcast(self, buf, root: int = 0, *, consistent: bool | None = None) -> None:
         """mpi4py's Bcast; receivers get the root's data within the bound. With
         ``consistent=True`` (default: the constructor's) the root's buffer becomes what they got."""
-        index = root_index(root, self.Get_size())
         if not self._active():
             return super().Bcast(buf, root)
-        if index is None:  # MPI would refuse it on this rank only
-            self._guard.next_call()
-            return self._guard.refuse_root("Bcast", root)
-        root = index
+        root = self._root("Bcast", root)
         self._guard.next_call()
         args = (buf, root)
 
@@ -101,13 +97,9 @@ class MovementMethods:
 
     def Gather(self, sendbuf, recvbuf, root: int = 0) -> None:
         """mpi4py's Gather; blocks from other nodes arrive within the bound, the others exact."""
-        index = root_index(root, self.Get_size())
         if not self._active():
             return super().Gather(sendbuf, recvbuf, root)
-        if index is None:  # MPI would refuse it on this rank only
-            self._guard.next_call()
-            return self._guard.refuse_root("Gather", root)
-        root = index
+        root = self._root("Gather", root)
         self._guard.next_call()
         args = (sendbuf, recvbuf, root)
 
@@ -151,13 +143,9 @@ class MovementMethods:
 
     def Scatter(self, sendbuf, recvbuf, root: int = 0) -> None:
         """mpi4py's Scatter; blocks for other nodes arrive within the bound, the others exact."""
-        index = root_index(root, self.Get_size())
         if not self._active():
             return super().Scatter(sendbuf, recvbuf, root)
-        if index is None:  # MPI would refuse it on this rank only
-            self._guard.next_call()
-            return self._guard.refuse_root("Scatter", root)
-        root = index
+        root = self._root("Scatter", root)
         self._guard.next_call()
         args = (sendbuf, recvbuf, root)
 

@@ -8,7 +8,7 @@ from mpi4py import MPI
 
 from .. import reduction
 from .. import settings as agreement
-from ..buffers import ALIASED, Buffer, is_in_place, parse, root_index
+from ..buffers import ALIASED, Buffer, is_in_place, parse
 from ..guard import Guard
 from ..rescue import problem_of
 from ..settings import INVALID, MAX, MIN, SUM
@@ -138,13 +138,9 @@ class ReductionMethods:
 
     def Reduce(self, sendbuf, recvbuf, op: MPI.Op = MPI.SUM, root: int = 0) -> None:
         """mpi4py's Reduce; the root's result meets the bound. Other ranks' recvbuf is untouched."""
-        index = root_index(root, self.Get_size())
         if not self._active():
             return super().Reduce(sendbuf, recvbuf, op, root)
-        if index is None:  # MPI would refuse it on this rank only
-            self._guard.next_call()
-            return self._guard.refuse_root("Reduce", root)
-        root = index
+        root = self._root("Reduce", root)
         self._guard.next_call()
         args = (sendbuf, recvbuf, op, root)
 

@@ -147,8 +147,9 @@ def _accumulate_products(first, stop, out, items, blocks, factors):
                 row[c0 + j] += f * factors[gk + j]
 
 
-def padded(n: int) -> int:
-    """Length of a stored factor column of n values (a multiple of zfp's block of 4)."""
+def padded(n):
+    """Length of a stored factor column of n values (a multiple of zfp's block of 4); also
+    elementwise on an array of lengths."""
     return (n + 3) // 4 * 4
 
 
@@ -532,7 +533,7 @@ def parse_table(table: bytes, shape: tuple[int, int], leaf: int) -> tuple[np.nda
     if wrong.any():
         _, _, nr, nc, rank, _ = blocks[int(np.argmax(wrong))]
         raise CorruptStreamError(f"low-rank block of {nr} x {nc} claims rank {rank}")
-    sizes = blocks[:, 4] * (_padded(blocks[:, 2]) + _padded(blocks[:, 3]))
+    sizes = blocks[:, 4] * (padded(blocks[:, 2]) + padded(blocks[:, 3]))
     blocks[:, 5] = np.cumsum(sizes) - sizes
     return blocks, x
 
@@ -553,17 +554,13 @@ def scale_factors(factors: np.ndarray, blocks: np.ndarray, x: np.ndarray) -> np.
     if not blocks.shape[0]:
         return out
     ranks = blocks[:, 4]
-    pr, pc = _padded(blocks[:, 2]), _padded(blocks[:, 3])
+    pr, pc = padded(blocks[:, 2]), padded(blocks[:, 3])
     block_of = np.repeat(np.arange(blocks.shape[0]), ranks)  # the block of every G column
     k = np.arange(block_of.size) - np.repeat(np.cumsum(ranks) - ranks, ranks)  # column in it
     starts = blocks[block_of, 5] + ranks[block_of] * pr[block_of] + k * pc[block_of]
     idx = _ranges(starts, pc[block_of])
     out[idx] *= np.repeat(np.ldexp(1.0, x), pc[block_of])
     return out
-
-
-def _padded(n: np.ndarray) -> np.ndarray:
-    return (n + 3) // 4 * 4
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
