@@ -7,7 +7,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
-from conftest import check_roundtrip, field_names, load_field, psnr_of
+from conftest import PROPERTY_EXAMPLES, check_roundtrip, field_names, load_field, psnr_of
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import errbound
 from errbound.codecs.sperr import codec as sperr
@@ -217,6 +219,41 @@ def test_a_psnr_target_over_a_constant_chunk_beside_a_spike(shape, dtype):
     for target in (10.0, 30.0, 60.0):
         blob = errbound.compress(x, "sperr", psnr=target)
         assert psnr_of(x, errbound.decompress(blob)) >= target
+
+
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None)
+@given(
+    chunks=st.lists(
+        st.tuples(st.sampled_from(["constant", "spike", "zeros", "noise"]), st.floats(-3, 9), st.booleans()),
+        min_size=2,
+        max_size=4,
+    ),
+    target=st.floats(5.0, 120.0),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**16),
+)
+def test_psnr_targets_hold_over_chunks_of_any_kind(chunks, target, dtype, seed):
+    """Property: a PSNR target holds (or the array is stored exactly) whatever each chunk
+    holds, at magnitudes 1e-3..1e9 apart; chunks of 8 per side make each 8 x 8 block one
+    chunk (a constant chunk beside a lone spike made the step search overflow)."""
+    rng = np.random.default_rng(seed)
+    blocks = []
+    for kind, exponent, negative in chunks:
+        level = (-1.0 if negative else 1.0) * 10.0**exponent
+        block = np.zeros((8, 8))
+        if kind == "constant":
+            block[:] = level
+        elif kind == "spike":
+            block[rng.integers(8), rng.integers(8)] = level
+        elif kind == "noise":
+            block = rng.standard_normal((8, 8)) * level
+        blocks.append(block)
+    x = np.concatenate(blocks, axis=1).astype(dtype)
+    y = errbound.decompress(errbound.compress(x, "sperr", psnr=target, chunk=8))
+    if float(x.max()) > float(x.min()):
+        assert psnr_of(x, y) >= target
+    else:
+        np.testing.assert_array_equal(y, x)
 
 
 # --------------------------------------------------------------------------- shared fields
