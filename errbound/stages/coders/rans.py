@@ -34,7 +34,7 @@ import numpy as np
 from ...errors import CorruptStreamError, UnsupportedInputError
 from ...jit import kernel
 from ...stage import Stage
-from . import varint
+from . import rans_tables, varint
 from .rans_lanes import LANES, MAX_LANE_PRECISION, decode_lanes, encode_lane, lane_bounds
 
 CONTEXTS = 8
@@ -246,19 +246,11 @@ class _Reader:
         self.data, self.pos = data, pos
 
     def varints(self, count: int, what: str) -> np.ndarray:
-        """``count`` varints of at most 4 bytes each (vectorized)."""
-        window = self.data[self.pos : self.pos + 4 * count].astype(np.int64)
-        ends = np.flatnonzero(window < 0x80)[:count]
-        if ends.size < count:
-            raise CorruptStreamError(f"rans block: {what} truncated or malformed")
-        starts = np.concatenate(([0], ends[:-1] + 1))
-        if np.any(ends - starts >= 4):
-            raise CorruptStreamError(f"rans block: a varint of {what} is too long")
-        entry = np.repeat(np.arange(count), ends - starts + 1)
-        used = int(ends[-1]) + 1
-        shift = 7 * (np.arange(used) - starts[entry])
-        self.pos += used
-        return np.add.reduceat((window[:used] & 0x7F) << shift, starts)
+        """``count`` varints of at most 4 bytes each."""
+        out = np.empty(count, np.int64)
+        status, self.pos = rans_tables.read_varints(self.data, self.pos, count, out)
+        _raise_for(status, what)
+        return out
 
     def varint(self, what: str) -> int:
         v, self.pos = varint.read(self.data, self.pos, what, "rans block")
@@ -446,25 +438,11 @@ def decode(
     if symbols_of[-1] >= limit:
         raise CorruptStreamError(f"rans table holds symbol {symbols_of[-1]} outside [0, {limit})")
     total = 1 << precision
-    slots = np.full((CONTEXTS, total), 0xFFFFFFFFFFFFFFFF, np.uint64)
+    slots = np.empty((CONTEXTS, total), np.uint64)
     distance = np.where(symbols_of == 0, UNPREDICTABLE_DISTANCE, np.abs(symbols_of - center))
     capped = np.minimum(distance, 63).astype(np.uint64)
-    for k in range(CONTEXTS):
-        if r.varint("context flag") == 0:
-            continue
-        if m > data.size - r.pos:
-            raise CorruptStreamError("rans frequency table is truncated")
-        freq = r.varints(m, "frequencies")
-        if int(freq.sum()) != total:
-            raise CorruptStreamError("rans frequencies do not add up to the table size")
-        owner = np.repeat(np.arange(m, dtype=np.int32), freq)
-        cum = np.cumsum(freq) - freq
-        slots[k] = (
-            (owner.astype(np.uint64) << np.uint64(48))
-            | (capped[owner] << np.uint64(42))
-            | (freq[owner].astype(np.uint64) << np.uint64(21))
-            | (np.arange(total) - cum[owner]).astype(np.uint64)
-        )
+    status, r.pos = rans_tables.build_slots(data, r.pos, total, capped, slots)
+    _raise_for(status, "frequencies")
     out = np.empty(n, np.int32)
     if kind == _RANS_LANES:
         return _decode_in_lanes(r, data, slots, symbols_of, precision, out)
@@ -478,6 +456,20 @@ def decode(
     if err:
         raise CorruptStreamError("rans block: the payload does not decode to the symbol count (corrupt)")
     return out
+
+
+def _raise_for(status: int, what: str) -> None:
+    """The error of a table kernel's status (none for OK)."""
+    messages = {
+        rans_tables.TRUNCATED: f"rans block: {what} truncated or malformed",
+        rans_tables.TOO_LONG: f"rans block: a varint of {what} is too long",
+        rans_tables.FLAG_TRUNCATED: "rans block truncated while reading context flag",
+        rans_tables.FLAG_TOO_LONG: "rans block: varint for context flag is too long",
+        rans_tables.TABLE_TRUNCATED: "rans frequency table is truncated",
+        rans_tables.BAD_SUM: "rans frequencies do not add up to the table size",
+    }
+    if status != rans_tables.OK:
+        raise CorruptStreamError(messages[status])
 
 
 def _decode_in_lanes(r: _Reader, data: np.ndarray, slots, symbols_of, precision: int, out: np.ndarray):
