@@ -366,20 +366,25 @@ def _compress_pw_rel(header, codec: Codec, work: np.ndarray, bound: Bound) -> by
 
 def _compress_psnr(header, codec: Codec, work: np.ndarray, bound: Bound) -> bytes:
     direct = getattr(codec, "encode_psnr", None)  # a codec that aims at a PSNR itself (sperr)
+    aimed = None
     if direct is not None:
         found = direct(work, bound.value)  # (stages, sections, header bound) or None
         if found is not None:
             header.stages, sections, header.abs_bound = found
-            return _pack(header, codec, sections)
+            aimed = _pack(header, codec, sections)
+            if not codec.psnr_by_bound_too:
+                return aimed
     value_range = finite_range(work)
     eb = psnr_to_abs(bound.value, value_range)
     for _ in range(PSNR_RETRIES):
         blob = _compress_abs(header, codec, work, eb)
         got = measure_psnr(work, decompress(blob).reshape(work.shape) if header.order == "C" else decompress(blob).T)
         if got >= bound.value:
-            return blob
+            return blob if aimed is None or len(blob) < len(aimed) else aimed
         # tighten by the deficit (PSNR moves 20 dB per decade of the bound) plus a margin
         eb *= 10.0 ** (-(bound.value - got + 0.2) / 20.0)
+    if aimed is not None:
+        return aimed
     blob = _pack_raw(header, work)
     if measure_psnr(work, work) < bound.value:  # pragma: no cover - exact data always meets it
         raise BoundError(f"psnr target {bound.value} dB cannot be met")

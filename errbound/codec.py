@@ -40,6 +40,9 @@ class Codec:
     #: True when the codec checks every reconstructed value itself; otherwise the shared
     #: verification pass patches the points that miss the bound.
     checks_bound: ClassVar[bool] = True
+    #: For a codec with ``encode_psnr`` (one that aims at a PSNR itself): whether a PSNR target
+    #: is also met through a bound (the PSNR's, tightened until met), and the smaller kept.
+    psnr_by_bound_too: ClassVar[bool] = False
 
     def __init__(self, **options):
         if options:

@@ -153,6 +153,8 @@ class Header:
             )
         except _INVALID as exc:
             raise CorruptStreamError(f"stream header is not valid: {exc}") from None
+        if header.bound is not None and not isinstance(header.bound, dict):  # {"mode": ..., "value": ...}
+            raise CorruptStreamError(f"stream header has a malformed bound {header.bound!r:.200}")
         for st in header.stages:  # every writer stores {"name": str, "version": int, "params": dict}
             if not (
                 isinstance(st, dict)

@@ -351,3 +351,16 @@ def test_a_chunk_over_hdf5s_limit_on_a_growable_axis_is_refused_before_it_is_pad
     engine.compress_file(tmp_path / "in.h5", tmp_path / "out.h5", config)
     with h5py.File(tmp_path / "out.h5") as f:
         assert f["x"].chunks == (4096,) and np.abs(f["x"][...] - np.arange(10_000.0)).max() <= 1e-3
+
+
+@pytest.mark.parametrize("rule", ["rel = 1e-3", "psnr = 60"])
+def test_a_range_beyond_float64_is_stored_exactly_as_compress_does(tmp_path, rule):
+    """Values near +-1e308: their range overflows to inf and so did rel * range (the filter
+    refused the infinite bound and the file was not written). compress() stores such an
+    array exactly; so does h5 compress."""
+    x = np.concatenate(([1e308, -1e308], np.random.default_rng(0).random(1000)))
+    with h5py.File(tmp_path / "in.h5", "w") as f:
+        f["x"] = x
+    engine.compress_file(tmp_path / "in.h5", tmp_path / "out.h5", parse_config(f"[default]\n{rule}\n"))
+    with h5py.File(tmp_path / "out.h5") as f:
+        assert np.array_equal(f["x"][...], x)

@@ -214,3 +214,13 @@ def test_cli_tune_writes_a_bounds_file_h5_compress_takes_and_meets_the_psnr_targ
         for name in ("a/T", "b/P"):
             assert measure_psnr(data[name], f[name][...]) >= 55
         np.testing.assert_array_equal(f["c/i"][...], data["c/i"])
+
+
+def test_a_range_beyond_float64_is_tuned_to_exact_storage():
+    """rel * range is infinite there: every candidate failed on the infinite bound; like
+    compress(), the tuner stores such an array exactly."""
+    from errbound.integrations.tune import tune
+
+    x = np.concatenate(([1e308, -1e308], np.linspace(0, 1, 2000)))
+    result = tune(x, "max-rel=1e-3")
+    assert result.mode == "rel" and result.abs_bound == 0.0

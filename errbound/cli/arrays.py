@@ -116,14 +116,20 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
 def _auto_choice(stages: list, values: int) -> list[str]:
     """What codec="auto" picked and why: the ratios each candidate reached on its sample."""
-    choice = next((s.get("params") or {} for s in stages if isinstance(s, dict) and s.get("name") == "auto"), None)
-    if not isinstance(choice, dict) or not isinstance(choice.get("sampled"), dict):
+    if not any(isinstance(s, dict) and s.get("name") == "auto" for s in stages):
         return []
-    sampled = ", ".join(f"{codec} {ratio:.4g}" for codec, ratio in choice["sampled"].items())
-    n = choice.get("sample_values")
+    from ..codecs.auto import AutoChoice
+
+    choice = AutoChoice.load(stages)  # checked as decoding checks it: a forged table is refused
+    sampled = ", ".join(f"{codec} {ratio:.4g}" for codec, ratio in choice.sampled.items())
+    n = choice.sample_values
     where = "the whole array" if n == values else f"a sample of {n} of the {values} values"
-    line = f"picked          {choice.get('codec')}: ratios on {where}: {sampled}"
-    full = choice.get("full") or {}
+    if any(isinstance(s, dict) and s.get("name") == "pw_rel" for s in stages):
+        # what auto compared: the float64 log-magnitudes, without the signs and zeros sections
+        which = f"all {values} values" if n == values else f"a sample of {n} of the {values} values"
+        where = f"the float64 log-magnitudes that pw_rel codes ({which})"
+    line = f"picked          {choice.codec}: ratios on {where}: {sampled}"
+    full = choice.full
     if full:
         line += "; the closest then coded the whole array: " + ", ".join(
             f"{codec} {ratio:.4g}" for codec, ratio in full.items()
@@ -156,7 +162,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     for stage in meta["stages"]:
         params = ", ".join(f"{k}={v}" for k, v in (stage.get("params") or {}).items())
         lines.append(f"  {stage.get('name')} v{stage.get('version')}" + (f": {params}" if params else ""))
-    lines += _auto_choice(meta["stages"], values)
+    try:
+        lines += _auto_choice(meta["stages"], values)
+    except ErrboundError as exc:
+        raise CLIError(f"{inp}: {exc}") from None
     lines.append("sections")
     lines += [f"  {name:14s}{size:>12d} bytes" for name, size in meta["sections"].items()]
     print("\n".join(lines))

@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import stream
 from ..codec import Codec, get_codec, register
-from ..errors import CorruptStreamError, UnsupportedStreamError
+from ..errors import CodecOptionError, CorruptStreamError, UnsupportedStreamError
 from ..layout import as_4d_shape
 from ..stage import Stage
 
@@ -44,13 +44,21 @@ SAMPLE_SHARE = 1 / 16  # of the values, coded by every candidate
 WHOLE_BELOW = 1 << 14  # arrays with fewer values (or sampled at half) are coded whole by every candidate
 # sample block edge by number of axes longer than 1: large enough for sz's coarse levels and
 # for sperr's wavelet levels
-BLOCK_EDGE = {1: 1 << 14, 2: 128, 3: 32, 4: 12}
+# (4-D: 12^4 blocks gave sperr's wavelet too few levels: on a smooth 16^4 field its sample
+# ratio was 15, its ratio on the array 86, and auto took sz at a quarter of that)
+BLOCK_EDGE = {1: 1 << 14, 2: 128, 3: 32, 4: 16}
 HLR_MIN_SIDE = 512  # hlr only for matrices: both sides at least this long ...
 HLR_BLOCK = 512  # ... sampled on blocks of this side (low-rank tiles need room)
 HLR_PROBE = 128  # the corner block whose singular values say whether hlr is worth a try (~3 ms)
 # ratio first: zstd at a higher level and sz's rANS coder (sz's own default: Huffman + zstd 3, for speed)
 SZ_ENTROPY = "best"
 CLOSE = 1.10  # sampled ratios this close: the two best both code the whole array (samples misjudge by <= 8 %)
+# where the best candidate codes the sample into fewer bytes than this, fixed costs (tables,
+# anchors, a wavelet's coarse levels) weigh on the blocks as they do not on the array: every
+# candidate within WIDE of the best codes the whole array (a smooth 400 x 500 field at rel
+# 1e-2: sperr 1.2x sz on one 128^2 block, 0.73x on the array)
+SMALL_SAMPLE_BYTES = 4096
+WIDE = 1.5
 
 
 @dataclass
@@ -71,8 +79,19 @@ class AutoChoice(Stage):
     def __post_init__(self):
         if not isinstance(self.codec, str) or not isinstance(self.sampled, dict) or not isinstance(self.full, dict):
             raise TypeError("auto: codec must be a name, sampled and full tables")
+        for table in (self.sampled, self.full):  # shown by `errbound info`: ratios by codec name
+            for name, ratio in table.items():
+                if (
+                    isinstance(ratio, bool)
+                    or not isinstance(ratio, (int, float))
+                    or not math.isfinite(ratio)
+                    or ratio < 0
+                ):
+                    raise ValueError(f"auto: ratio {ratio!r} of {name!r} is not a finite number >= 0")
         self.codec_version = int(self.codec_version)
         self.sample_values = int(self.sample_values)
+        if self.sample_values < 0:
+            raise ValueError(f"auto: sample of {self.sample_values} values")
 
 
 def sample_blocks(data: np.ndarray, edge: dict[int, int] = BLOCK_EDGE, share: float = SAMPLE_SHARE):
@@ -81,7 +100,7 @@ def sample_blocks(data: np.ndarray, edge: dict[int, int] = BLOCK_EDGE, share: fl
     live = [a for a in range(4) if shape4[a] > 1]
     if not live:
         return [data]
-    extent = [min(edge[len(live)], shape4[a]) if a in live else 1 for a in range(4)]
+    extent = block_extent(shape4, live, edge[len(live)])
     per_block = math.prod(extent)
     count = max(1, round(share * data.size / per_block))
     per_axis = max(1, math.ceil(count ** (1 / len(live))))
@@ -101,10 +120,28 @@ def sample_blocks(data: np.ndarray, edge: dict[int, int] = BLOCK_EDGE, share: fl
     return out
 
 
-def _coded_bytes(codec: str, data: np.ndarray, eb: float, stages, sections) -> int:
-    """The sections plus the header a stream of them would carry (it matters on small
-    arrays), coded as the container codes its header; ``sections``: (name, bytes or length)."""
+def block_extent(shape4, live: list[int], edge: int) -> list[int]:
+    """A sample block's size along each axis: about edge**len(live) values, as even as the
+    shape allows. An axis shorter than its share is taken whole and the others grow to keep
+    the volume: a (50000, 3) series of 3 variables in blocks of 128 x 3 gave sperr's wavelet
+    1.3 % of the values and 8 % of its ratio on the whole array (it lost to sz by 2.3x)."""
+    extent = [1, 1, 1, 1]
+    volume = float(edge) ** len(live)
+    by_length = sorted(live, key=lambda a: shape4[a])
+    for i, a in enumerate(by_length):
+        side = min(shape4[a], max(1, round(volume ** (1 / (len(by_length) - i)))))
+        extent[a] = side
+        volume /= side
+    return extent
+
+
+def _coded_bytes(codec: str, data: np.ndarray, eb: float, stages, sections, header: bool = True) -> int:
+    """The sections plus (``header``) the header a stream of them would carry (it matters
+    on small arrays), coded as the container codes its header; ``sections``: (name, bytes
+    or length)."""
     lengths = [[name, body if isinstance(body, int) else len(body)] for name, body in sections]
+    if not header:
+        return sum(length for _, length in lengths)
     head = {
         "codec": codec,
         "codec_version": 1,
@@ -138,27 +175,34 @@ class _Trial:
             # the predictor chosen for the array, with the anchor grid of each block's size;
             # the blocks' codes entropy-coded together, as the array's are (one table)
             sz_predictor = sz_choice.predictor
-            codes, unpredictable = [], 0
+            codes, unpredictable = [], []
             for block in blocks:
                 predictor = dataclasses.replace(sz_predictor)
                 if hasattr(predictor, "anchor"):
                     predictor.anchor = None
                 c, u, _ = predictor.encode(block, eb)
                 codes.append(c)
-                unpredictable += u.nbytes
+                unpredictable.append(u.tobytes())
             lossless = lossless_for(SZ_ENTROPY)
             entropy, section = entropy_code(np.concatenate(codes), sz_predictor.radius, lossless, SZ_ENTROPY == "best")
             stages = [sz_predictor.record(), entropy.record(), lossless.record()]
-            coded = _coded_bytes(codec, data, eb, stages, [("codes", section), ("unpredictable", unpredictable)])
+            # the exact values as the stream codes them (uncompressed, they made sz look 15 %
+            # larger than fz on float64 noise at a bound below its precision, and lose)
+            exact = lossless.compress(b"".join(unpredictable))
+            coded = _coded_bytes(codec, data, eb, stages, [("codes", section), ("unpredictable", exact)])
         else:
+            # the blocks as one stream: one header, as sz's sample and the array have (a
+            # header per block made the other candidates' samples up to 30 % larger than
+            # their codes on very compressible data)
             instance = get_codec(codec)()
             coded = 0
-            for block in blocks:
+            for i, block in enumerate(blocks):
                 stages, sections = instance.encode(block, eb)
-                coded += _coded_bytes(codec, block, eb, stages, sections)
+                coded += _coded_bytes(codec, block, eb, stages, sections, header=i == 0)
                 if whole:
                     self.result = (stages, sections)
         self.values = sum(b.size for b in blocks)
+        self.coded = coded
         self.ratio = self.values * data.itemsize / max(coded, 1)
         self.full_bytes = None
 
@@ -216,7 +260,13 @@ def choose(data: np.ndarray, eb: float, names=CANDIDATES):
     """(the chosen trial, every trial, sz's policy choice): every candidate codes the same
     sample; every candidate within CLOSE of the best there codes the whole array, and the
     smallest stream wins (samples of a few blocks misjudge by up to ~8 %)."""
+    asked = names
     names = candidates_for(data, eb, names)
+    if not names:  # only hlr was asked for, and this array is no matrix it codes
+        raise CodecOptionError(
+            f"auto: none of the candidates {list(asked)} applies to a {data.ndim}-D array of shape "
+            f"{data.shape} (hlr: 2-D matrices with both sides >= {HLR_MIN_SIDE} and low-rank blocks)"
+        )
     blocks = _sample(data, "hlr" in names)
     whole = len(blocks) == 1 and blocks[0] is data
     sz_choice = None
@@ -229,9 +279,10 @@ def choose(data: np.ndarray, eb: float, names=CANDIDATES):
         trials.append(_Trial(name, data, eb, blocks, whole, sz_choice))
     ranked = sorted(trials, key=lambda t: -t.ratio / SLOWER_MARGIN.get(t.codec, 1.0))
     best = ranked[0]
-    if whole or len(ranked) < 2 or ranked[1].ratio * CLOSE < best.ratio:
+    close = WIDE if best.coded < SMALL_SAMPLE_BYTES else CLOSE
+    if whole or len(ranked) < 2 or ranked[1].ratio * close < best.ratio:
         return best, trials, sz_choice
-    finals = [t for t in ranked if t.ratio * CLOSE >= best.ratio]
+    finals = [t for t in ranked if t.ratio * close >= best.ratio]
     for trial in finals:
         trial.full(data, eb, sz_choice)
     best = min(finals, key=lambda t: (t.full_bytes * SLOWER_MARGIN.get(t.codec, 1.0), CANDIDATES.index(t.codec)))
@@ -276,6 +327,26 @@ class AutoCodec(Codec):
         # the chosen codec's sections under its name: relabelled as that codec, the stream is
         # refused (it lacks the codec's sections) rather than decoded past the auto record
         return [choice.record()] + stages, [(f"{best.codec}.{name}", body) for name, body in sections]
+
+    # a PSNR target: sperr's own search (encode_psnr), and auto's pick at the bound the PSNR
+    # implies; the API keeps the smaller (through a bound alone, auto's stream of a smooth
+    # field at 60 dB was 1.6x sperr's)
+    psnr_by_bound_too = True
+
+    def encode_psnr(self, data: np.ndarray, target: float):
+        """sperr's stream aimed at the PSNR ``target``, as auto's (see ``psnr_by_bound_too``),
+        where sperr is a candidate and reaches it: (stages, sections, header bound) or None."""
+        if "sperr" not in self.candidates:
+            return None
+        sperr = get_codec("sperr")
+        found = sperr().encode_psnr(data, target)
+        if found is None:
+            return None
+        stages, sections, header_bound = found
+        ratio = float(f"{data.nbytes / max(1, sum(len(body) for _, body in sections)):.4g}")
+        choice = AutoChoice("sperr", sperr.stream_version(stages), {"sperr": ratio}, data.size, {"sperr": ratio})
+        self.checks_bound = sperr.checks_bound
+        return [choice.record()] + stages, [(f"sperr.{name}", body) for name, body in sections], header_bound
 
     def decode(self, stages, sections, shape, dtype, eb):
         choice = AutoChoice.load(stages)

@@ -185,9 +185,10 @@ def choose(sample: _Sample, target: str, codecs: Sequence[str] | None = None) ->
             return cache[eb]
 
         try:
-            if sample.range <= 0:
-                # constant or all NaN: a rel bound (of a zero range) stores it exactly, and is
-                # what is measured; a ratio target is met only if that ratio reaches it
+            if not 0 < sample.range < math.inf:
+                # constant or all NaN, or a range beyond float64 (values near +-1e308): a rel
+                # bound (of that range) stores it exactly, as compress() does, and is what is
+                # measured; a ratio target is met only if that ratio reaches it
                 eb, mode, value = 0.0, "rel", goal if kind == "max-rel" else 1e-3
                 stats = sample.measure(codec, rel=value)
                 met = kind != "ratio" or stats["ratio"] >= goal

@@ -139,8 +139,10 @@ def _set_bounds(jobs: list[_Job], comm) -> None:
             job.eb = rule.value * job.value_range
         elif rule.mode == "psnr":
             job.eb = rule.start_abs or psnr_to_abs(rule.value, job.value_range)
-        if job.eb is not None and job.value_range == 0 and rule.mode != "abs":
-            job.eb = 0.0  # constant data: each chunk is stored exactly
+        if job.eb is not None and not 0 < job.value_range < math.inf and rule.mode != "abs":
+            # constant data, or a range beyond float64 (values near +-1e308, where rel * range
+            # is infinite): each chunk is stored exactly, as compress() stores such an array
+            job.eb = 0.0
 
 
 def _prepare(job: _Job, parent) -> None:
