@@ -107,11 +107,15 @@ def _parameter_names(cls: type) -> tuple[str, ...]:
 
 
 def which(records: list, *classes: type[S]) -> type[S]:
-    """The one of ``classes`` whose stage the records name (e.g. which predictor was used)."""
-    for rec in records:
-        for cls in classes:
-            if isinstance(rec, dict) and rec.get("name") == cls.name:
-                return cls
+    """The one of ``classes`` whose stage the records name (e.g. which predictor was used);
+    records that name two of them are refused (with the first taken, an extra Lorenzo record
+    before a stream's interpolation record decoded other numbers)."""
+    named = {rec.get("name") for rec in records if isinstance(rec, dict)}
+    found = [cls for cls in classes if cls.name in named]
+    if len(found) > 1:
+        raise CorruptStreamError(f"stream names more than one of the stages {tuple(c.name for c in found)}")
+    if found:
+        return found[0]
     raise CorruptStreamError(f"stream lacks any of the stages {tuple(c.name for c in classes)}")
 
 

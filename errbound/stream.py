@@ -103,7 +103,37 @@ _INVALID = (ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError, 
 
 
 def _section_list(sections) -> list[tuple[str, int]]:
-    return [(str(n), int(length)) for n, length in sections]
+    out, names = [], set()
+    for name, length in sections:
+        if not isinstance(name, str) or name in names:
+            # two sections of one name: a decoder would read one of them (the last) and never
+            # see the other, so a forged second copy silently replaced the first
+            raise ValueError(f"section name {name!r:.80} is {'repeated' if name in names else 'not a string'}")
+        names.add(name)
+        out.append((name, _integer(length, f"section {name!r:.80} length")))
+    return out
+
+
+def _integer(value, what: str, least: int | None = None) -> int:
+    """An integer as errbound writes it: JSON's, not a bool, a float or a string that int()
+    would take (a shape of [20.9, "24"] decoded as if it were [20, 24])."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} {value!r:.80} is not an integer")
+    if least is not None and value < least:
+        raise ValueError(f"{what} {value} is below {least}")
+    return value
+
+
+def _text(value, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} {value!r:.80} is not a string")
+    return value
+
+
+def _number(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} {value!r:.80} is not a number")
+    return float(value)
 
 
 @dataclass
@@ -141,13 +171,13 @@ class Header:
         try:
             obj = json.loads(raw.decode())
             header = cls(
-                codec=str(obj["codec"]),
-                codec_version=int(obj["codec_version"]),
-                dtype=str(obj["dtype"]),
-                shape=tuple(int(n) for n in obj["shape"]),
-                order=str(obj["order"]),
+                codec=_text(obj["codec"], "codec"),
+                codec_version=_integer(obj["codec_version"], "codec version", least=1),
+                dtype=_text(obj["dtype"], "dtype"),
+                shape=tuple(_integer(n, "shape size") for n in obj["shape"]),
+                order=_text(obj["order"], "order"),
                 bound=obj["bound"],
-                abs_bound=None if obj["abs_bound"] is None else float(obj["abs_bound"]),
+                abs_bound=None if obj["abs_bound"] is None else _number(obj["abs_bound"], "abs_bound"),
                 stages=list(obj["stages"]),
                 sections=_section_list(obj["sections"]),
             )
@@ -155,15 +185,22 @@ class Header:
             raise CorruptStreamError(f"stream header is not valid: {exc}") from None
         if header.bound is not None and not isinstance(header.bound, dict):  # {"mode": ..., "value": ...}
             raise CorruptStreamError(f"stream header has a malformed bound {header.bound!r:.200}")
-        for st in header.stages:  # every writer stores {"name": str, "version": int, "params": dict}
+        names = set()
+        for st in header.stages:  # every writer stores {"name": str, "version": int >= 1, "params": dict}
             if not (
                 isinstance(st, dict)
                 and isinstance(st.get("name"), str)
                 and isinstance(st.get("params"), dict)
                 and isinstance(st.get("version"), int)
                 and not isinstance(st.get("version"), bool)
+                and st["version"] >= 1
             ):
                 raise CorruptStreamError(f"stream header has a malformed stage record {st!r:.200}")
+            # a stage named twice: decoders load the first (an extra predictor record put first
+            # decoded other numbers); a version below 1 made a stage look absent to the codecs
+            if st["name"] in names:
+                raise CorruptStreamError(f"stream header names stage {st['name']!r:.80} twice")
+            names.add(st["name"])
         return header
 
     def stage(self, name: str) -> dict:

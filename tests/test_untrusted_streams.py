@@ -157,8 +157,9 @@ def test_sperr_chunk_count_is_checked_against_the_table_before_any_chunk_is_list
 def test_sperr_sections_inflate_only_to_what_their_tables_say():
     """A 4 KB zstd frame of 128 MiB of zeros as the SPECK section of a declared 2048^2 array
     (one chunk), the checksum made to match: it inflated to the most a section may hold
-    (16x the declared output) before anything else was checked. The table's byte counts
-    limit it now, and a damaged section fails its checksum before it is inflated at all."""
+    (16x the declared output) before anything else was checked. The tables are checked
+    against the chunks before anything is inflated (this table lists one SPECK stream where
+    a 2048^2 chunk has several), and a damaged section fails its checksum before that."""
     import zstandard
 
     blob = errbound.compress(smooth((16, 16)), "sperr", abs=1e-3)
@@ -168,7 +169,7 @@ def test_sperr_sections_inflate_only_to_what_their_tables_say():
     crc = zlib.crc32(bomb)
     for key in ("outliers", "exact"):
         crc = zlib.crc32(sections.get(key, b""), crc)
-    for checksum, message in ((crc, "does not declare a size the header allows"), (0, "do not match their checksum")):
+    for checksum, message in ((crc, "sperr stream table is too short"), (0, "do not match their checksum")):
         meta = _sperr_meta(blob, count=1, e0=1, e1=1, e2=n, e3=n, crc=checksum)
         forged = with_header(with_section(with_section(blob, "sperr", bytes(meta)), "speck", bomb), shape=[n, n])
         tracemalloc.start()
@@ -257,3 +258,120 @@ def test_numcodecs_decode_refuses_a_chunk_larger_than_its_output_or_the_default_
     with pytest.raises(OutputLimitError, match="above max_bytes=2147483648"):
         codec.decode(huge)
     np.testing.assert_array_equal(codec.decode(blob).reshape(256, 256), np.full((256, 256), 1.5, np.float32))
+
+
+# --------------------------------------------------------------------------- a review of the container (session 24)
+
+
+def _with_stages(blob: bytes, edit) -> bytes:
+    parts = fuzz.split(blob)
+    parts.header["stages"] = edit([dict(s) for s in parts.header["stages"]])
+    return fuzz.join(parts)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"shape": ["20", "24", "16"]}, "shape size '20' is not an integer"),
+        ({"shape": [20.9, 24.5, 16.2]}, "shape size 20.9 is not an integer"),
+        ({"codec_version": "1"}, "codec version '1' is not an integer"),
+        ({"codec_version": True}, "codec version True is not an integer"),
+        ({"codec_version": -7}, "codec version -7 is below 1"),
+        ({"abs_bound": "0.001"}, "abs_bound '0.001' is not a number"),
+        ({"abs_bound": True}, "abs_bound True is not a number"),
+        ({"dtype": 4}, "dtype 4 is not a string"),
+        ({"bound": "abc"}, "malformed bound"),
+    ],
+)
+def test_header_fields_of_the_wrong_type_are_refused_not_coerced(change, words):
+    """int(), float() and str() took a shape of ["20", 24.5] and a bound of true (1.0), and
+    the stream decoded as if they were what errbound writes."""
+    blob = errbound.compress(smooth((20, 24, 16)), "sz", abs=1e-3)
+    with pytest.raises(CorruptStreamError, match=words):
+        errbound.decompress(with_header(blob, **change))
+
+
+def test_section_lengths_of_the_wrong_type_and_repeated_names_are_refused():
+    blob = errbound.compress(smooth((20, 24, 16)), "zfp", abs=1e-3)
+    for retype in (float, str):
+        parts = fuzz.split(blob)
+        (name, length), *rest = parts.header["sections"]
+        parts.header["sections"] = [[name, retype(length)], *rest]
+        with pytest.raises(CorruptStreamError, match=f"section '{name}' length .* is not an integer"):
+            errbound.decompress(fuzz.join(parts, lengths_follow=False))
+    # a second copy of a section under its name: the decoder read the last (1e6 off)
+    parts = fuzz.split(blob)
+    name, body = parts.sections[-1]
+    parts.sections.append([name, body])
+    with pytest.raises(CorruptStreamError, match="is repeated"):
+        errbound.decompress(fuzz.join(parts))
+
+
+def test_stage_records_named_twice_of_two_predictors_or_below_version_1_are_refused():
+    """Decoders load the first record of a name and ``which`` took the first predictor: an
+    extra one put first decoded other numbers (633 off on an sz stream); a version of -1
+    made hlr's tensor view look absent (2.1 off)."""
+    blob = errbound.compress(smooth((20, 24, 16)), "sz", abs=1e-3, predictor="interpolation")
+    predictor = errbound.info(blob)["stages"][0]
+    assert predictor["name"] == "interpolation"
+    twice = _with_stages(blob, lambda st: [{**st[0], "params": {**st[0]["params"], "alpha": 2.0}}] + st)
+    with pytest.raises(CorruptStreamError, match="names stage 'interpolation' twice"):
+        errbound.decompress(twice)
+    lorenzo = {"name": "lorenzo", "version": 1, "params": {"radius": 32768}}
+    with pytest.raises(CorruptStreamError, match="more than one of the stages"):
+        errbound.decompress(_with_stages(blob, lambda st: [lorenzo] + st))
+    for version in (0, -1):
+        with pytest.raises(CorruptStreamError, match="malformed stage record"):
+            errbound.decompress(_with_stages(blob, lambda st, v=version: [{**st[0], "version": v}] + st[1:]))
+
+
+def test_an_fz_code_stream_of_other_axes_is_refused():
+    """The integer Lorenzo decoder ran along the code stream's own axes: the same count under
+    reversed axes decoded 1.8e5 bounds away from the data."""
+    blob = errbound.compress(smooth((20, 24, 16)), "fz", abs=1e-3)
+    codes = bytearray(section_of(blob, "codes"))
+    head = struct.Struct("<4sBBBBB3xQQQQQ")  # errbound.quantized's code stream head
+    shape = struct.unpack_from("<3Q", codes, head.size)
+    struct.pack_into("<3Q", codes, head.size, *shape[::-1])
+    with pytest.raises(CorruptStreamError, match="fz code stream does not match the stream header"):
+        errbound.decompress(with_section(blob, "codes", bytes(codes)))
+
+
+def test_sperr_tables_claiming_more_than_a_chunk_holds_are_refused_before_inflating():
+    """A 34 KB stream of one 2^20-value chunk whose table claims 33 bytes of outliers for each
+    value (for one correction) and SPECK streams of 32 bytes per value: both sections were
+    inflated (18x the declared output) before anything was compared with them."""
+    from errbound.codecs.sperr.codec import _CHUNK, _CODED, _HEAD, _MAGIC, _STREAM
+    from errbound.stages.coders import speck
+    from errbound.stages.coders.zstd import ZstdLossless
+    from errbound.stages.decompositions import wavelet
+
+    n = 1 << 20
+    real = errbound.compress(smooth((20, 24, 16)), "sperr", abs=1e-3)
+    dims = np.array([1, 1, 1, n], np.int64)
+    roots = speck.stream_roots(dims, wavelet.CDF97().levels(dims), wavelet.axis_groups(dims, 0))
+    speck_bytes, outlier_bytes = n * (4 * speck.MAX_PLANES + 8) // 8, n * 33
+    lossless = ZstdLossless(level=1)
+    for claim in ("outliers", "speck"):
+        chunk = np.zeros(1, _CHUNK)
+        chunk["kind"], chunk["q"], chunk["nc"] = _CODED, 1.0, 1
+        chunk["obytes"] = outlier_bytes if claim == "outliers" else 5
+        streams = np.zeros(len(roots), _STREAM)
+        streams["top"] = 3
+        streams["nbytes"] = speck_bytes // len(roots) if claim == "speck" else 8
+        sections = {
+            "speck": lossless.compress(bytes(int(streams["nbytes"].sum()))),
+            "outliers": lossless.compress(bytes(int(chunk["obytes"][0]))),
+        }
+        crc = zlib.crc32(sections["outliers"], zlib.crc32(sections["speck"]))
+        eb = errbound.info(real)["abs_bound"]
+        meta = _HEAD.pack(_MAGIC, 1, eb, 1.9 * eb, 1, crc, 1, 1, 1, n) + chunk.tobytes() + streams.tobytes()
+        parts = fuzz.split(real)
+        parts.header["shape"] = [n]
+        parts.sections = [["sperr", meta], *map(list, sections.items())]
+        forged = fuzz.join(parts)
+        tracemalloc.start()
+        with pytest.raises(CorruptStreamError, match="more outliers than its chunk|more bytes than a set can code"):
+            errbound.decompress(forged, max_bytes=4 * n)
+        assert tracemalloc.get_traced_memory()[1] < 16 << 20
+        tracemalloc.stop()

@@ -62,7 +62,9 @@ class FZCodec(Codec):
         codes = decode_codes(
             section(sections, "codes"), scratch_slot="fz-codes", predicted=True, count=math.prod(shape)
         )
-        if codes.size != math.prod(shape) or codes.dtype.itemsize * 8 != pre.int_bits:
+        # the shape too: the integer Lorenzo decoder ran along the code stream's own axes (the
+        # same values under reversed axes decoded 1.8e5 bounds away from the data)
+        if codes.shape != tuple(shape) or codes.dtype.itemsize * 8 != pre.int_bits:
             raise CorruptStreamError("fz code stream does not match the stream header")
         out = dequantize(codes, eb, dtype)
         if "outliers" in sections:
@@ -84,7 +86,7 @@ class FZCodec(Codec):
 
         cp = device.require_cupy()
         pre, lossless = _load_stages(stages)
-        out = gpu.fz_decode(section(sections, "codes"), eb, dtype, math.prod(shape))
+        out = gpu.fz_decode(section(sections, "codes"), eb, dtype, tuple(shape))
         if out.size != math.prod(shape):
             raise CorruptStreamError("fz code stream does not match the stream header")
         if "outliers" in sections:

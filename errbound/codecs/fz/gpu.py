@@ -154,13 +154,15 @@ def _dense_plane_count(r, nblocks: int) -> int:
     return bitshuffle.dense_plane_count(sample)
 
 
-def fz_decode(code_stream, eb: float, dtype: np.dtype, count: int):
-    """Decode a code stream of ``count`` codes to a flat device array of `dtype` (outliers not
-    yet applied)."""
+def fz_decode(code_stream, eb: float, dtype: np.dtype, shape: tuple[int, ...]):
+    """Decode a code stream of an array of ``shape`` to a flat device array of `dtype`
+    (outliers not yet applied)."""
     cp = cupy_module()
-    parts = unpack_code_stream(code_stream, count)
+    parts = unpack_code_stream(code_stream, math.prod(shape))
     if not parts.predicted:
         raise CorruptStreamError("fz code stream was written without the Lorenzo step its stages name")
+    if tuple(parts.shape) != tuple(shape):  # the running sums follow the code stream's axes
+        raise CorruptStreamError("fz code stream does not match the stream header")
     n = math.prod(parts.shape)
     k = _kernels(str(np.dtype(dtype)), str(parts.dtype))
     masks = parts.masks.astype(np.uint64)

@@ -235,11 +235,11 @@ class SperrCodec(Codec):
         shape4 = as_4d_shape(shape)
         chunks, table, crc_expected, streams, step = _read_meta(sections, eb, shape4)
         count = math.prod(shape4)
-        # what each section holds, by the tables (the decoder below refuses any other length),
-        # and at most: per value a sign and a bit per plane, and as many set tests; an
-        # outlier (two codes of at most 2 x 64 bits and a sign); an exact value. By the
-        # tables first: a forged 4 KB section of zeros otherwise inflated to the most (16x
-        # the declared output) before anything else was checked
+        # what each section holds, by the tables (each entry checked against what its chunk
+        # or set can need in _stream_plans; the decoder below refuses any other length), and
+        # at most: per value a sign and a bit per plane, and as many set tests; an outlier
+        # (two codes of at most 2 x 64 bits and a sign); an exact value. By the tables first:
+        # a forged 34 KB stream otherwise inflated to 18x its declared output
         limits = {
             "speck": min(sum(nbytes for _, nbytes in streams), count * (4 * speck.MAX_PLANES + 8) // 8 + 1024),
             "outliers": min(int(table["obytes"].sum()), count * 33 + 1024),
@@ -251,27 +251,21 @@ class SperrCodec(Codec):
             crc = zlib.crc32(raw[key], crc)
         if crc != crc_expected:
             raise CorruptStreamError("sperr sections do not match their checksum")
+        plans = _stream_plans(chunks, table, streams, transform)
         payload = {key: lossless.decompress(raw[key], limits[key]) if len(raw[key]) else b"" for key in limits}
         threads = jit_threads()
         pmap = _pmap(threads)
         out = np.empty(shape4, dtype)
-        sp_off = ol_off = ex_off = st_off = 0
+        sp_off = ol_off = ex_off = 0
         speck_bytes, outlier_bytes, exact_bytes = (memoryview(payload[k]) for k in ("speck", "outliers", "exact"))
-        for sl, rec in zip(chunks, table, strict=True):
+        for sl, rec, plan in zip(chunks, table, plans, strict=True):
             cshape = tuple(s.stop - s.start for s in sl)
             size = math.prod(cshape)
             buf = np.empty(size)
             if rec["kind"] == _CONSTANT:
                 buf.fill(float(rec["mean"]))
             else:
-                dims = np.array(cshape, np.int64)
-                levels = transform.levels(dims)
-                groups = wavelet.axis_groups(dims, int(rec["split"]))
-                roots = speck.stream_roots(dims, levels, groups)
-                parts = streams[st_off : st_off + len(roots)]
-                st_off += len(roots)
-                if len(parts) != len(roots):
-                    raise CorruptStreamError("sperr stream table is too short")
+                dims, levels, groups, roots, parts = plan
                 jobs = []
                 for root, (top, nbytes) in zip(roots, parts, strict=True):
                     jobs.append((root, int(top), speck_bytes[sp_off : sp_off + int(nbytes)]))
@@ -313,9 +307,40 @@ class SperrCodec(Codec):
             values[ei] = np.frombuffer(exact_bytes[ex_off : ex_off + nex], dtype)
             ex_off += nex
             out[sl] = values.reshape(cshape)
-        if (sp_off, ol_off, ex_off, st_off) != (len(speck_bytes), len(outlier_bytes), len(exact_bytes), len(streams)):
+        if (sp_off, ol_off, ex_off) != (len(speck_bytes), len(outlier_bytes), len(exact_bytes)):
             raise CorruptStreamError("sperr sections are longer than their tables")
         return out.reshape(shape)
+
+
+def _stream_plans(chunks, table, streams, transform) -> list:
+    """Per chunk, (dims, levels, axis groups, SPECK roots, their (top, nbytes) entries), or
+    None for a constant chunk; every entry checked against what its chunk or set can need
+    (as the encoder sizes its output: per value a sign and a bit per plane, and as many set
+    tests; per outlier at most 33 bytes), so that no section is inflated beyond it."""
+    plans, used = [], 0
+    for sl, rec in zip(chunks, table, strict=True):
+        cshape = tuple(s.stop - s.start for s in sl)
+        size = math.prod(cshape)
+        if int(rec["nc"]) + int(rec["ne"]) > size or int(rec["obytes"]) > 33 * (int(rec["nc"]) + int(rec["ne"])) + 16:
+            raise CorruptStreamError("sperr chunk table claims more outliers than its chunk can hold")
+        if rec["kind"] == _CONSTANT:
+            plans.append(None)
+            continue
+        dims = np.array(cshape, np.int64)
+        levels = transform.levels(dims)
+        groups = wavelet.axis_groups(dims, int(rec["split"]))
+        roots = speck.stream_roots(dims, levels, groups)
+        parts = streams[used : used + len(roots)]
+        used += len(roots)
+        if len(parts) != len(roots):
+            raise CorruptStreamError("sperr stream table is too short")
+        for root, (top, nbytes) in zip(roots, parts, strict=True):
+            if nbytes > speck.most_bytes(root, top):
+                raise CorruptStreamError("sperr stream table claims more bytes than a set can code")
+        plans.append((dims, levels, groups, roots, parts))
+    if used != len(streams):
+        raise CorruptStreamError("sperr sections are longer than their tables")
+    return plans
 
 
 @dataclass

@@ -244,6 +244,13 @@ def stream_roots(dims: np.ndarray, levels: np.ndarray, groups: np.ndarray) -> np
 _LOCAL = threading.local()
 
 
+def most_bytes(root: np.ndarray, top: int) -> int:
+    """The most bytes the coder writes for the set ``root`` from bit plane ``top`` down (the
+    room :func:`_scratch` gives its output)."""
+    volume = int(np.prod(root[_L0 : _L0 + 4])) + 16
+    return 8 * ((volume * (2 * top + 5)) // 64 + 4)
+
+
 def _scratch(root: np.ndarray, top: int, encode: bool):
     """The coder's lists at their largest possible size: LIS sets, LIS pixels and LSP
     partition the root box, so none can outgrow its volume (the set table holds the kept and
@@ -251,7 +258,7 @@ def _scratch(root: np.ndarray, top: int, encode: bool):
     bit per plane, and per set (fewer than the values) one test per plane. Each thread keeps
     its lists for the next stream: fresh pages cost a third of the coding time."""
     volume = int(np.prod(root[_L0 : _L0 + 4])) + 16
-    nwords = (volume * (2 * top + 5)) // 64 + 4 if encode else 1
+    nwords = most_bytes(root, top) // 8 if encode else 1
     kept = getattr(_LOCAL, "lists", None)
     if kept is None or kept[1].shape[0] < volume or kept[0].size < nwords:
         size = max(volume, kept[1].shape[0] if kept is not None else 0)
