@@ -141,9 +141,11 @@ def test_parse_table_refuses_inconsistent_tables():
         lr.parse_table(table, (a.shape[0] * 4, a.shape[1]), 32)  # the tree no longer fits
     with pytest.raises(CorruptStreamError):
         lr.parse_table(table, a.shape, 512)  # a split where the quadtree has a leaf
-    # an 8 x 8 matrix of 4 x 4 leaves whose first leaf claims rank 5 (the counts agree)
+    # an 8 x 8 matrix of 4 x 4 leaves whose first leaf claims rank 4 or 5 (the counts agree):
+    # the encoder keeps at most 3/4 of the smaller side (Policy.max_rank_share), and a forged
+    # full rank cost the decoder rank * nr * nc (8 s for one 2048^2 block from a 267 KB stream)
     codes = bytes([lr.SPLIT, lr.LOWRANK, lr.ZERO, lr.ZERO, lr.ZERO])
-    for rank, fine in ((4, True), (5, False), (0, False)):
+    for rank, fine in ((3, True), (4, False), (5, False), (0, False)):
         forged = (
             lr._TABLE_HEAD.pack(8, 8, 4, len(codes), rank)
             + codes
@@ -151,7 +153,7 @@ def test_parse_table_refuses_inconsistent_tables():
             + np.zeros(rank, np.int16).tobytes()
         )
         if fine:
-            assert lr.parse_table(forged, (8, 8), 4)[0].tolist() == [[0, 0, 4, 4, 4, 0]]
+            assert lr.parse_table(forged, (8, 8), 4)[0].tolist() == [[0, 0, 4, 4, rank, 0]]
         else:
             with pytest.raises(CorruptStreamError, match=f"4 x 4 claims rank {rank}"):
                 lr.parse_table(forged, (8, 8), 4)
