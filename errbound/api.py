@@ -431,6 +431,8 @@ def _decompress_device(blob, out, max_bytes: int | None):
     header, sections = stream.unpack(blob)
     dtype = _header_dtype(header)
     # the host path's checks, before any device memory is asked for
+    if header.order not in ("C", "F"):
+        raise CorruptStreamError(f"unknown memory order {header.order!r} in stream header")
     _check_size(math.prod(header.shape) * dtype.itemsize, header.shape, dtype, max_bytes)
     if out is not None and (out.shape != tuple(header.shape) or out.dtype != dtype):
         raise UnsupportedInputError(f"out= must have shape {tuple(header.shape)} and dtype {dtype}")
@@ -442,7 +444,13 @@ def _decompress_device(blob, out, max_bytes: int | None):
         eb = header.abs_bound
         if eb is None or not (eb > 0 and math.isfinite(eb)):
             raise CorruptStreamError(f"stream header has an invalid absolute bound {eb!r}")
-        flat = codec.decode_device(header.stages, sections, kernel_shape, dtype.newbyteorder("="), eb).reshape(-1)
+        try:
+            flat = codec.decode_device(header.stages, sections, kernel_shape, dtype.newbyteorder("="), eb).reshape(-1)
+        except (MemoryError, cp.cuda.memory.OutOfMemoryError):
+            raise OutputLimitError(
+                f"not enough device memory to decode the declared {header.shape} {dtype} array "
+                f"({math.prod(header.shape) * dtype.itemsize} bytes)"
+            ) from None
         if "patches" in sections:
             idx, values = decode_patches(sections["patches"], dtype, flat.size)
             flat[cp.asarray(idx)] = cp.asarray(values)
