@@ -99,6 +99,10 @@ _SIGNATURES: dict[str, Callable[..., tuple]] = {
 }
 
 MAXIMA = 6  # values a collective may ask the start agreement for (their maxima over ranks)
+# a start agreement: the signature (k values and their negatives), the problem key, the
+# maxima, and the call number and its negative (MPI matches agreements by their order on the
+# control communicator, not by call)
+START_LENGTH = 2 * 6 + 1 + MAXIMA + 2
 PEEK_AFTER = 1.0  # seconds in a start agreement before reading where the other ranks are
 _EQUAL = ("kind", "count", "datatype size", "op", "root", "path")
 
@@ -206,7 +210,7 @@ class Guard:
             mine = Call(NAMES.get(kind_code, what), count, itemsize, op, root)
         else:
             mine = Call(what, -1, 0)
-        vec = _start_vector(mine, PLAIN, 0, self.size, self.rank, [-math.inf] * MAXIMA)
+        vec = _start_vector(mine, PLAIN, 0, self.size, self.rank, [-math.inf] * MAXIMA, flag_seq)
         agreed = self.channel.allreduce_max(vec)
         if current:
             _raise_disagreement(agreed, what, self.min_bytes, self.size)
@@ -333,12 +337,24 @@ class Guard:
         except Exception:  # noqa: BLE001 - reported on every rank by the agreement
             problem, local = LOCAL_FAILURE, []
         local += [-math.inf] * (MAXIMA - len(local))
-        vec = _start_vector(call, COMPRESSED, problem, self.size, self.rank, local)
+        vec = _start_vector(call, COMPRESSED, problem, self.size, self.rank, local, seq)
         peek = _Peek(self, call, seq) if window is not None else None
-        try:
-            agreed = channel.allreduce_max(vec, idle=peek)
-        except _Straddle as exc:
-            raise MismatchError(str(exc)) from None
+        while True:
+            try:
+                agreed = channel.allreduce_max(vec.copy(), idle=peek)
+            except _Straddle as exc:
+                raise MismatchError(str(exc)) from None
+            latest, earliest = agreed[-2], -agreed[-1]
+            if latest > seq:  # ranks that are past this call: they returned from it on the plain path
+                self._left_behind(call, seq)
+            if earliest < seq:
+                # ranks still in an earlier call completed their agreement with this one (a
+                # Bcast root's small message leaves at once, and the root was here before the
+                # others could look where it was): they raise for their call and come to this
+                # one; agree again. A straddle flag for that call finds its agreement done.
+                self.straddle_joined = max(self.straddle_joined, int(earliest))
+                continue
+            break
         _raise_disagreement(agreed, call.what, self.min_bytes, self.size)
         if agreed[2 * len(_EQUAL)] > 0:
             key = int(agreed[2 * len(_EQUAL)])
@@ -350,7 +366,7 @@ class Guard:
             raise UnsupportedOperationError(
                 f"{call.what}: this reduction op is not defined for float data (use SUM, MAX, MIN, PROD or a user op)"
             )
-        agreed_maxima = agreed[2 * len(_EQUAL) + 1 :]
+        agreed_maxima = agreed[2 * len(_EQUAL) + 1 : 2 * len(_EQUAL) + 1 + MAXIMA]
         start = time.perf_counter()
         sent, raw = self.stats.sent, self.stats.raw
         error: BaseException | None = None
@@ -375,6 +391,31 @@ class Guard:
             raise CollectiveFailedError(message) from error
         channel.reset_counts()
         return Outcome(end[4] == 0, float(end[1]), float(end[2]), float(end[3]))
+
+    def _left_behind(self, call: Call, seq: int) -> NoReturn:
+        """This call's start agreement completed with ranks already past it: they took the
+        plain path and returned (a Bcast root, a Gather's senders). Complete their plain call
+        with a scratch message of their signature, as a peek does (their messages would
+        otherwise wait to be taken by this rank's next plain call), and raise what their
+        published calls say, as every rank left here does."""
+        window = self.channel.window
+        mine = (seq, COMPRESSED, call.kind, call.count, call.itemsize, call.op, call.root)
+        states = {self.rank: mine}
+        if window is not None:
+            for rank in range(self.size):
+                found = [s for s in window.read(rank) if s[0] == seq] if rank != self.rank else []
+                if found:
+                    states[rank] = found[0]
+        plain = [s for s in states.values() if s[1] == PLAIN]
+        if plain:
+            _, _, kind, count, itemsize, op, root = plain[0]
+            if kind in NAMES and count >= 0 and itemsize in _SCRATCH_TYPES:
+                _scratch_join(self.comm, kind, count, itemsize, op, root, self.rank, self.size)
+        equal = np.array([[s[2], s[3], s[4], s[5], s[6], s[1]] for s in states.values()], np.float64)
+        _raise_disagreement(
+            np.concatenate([equal.max(axis=0), -equal.min(axis=0)]), call.what, self.min_bytes, self.size
+        )
+        raise MismatchError(f"{call.what}: some ranks returned from it on the plain path while others compress")
 
 
 class _Straddle(Exception):
@@ -470,14 +511,17 @@ def _scratch_join(comm: MPI.Intracomm, kind: int, count: int, itemsize: int, op:
         MPI.Intracomm.Alltoall(comm, many, np.empty_like(many))
 
 
-def _start_vector(call: Call, path: int, problem: int, size: int, rank: int, maxima: Sequence[float]) -> np.ndarray:
+def _start_vector(
+    call: Call, path: int, problem: int, size: int, rank: int, maxima: Sequence[float], seq: int
+) -> np.ndarray:
     equal = [call.kind, call.count, call.itemsize, call.op, call.root, path]
     k = len(equal)
-    vec = np.empty(2 * k + 1 + MAXIMA, np.float64)
+    vec = np.empty(START_LENGTH, np.float64)
     vec[:k] = equal
     vec[k : 2 * k] = [-v for v in equal]
     vec[2 * k] = (size - rank) * 16 + problem if problem else 0.0
-    vec[2 * k + 1 :] = maxima
+    vec[2 * k + 1 : 2 * k + 1 + MAXIMA] = maxima
+    vec[-2:] = seq, -seq
     return vec
 
 

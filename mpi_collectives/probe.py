@@ -296,7 +296,7 @@ def agreement_seconds(channel) -> float:
     times = []
     for _ in range(5):
         start = time.perf_counter()
-        channel.allreduce_max(np.zeros(19))
+        channel.allreduce_max(np.zeros(21))  # a start agreement's length (guard.START_LENGTH)
         times.append(time.perf_counter() - start)
     return float(channel.control.allreduce(sorted(times)[2], MPI.MAX))
 

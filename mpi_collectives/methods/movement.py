@@ -66,9 +66,16 @@ class MovementMethods:
         that may compress, every call runs on the worker thread through the guard (see
         Iallreduce)."""
         guard = self._worker_guard
-        index = root_index(root, self.Get_size())
-        if guard is None or index is None:
+        if guard is None:
             return super().Ibcast(buf, root)
+        index = root_index(root, self.Get_size())
+        if index is None:  # no rank: every rank's Wait() raises, as the blocking Bcast does
+
+            def refused() -> None:
+                guard.next_call()
+                guard.refuse_root("Bcast", root)
+
+            return self._worker.submit(refused)
         root = index
         view = self._bcast_view(buf, root)
         call = self._call("Bcast", view, root=root, message=buf)

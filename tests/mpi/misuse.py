@@ -148,6 +148,18 @@ def aliased(comm: CompressedComm, n: int) -> None:
     comm.Allreduce(x, x if RANK == SIZE - 1 else np.empty(n), MPI.SUM)
 
 
+def then_allreduce(comm: CompressedComm, straddle) -> None:
+    """``straddle()``, whose plain ranks return at once, then a valid compressed Allreduce with
+    no barrier between: the root that returned started the Allreduce's agreement while the
+    others were still in the straddled call's, and the two were matched (every rank raised
+    on one of them, then the others waited forever). The Allreduce must work on every rank;
+    the scenario reports what the straddled call raised."""
+    try:
+        straddle()
+    finally:
+        comm.Allreduce(data(LARGE), np.empty(LARGE), MPI.SUM)
+
+
 def main() -> None:
     comm = CompressedComm(WORLD, abs=1e-3, min_bytes=MIN_BYTES, adapt=False)
     # the default settings on one node: mpi4py's own methods (plain MPI from the first call)
@@ -204,6 +216,12 @@ def main() -> None:
         "Ibcast sizes straddle min_bytes (root small)": lambda: comm.Ibcast(
             data(SMALL) if RANK == 0 else np.empty(LARGE), root=0
         ).Wait(),
+        "Bcast sizes straddle min_bytes, then Allreduce at once (root small)": lambda: then_allreduce(
+            comm, lambda: comm.Bcast(data(SMALL) if RANK == 0 else np.empty(LARGE), root=0)
+        ),
+        "Ibcast sizes straddle min_bytes, then Iallreduce at once (root small)": lambda: then_allreduce(
+            comm, lambda: comm.Ibcast(data(SMALL) if RANK == 0 else np.empty(LARGE), root=0).Wait()
+        ),
         "Iallreduce read-only receive buffer on one rank": lambda: comm.Iallreduce(
             data(LARGE), read_only(LARGE) if last else np.empty(LARGE), MPI.SUM
         ).Wait(),
@@ -240,6 +258,7 @@ def main() -> None:
         "Allreduce aliased send and receive buffers on one rank, small message": lambda: aliased(comm, SMALL),
         "one node: Allreduce aliased send and receive buffers on one rank": lambda: aliased(one_node, SMALL),
         "Bcast root out of range on one rank": lambda: comm.Bcast(data(LARGE), root=SIZE if last else 0),
+        "Ibcast root out of range on one rank": lambda: comm.Ibcast(data(LARGE), root=SIZE if last else 0).Wait(),
         "Bcast root out of range on one rank, small message (others may return)": lambda: comm.Bcast(
             data(SMALL), root=-1 if last else 0
         ),
