@@ -191,6 +191,11 @@ class Guard:
         if flag_seq > limit or flag_seq <= 0:
             return
         window.clear_flag()
+        if kind not in (FLAG_BUFFER, FLAG_STRADDLE):
+            # torn: another rank's flag arrived while this rank cleared the slot (its kind
+            # was zeroed, its sequence number written after); taken for a straddle it made
+            # this rank join an agreement nobody else was in
+            return
         current = flag_seq == self.seq
         if kind == FLAG_BUFFER:
             if current:
@@ -229,12 +234,16 @@ class Guard:
             raise InvalidBufferError(problem)
         window.publish(seq, CHOOSING, kind, -1, 0, 0, -1)
         states: dict[int, tuple] = {}
-        while len(states) < self.size - 1:  # as long as MPI would wait for a late rank
+        gone: set[int] = set()  # past this call, its record no longer kept: it returned
+        while len(states) + len(gone) < self.size - 1:  # as long as MPI would wait for a late rank
             for rank in range(self.size):
-                if rank != self.rank and rank not in states:
-                    found = [s for s in window.read(rank) if s[0] == seq]
+                if rank != self.rank and rank not in states and rank not in gone:
+                    records = window.read(rank)
+                    found = [s for s in records if s[0] == seq]
                     if found:
                         states[rank] = found[0]
+                    elif records and min(s[0] for s in records) > seq:
+                        gone.add(rank)
             time.sleep(0.001)
         joining = [s for s in states.values() if s[1] == COMPRESSED]
         if joining:  # their call as they published it, with this rank's problem
@@ -450,13 +459,24 @@ class _Peek:
                 self.call.root,
             )
         }
+        gone = []
         for rank in range(guard.size):
             if rank == guard.rank:
                 continue
-            found = [s for s in window.read(rank) if s[0] == self.seq]
-            if not found:
+            records = window.read(rank)
+            found = [s for s in records if s[0] == self.seq]
+            if found:
+                states[rank] = found[0]
+            elif records and min(s[0] for s in records) > self.seq:
+                gone.append(rank)  # past this call (it returned on the plain path), its record gone
+            else:
                 return  # that rank has not reached this call yet: keep waiting
-            states[rank] = found[0]
+        if gone:
+            raise _Straddle(
+                f"{self.call.what}: rank(s) {gone} returned from it on the plain path (messages under "
+                f"min_bytes={guard.min_bytes}) while this rank compresses, and went on through more "
+                "calls than this rank can look back on"
+            )
         plain = sorted(r for r, s in states.items() if s[1] == PLAIN)
         if not plain:
             return  # every rank is in the agreement: it will complete

@@ -219,7 +219,10 @@ def _receive_and_drop(comm: MPI.Intracomm, source: int, tag: int) -> None:
 
 PLAIN, COMPRESSED = 1, 2
 _FIELDS = 8  # seq, path, kind, count, itemsize, op, root, spare
-_SLOTS = 4  # the last few calls: a rank may have moved on by the time another reads
+# the last calls: a rank may have moved on by the time another reads (with 4, a Bcast root
+# that went on through 4 more small Bcasts left its record of the straddled one overwritten,
+# and the receivers waited for it forever); 4 KiB per rank
+_SLOTS = 64
 _FLAG = 4  # flag words first: seq, kind, (size - from rank) << 32 | detail, spare
 FLAG_STRADDLE, FLAG_BUFFER = 1, 2
 

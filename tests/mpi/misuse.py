@@ -160,6 +160,17 @@ def then_allreduce(comm: CompressedComm, straddle) -> None:
         comm.Allreduce(data(LARGE), np.empty(LARGE), MPI.SUM)
 
 
+def then_small_bcasts(comm: CompressedComm, straddle) -> None:
+    """``straddle()``, then five small (plain) Bcasts: the root's small messages leave at once,
+    so it is five calls on before the others look where it was (with four calls of history
+    kept, its record of the straddled call was gone and they waited for it forever)."""
+    try:
+        straddle()
+    finally:
+        for _ in range(5):
+            comm.Bcast(data(SMALL) if RANK == 0 else np.empty(SMALL), root=0)
+
+
 def main() -> None:
     comm = CompressedComm(WORLD, abs=1e-3, min_bytes=MIN_BYTES, adapt=False)
     # the default settings on one node: mpi4py's own methods (plain MPI from the first call)
@@ -221,6 +232,9 @@ def main() -> None:
         ),
         "Ibcast sizes straddle min_bytes, then Iallreduce at once (root small)": lambda: then_allreduce(
             comm, lambda: comm.Ibcast(data(SMALL) if RANK == 0 else np.empty(LARGE), root=0).Wait()
+        ),
+        "Bcast sizes straddle min_bytes, then small Bcasts (root small)": lambda: then_small_bcasts(
+            comm, lambda: comm.Bcast(data(SMALL) if RANK == 0 else np.empty(LARGE), root=0)
         ),
         "Iallreduce read-only receive buffer on one rank": lambda: comm.Iallreduce(
             data(LARGE), read_only(LARGE) if last else np.empty(LARGE), MPI.SUM
