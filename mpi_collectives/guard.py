@@ -245,6 +245,10 @@ class Guard:
                     elif records and min(s[0] for s in records) > seq:
                         gone.add(rank)
             time.sleep(0.001)
+        # other ranks that passed no rank either (they publish CHOOSING too, before reading):
+        # every rank names the lowest of them, as the flags and the agreement do
+        choosing = [rank for rank, s in states.items() if s[1] == CHOOSING]
+        problem = _buffer_message(what, min([self.rank, *choosing]), BAD_ROOT)
         joining = [s for s in states.values() if s[1] == COMPRESSED]
         if joining:  # their call as they published it, with this rank's problem
             _, _, their_kind, count, itemsize, op, their_root = joining[0]

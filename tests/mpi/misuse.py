@@ -276,6 +276,10 @@ def main() -> None:
         "Bcast root out of range on one rank, small message (others may return)": lambda: comm.Bcast(
             data(SMALL), root=-1 if last else 0
         ),
+        "Bcast root out of range on every rank but 0, small message (others may return)": lambda: comm.Bcast(
+            data(SMALL), root=SIZE if RANK else 0
+        ),
+        "Bcast root out of range on every rank": lambda: comm.Bcast(data(LARGE), root=-1),
         "Reduce root out of range on one rank, small message (others may return)": lambda: comm.Reduce(
             data(SMALL), np.empty(SMALL), MPI.SUM, root=SIZE if last else 0
         ),
