@@ -1,5 +1,6 @@
-"""Bit I/O on arrays of uint64 words, for the coders that write single bits (SPECK and
-sperr's outlier lists). Bit ``pos`` is bit ``pos % 64`` of word ``pos // 64``."""
+"""Bit and byte I/O inside kernels: bits on arrays of uint64 words, for the coders that write
+single bits (SPECK and sperr's outlier lists; bit ``pos`` is bit ``pos % 64`` of word
+``pos // 64``), and the varints of coded blocks' tables (:func:`read_varint`)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,26 @@ def get_bit(words, pos):
     padding there, so a forged stream's garbage reads stay in bounds)."""
     w = min(pos >> 6, words.size - 1)
     return np.int64((words[w] >> np.uint64(pos & 63)) & np.uint64(1))
+
+
+VARINT_OK, VARINT_TRUNCATED, VARINT_TOO_LONG = 0, 1, 2
+
+
+@kernel(inline="always", internal=True)
+def read_varint(data, pos, end, most_shift):
+    """(value, next position, status) of the LEB128 varint at ``data[pos:end]`` (bytes):
+    VARINT_TRUNCATED where it runs past ``end``, VARINT_TOO_LONG where it needs a shift of
+    ``most_shift`` bits or more (``varint.read``, the Python reader, allows 63)."""
+    value = np.int64(0)
+    shift = 0
+    while True:
+        if pos >= end:
+            return value, pos, VARINT_TRUNCATED
+        b = np.int64(data[pos])
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, pos, VARINT_OK
+        if shift >= most_shift:
+            return value, pos, VARINT_TOO_LONG

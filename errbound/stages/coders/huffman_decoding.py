@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...jit import kernel
+from .bits import VARINT_OK, read_varint
 
 MAX_CODE_LENGTH = 32
 MAX_ALPHABET = 1 << 20
@@ -64,19 +65,10 @@ def _read_table(data, pos, m):
     end = data.size
     prev = np.int64(-1)
     for k in range(m):
-        v = np.int64(0)
-        shift = 0
-        while True:
-            if pos >= end:
-                return 1, pos, syms, lens
-            b = np.int64(data[pos])
-            pos += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
-            if shift >= 28:  # legal entries never need more than 4 bytes
-                return 2, pos, syms, lens
+        # legal entries never need more than 4 bytes
+        v, pos, status = read_varint(data, pos, end, 28)
+        if status != VARINT_OK:
+            return status, pos, syms, lens  # 1: truncated, 2: malformed
         prev = prev + 1 + (v >> 5)
         if prev >= MAX_ALPHABET:
             return 2, pos, syms, lens

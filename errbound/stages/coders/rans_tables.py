@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...jit import kernel
+from .bits import VARINT_TOO_LONG, VARINT_TRUNCATED, read_varint
 
 # statuses of read_varints and build_slots (rans.decode names them)
 OK, TRUNCATED, TOO_LONG, FLAG_TRUNCATED, FLAG_TOO_LONG, TABLE_TRUNCATED, BAD_SUM = range(7)
@@ -59,19 +60,11 @@ def build_slots(data, pos, total, capped, slots):
     m = capped.size
     freq = np.empty(m, np.int64)
     for k in range(slots.shape[0]):
-        flag = np.int64(0)
-        shift = 0
-        while True:
-            if pos >= data.size:
-                return FLAG_TRUNCATED, pos
-            b = np.int64(data[pos])
-            pos += 1
-            flag |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
-            if shift >= 63:
-                return FLAG_TOO_LONG, pos
+        flag, pos, status = read_varint(data, pos, data.size, 63)
+        if status == VARINT_TRUNCATED:
+            return FLAG_TRUNCATED, pos
+        if status == VARINT_TOO_LONG:
+            return FLAG_TOO_LONG, pos
         if flag == 0:
             for s in range(total):
                 slots[k, s] = MISSING
