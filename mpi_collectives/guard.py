@@ -182,44 +182,42 @@ class Guard:
         return result
 
     def _flagged(self, limit: int, call: Call | None) -> None:
-        """Another rank set this rank's flag for a call up to number `limit` (flags for later
+        """Other ranks set this rank's flags for calls up to number `limit` (flags for later
         calls wait for them). Inside the flagged call, raise what every rank raises; a call
         that this rank had already finished (a Bcast root's small message leaves at once) is
         only put right: plain MPI would not have failed there either."""
+        self._settle_flags(self.channel.window.take_flags(limit))
+
+    def _settle_flags(self, flags: list[tuple[int, int, int, int]], own_problem: tuple[int, int] | None = None) -> None:
+        """Act on flags (seq, kind, detail, source): first join the open start agreement of
+        every straddled call (as the plain path; once per call, however many compressing
+        ranks flagged it), raising its MismatchError for this call; then, for a refused
+        buffer in this call, raise the InvalidBufferError naming the lowest refusing rank
+        (``own_problem``: this rank's (rank, detail) where it refused too)."""
         window = self.channel.window
-        flag_seq, kind, detail, source = window.flag()
-        if flag_seq > limit or flag_seq <= 0:
-            return
-        window.clear_flag()
-        if kind not in (FLAG_BUFFER, FLAG_STRADDLE):
-            # torn: another rank's flag arrived while this rank cleared the slot (its kind
-            # was zeroed, its sequence number written after); taken for a straddle it made
-            # this rank join an agreement nobody else was in
-            return
-        current = flag_seq == self.seq
-        if kind == FLAG_BUFFER:
-            if current:
-                raise InvalidBufferError(
-                    _buffer_message(NAMES.get(detail >> 8, "the collective"), source, detail & 255)
-                )
-            return
-        # straddle: this rank took the plain path where others compress; their start
-        # agreement is still open: join it (as the plain path), then fail like them
-        if flag_seq <= self.straddle_joined:
-            return  # another compressing rank's flag for the agreement joined already
-        self.straddle_joined = flag_seq
-        what = NAMES.get(detail, "the collective")
-        published = window.own(flag_seq)
-        if published is not None:
-            _, _, kind_code, count, itemsize, op, root = published
-            mine = Call(NAMES.get(kind_code, what), count, itemsize, op, root)
-        else:
-            mine = Call(what, -1, 0)
-        vec = _start_vector(mine, PLAIN, 0, self.size, self.rank, [-math.inf] * MAXIMA, flag_seq)
-        agreed = self.channel.allreduce_max(vec)
-        if current:
-            _raise_disagreement(agreed, what, self.min_bytes, self.size)
-            raise MismatchError(f"{what}: some ranks took the plain path and others the compressed one")
+        for flag_seq in sorted({f[0] for f in flags if f[1] == FLAG_STRADDLE}):
+            if flag_seq <= self.straddle_joined:
+                continue  # another compressing rank's flag for the agreement joined already
+            self.straddle_joined = flag_seq
+            detail = next(f[2] for f in flags if f[0] == flag_seq and f[1] == FLAG_STRADDLE)
+            what = NAMES.get(detail, "the collective")
+            published = window.own(flag_seq)
+            if published is not None:
+                _, _, kind_code, count, itemsize, op, root = published
+                mine = Call(NAMES.get(kind_code, what), count, itemsize, op, root)
+            else:
+                mine = Call(what, -1, 0)
+            vec = _start_vector(mine, PLAIN, 0, self.size, self.rank, [-math.inf] * MAXIMA, flag_seq)
+            agreed = self.channel.allreduce_max(vec)
+            if flag_seq == self.seq:
+                _raise_disagreement(agreed, what, self.min_bytes, self.size)
+                raise MismatchError(f"{what}: some ranks took the plain path and others the compressed one")
+        refused = [(f[3], f[2]) for f in flags if f[0] == self.seq and f[1] == FLAG_BUFFER]
+        if own_problem is not None:
+            refused.append(own_problem)
+        if refused:
+            source, detail = min(refused)
+            raise InvalidBufferError(_buffer_message(NAMES.get(detail >> 8, "the collective"), source, detail & 255))
 
     def refuse_root(self, what: str, root) -> NoReturn:
         """This rank passed a root that is no rank of the communicator: MPI would refuse it
@@ -280,13 +278,14 @@ class Guard:
             if rank != self.rank:
                 window.set_flag(rank, self.seq, FLAG_BUFFER, detail)
         join()  # the others' call completes (and every other refusing rank's flag has arrived)
-        rank = self.rank
-        flag_seq, kind, found, source = window.flag()
-        if flag_seq == self.seq and kind == FLAG_BUFFER:
-            window.clear_flag()
-            if source < rank:  # a lower rank refused too: name that one, as every rank does
-                rank, problem = source, found & 255
-        raise InvalidBufferError(_buffer_message(what, rank, problem)) from exc
+        # a compressing rank's straddle flag (this rank is on the plain path): join its
+        # agreement and raise its MismatchError, as the others do; else name the lowest
+        # refusing rank, as every rank does
+        try:
+            self._settle_flags(window.take_flags(self.seq), (self.rank, detail))
+        except (MismatchError, InvalidBufferError) as raised:
+            raise raised from exc
+        raise InvalidBufferError(_buffer_message(what, self.rank, problem)) from exc  # not reached
 
     def checked_plain(self, what: str, method: Callable) -> Callable:
         """``method`` (mpi4py's own) for a communicator that never compresses (one node): the

@@ -223,7 +223,11 @@ _FIELDS = 8  # seq, path, kind, count, itemsize, op, root, spare
 # that went on through 4 more small Bcasts left its record of the straddled one overwritten,
 # and the receivers waited for it forever); 4 KiB per rank
 _SLOTS = 64
-_FLAG = 4  # flag words first: seq, kind, (size - from rank) << 32 | detail, spare
+# flag words first: a doorbell (nonzero: some flag arrived), then one slot of seq, kind,
+# detail, spare per source rank: several ranks flag one target (two refused buffers, a
+# straddle beside a refused buffer), and with one shared slot the last writer's kind won
+# beside another's detail, or a clear on the target tore a flag in two
+_SLOT_WORDS = 4
 FLAG_STRADDLE, FLAG_BUFFER = 1, 2
 
 
@@ -253,11 +257,14 @@ class Window:
     def __init__(self, comm: MPI.Intracomm):
         self.comm = comm
         self.size = comm.Get_size()
-        words = _FLAG + _SLOTS * _FIELDS
+        self.rank = comm.Get_rank()
+        self.records_at = 1 + _SLOT_WORDS * self.size
+        words = self.records_at + _SLOTS * _FIELDS
         self.win = MPI.Win.Allocate(8 * words, 8, comm=comm)
         self.mem = np.frombuffer(self.win.tomemory(), np.int64)
         self.mem[:] = 0
-        self.mem[_FLAG::_FIELDS] = -1  # no call yet
+        self.mem[self.records_at :: _FIELDS] = -1  # no call yet
+        self.taken = [0] * self.size  # per source rank, the last flag's seq taken
         comm.Barrier()  # every rank's words are initialised before anyone reads them
         self.win.Lock_all(MPI.MODE_NOCHECK)
         if not _LIVE:
@@ -266,7 +273,7 @@ class Window:
 
     def publish(self, seq: int, path: int, kind: int, count: int, itemsize: int, op: int, root: int) -> None:
         """This rank's call number seq: which path, which collective, how it was called."""
-        at = _FLAG + (seq % _SLOTS) * _FIELDS
+        at = self.records_at + (seq % _SLOTS) * _FIELDS
         mem, sync = self.mem, self.win.Sync
         mem[at] = -1  # being written
         sync()
@@ -275,23 +282,33 @@ class Window:
         mem[at] = seq
         sync()
 
-    def flag(self) -> tuple[int, int, int, int]:
-        """(seq, kind, detail, from rank) that another rank set here, seq 0 if none; where
-        several ranks set it for one call, the lowest of them."""
-        seq = int(self.mem[0])
-        if not seq:
-            return 0, 0, 0, 0
-        self.win.Sync()  # the flag's words were put before its seq: see them as they arrived
-        kind, key = int(self.mem[1]), int(self.mem[2])
-        return seq, kind, key & 0xFFFFFFFF, self.size - (key >> 32)
-
-    def clear_flag(self) -> None:
-        self.mem[:_FLAG] = 0
+    def take_flags(self, limit: int) -> list[tuple[int, int, int, int]]:
+        """The flags other ranks set here for calls up to number ``limit`` and not taken
+        before, as (seq, kind, detail, source rank), lowest source first; flags for later
+        calls stay for their calls. The doorbell is cleared before the slots are read, so a
+        flag that arrives meanwhile rings it again."""
+        mem = self.mem
+        mem[0] = 0
         self.win.Sync()
+        found, later = [], False
+        for source in range(self.size):
+            at = 1 + _SLOT_WORDS * source
+            seq = int(mem[at])
+            if seq <= self.taken[source]:
+                continue
+            if seq > limit:
+                later = True
+                continue
+            kind, detail = int(mem[at + 1]), int(mem[at + 2])  # put before seq, completed first
+            self.taken[source] = seq
+            found.append((seq, kind, detail, source))
+        if later:
+            mem[0] = 1
+        return found
 
     def _get(self, rank: int) -> np.ndarray:
         words = np.empty(_SLOTS * _FIELDS, np.int64)
-        self.win.Get([words, MPI.INT64_T], rank, target=(_FLAG, _SLOTS * _FIELDS, MPI.INT64_T))
+        self.win.Get([words, MPI.INT64_T], rank, target=(self.records_at, _SLOTS * _FIELDS, MPI.INT64_T))
         self.win.Flush(rank)
         return words.reshape(_SLOTS, _FIELDS)
 
@@ -307,20 +324,20 @@ class Window:
 
     def own(self, seq: int) -> tuple[int, ...] | None:
         """What this rank published for its call number seq, if it is still kept."""
-        at = _FLAG + (seq % _SLOTS) * _FIELDS
+        at = self.records_at + (seq % _SLOTS) * _FIELDS
         found = tuple(int(v) for v in self.mem[at : at + 7])
         return found if found[0] == seq else None
 
     def set_flag(self, rank: int, seq: int, kind: int, detail: int) -> None:
-        """Set rank's flag words (one-sided), completed at the target before this returns: the
-        words first, the sequence number (which the target tests) once they have arrived.
-        Where several ranks flag one call (two refused buffers), the target keeps the lowest
-        rank's detail: every rank then raises the same message."""
-        key = ((self.size - self.comm.Get_rank()) << 32) | detail
-        self.win.Put([np.array([kind], np.int64), MPI.INT64_T], rank, target=(1, 1, MPI.INT64_T))  # in int64 words
-        self.win.Accumulate([np.array([key], np.int64), MPI.INT64_T], rank, target=(2, 1, MPI.INT64_T), op=MPI.MAX)
+        """Set this rank's flag slot in rank's window (one-sided), completed at the target
+        before this returns: the kind and detail first, the sequence number once they have
+        arrived, then the doorbell."""
+        at = 1 + _SLOT_WORDS * self.rank
+        self.win.Put([np.array([kind, detail], np.int64), MPI.INT64_T], rank, target=(at + 1, 2, MPI.INT64_T))
         self.win.Flush(rank)
-        self.win.Put([np.array([seq], np.int64), MPI.INT64_T], rank, target=(0, 1, MPI.INT64_T))
+        self.win.Put([np.array([seq], np.int64), MPI.INT64_T], rank, target=(at, 1, MPI.INT64_T))
+        self.win.Flush(rank)
+        self.win.Put([np.array([1], np.int64), MPI.INT64_T], rank, target=(0, 1, MPI.INT64_T))
         self.win.Flush(rank)
 
     def free(self) -> None:

@@ -236,6 +236,11 @@ def main() -> None:
         "Bcast sizes straddle min_bytes, then small Bcasts (root small)": lambda: then_small_bcasts(
             comm, lambda: comm.Bcast(data(SMALL) if RANK == 0 else np.empty(LARGE), root=0)
         ),
+        "Allreduce sizes straddle min_bytes, and a read-only receive buffer on the last rank": lambda: comm.Allreduce(
+            data(LARGE if RANK == 0 else SMALL),
+            (np.empty(LARGE) if RANK == 0 else read_only(SMALL) if last else np.empty(SMALL)),
+            MPI.SUM,
+        ),
         "Iallreduce read-only receive buffer on one rank": lambda: comm.Iallreduce(
             data(LARGE), read_only(LARGE) if last else np.empty(LARGE), MPI.SUM
         ).Wait(),
