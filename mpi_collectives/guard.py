@@ -236,11 +236,10 @@ class Guard:
         while len(states) + len(gone) < self.size - 1:  # as long as MPI would wait for a late rank
             for rank in range(self.size):
                 if rank != self.rank and rank not in states and rank not in gone:
-                    records = window.read(rank)
-                    found = [s for s in records if s[0] == seq]
+                    found, past = window.call_of(rank, seq)
                     if found:
-                        states[rank] = found[0]
-                    elif records and min(s[0] for s in records) > seq:
+                        states[rank] = found
+                    elif past:
                         gone.add(rank)
             time.sleep(0.001)
         # other ranks that passed no rank either (they publish CHOOSING too, before reading):
@@ -254,7 +253,7 @@ class Guard:
             self.compressed(call, lambda: [], lambda agreed: True)
             raise InvalidBufferError(problem)  # not reached: the agreement raises on every rank
         plain = {r: s for r, s in states.items() if s[1] == PLAIN}
-        usable = [s for s in plain.values() if s[2] in NAMES and s[3] >= 0 and s[4] in _SCRATCH_TYPES]
+        usable = [s for s in plain.values() if _can_stand_in(s)]
         if usable:
             for rank in plain:
                 window.set_flag(rank, seq, FLAG_BUFFER, (kind << 8) | BAD_ROOT)
@@ -415,18 +414,14 @@ class Guard:
         states = {self.rank: mine}
         if window is not None:
             for rank in range(self.size):
-                found = [s for s in window.read(rank) if s[0] == seq] if rank != self.rank else []
+                found = window.call_of(rank, seq)[0] if rank != self.rank else None
                 if found:
-                    states[rank] = found[0]
+                    states[rank] = found
         plain = [s for s in states.values() if s[1] == PLAIN]
-        if plain:
+        if plain and _can_stand_in(plain[0]):
             _, _, kind, count, itemsize, op, root = plain[0]
-            if kind in NAMES and count >= 0 and itemsize in _SCRATCH_TYPES:
-                _scratch_join(self.comm, kind, count, itemsize, op, root, self.rank, self.size)
-        equal = np.array([[s[2], s[3], s[4], s[5], s[6], s[1]] for s in states.values()], np.float64)
-        _raise_disagreement(
-            np.concatenate([equal.max(axis=0), -equal.min(axis=0)]), call.what, self.min_bytes, self.size
-        )
+            _scratch_join(self.comm, kind, count, itemsize, op, root, self.rank, self.size)
+        _raise_for_states(states.values(), call.what, self.min_bytes, self.size)
         raise MismatchError(f"{call.what}: some ranks returned from it on the plain path while others compress")
 
 
@@ -466,11 +461,10 @@ class _Peek:
         for rank in range(guard.size):
             if rank == guard.rank:
                 continue
-            records = window.read(rank)
-            found = [s for s in records if s[0] == self.seq]
+            found, past = window.call_of(rank, self.seq)
             if found:
-                states[rank] = found[0]
-            elif records and min(s[0] for s in records) > self.seq:
+                states[rank] = found
+            elif past:
                 gone.append(rank)  # past this call (it returned on the plain path), its record gone
             else:
                 return  # that rank has not reached this call yet: keep waiting
@@ -487,7 +481,7 @@ class _Peek:
             window.set_flag(rank, self.seq, FLAG_STRADDLE, self.call.kind)
         _, _, kind, count, itemsize, op, root = states[plain[0]]
         what = self.call.what
-        if kind in NAMES and count >= 0 and itemsize in _SCRATCH_TYPES:
+        if _can_stand_in(states[plain[0]]):
             # complete the plain ranks' call with a scratch message of their signature
             _scratch_join(guard.comm, kind, count, itemsize, op, root, guard.rank, guard.size)
         else:  # a call this rank cannot stand in for (not a float message): the plain ranks
@@ -496,10 +490,8 @@ class _Peek:
                 f"{what}: rank(s) {plain} called it with a message that is not compressible "
                 "(another datatype, or another collective) while this rank compresses"
             )
-        equal = np.array([[s[2], s[3], s[4], s[5], s[6], s[1]] for s in states.values()], np.float64)
-        synthesized = np.concatenate([equal.max(axis=0), -equal.min(axis=0)])
         try:
-            _raise_disagreement(synthesized, what, guard.min_bytes, guard.size)
+            _raise_for_states(states.values(), what, guard.min_bytes, guard.size)
         except MismatchError as exc:
             raise _Straddle(str(exc)) from None
 
@@ -507,6 +499,19 @@ class _Peek:
 # the scratch values for a plain rank's message of each value size: floats where errbound's
 # own messages are, else unsigned integers (which SUM, MAX and MIN take)
 _SCRATCH_TYPES = {1: np.uint8, 2: np.uint16, 4: np.float32, 8: np.float64}
+
+
+def _can_stand_in(state: tuple) -> bool:
+    """Whether a plain rank's published call can be completed with a scratch message."""
+    _, _, kind, count, itemsize, _, _ = state
+    return kind in NAMES and count >= 0 and itemsize in _SCRATCH_TYPES
+
+
+def _raise_for_states(states, what: str, min_bytes: int, size: int) -> None:
+    """_raise_disagreement over calls as the ranks published them, as an agreement of them
+    would have it."""
+    equal = np.array([[s[2], s[3], s[4], s[5], s[6], s[1]] for s in states], np.float64)
+    _raise_disagreement(np.concatenate([equal.max(axis=0), -equal.min(axis=0)]), what, min_bytes, size)
 
 
 def _scratch_join(comm: MPI.Intracomm, kind: int, count: int, itemsize: int, op: int, root: int, rank: int, size: int):

@@ -322,6 +322,15 @@ class Window:
             if a[0] >= 0 and np.array_equal(a[:7], b[:7])
         ]
 
+    def call_of(self, rank: int, seq: int) -> tuple[tuple[int, ...] | None, bool]:
+        """(what `rank` published for its call number seq, or None; whether it is past that
+        call with the record no longer kept: it returned from it)."""
+        records = self.read(rank)
+        found = [s for s in records if s[0] == seq]
+        if found:
+            return found[0], False
+        return None, bool(records) and min(s[0] for s in records) > seq
+
     def own(self, seq: int) -> tuple[int, ...] | None:
         """What this rank published for its call number seq, if it is still kept."""
         at = self.records_at + (seq % _SLOTS) * _FIELDS
