@@ -245,3 +245,38 @@ def test_bound_holds_for_ratio_first_sz_past_the_rans_threshold(mode, dtype, dat
     meta = errbound.info(blob)
     if meta["codec"] == "sz":  # not stored exactly (bounds below a few ulps)
         assert [s["params"]["level"] for s in meta["stages"] if s["name"] == "zstd"] == [BEST_ZSTD_LEVEL]
+
+
+@st.composite
+def sampled_cases(draw, dtype):
+    """Arrays that ``auto`` chooses for from a sample (WHOLE_BELOW to 4x that many values),
+    1-4 D, with short axes (the blocks then keep their volume along the others), every layout."""
+    from errbound.codecs.auto import WHOLE_BELOW
+
+    ndim = draw(st.integers(1, 4))
+    size = draw(st.integers(WHOLE_BELOW, 4 * WHOLE_BELOW))
+    lead = [draw(st.sampled_from([2, 3, 5, 16, 40])) for _ in range(ndim - 1)]
+    shape = (*lead, -(-size // max(int(np.prod(lead)), 1)))
+    if draw(st.booleans()):
+        shape = shape[::-1]  # the short axes last
+    layout = draw(st.sampled_from(LAYOUTS if ndim > 1 else ("C", "strided")))
+    seed = draw(st.integers(0, 2**32 - 1))
+    noise = draw(st.sampled_from([0.0, 1e-3, 0.05]))
+    specials = draw(st.booleans())
+    base = smooth_field(shape, dtype, np.random.default_rng(seed), 1.0, 0.5, noise, specials)
+    return in_layout(base, layout)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("mode", MODES)
+@settings(max_examples=max(PROPERTY_EXAMPLES // 4, 3), deadline=None)
+@given(data=st.data())
+def test_bound_holds_for_auto_chosen_from_a_sample(mode, dtype, data):
+    """``auto``'s sampled path (block shapes for short axes, one header a sample, the wide
+    final round for small samples; for psnr also sperr's own search) keeps every bound."""
+    x = data.draw(sampled_cases(dtype), label="array")
+    value = draw_bound(data.draw, mode, x)
+    data.draw(st.just(value), label=f"{mode} bound")
+    blob, _ = roundtrip(x, "auto", mode, value)
+    picked = [s["params"]["codec"] for s in errbound.info(blob)["stages"] if s["name"] == "auto"]
+    assert picked in ([], ["fz"], ["sz"], ["sperr"], ["hlr"])  # none where stored exactly
